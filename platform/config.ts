@@ -1,0 +1,75 @@
+import { z } from "zod";
+
+/**
+ * Typed, validated configuration. Services describe the variables they read
+ * as a zod shape; loadConfig fails fast, naming every missing or bad variable.
+ * Local defaults apply unless TALLY_ENV=production, where the addresses of
+ * PostgreSQL and NATS must be given explicitly.
+ */
+export class ConfigError extends Error {
+  override name = "ConfigError";
+}
+
+export type Env = Record<string, string | undefined>;
+
+export function loadConfig<S extends z.ZodRawShape>(shape: S, env: Env = process.env): z.infer<z.ZodObject<S>> {
+  const parsed = z.object(shape).safeParse(env);
+  if (parsed.success) return parsed.data;
+  const problems = parsed.error.issues.map((issue) => {
+    const name = issue.path.join(".");
+    return env[name] === undefined ? `${name} is required but not set` : `${name}: ${issue.message}`;
+  });
+  throw new ConfigError(`invalid configuration: ${problems.join("; ")}`);
+}
+
+export const isProduction = (env: Env = process.env): boolean => env.TALLY_ENV === "production";
+
+/** A string that defaults to `local` outside production and is required in it. */
+export function localDefault(local: string, env: Env = process.env) {
+  const s = z.string().min(1);
+  return isProduction(env) ? s : s.default(local);
+}
+
+export const int = (fallback: number, min = 0, max = Number.MAX_SAFE_INTEGER) =>
+  z.coerce.number().int().min(min).max(max).default(fallback);
+
+export const bool = (fallback: boolean) =>
+  z
+    .enum(["true", "false", "1", "0", "yes", "no"])
+    .default(fallback ? "true" : "false")
+    .transform((v) => v === "true" || v === "1" || v === "yes");
+
+export const logLevel = z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info");
+
+/** Variables every service reads: its stores, its broker and its lifecycle. */
+export function platformEnv(env: Env = process.env) {
+  return {
+    LOG_LEVEL: logLevel,
+    DATABASE_URL: localDefault("postgres://postgres@127.0.0.1:5432/tally", env),
+    DATABASE_POOL_SIZE: int(10, 1, 200),
+    NATS_URL: localDefault("nats://127.0.0.1:4222", env),
+    NATS_STREAM: z.string().regex(/^[A-Za-z0-9_-]+$/).default("TALLY"),
+    NATS_SUBJECT_PREFIX: z.string().regex(/^[a-z0-9_]+(\.[a-z0-9_]+)*$/).default("tally"),
+    // Longer than the relay's retry horizon, so a republished event is dropped.
+    NATS_DUPLICATE_WINDOW_MS: int(10 * 60_000, 1000),
+    NATS_MAX_AGE_DAYS: int(7, 1),
+    GRPC_HOST: z.string().default("0.0.0.0"),
+    GRPC_DEADLINE_MS: int(5000, 1),
+    OUTBOX_POLL_MS: int(200, 10),
+    OUTBOX_BATCH_SIZE: int(256, 1, 10_000),
+    OUTBOX_RETENTION_HOURS: int(24, 1),
+    SHUTDOWN_GRACE_MS: int(10_000, 0),
+  };
+}
+
+/** What the telemetry bootstrap reads, before anything else is loaded. */
+export function telemetryConfig(env: Env = process.env) {
+  return loadConfig(
+    {
+      OTEL_SDK_DISABLED: bool(false),
+      OTEL_EXPORTER_OTLP_ENDPOINT: z.string().url().default("http://localhost:4318"),
+      SERVICE_INSTANCE_ID: z.string().optional(),
+    },
+    env,
+  );
+}

@@ -1,0 +1,43 @@
+import { drizzle, type PostgresJsDatabase } from "drizzle-orm/postgres-js";
+import postgres from "postgres";
+import type { Logger } from "../logger";
+
+export interface Database<TSchema extends Record<string, unknown>> {
+  /** postgres.js, for the few statements drizzle does not express (bulk updates, locks). */
+  sql: postgres.Sql;
+  db: PostgresJsDatabase<TSchema>;
+  close(): Promise<void>;
+}
+
+export interface ConnectOptions {
+  url: string;
+  poolSize: number;
+  log: Logger;
+  /** Name seen in pg_stat_activity. */
+  applicationName: string;
+}
+
+/** A pool to PostgreSQL through postgres.js, with drizzle on top. bigint columns come back as bigint. */
+export function connectDatabase<TSchema extends Record<string, unknown>>(
+  options: ConnectOptions,
+  schema: TSchema,
+): Database<TSchema> {
+  const sql = postgres(options.url, {
+    max: options.poolSize,
+    types: { bigint: postgres.BigInt },
+    connection: { application_name: options.applicationName },
+    onnotice: () => {},
+    idle_timeout: 60,
+    connect_timeout: 10,
+  });
+  const db = drizzle(sql, { schema });
+  return {
+    sql,
+    db,
+    close: () => sql.end({ timeout: 5 }),
+  };
+}
+
+export type Tx<TSchema extends Record<string, unknown>> = Parameters<
+  Parameters<PostgresJsDatabase<TSchema>["transaction"]>[0]
+>[0];

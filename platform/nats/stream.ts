@@ -1,0 +1,46 @@
+import { DiscardPolicy, RetentionPolicy, StorageType, type JetStreamManager } from "@nats-io/jetstream";
+import { nanos } from "@nats-io/transport-node";
+
+export interface StreamOptions {
+  name: string;
+  subjectPrefix: string;
+  duplicateWindowMs: number;
+  maxAgeDays: number;
+}
+
+/**
+ * Creates the event stream, or brings an existing one to this configuration.
+ * Replicas starting together may race to create it: the loser updates instead.
+ */
+export async function ensureStream(jsm: JetStreamManager, options: StreamOptions): Promise<void> {
+  const config = {
+    name: options.name,
+    subjects: [`${options.subjectPrefix}.>`],
+    storage: StorageType.File,
+    retention: RetentionPolicy.Limits,
+    discard: DiscardPolicy.Old,
+    duplicate_window: nanos(options.duplicateWindowMs),
+    max_age: nanos(options.maxAgeDays * 24 * 3600 * 1000),
+    num_replicas: 1,
+  };
+  for (let attempt = 0; ; attempt++) {
+    try {
+      await jsm.streams.info(options.name);
+      await jsm.streams.update(options.name, config);
+      return;
+    } catch (err) {
+      if (!isStreamNotFound(err)) throw err;
+    }
+    try {
+      await jsm.streams.add(config);
+      return;
+    } catch (err) {
+      if (attempt >= 3) throw err;
+    }
+  }
+}
+
+function isStreamNotFound(err: unknown): boolean {
+  const e = err as { code?: number | string; message?: string; api_error?: { err_code?: number } };
+  return e.api_error?.err_code === 10059 || /stream not found/i.test(e.message ?? "");
+}

@@ -1,0 +1,126 @@
+import { context, propagation, ROOT_CONTEXT, SpanKind, trace } from "@opentelemetry/api";
+import type { JetStreamClient } from "@nats-io/jetstream";
+import { headers as natsHeaders } from "@nats-io/transport-node";
+import { and, asc, inArray, isNull, lt, sql } from "drizzle-orm";
+import type { PgDatabase, PgQueryResultHKT } from "drizzle-orm/pg-core";
+import type { Logger } from "../logger";
+import type { OutboxTable } from "./table";
+
+export interface RelayOptions {
+  db: PgDatabase<PgQueryResultHKT, Record<string, unknown>>;
+  table: OutboxTable;
+  js: JetStreamClient;
+  log: Logger;
+  batchSize: number;
+  pollMs: number;
+  retentionHours: number;
+}
+
+const tracer = trace.getTracer("tally.outbox");
+const PRUNE_EVERY_MS = 60_000;
+
+/**
+ * Publishes outbox rows to JetStream, oldest first, and marks them sent.
+ * Any number of replicas may run one: each claims rows with FOR UPDATE SKIP
+ * LOCKED, and a row published but not marked (a crash in between) is sent
+ * again with the same Nats-Msg-Id, which the stream drops as a duplicate.
+ */
+export class OutboxRelay {
+  private running = false;
+  private loop: Promise<void> | undefined;
+  private wake: (() => void) | undefined;
+  private lastPrune = 0;
+  published = 0;
+  duplicates = 0;
+
+  constructor(private readonly options: RelayOptions) {}
+
+  start(): void {
+    if (this.running) return;
+    this.running = true;
+    this.loop = this.run();
+  }
+
+  /** Publishes soon: called after a commit that wrote events. */
+  nudge(): void {
+    this.wake?.();
+  }
+
+  async stop(): Promise<void> {
+    this.running = false;
+    this.wake?.();
+    await this.loop;
+  }
+
+  /** Publishes one batch; returns how many rows it sent. */
+  async drainOnce(): Promise<number> {
+    const { db, table, js, batchSize } = this.options;
+    return db.transaction(async (tx) => {
+      const rows = await tx
+        .select()
+        .from(table)
+        .where(isNull(table.publishedAt))
+        .orderBy(asc(table.seq))
+        .limit(batchSize)
+        .for("update", { skipLocked: true });
+      if (rows.length === 0) return 0;
+      // Issued in order on one connection, so the stream stores them in order.
+      const acks = await Promise.all(
+        rows.map((row) => {
+          const parent = propagation.extract(ROOT_CONTEXT, row.headers);
+          const span = tracer.startSpan(`${row.subject} publish`, {
+            kind: SpanKind.PRODUCER,
+            attributes: { "messaging.system": "nats", "messaging.destination.name": row.subject, "messaging.message.id": row.id },
+          }, parent);
+          const h = natsHeaders();
+          for (const [key, value] of Object.entries(row.headers)) h.set(key, value);
+          const carrier: Record<string, string> = {};
+          propagation.inject(trace.setSpan(context.active(), span), carrier);
+          for (const [key, value] of Object.entries(carrier)) h.set(key, value);
+          return js.publish(row.subject, row.payload, { msgID: row.id, headers: h }).finally(() => span.end());
+        }),
+      );
+      await tx
+        .update(table)
+        .set({ publishedAt: sql`now()` })
+        .where(inArray(table.seq, rows.map((r) => r.seq)));
+      this.published += rows.length;
+      this.duplicates += acks.filter((a) => a.duplicate).length;
+      return rows.length;
+    });
+  }
+
+  private async run(): Promise<void> {
+    let failures = 0;
+    while (this.running) {
+      let sent = 0;
+      try {
+        sent = await this.drainOnce();
+        failures = 0;
+        await this.pruneIfDue();
+      } catch (err) {
+        failures++;
+        this.options.log.warn({ err, failures }, "outbox relay failed; will retry");
+      }
+      if (sent === this.options.batchSize) continue;
+      const backoff = failures === 0 ? this.options.pollMs : Math.min(5000, this.options.pollMs * 2 ** failures);
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, backoff);
+        this.wake = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+      this.wake = undefined;
+    }
+  }
+
+  /** Sent rows are kept a while for inspection, then deleted. */
+  private async pruneIfDue(): Promise<void> {
+    if (Date.now() - this.lastPrune < PRUNE_EVERY_MS) return;
+    this.lastPrune = Date.now();
+    const { db, table, retentionHours } = this.options;
+    const cutoff = new Date(Date.now() - retentionHours * 3600_000);
+    await db.delete(table).where(and(lt(table.publishedAt, cutoff)));
+  }
+}

@@ -1,0 +1,150 @@
+// Makes sure PostgreSQL and NATS answer at their configured addresses. Where
+// one does not, starts a local one from the installed binaries with its data
+// under .tally/, or says exactly what to install. Plain JavaScript, so it runs
+// before anything is built.
+"use strict";
+const { spawn, spawnSync } = require("node:child_process");
+const fs = require("node:fs");
+const net = require("node:net");
+const path = require("node:path");
+
+const dataDir = path.join(path.resolve(__dirname, ".."), ".tally");
+const log = (msg) => process.stderr.write(`[infra] ${msg}\n`);
+
+const databaseUrl = process.env.DATABASE_URL || "postgres://postgres@127.0.0.1:5432/tally";
+const natsUrl = (process.env.NATS_URL || "nats://127.0.0.1:4222").split(",")[0];
+
+function reachable(host, port, timeoutMs = 500) {
+  return new Promise((resolve) => {
+    const socket = net.connect({ host, port });
+    const done = (ok) => {
+      socket.destroy();
+      resolve(ok);
+    };
+    socket.setTimeout(timeoutMs, () => done(false));
+    socket.once("connect", () => done(true));
+    socket.once("error", () => done(false));
+  });
+}
+
+async function waitFor(host, port, what, timeoutMs = 30_000) {
+  const until = Date.now() + timeoutMs;
+  while (Date.now() < until) {
+    if (await reachable(host, port)) return;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  throw new Error(`${what} did not start listening on ${host}:${port} within ${timeoutMs / 1000}s`);
+}
+
+function which(name, extra = []) {
+  const dirs = [...(process.env.PATH || "").split(":"), "/usr/sbin", "/usr/local/sbin", "/usr/local/bin", ...extra];
+  for (const dir of dirs) {
+    const file = path.join(dir, name);
+    if (fs.existsSync(file)) return file;
+  }
+  return undefined;
+}
+
+const isLocal = (host) => ["127.0.0.1", "localhost", "::1", "[::1]"].includes(host);
+
+/** Starts PostgreSQL: the machine's Debian cluster if it has one, else a private cluster under .tally/postgres. */
+async function startPostgres(host, port) {
+  const ctlcluster = which("pg_ctlcluster");
+  const clusters = fs.existsSync("/etc/postgresql") ? fs.readdirSync("/etc/postgresql") : [];
+  if (ctlcluster && clusters.length > 0 && port === 5432) {
+    log(`starting the installed PostgreSQL ${clusters[0]} cluster`);
+    spawnSync(ctlcluster, ["--skip-systemctl-redirect", clusters[0], "main", "start"], { stdio: "inherit" });
+    await waitFor(host, port, "PostgreSQL");
+    return undefined;
+  }
+  const pgBin = fs.existsSync("/usr/lib/postgresql") ? fs.readdirSync("/usr/lib/postgresql").sort().reverse().map((v) => `/usr/lib/postgresql/${v}/bin`) : [];
+  const initdb = which("initdb", pgBin);
+  const pgCtl = which("pg_ctl", pgBin);
+  if (!initdb || !pgCtl) {
+    throw new Error("PostgreSQL is not reachable and not installed: install it (Debian: apt-get install postgresql) or set DATABASE_URL");
+  }
+  const dir = path.join(dataDir, "postgres");
+  // PostgreSQL refuses to run as root: run it as the postgres user when we are root.
+  const asUser = process.getuid && process.getuid() === 0 ? ["runuser", "-u", "postgres", "--"] : [];
+  const run = (args) => {
+    const [cmd, ...rest] = [...asUser, ...args];
+    const r = spawnSync(cmd, rest, { stdio: "inherit" });
+    if (r.status !== 0) throw new Error(`${args.join(" ")} failed`);
+  };
+  fs.mkdirSync(dir, { recursive: true });
+  if (asUser.length) spawnSync("chown", ["-R", "postgres", dir]);
+  if (!fs.existsSync(path.join(dir, "PG_VERSION"))) {
+    log(`initialising a local PostgreSQL cluster in ${dir}`);
+    run([initdb, "-D", dir, "-U", "postgres", "--auth=trust", "-E", "UTF8"]);
+  }
+  log(`starting local PostgreSQL on ${host}:${port}`);
+  run([pgCtl, "-D", dir, "-l", path.join(dir, "server.log"), "-o", `-p ${port} -k /tmp -c listen_addresses=${host === "localhost" ? "127.0.0.1" : host}`, "-w", "start"]);
+  return () => spawnSync(asUser[0] || pgCtl, asUser.length ? [...asUser.slice(1), pgCtl, "-D", dir, "-m", "fast", "stop"] : ["-D", dir, "-m", "fast", "stop"], { stdio: "ignore" });
+}
+
+/** Starts nats-server with JetStream, its store under .tally/nats. */
+async function startNats(host, port) {
+  const bin = which("nats-server");
+  if (!bin) throw new Error("NATS is not reachable and nats-server is not installed: install it (Debian: apt-get install nats-server) or set NATS_URL");
+  const dir = path.join(dataDir, "nats");
+  fs.mkdirSync(dir, { recursive: true });
+  log(`starting local nats-server with JetStream on ${host}:${port}`);
+  const child = spawn(bin, ["-a", host === "localhost" ? "127.0.0.1" : host, "-p", String(port), "-js", "-sd", dir], {
+    stdio: ["ignore", "ignore", fs.openSync(path.join(dir, "server.log"), "a")],
+    detached: true,
+  });
+  child.unref();
+  await waitFor(host, port, "nats-server");
+  return () => {
+    try {
+      process.kill(child.pid, "SIGTERM");
+    } catch {
+      // already gone
+    }
+  };
+}
+
+/** Creates the configured database when the server lacks it. */
+async function ensureDatabase(url) {
+  const postgres = require("postgres");
+  const target = new URL(url);
+  const name = decodeURIComponent(target.pathname.replace(/^\//, "")) || "postgres";
+  const admin = new URL(url);
+  admin.pathname = "/postgres";
+  const sql = postgres(admin.toString(), { max: 1, onnotice: () => {} });
+  try {
+    const rows = await sql`select 1 from pg_database where datname = ${name}`;
+    if (rows.length === 0) {
+      await sql.unsafe(`create database "${name.replace(/"/g, '""')}"`).catch((err) => {
+        if (err.code !== "42P04") throw err; // created meanwhile by someone else
+      });
+      log(`created database ${name}`);
+    }
+  } finally {
+    await sql.end({ timeout: 5 });
+  }
+}
+
+/** Returns a function that stops whatever this call had to start. */
+async function ensureInfrastructure() {
+  const stops = [];
+  const pg = new URL(databaseUrl);
+  const pgHost = pg.hostname || "127.0.0.1";
+  const pgPort = Number(pg.port || 5432);
+  if (!(await reachable(pgHost, pgPort))) {
+    if (!isLocal(pgHost)) throw new Error(`PostgreSQL at ${pgHost}:${pgPort} is not reachable`);
+    const stop = await startPostgres(pgHost, pgPort);
+    if (stop) stops.push(stop);
+  }
+  await ensureDatabase(databaseUrl);
+  const nats = new URL(natsUrl);
+  const natsHost = nats.hostname || "127.0.0.1";
+  const natsPort = Number(nats.port || 4222);
+  if (!(await reachable(natsHost, natsPort))) {
+    if (!isLocal(natsHost)) throw new Error(`NATS at ${natsHost}:${natsPort} is not reachable`);
+    stops.push(await startNats(natsHost, natsPort));
+  }
+  return () => stops.reverse().forEach((stop) => stop());
+}
+
+module.exports = { ensureInfrastructure, reachable };

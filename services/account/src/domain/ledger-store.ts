@@ -1,0 +1,88 @@
+import { create } from "@bufbuild/protobuf";
+import { inArray, sql } from "drizzle-orm";
+import { TransfersPostedSchema } from "../../../../gen/tally/events/v1/events_pb";
+import { appendEvents, type OutboxWriter } from "../../../../platform/outbox/append";
+import { accounts, entries, ledgerTransfers } from "../db/schema";
+import type { AccountTx } from "../db/types";
+import { balanceMessage, transferMessage } from "../proto";
+import type { AccountState, TransferRecord } from "./model";
+import type { BatchEffects, LedgerView } from "./posting";
+
+/** Reading and writing the ledger's rows for a batch, inside the caller's transaction. */
+
+/** Locks the accounts in id order (so concurrent batches never deadlock) and returns them. */
+export async function lockAccounts(tx: AccountTx, ids: string[]): Promise<Map<string, AccountState>> {
+  const rows = ids.length === 0 ? [] : await tx
+    .select({
+      id: accounts.id,
+      currency: accounts.currency,
+      kind: accounts.kind,
+      status: accounts.status,
+      overdraftLimit: accounts.overdraftLimit,
+      debitsPosted: accounts.debitsPosted,
+      creditsPosted: accounts.creditsPosted,
+      debitsPending: accounts.debitsPending,
+      creditsPending: accounts.creditsPending,
+      version: accounts.version,
+    })
+    .from(accounts)
+    .where(inArray(accounts.id, ids))
+    .orderBy(accounts.id)
+    .for("update");
+  return new Map(rows.map((r) => [r.id, r]));
+}
+
+export async function loadTransfers(tx: AccountTx, ids: string[]): Promise<Map<string, TransferRecord>> {
+  const rows = ids.length === 0 ? [] : await tx.select().from(ledgerTransfers).where(inArray(ledgerTransfers.id, ids));
+  return new Map(rows.map((r) => [r.id, r]));
+}
+
+const CHUNK = 2000;
+const chunks = <T>(items: T[]): T[][] =>
+  Array.from({ length: Math.ceil(items.length / CHUNK) }, (_, i) => items.slice(i * CHUNK, (i + 1) * CHUNK));
+
+/** Writes a batch's effects and its event; the statements are pipelined on the transaction's connection. */
+export async function writeEffects(tx: AccountTx, effects: BatchEffects, outbox: OutboxWriter): Promise<void> {
+  if (effects.inserted.length === 0 && effects.finalized.length === 0) return;
+  const writes: Promise<unknown>[] = [];
+  for (const part of chunks(effects.inserted)) writes.push(tx.insert(ledgerTransfers).values(part));
+  if (effects.finalized.length > 0) {
+    const values = sql.join(
+      effects.finalized.map((t) => sql`(${t.id}::uuid, ${t.state}, ${t.postedAmount}::bigint)`),
+      sql`, `,
+    );
+    writes.push(tx.execute(sql`
+      update ${ledgerTransfers} as t set state = v.state, posted_amount = v.posted_amount
+      from (values ${values}) as v(id, state, posted_amount) where t.id = v.id`));
+  }
+  for (const part of chunks(effects.entries)) writes.push(tx.insert(entries).values(part));
+  const changed = [...effects.accounts.values()];
+  const values = sql.join(
+    changed.map(
+      (a) => sql`(${a.id}::uuid, ${a.debitsPosted}::bigint, ${a.creditsPosted}::bigint, ${a.debitsPending}::bigint, ${a.creditsPending}::bigint, ${a.version}::bigint)`,
+    ),
+    sql`, `,
+  );
+  writes.push(tx.execute(sql`
+    update ${accounts} as a set debits_posted = v.dp, credits_posted = v.cp, debits_pending = v.dpe,
+      credits_pending = v.cpe, version = v.version, updated_at = now()
+    from (values ${values}) as v(id, dp, cp, dpe, cpe, version) where a.id = v.id`));
+  const transfers = [...effects.inserted, ...effects.finalized];
+  writes.push(
+    appendEvents(tx, outbox, [
+      {
+        subjectId: transfers[0].id,
+        payload: {
+          case: "transfersPosted",
+          value: create(TransfersPostedSchema, {
+            transfers: transfers.map(transferMessage),
+            balances: changed.map(balanceMessage),
+          }),
+        },
+      },
+    ]),
+  );
+  await Promise.all(writes);
+}
+
+export type { LedgerView };

@@ -1,0 +1,70 @@
+import { inArray } from "drizzle-orm";
+import { isId } from "../../../../platform/ids";
+import { withTransactionRetry } from "../../../../platform/db/retry";
+import { DomainError, ErrorReason } from "../../../../platform/errors";
+import type { OutboxWriter } from "../../../../platform/outbox/append";
+import { ledgerTransfers } from "../db/schema";
+import type { AccountDb } from "../db/types";
+import type { TransferRecord } from "./model";
+import { lockAccounts, loadTransfers, writeEffects } from "./ledger-store";
+import { applyBatch, MAX_BATCH, type PostingOutcome, type PostingRequest } from "./posting";
+
+/** A hold this batch refers to appeared after its accounts were chosen: run the transaction again. */
+class ViewChanged extends Error {
+  readonly code = "40001";
+}
+
+const unique = (ids: string[]) => [...new Set(ids.filter(isId))];
+
+/**
+ * Posts batches of transfers. Each batch is one database transaction: the
+ * accounts involved are locked in id order, the batch is applied in memory
+ * (see posting.ts), and the transfers, entries, balances and the batch's
+ * event are written together.
+ */
+export class Ledger {
+  constructor(
+    private readonly db: AccountDb,
+    private readonly outbox: OutboxWriter,
+    private readonly afterCommit: () => void = () => {},
+  ) {}
+
+  async postTransfers(requests: PostingRequest[]): Promise<PostingOutcome[]> {
+    if (requests.length === 0) throw new DomainError(ErrorReason.BATCH_EMPTY, "transfers must not be empty", "transfers");
+    if (requests.length > MAX_BATCH) {
+      throw new DomainError(ErrorReason.BATCH_TOO_LARGE, `at most ${MAX_BATCH} transfers per batch`, "transfers");
+    }
+    const outcomes = await withTransactionRetry(() => this.db.transaction((tx) => this.apply(tx, requests)));
+    this.afterCommit();
+    return outcomes;
+  }
+
+  async lookupTransfers(ids: string[]): Promise<TransferRecord[]> {
+    const valid = unique(ids);
+    if (valid.length === 0) return [];
+    return this.db.select().from(ledgerTransfers).where(inArray(ledgerTransfers.id, valid));
+  }
+
+  private async apply(tx: Parameters<Parameters<AccountDb["transaction"]>[0]>[0], requests: PostingRequest[]) {
+    const pendingIds = unique(requests.map((r) => r.pendingId));
+    const referenced = new Set(pendingIds);
+    // Holds name their accounts: find them before locking (re-checked below).
+    const holds = await loadTransfers(tx, pendingIds);
+    const accountIds = unique([
+      ...requests.flatMap((r) => [r.debitAccountId, r.creditAccountId]),
+      ...[...holds.values()].flatMap((h) => [h.debitAccountId, h.creditAccountId]),
+    ]).sort();
+    const lockedAccounts = await lockAccounts(tx, accountIds);
+    // Read after locking: what we see now cannot change until we commit.
+    const transfers = await loadTransfers(tx, unique([...requests.map((r) => r.id), ...pendingIds]));
+    for (const t of transfers.values()) {
+      if (t.mode === "pending" && referenced.has(t.id) && !(lockedAccounts.has(t.debitAccountId) && lockedAccounts.has(t.creditAccountId))) {
+        throw new ViewChanged();
+      }
+    }
+    const view = { accounts: lockedAccounts, transfers };
+    const { outcomes, effects } = applyBatch(requests, view, new Date());
+    await writeEffects(tx, effects, this.outbox);
+    return outcomes;
+  }
+}

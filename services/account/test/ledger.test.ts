@@ -1,0 +1,276 @@
+import { status as Status } from "@grpc/grpc-js";
+import { LedgerTransferState, PostingMode, PostingResult } from "../../../gen/tally/account/v1/ledger_pb";
+import { BreachKind } from "../../../gen/tally/account/v1/ledger_service_pb";
+import { newId } from "../../../platform/ids";
+import { INT64_MAX } from "../../../platform/money";
+import { balanceOf, expectRpcError, fund, ledgerSnapshot, openAccount, post, settlement, transfer, withSql } from "./fixtures";
+import { startAccountHarness, type AccountHarness } from "./harness";
+
+let h: AccountHarness;
+
+beforeAll(async () => {
+  h = await startAccountHarness({ HOLD_EXPIRY_INTERVAL_MS: "100" });
+});
+afterAll(() => h.stop());
+
+describe("posting", () => {
+  it("moves money between two accounts with one debit and one credit entry", async () => {
+    const a = await openAccount(h);
+    const b = await openAccount(h);
+    await fund(h, a.id, 10_000n);
+    const [result] = await post(h, transfer(a.id, b.id, 2_500n));
+    expect(result.result).toBe(PostingResult.OK);
+    expect(result.transfer?.state).toBe(LedgerTransferState.POSTED);
+    expect((await balanceOf(h, a.id)).available).toBe(7_500n);
+    expect((await balanceOf(h, b.id)).posted).toBe(2_500n);
+    const { entries } = await h.accounts.listEntries({ accountId: a.id });
+    expect(entries.map((e) => [e.amount, e.postedBalanceAfter])).toEqual([
+      [2_500n, 7_500n],
+      [10_000n, 10_000n],
+    ]);
+  });
+
+  it("lets a customer go below zero only as far as its overdraft limit", async () => {
+    const a = await openAccount(h, { overdraftLimit: 1_000n });
+    const b = await openAccount(h);
+    const [ok, refused] = await post(h, transfer(a.id, b.id, 1_000n), transfer(a.id, b.id, 1n));
+    expect(ok.result).toBe(PostingResult.OK);
+    expect(refused.result).toBe(PostingResult.INSUFFICIENT_FUNDS);
+    expect((await balanceOf(h, a.id)).available).toBe(-1_000n);
+  });
+
+  it("lets the settlement account go negative", async () => {
+    const a = await openAccount(h);
+    await fund(h, a.id, 5n);
+    expect((await balanceOf(h, await settlement(h))).posted).toBeLessThan(0n);
+  });
+});
+
+describe("idempotency per transfer id", () => {
+  it("returns EXISTS with the original for the same fields, and refuses different fields", async () => {
+    const a = await openAccount(h);
+    const b = await openAccount(h);
+    await fund(h, a.id, 1_000n);
+    const t = transfer(a.id, b.id, 100n, { metadata: { order: "42" } });
+    const [first] = await post(h, t);
+    const before = await ledgerSnapshot(h);
+    const [again] = await post(h, t);
+    expect(again.result).toBe(PostingResult.EXISTS);
+    expect(again.transfer).toEqual(first.transfer);
+    const [different] = await post(h, { ...t, amount: 101n });
+    expect(different.result).toBe(PostingResult.EXISTS_WITH_DIFFERENT_FIELDS);
+    expect(await ledgerSnapshot(h)).toEqual(before);
+    expect((await balanceOf(h, b.id)).posted).toBe(100n);
+  });
+
+  it("applies a transfer replayed 20 times concurrently exactly once", async () => {
+    const a = await openAccount(h);
+    const b = await openAccount(h);
+    await fund(h, a.id, 1_000n);
+    const t = transfer(a.id, b.id, 300n);
+    const results = (await Promise.all(Array.from({ length: 20 }, () => post(h, t)))).flat();
+    expect(results.filter((r) => r.result === PostingResult.OK)).toHaveLength(1);
+    expect(results.filter((r) => r.result === PostingResult.EXISTS)).toHaveLength(19);
+    expect((await balanceOf(h, b.id)).posted).toBe(300n);
+    const count = await withSql(h, (sql) => sql`select count(*)::int as n from account.entries where transfer_id = ${t.id!}`);
+    expect(count[0].n).toBe(2);
+  });
+});
+
+describe("two-phase transfers", () => {
+  it("reserves, posts partially once, and releases the rest", async () => {
+    const a = await openAccount(h);
+    const b = await openAccount(h);
+    await fund(h, a.id, 1_000n);
+    const hold = transfer(a.id, b.id, 600n, { mode: PostingMode.PENDING, timeoutSeconds: 3600n });
+    const [held] = await post(h, hold);
+    expect(held.result).toBe(PostingResult.OK);
+    expect(held.transfer?.state).toBe(LedgerTransferState.PENDING);
+    let balance = await balanceOf(h, a.id);
+    expect([balance.posted, balance.debitsPending, balance.available]).toEqual([1_000n, 600n, 400n]);
+
+    const capture = { id: newId(), pendingId: hold.id, amount: 250n, mode: PostingMode.POST_PENDING };
+    const [tooMuch] = await post(h, { ...capture, id: newId(), amount: 601n });
+    expect(tooMuch.result).toBe(PostingResult.EXCEEDS_PENDING_AMOUNT);
+    const [captured] = await post(h, capture);
+    expect(captured.result).toBe(PostingResult.OK);
+    balance = await balanceOf(h, a.id);
+    expect([balance.posted, balance.debitsPending, balance.available]).toEqual([750n, 0n, 750n]);
+    expect((await balanceOf(h, b.id)).posted).toBe(250n);
+
+    const [twice] = await post(h, { ...capture, id: newId() });
+    expect(twice.result).toBe(PostingResult.PENDING_TRANSFER_ALREADY_POSTED);
+    const [voidAfter] = await post(h, { id: newId(), pendingId: hold.id, mode: PostingMode.VOID_PENDING });
+    expect(voidAfter.result).toBe(PostingResult.PENDING_TRANSFER_ALREADY_POSTED);
+    const { transfers } = await h.ledger.lookupTransfers({ transferIds: [hold.id!] });
+    expect([transfers[0].state, transfers[0].postedAmount]).toEqual([LedgerTransferState.PENDING_POSTED, 250n]);
+  });
+
+  it("posts the whole hold when no amount is given, and voids at most once", async () => {
+    const a = await openAccount(h);
+    const b = await openAccount(h);
+    await fund(h, a.id, 1_000n);
+    const full = transfer(a.id, b.id, 300n, { mode: PostingMode.PENDING });
+    const voided = transfer(a.id, b.id, 200n, { mode: PostingMode.PENDING });
+    await post(h, full, voided);
+    const [posted, released] = await post(
+      h,
+      { id: newId(), pendingId: full.id, mode: PostingMode.POST_PENDING },
+      { id: newId(), pendingId: voided.id, mode: PostingMode.VOID_PENDING },
+    );
+    expect([posted.result, posted.transfer?.amount]).toEqual([PostingResult.OK, 300n]);
+    expect(released.result).toBe(PostingResult.OK);
+    const [again] = await post(h, { id: newId(), pendingId: voided.id, mode: PostingMode.VOID_PENDING });
+    expect(again.result).toBe(PostingResult.PENDING_TRANSFER_ALREADY_VOIDED);
+    const [postVoided] = await post(h, { id: newId(), pendingId: voided.id, mode: PostingMode.POST_PENDING });
+    expect(postVoided.result).toBe(PostingResult.PENDING_TRANSFER_ALREADY_VOIDED);
+    const balance = await balanceOf(h, a.id);
+    expect([balance.posted, balance.debitsPending]).toEqual([700n, 0n]);
+  });
+
+  it("releases an expired hold's funds, after which it can no longer be posted", async () => {
+    const a = await openAccount(h);
+    const b = await openAccount(h);
+    await fund(h, a.id, 1_000n);
+    const hold = transfer(a.id, b.id, 400n, { mode: PostingMode.PENDING, timeoutSeconds: 1n });
+    await post(h, hold);
+    expect((await balanceOf(h, a.id)).available).toBe(600n);
+    await waitFor(async () => (await balanceOf(h, a.id)).debitsPending === 0n, 10_000);
+    const { transfers } = await h.ledger.lookupTransfers({ transferIds: [hold.id!] });
+    expect(transfers[0].state).toBe(LedgerTransferState.PENDING_EXPIRED);
+    expect((await balanceOf(h, a.id)).available).toBe(1_000n);
+    const [late] = await post(h, { id: newId(), pendingId: hold.id, mode: PostingMode.POST_PENDING });
+    expect(late.result).toBe(PostingResult.PENDING_TRANSFER_EXPIRED);
+    expect((await balanceOf(h, b.id)).posted).toBe(0n);
+  });
+});
+
+describe("linked chains", () => {
+  it("apply all or nothing", async () => {
+    const a = await openAccount(h);
+    const b = await openAccount(h);
+    await fund(h, a.id, 100n);
+    const before = await ledgerSnapshot(h);
+    const results = await post(h, transfer(a.id, b.id, 60n, { linked: true }), transfer(a.id, b.id, 60n), transfer(a.id, b.id, 10n));
+    expect(results.map((r) => r.result)).toEqual([PostingResult.LINKED_EVENT_FAILED, PostingResult.INSUFFICIENT_FUNDS, PostingResult.OK]);
+    expect((await balanceOf(h, b.id)).posted).toBe(10n);
+    const open = await post(h, transfer(a.id, b.id, 1n), transfer(a.id, b.id, 1n, { linked: true }));
+    expect(open.map((r) => r.result)).toEqual([PostingResult.OK, PostingResult.LINKED_EVENT_CHAIN_OPEN]);
+    expect(before).not.toEqual(await ledgerSnapshot(h));
+    const ok = await post(h, transfer(a.id, b.id, 5n, { linked: true }), transfer(b.id, a.id, 5n));
+    expect(ok.map((r) => r.result)).toEqual([PostingResult.OK, PostingResult.OK]);
+  });
+});
+
+describe("bad input changes nothing", () => {
+  let a: string;
+  let b: string;
+  let frozen: string;
+  let closed: string;
+  let euro: string;
+  let bank: string;
+
+  beforeAll(async () => {
+    a = (await openAccount(h)).id;
+    b = (await openAccount(h)).id;
+    frozen = (await openAccount(h)).id;
+    closed = (await openAccount(h)).id;
+    euro = (await openAccount(h, { currency: "EUR" })).id;
+    bank = await settlement(h);
+    await fund(h, a, 1_000n);
+    await fund(h, frozen, 1_000n);
+    await h.accounts.freezeAccount({ accountId: frozen, reason: "test" });
+    await h.accounts.closeAccount({ accountId: closed });
+  });
+
+  const cases: [string, () => Parameters<typeof transfer>, PostingResult][] = [
+    ["zero amount", () => [a, b, 0n], PostingResult.AMOUNT_MUST_BE_POSITIVE],
+    ["negative amount", () => [a, b, -5n], PostingResult.AMOUNT_MUST_BE_POSITIVE],
+    ["unknown currency", () => [a, b, 1n, { currency: "XXX" }], PostingResult.UNKNOWN_CURRENCY],
+    ["missing currency", () => [a, b, 1n, { currency: "" }], PostingResult.UNKNOWN_CURRENCY],
+    ["same account", () => [a, a, 1n], PostingResult.ACCOUNTS_MUST_BE_DIFFERENT],
+    ["unknown debit account", () => [newId(), b, 1n], PostingResult.DEBIT_ACCOUNT_NOT_FOUND],
+    ["unknown credit account", () => [a, newId(), 1n], PostingResult.CREDIT_ACCOUNT_NOT_FOUND],
+    ["malformed account id", () => [a, "not-a-uuid", 1n], PostingResult.INVALID_ID],
+    ["malformed transfer id", () => [a, b, 1n, { id: "42" }], PostingResult.INVALID_ID],
+    ["frozen debit account", () => [frozen, b, 1n], PostingResult.DEBIT_ACCOUNT_FROZEN],
+    ["frozen credit account", () => [a, frozen, 1n], PostingResult.CREDIT_ACCOUNT_FROZEN],
+    ["closed credit account", () => [a, closed, 1n], PostingResult.CREDIT_ACCOUNT_CLOSED],
+    ["currency mismatch", () => [a, euro, 1n], PostingResult.CURRENCY_MISMATCH],
+    ["insufficient funds", () => [a, b, 1_001n], PostingResult.INSUFFICIENT_FUNDS],
+    ["balance overflow", () => [bank, a, INT64_MAX], PostingResult.OVERFLOWS_BALANCE],
+    ["no mode", () => [a, b, 1n, { mode: PostingMode.UNSPECIFIED }], PostingResult.INVALID_MODE],
+    ["pending id on a posting", () => [a, b, 1n, { pendingId: newId() }], PostingResult.PENDING_ID_NOT_ALLOWED],
+    ["timeout on a posting", () => [a, b, 1n, { timeoutSeconds: 5n }], PostingResult.INVALID_TIMEOUT],
+    ["negative hold timeout", () => [a, b, 1n, { mode: PostingMode.PENDING, timeoutSeconds: -1n }], PostingResult.INVALID_TIMEOUT],
+    ["unknown pending transfer", () => [a, b, 0n, { mode: PostingMode.POST_PENDING, pendingId: newId() }], PostingResult.PENDING_TRANSFER_NOT_FOUND],
+    ["finalizing without pending id", () => [a, b, 0n, { mode: PostingMode.VOID_PENDING }], PostingResult.PENDING_ID_REQUIRED],
+    ["oversized metadata", () => [a, b, 1n, { metadata: { ["k".repeat(65)]: "v" } }], PostingResult.INVALID_METADATA],
+  ];
+
+  it.each(cases)("%s", async (_name, args, expected) => {
+    const before = await ledgerSnapshot(h);
+    const [result] = await post(h, transfer(...args()));
+    expect(PostingResult[result.result]).toBe(PostingResult[expected]);
+    expect(await ledgerSnapshot(h)).toEqual(before);
+  });
+
+  it("refuses an empty batch and one over 1,000 items as INVALID_ARGUMENT", async () => {
+    const before = await ledgerSnapshot(h);
+    await expectRpcError(h.ledger.postTransfers({ transfers: [] }), Status.INVALID_ARGUMENT, "BATCH_EMPTY", "transfers");
+    const many = Array.from({ length: 1001 }, () => transfer(a, b, 1n));
+    await expectRpcError(h.ledger.postTransfers({ transfers: many }), Status.INVALID_ARGUMENT, "BATCH_TOO_LARGE", "transfers");
+    expect(await ledgerSnapshot(h)).toEqual(before);
+  });
+
+  it("reads an amount beyond int64 on the wire as negative, and refuses it", async () => {
+    // 2^63 as an unsigned varint: what a client with a uint64 would send.
+    const beyond = 2n ** 63n;
+    const before = await ledgerSnapshot(h);
+    const [result] = await post(h, transfer(a, b, BigInt.asIntN(64, beyond)));
+    expect(result.result).toBe(PostingResult.AMOUNT_MUST_BE_POSITIVE);
+    expect(await ledgerSnapshot(h)).toEqual(before);
+  });
+});
+
+describe("reconciliation", () => {
+  it("finds the ledger balanced after everything above", async () => {
+    const report = await h.ledger.reconcile({});
+    expect(report.breaches).toEqual([]);
+    expect(report.balanced).toBe(true);
+    expect(report.transfersChecked).toBeGreaterThan(10n);
+    for (const t of report.totals) expect(t.debitsPosted).toBe(t.creditsPosted);
+  });
+
+  it("reports a balance that no longer matches its entries, and a transfer applied twice", async () => {
+    const a = await openAccount(h);
+    const b = await openAccount(h);
+    await fund(h, a.id, 50n);
+    const t = transfer(a.id, b.id, 20n);
+    await post(h, t);
+    await withSql(h, async (sql) => {
+      await sql`update account.accounts set credits_posted = credits_posted + 1 where id = ${b.id}`;
+      await sql`drop index account.entries_applied_once_idx`;
+      await sql`insert into account.entries (account_id, transfer_id, counterparty_account_id, direction, layer, event, amount, currency, posted_balance_after, available_balance_after)
+                values (${b.id}, ${t.id!}, ${a.id}, 'credit', 'posted', 'post', 20, 'USD', 40, 40)`;
+    });
+    const report = await h.ledger.reconcile({});
+    expect(report.balanced).toBe(false);
+    const kinds = report.breaches.map((x) => [BreachKind[x.kind], x.subject]);
+    expect(kinds).toEqual(
+      expect.arrayContaining([
+        ["UNBALANCED_CURRENCY", "USD"],
+        ["BALANCE_MISMATCH", b.id],
+        ["TRANSFER_APPLIED_TWICE", t.id],
+      ]),
+    );
+  });
+});
+
+async function waitFor(check: () => Promise<boolean>, timeoutMs: number): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > until) throw new Error("condition not met in time");
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}

@@ -1,0 +1,74 @@
+import { jetstreamManager } from "@nats-io/jetstream";
+import { connect } from "@nats-io/transport-node";
+import postgres from "postgres";
+import { newId } from "../../platform/ids";
+import { createLogger } from "../../platform/logger";
+
+/** Test-only plumbing: a fresh database and a private stream per suite, on the real servers. */
+
+export const TEST_DATABASE_ADMIN_URL = process.env.TEST_DATABASE_ADMIN_URL ?? "postgres://postgres@127.0.0.1:5432/postgres";
+export const TEST_NATS_URL = process.env.TEST_NATS_URL ?? "nats://127.0.0.1:4222";
+
+export const testLogger = () => createLogger("test", process.env.TEST_LOG_LEVEL ?? "silent");
+
+export interface TestDatabase {
+  url: string;
+  drop(): Promise<void>;
+}
+
+export async function createTestDatabase(): Promise<TestDatabase> {
+  const name = `tally_test_${newId().replace(/-/g, "").slice(-16)}`;
+  const admin = postgres(TEST_DATABASE_ADMIN_URL, { max: 1, onnotice: () => {} });
+  await admin.unsafe(`create database ${name}`);
+  await admin.end();
+  const url = new URL(TEST_DATABASE_ADMIN_URL);
+  url.pathname = `/${name}`;
+  return {
+    url: url.toString(),
+    async drop() {
+      const sql = postgres(TEST_DATABASE_ADMIN_URL, { max: 1, onnotice: () => {} });
+      await sql.unsafe(`drop database if exists ${name} with (force)`);
+      await sql.end();
+    },
+  };
+}
+
+export interface TestStream {
+  name: string;
+  subjectPrefix: string;
+  delete(): Promise<void>;
+}
+
+export function testStream(): TestStream {
+  const suffix = newId().replace(/-/g, "").slice(-12);
+  const name = `TALLY_TEST_${suffix}`;
+  return {
+    name,
+    subjectPrefix: `test_${suffix}`,
+    async delete() {
+      const nc = await connect({ servers: TEST_NATS_URL });
+      try {
+        const jsm = await jetstreamManager(nc);
+        await jsm.streams.delete(name).catch(() => false);
+      } finally {
+        await nc.close();
+      }
+    },
+  };
+}
+
+/** Environment for a service under test: its own database and stream, any free port. */
+export function serviceEnv(db: TestDatabase, stream: TestStream, extra: Record<string, string> = {}): Record<string, string> {
+  return {
+    DATABASE_URL: db.url,
+    NATS_URL: TEST_NATS_URL,
+    NATS_STREAM: stream.name,
+    NATS_SUBJECT_PREFIX: stream.subjectPrefix,
+    GRPC_HOST: "127.0.0.1",
+    GRPC_PORT: "0",
+    OUTBOX_POLL_MS: "20",
+    SHUTDOWN_GRACE_MS: "2000",
+    LOG_LEVEL: "silent",
+    ...extra,
+  };
+}
