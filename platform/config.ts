@@ -30,8 +30,11 @@ export function localDefault(local: string, env: Env = process.env) {
   return isProduction(env) ? s : s.default(local);
 }
 
+// A variable set to "" (as compose files often do) counts as unset, not as 0.
+const blankAsUnset = (v: unknown) => (typeof v === "string" && v.trim() === "" ? undefined : v);
+
 export const int = (fallback: number, min = 0, max = Number.MAX_SAFE_INTEGER) =>
-  z.coerce.number().int().min(min).max(max).default(fallback);
+  z.preprocess(blankAsUnset, z.coerce.number().int().min(min).max(max).default(fallback));
 
 export const bool = (fallback: boolean) =>
   z

@@ -18,7 +18,7 @@ export type ServiceClient<T extends GenServiceMethods> = {
 export interface ClientOptions {
   /** Deadline of every call that names none. */
   defaultTimeoutMs: number;
-  /** Methods safe to retry on UNAVAILABLE (grpc-js service config retry policy). */
+  /** Methods (by their client name, e.g. "getAccount") safe to retry on UNAVAILABLE. */
   retryableMethods?: string[];
 }
 
@@ -33,10 +33,14 @@ export function createServiceClient<T extends GenServiceMethods>(
   options: ClientOptions,
 ): ServiceClient<T> {
   const desc = service as DescService;
-  const retryable = new Set(options.retryableMethods ?? []);
+  const retryable = (options.retryableMethods ?? []).map((localName) => {
+    const method = desc.methods.find((m) => m.localName === localName);
+    if (!method) throw new Error(`${desc.typeName} has no method ${localName}`);
+    return method.name;
+  });
   const serviceConfig = {
     loadBalancingConfig: [{ round_robin: {} }],
-    methodConfig: [...retryable].map((name) => ({
+    methodConfig: retryable.map((name) => ({
       name: [{ service: desc.typeName, method: name }],
       retryPolicy: {
         maxAttempts: 4,

@@ -104,7 +104,9 @@ export class GrpcServer {
         return;
       }
       const controller = new AbortController();
-      call.on("cancelled", () => controller.abort());
+      let answered = false;
+      // grpc-js emits "cancelled" when the stream closes, after a normal answer too.
+      call.on("cancelled", () => answered || controller.abort());
       const deadline = call.getDeadline();
       const context: CallContext = {
         deadline: deadline instanceof Date ? deadline : Number.isFinite(deadline) ? new Date(deadline) : undefined,
@@ -112,8 +114,14 @@ export class GrpcServer {
         signal: controller.signal,
       };
       handler(call.request as never, context).then(
-        (response) => callback(null, response),
-        (err: unknown) => callback(toServiceError(classify(err, path, log)) as grpc.ServiceError),
+        (response) => {
+          answered = true;
+          callback(null, response);
+        },
+        (err: unknown) => {
+          answered = true;
+          callback(toServiceError(classify(err, path, log)) as grpc.ServiceError);
+        },
       );
     };
   }

@@ -118,7 +118,8 @@ function fallbackReason(code: Status): ErrorReason {
     case Status.PERMISSION_DENIED:
       return ErrorReason.PERMISSION_DENIED;
     case Status.RESOURCE_EXHAUSTED:
-      return ErrorReason.RATE_LIMITED;
+      // Without details this comes from grpc-js itself: a message over the size limit.
+      return ErrorReason.REQUEST_TOO_LARGE;
     default:
       return ErrorReason.INTERNAL;
   }

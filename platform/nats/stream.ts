@@ -1,4 +1,4 @@
-import { DiscardPolicy, RetentionPolicy, StorageType, type JetStreamManager } from "@nats-io/jetstream";
+import { DiscardPolicy, JetStreamApiError, RetentionPolicy, StorageType, type JetStreamManager } from "@nats-io/jetstream";
 import { nanos } from "@nats-io/transport-node";
 
 export interface StreamOptions {
@@ -40,7 +40,6 @@ export async function ensureStream(jsm: JetStreamManager, options: StreamOptions
   }
 }
 
-function isStreamNotFound(err: unknown): boolean {
-  const e = err as { code?: number | string; message?: string; api_error?: { err_code?: number } };
-  return e.api_error?.err_code === 10059 || /stream not found/i.test(e.message ?? "");
-}
+const STREAM_NOT_FOUND = 10059;
+
+const isStreamNotFound = (err: unknown): boolean => err instanceof JetStreamApiError && err.code === STREAM_NOT_FOUND;

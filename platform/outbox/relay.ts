@@ -29,6 +29,7 @@ export class OutboxRelay {
   private running = false;
   private loop: Promise<void> | undefined;
   private wake: (() => void) | undefined;
+  private nudged = false;
   private lastPrune = 0;
   published = 0;
   duplicates = 0;
@@ -43,6 +44,7 @@ export class OutboxRelay {
 
   /** Publishes soon: called after a commit that wrote events. */
   nudge(): void {
+    this.nudged = true;
     this.wake?.();
   }
 
@@ -94,6 +96,7 @@ export class OutboxRelay {
     let failures = 0;
     while (this.running) {
       let sent = 0;
+      this.nudged = false;
       try {
         sent = await this.drainOnce();
         failures = 0;
@@ -102,7 +105,8 @@ export class OutboxRelay {
         failures++;
         this.options.log.warn({ err, failures }, "outbox relay failed; will retry");
       }
-      if (sent === this.options.batchSize) continue;
+      // A full batch, or a commit that nudged while this one was publishing: go again at once.
+      if (sent === this.options.batchSize || (this.nudged && failures === 0)) continue;
       const backoff = failures === 0 ? this.options.pollMs : Math.min(5000, this.options.pollMs * 2 ** failures);
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, backoff);

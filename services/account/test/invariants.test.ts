@@ -125,4 +125,4 @@ it("conserves money, keeps every limit and applies each transfer once", async ()
 
   const stored = await withSql(h, (sql) => sql<{ id: string }[]>`select id from account.ledger_transfers where mode in ('post', 'post_pending') and debit_account_id <> ${bank}`);
   expect(new Set(stored.map((r) => r.id))).toEqual(applied);
-});
+}, 300_000);

@@ -1,0 +1,236 @@
+import path from "node:path";
+import { create, fromBinary } from "@bufbuild/protobuf";
+import { AccountOpenedSchema, EventEnvelopeSchema, type EventEnvelope } from "../../gen/tally/events/v1/events_pb";
+import { schema } from "../../services/account/src/db/schema";
+import { createTestDatabase, testLogger, testStream, TEST_NATS_URL, type TestDatabase, type TestStream } from "../../test/support/infra";
+import { connectDatabase, type Database } from "../db/connect";
+import { migrateSchema } from "../db/migrate";
+import { newId } from "../ids";
+import { connectBroker, type Broker } from "../nats/connect";
+import { ensureStream } from "../nats/stream";
+import { projectRoot } from "../project-root";
+import { appendEvents, type NewEvent, type OutboxWriter } from "./append";
+import { OutboxRelay } from "./relay";
+
+/**
+ * The transactional outbox end to end: events appended through drizzle in
+ * PostgreSQL, published by relays to a private JetStream stream.
+ */
+
+const log = testLogger();
+let database: TestDatabase;
+let store: Database<typeof schema>;
+let broker: Broker;
+const streams: TestStream[] = [];
+
+beforeAll(async () => {
+  database = await createTestDatabase();
+  await migrateSchema({
+    url: database.url,
+    schema: "account",
+    migrationsFolder: path.join(projectRoot(), "services/account/migrations"),
+    log,
+  });
+  store = connectDatabase({ url: database.url, poolSize: 10, log, applicationName: "outbox-relay-test" }, schema);
+  broker = await connectBroker(TEST_NATS_URL, "outbox-relay-test", log);
+});
+
+afterAll(async () => {
+  await Promise.all(streams.map((s) => s.delete()));
+  await broker?.close();
+  await store?.close();
+  await database?.drop();
+});
+
+/** A private stream, provisioned as the services do, deleted after the suite. */
+async function newStream(): Promise<TestStream> {
+  const stream = testStream();
+  streams.push(stream);
+  await ensureStream(broker.jsm, { name: stream.name, subjectPrefix: stream.subjectPrefix, duplicateWindowMs: 10 * 60_000, maxAgeDays: 1 });
+  return stream;
+}
+
+const writerFor = (stream: TestStream): OutboxWriter => ({ table: schema.outbox, source: "account", subjectPrefix: stream.subjectPrefix });
+
+function accountOpened(): NewEvent {
+  const id = newId();
+  return {
+    subjectId: id,
+    payload: { case: "accountOpened", value: create(AccountOpenedSchema, { account: { id, customerId: "cust-1", currency: "EUR" } }) },
+  };
+}
+
+/** Appends `count` events in one transaction and returns their envelopes. */
+function appendInOneTransaction(stream: TestStream, count: number): Promise<EventEnvelope[]> {
+  return store.db.transaction((tx) => appendEvents(tx, writerFor(stream), Array.from({ length: count }, accountOpened)));
+}
+
+function newRelay(batchSize = 16): OutboxRelay {
+  return new OutboxRelay({ db: store.db, table: schema.outbox, js: broker.js, log, batchSize, pollMs: 10, retentionHours: 24 });
+}
+
+async function unpublishedCount(): Promise<number> {
+  const [row] = await store.sql`select count(*)::int as n from account.outbox where published_at is null`;
+  return row.n;
+}
+
+/** Polls until `done` holds; fails with `what` if it never does. */
+async function waitUntil(what: string, done: () => Promise<boolean>, limitMs = 30_000): Promise<void> {
+  const giveUp = Date.now() + limitMs;
+  while (!(await done())) {
+    if (Date.now() > giveUp) throw new Error(`gave up waiting until ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+async function drainAll(relay: OutboxRelay): Promise<void> {
+  while ((await relay.drainOnce()) > 0);
+}
+
+interface StreamedEvent {
+  seq: number;
+  subject: string;
+  msgId: string | undefined;
+  envelope: EventEnvelope;
+}
+
+/** Every message of a stream, in stream order, read through an ordered consumer. */
+async function readStream(stream: TestStream): Promise<StreamedEvent[]> {
+  const { state } = await broker.jsm.streams.info(stream.name);
+  const consumer = await broker.js.consumers.get(stream.name);
+  const events: StreamedEvent[] = [];
+  while (events.length < state.messages) {
+    const batch = await consumer.fetch({ max_messages: state.messages - events.length, expires: 2000 });
+    let received = 0;
+    for await (const m of batch) {
+      received++;
+      events.push({ seq: m.seq, subject: m.subject, msgId: m.headers?.get("Nats-Msg-Id"), envelope: fromBinary(EventEnvelopeSchema, m.data) });
+    }
+    if (received === 0) break;
+  }
+  return events;
+}
+
+const streamMessageCount = async (stream: TestStream) => (await broker.jsm.streams.info(stream.name)).state.messages;
+
+const occurrences = (ids: string[]) => {
+  const counts = new Map<string, number>();
+  for (const id of ids) counts.set(id, (counts.get(id) ?? 0) + 1);
+  return counts;
+};
+
+describe("appendEvents", () => {
+  it("writes nothing when the caller's transaction rolls back", async () => {
+    const stream = await newStream();
+    const before = await unpublishedCount();
+    await expect(
+      store.db.transaction(async (tx) => {
+        await appendEvents(tx, writerFor(stream), [accountOpened(), accountOpened()]);
+        throw new Error("the state change failed");
+      }),
+    ).rejects.toThrow("the state change failed");
+    expect(await unpublishedCount()).toBe(before);
+  });
+
+  it("stores a full envelope under the subject of its type", async () => {
+    const stream = await newStream();
+    const event = accountOpened();
+    const [envelope] = await store.db.transaction((tx) => appendEvents(tx, writerFor(stream), [event]));
+    expect(envelope).toMatchObject({ type: "account_opened", source: "account", subjectId: event.subjectId });
+    const [row] = await store.sql`select subject, payload from account.outbox where id = ${envelope.id}`;
+    expect(row.subject).toBe(`${stream.subjectPrefix}.account.account_opened`);
+    const stored = fromBinary(EventEnvelopeSchema, row.payload);
+    expect(stored.id).toBe(envelope.id);
+    expect(stored.payload.case).toBe("accountOpened");
+    await drainAll(newRelay());
+  });
+});
+
+describe("OutboxRelay", () => {
+  const TOTAL = 300;
+  let stream: TestStream;
+  let appended: EventEnvelope[];
+  let relays: OutboxRelay[];
+
+  beforeAll(async () => {
+    stream = await newStream();
+    appended = (await Promise.all([100, 100, 60, 40].map((n) => appendInOneTransaction(stream, n)))).flat();
+    relays = [newRelay(), newRelay()];
+  });
+  afterAll(async () => {
+    await Promise.all(relays.map((r) => r.stop()));
+  });
+
+  it("publishes every event exactly once with two relays running at the same time", async () => {
+    expect(appended).toHaveLength(TOTAL);
+    expect(await unpublishedCount()).toBe(TOTAL);
+    for (const relay of relays) relay.start();
+    await waitUntil("every outbox row is marked published", async () => (await unpublishedCount()) === 0);
+    await Promise.all(relays.map((r) => r.stop()));
+
+    // A row claimed by both relays would be counted twice here.
+    expect(relays[0].published + relays[1].published).toBe(TOTAL);
+    expect(relays[0].duplicates + relays[1].duplicates).toBe(0);
+    expect(await streamMessageCount(stream)).toBe(TOTAL);
+
+    const events = await readStream(stream);
+    expect(events).toHaveLength(TOTAL);
+    const counts = occurrences(events.map((e) => e.envelope.id));
+    expect(counts.size).toBe(TOTAL);
+    expect([...counts.values()].every((n) => n === 1)).toBe(true);
+    expect(new Set(counts.keys())).toEqual(new Set(appended.map((e) => e.id)));
+    for (const e of events) {
+      expect(e.msgId).toBe(e.envelope.id);
+      expect(e.subject).toBe(`${stream.subjectPrefix}.account.account_opened`);
+      expect(e.envelope.payload.case).toBe("accountOpened");
+    }
+  });
+
+  it("republishes rows left unmarked by a crash, and the stream drops the copies", async () => {
+    const crashed = await store.sql`
+      update account.outbox set published_at = null
+      where seq in (select seq from account.outbox where subject like ${stream.subjectPrefix + ".%"} order by seq limit 10)
+      returning id`;
+    expect(crashed).toHaveLength(10);
+    const relay = relays[0];
+    const [publishedBefore, duplicatesBefore] = [relay.published, relay.duplicates];
+
+    await drainAll(relay);
+
+    expect(await unpublishedCount()).toBe(0);
+    expect(relay.published - publishedBefore).toBe(10);
+    expect(relay.duplicates - duplicatesBefore).toBe(10);
+    expect(await streamMessageCount(stream)).toBe(TOTAL);
+    const counts = occurrences((await readStream(stream)).map((e) => e.envelope.id));
+    for (const { id } of crashed) expect(counts.get(id)).toBe(1);
+  });
+});
+
+describe("OutboxRelay with a single replica", () => {
+  it("publishes events in the order they were written", async () => {
+    const stream = await newStream();
+    const appended = await appendInOneTransaction(stream, 50);
+    const relay = newRelay(16);
+    await drainAll(relay);
+    const events = await readStream(stream);
+    expect(events.map((e) => e.envelope.id)).toEqual(appended.map((e) => e.id));
+  });
+
+  it("publishes soon after a nudge and stops cleanly", async () => {
+    const stream = await newStream();
+    const pollMs = 10 * 60_000;
+    const relay = new OutboxRelay({ db: store.db, table: schema.outbox, js: broker.js, log, batchSize: 16, pollMs, retentionHours: 24 });
+    expect(await unpublishedCount()).toBe(0);
+    relay.start();
+    try {
+      // The first pass finds nothing; the relay then sleeps for its (long) poll interval.
+      await waitUntil("the relay sleeps until its next poll", async () => relay["wake"] !== undefined);
+      await appendInOneTransaction(stream, 5);
+      relay.nudge();
+      await waitUntil("the nudged relay has published", async () => (await streamMessageCount(stream)) === 5);
+    } finally {
+      await relay.stop();
+    }
+    expect(await unpublishedCount()).toBe(0);
+  });
+});

@@ -1,0 +1,98 @@
+#!/usr/bin/env node
+// `npm start`: makes sure PostgreSQL and NATS answer (starting local ones where
+// they do not), runs each service as its own process with its logs prefixed,
+// waits until all report SERVING, and prints where they are. Ctrl-C stops
+// everything, including whatever infrastructure it had to start.
+// Runs the build in dist/ (npm start builds first).
+"use strict";
+const { spawn } = require("node:child_process");
+const path = require("node:path");
+const readline = require("node:readline");
+const { ensureInfrastructure } = require("./infra");
+
+const root = path.resolve(__dirname, "..");
+const replicas = Math.max(1, Number(process.env.REPLICAS || 1));
+
+/** The services that exist so far, each with its first port. */
+const SERVICES = [{ name: "account", main: "dist/services/account/src/main.js", port: 50051, portVar: "GRPC_PORT" }];
+
+const children = [];
+let stopping = false;
+
+function run(service, replica) {
+  const port = service.port + replica * 100;
+  const label = replicas > 1 ? `${service.name}-${replica + 1}` : service.name;
+  const child = spawn(process.execPath, [path.join(root, service.main)], {
+    cwd: root,
+    env: { ...process.env, [service.portVar]: String(port), SERVICE_INSTANCE_ID: label },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  for (const stream of [child.stdout, child.stderr]) {
+    readline.createInterface({ input: stream }).on("line", (line) => process.stdout.write(`${label.padEnd(12)} | ${line}\n`));
+  }
+  child.on("exit", (code, signal) => {
+    if (!stopping) {
+      process.stderr.write(`${label} exited (${signal || code}); stopping everything\n`);
+      stop(1);
+    }
+  });
+  children.push(child);
+  return { label, target: `127.0.0.1:${port}` };
+}
+
+async function waitHealthy(instances) {
+  const { checkHealth } = require(path.join(root, "dist/platform/grpc/health-check"));
+  const until = Date.now() + 60_000;
+  for (const instance of instances) {
+    while (!(await checkHealth(instance.target))) {
+      if (Date.now() > until) throw new Error(`${instance.label} did not become healthy within 60s`);
+      await new Promise((r) => setTimeout(r, 250));
+    }
+  }
+}
+
+let stopInfrastructure = () => {};
+function stop(code) {
+  if (stopping) return;
+  stopping = true;
+  let pending = children.filter((c) => c.exitCode === null).length;
+  const done = () => {
+    stopInfrastructure();
+    process.exit(code);
+  };
+  if (pending === 0) return done();
+  for (const child of children) {
+    if (child.exitCode !== null) continue;
+    child.on("exit", () => --pending === 0 && done());
+    child.kill("SIGTERM");
+  }
+  setTimeout(done, 20_000).unref();
+}
+
+async function main() {
+  stopInfrastructure = await ensureInfrastructure();
+  process.on("SIGINT", () => stop(0));
+  process.on("SIGTERM", () => stop(0));
+  const instances = SERVICES.flatMap((s) => Array.from({ length: replicas }, (_, r) => run(s, r)));
+  await waitHealthy(instances);
+  const first = instances[0].target;
+  process.stdout.write(
+    [
+      "",
+      "Tally is up.",
+      ...instances.map((i) => `  ${i.label.padEnd(12)} gRPC ${i.target}`),
+      "",
+      "Try it (buf curl reads the schema straight from proto/):",
+      `  npx buf curl --schema proto --protocol grpc --http2-prior-knowledge \\`,
+      `    -d '{"currency":"USD"}' http://${first}/tally.account.v1.AccountService/GetSystemAccount`,
+      "",
+      "Ctrl-C stops everything.",
+      "",
+    ].join("\n"),
+  );
+}
+
+main().catch((err) => {
+  process.stderr.write(`start: ${err.message}\n`);
+  stop(1);
+});
