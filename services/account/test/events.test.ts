@@ -1,5 +1,5 @@
 import { AccountStatus } from "../../../gen/tally/account/v1/account_pb";
-import { LedgerTransferState, PostingMode } from "../../../gen/tally/account/v1/ledger_pb";
+import { LedgerTransferState, PostingMode, PostingResult } from "../../../gen/tally/account/v1/ledger_pb";
 import { eventually, readEvents, type StoredEvent } from "../../../test/support/events";
 import { fund, openAccount, post, transfer, withSql } from "./fixtures";
 import { startAccountHarness, type AccountHarness } from "./harness";
@@ -78,3 +78,20 @@ it("drops an event published again after a crash between publish and mark (Nats-
   expect(new Set(after.map((e) => e.envelope.id)).size).toBe(after.length);
   expect(h.service.relay.duplicates - duplicatesBefore).toBe(5);
 });
+
+it("splits a large batch's event so every message stays within the broker's limit", async () => {
+  const a = await openAccount(h);
+  const b = await openAccount(h);
+  await fund(h, a.id, 1_000_000n);
+  // The most metadata a transfer may carry: ~18 KB each, ~3.7 MB for the batch.
+  const metadata = Object.fromEntries(Array.from({ length: 32 }, (_, i) => [`${i}`.padStart(64, "k"), "v".repeat(512)]));
+  const batch = Array.from({ length: 200 }, () => transfer(a.id, b.id, 1n, { metadata }));
+  const results = await post(h, ...batch);
+  expect(results.every((r) => r.result === PostingResult.OK)).toBe(true);
+  const events = (await published()).filter(
+    (e) => e.envelope.payload.case === "transfersPosted" && e.envelope.payload.value.transfers.some((t) => t.creditAccountId === b.id && t.metadata["0".padStart(64, "k")]),
+  );
+  expect(events.length).toBeGreaterThan(1);
+  const ids = events.flatMap((e) => (e.envelope.payload.case === "transfersPosted" ? e.envelope.payload.value.transfers.map((t) => t.id) : []));
+  expect(ids.sort()).toEqual(batch.map((t) => t.id).sort());
+}, 60_000);

@@ -1,6 +1,7 @@
 import { PostingMode, PostingResult } from "../../../gen/tally/account/v1/ledger_pb";
 import { newId } from "../../../platform/ids";
 import { balanceOf, fund, openAccount, post, settlement, transfer, withSql, type TransferInit } from "./fixtures";
+import { seededRandom } from "../../../test/support/random";
 import { startAccountHarness, type AccountHarness } from "./harness";
 
 /**
@@ -17,16 +18,6 @@ beforeAll(async () => {
   h = await startAccountHarness({ DATABASE_POOL_SIZE: "20" });
 });
 afterAll(() => h.stop());
-
-function random(seed: number): () => number {
-  // mulberry32: a small seeded generator, so a failure can be replayed.
-  return () => {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 it("conserves money, keeps every limit and applies each transfer once", async () => {
   const ids: string[] = [];
@@ -53,7 +44,7 @@ it("conserves money, keeps every limit and applies each transfer once", async ()
   };
 
   async function client(n: number): Promise<void> {
-    const rnd = random(n + 1);
+    const rnd = seededRandom(n + 1);
     const pick = () => ids[Math.floor(rnd() * ids.length)];
     let last: TransferInit | undefined;
     for (let i = 0; i < TRANSFERS_PER_CLIENT; i++) {

@@ -13,6 +13,7 @@ import { expireHolds } from "./posting";
  */
 export class HoldExpiry {
   private timer: NodeJS.Timeout | undefined;
+  private stopped = false;
   private running: Promise<unknown> = Promise.resolve();
 
   constructor(
@@ -24,14 +25,21 @@ export class HoldExpiry {
     private readonly batchSize = 200,
   ) {}
 
+  /** Sweeps every interval; a sweep never overlaps the next. */
   start(): void {
-    this.timer = setInterval(() => {
-      this.running = this.sweep().catch((err) => this.log.warn({ err }, "hold expiry failed; will retry"));
-    }, this.intervalMs);
+    const tick = () => {
+      this.running = this.sweep()
+        .catch((err) => this.log.warn({ err }, "hold expiry failed; will retry"))
+        .finally(() => {
+          if (!this.stopped) this.timer = setTimeout(tick, this.intervalMs);
+        });
+    };
+    this.timer = setTimeout(tick, this.intervalMs);
   }
 
   async stop(): Promise<void> {
-    clearInterval(this.timer);
+    this.stopped = true;
+    clearTimeout(this.timer);
     await this.running;
   }
 

@@ -67,22 +67,44 @@ export async function writeEffects(tx: AccountTx, effects: BatchEffects, outbox:
     update ${accounts} as a set debits_posted = v.dp, credits_posted = v.cp, debits_pending = v.dpe,
       credits_pending = v.cpe, version = v.version, updated_at = now()
     from (values ${values}) as v(id, dp, cp, dpe, cpe, version) where a.id = v.id`));
-  const transfers = [...effects.inserted, ...effects.finalized];
-  writes.push(
-    appendEvents(tx, outbox, [
-      {
-        subjectId: transfers[0].id,
-        payload: {
-          case: "transfersPosted",
-          value: create(TransfersPostedSchema, {
-            transfers: transfers.map(transferMessage),
-            balances: changed.map(balanceMessage),
-          }),
-        },
+  const events = eventChunks([...effects.inserted, ...effects.finalized]).map((transfers) => {
+    const touched = new Set(transfers.flatMap((t) => [t.debitAccountId, t.creditAccountId]));
+    return {
+      subjectId: transfers[0].id,
+      payload: {
+        case: "transfersPosted" as const,
+        value: create(TransfersPostedSchema, {
+          transfers: transfers.map(transferMessage),
+          balances: changed.filter((a) => touched.has(a.id)).map(balanceMessage),
+        }),
       },
-    ]),
-  );
+    };
+  });
+  writes.push(appendEvents(tx, outbox, events));
   await Promise.all(writes);
+}
+
+// Well under NATS's default 1 MiB message limit, whatever metadata the transfers carry.
+const EVENT_BUDGET_BYTES = 256 * 1024;
+const TRANSFER_BASE_BYTES = 300;
+
+/** A batch's transfers, split so that each transfers_posted event stays small enough to publish. */
+function eventChunks(transfers: TransferRecord[]): TransferRecord[][] {
+  const chunks: TransferRecord[][] = [];
+  let current: TransferRecord[] = [];
+  let size = 0;
+  for (const t of transfers) {
+    const bytes = TRANSFER_BASE_BYTES + Object.entries(t.metadata).reduce((n, [k, v]) => n + k.length + v.length + 8, 0);
+    if (current.length > 0 && size + bytes > EVENT_BUDGET_BYTES) {
+      chunks.push(current);
+      current = [];
+      size = 0;
+    }
+    current.push(t);
+    size += bytes;
+  }
+  if (current.length > 0) chunks.push(current);
+  return chunks;
 }
 
 export type { LedgerView };

@@ -44,6 +44,8 @@ export interface LedgerView {
 /** What a batch changes, to be written in one transaction. */
 export interface BatchEffects {
   inserted: TransferRecord[];
+  /** The same transfers by id, to finalize a hold created earlier in the batch. */
+  insertedById: Map<string, TransferRecord>;
   /** Pending transfers whose state this batch changed (posted, voided). */
   finalized: TransferRecord[];
   entries: NewEntry[];
@@ -63,7 +65,7 @@ const MAX_METADATA_KEYS = 32;
  */
 export function applyBatch(requests: PostingRequest[], view: LedgerView, now: Date): { outcomes: PostingOutcome[]; effects: BatchEffects } {
   const outcomes: PostingOutcome[] = [];
-  const effects: BatchEffects = { inserted: [], finalized: [], entries: [], accounts: new Map() };
+  const effects: BatchEffects = { inserted: [], insertedById: new Map(), finalized: [], entries: [], accounts: new Map() };
   let start = 0;
   while (start < requests.length) {
     let end = start;
@@ -169,10 +171,13 @@ class Scratch {
       effects.accounts.set(id, a);
     }
     for (const [id, t] of this.transfers) view.transfers.set(id, t);
-    effects.inserted.push(...this.inserted);
+    for (const t of this.inserted) {
+      effects.inserted.push(t);
+      effects.insertedById.set(t.id, t);
+    }
     for (const t of this.finalized.values()) {
       // A hold created earlier in this batch is inserted in its final state instead.
-      const inserted = effects.inserted.find((i) => i.id === t.id);
+      const inserted = effects.insertedById.get(t.id);
       if (inserted) Object.assign(inserted, t);
       else effects.finalized.push(t);
     }
@@ -367,7 +372,7 @@ function applyFinalize(req: PostingRequest, s: Scratch, now: Date): ItemOutcome 
 
 /** Releases expired holds (called by the expiry sweeper under the same row locks). */
 export function expireHolds(holds: TransferRecord[], view: LedgerView, now: Date): BatchEffects {
-  const effects: BatchEffects = { inserted: [], finalized: [], entries: [], accounts: new Map() };
+  const effects: BatchEffects = { inserted: [], insertedById: new Map(), finalized: [], entries: [], accounts: new Map() };
   for (const hold of holds) {
     if (hold.state !== "pending" || hold.expiresAt === null || hold.expiresAt > now) continue;
     const s = new Scratch(view);

@@ -1,0 +1,394 @@
+/**
+ * Ledger throughput: PostTransfers over gRPC at concurrency 32, single items
+ * and batches of 100, uniform over 10,000 accounts and with one hot credit
+ * account. Prints transfers/s and request latency for each scenario and
+ * writes them to bench-results/ledger.json. It reports; it does not assert.
+ *
+ *   npm run bench:ledger
+ *
+ * Environment: BENCH_SECONDS (10) per scenario, BENCH_SEED (42) for the
+ * generated traffic, DATABASE_POOL_SIZE for the service (its own default if unset).
+ *
+ * The account service runs in this process, as in its tests: its own fresh
+ * database and private stream, a free port, real grpc-js clients. Client and
+ * server therefore share one event loop; the numbers are for comparing runs
+ * on the same machine, not a capacity figure.
+ */
+import { mkdirSync, writeFileSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { performance } from "node:perf_hooks";
+import type { MessageInitShape } from "@bufbuild/protobuf";
+import postgres from "postgres";
+import { AccountService } from "../gen/tally/account/v1/account_service_pb";
+import { PostingMode, PostingResult, type LedgerTransferSchema } from "../gen/tally/account/v1/ledger_pb";
+import { LedgerService, type ReconcileResponse } from "../gen/tally/account/v1/ledger_service_pb";
+import { createServiceClient } from "../platform/grpc/client";
+import { RemoteError } from "../platform/grpc/status";
+import { newId } from "../platform/ids";
+import { Lifecycle } from "../platform/lifecycle";
+import { projectRoot } from "../platform/project-root";
+import { accountConfig } from "../services/account/src/config";
+import { startAccountService } from "../services/account/src/service";
+import { createTestDatabase, serviceEnv, testLogger, testStream } from "../test/support/infra";
+import { seededRandom } from "../test/support/random";
+
+const CONCURRENCY = 32;
+const ACCOUNTS = 10_000;
+const CURRENCY = "USD";
+// PostTransfers takes at most 1,000 items.
+const FUNDING_BATCH = 1_000;
+// $1M each: far more than any scenario can move out of one account.
+const FUNDING_PER_ACCOUNT = 100_000_000n;
+// Transfers are 1¢ to $10.
+const MAX_AMOUNT = 1_000;
+
+const SCENARIOS: Scenario[] = [
+  { name: "single, uniform", batchSize: 1, hotCredit: false },
+  { name: "single, hot credit", batchSize: 1, hotCredit: true },
+  { name: "batch 100, uniform", batchSize: 100, hotCredit: false },
+  { name: "batch 100, hot credit", batchSize: 100, hotCredit: true },
+];
+
+interface Scenario {
+  name: string;
+  batchSize: number;
+  /** Every transfer credits the same account, so every request waits for its row lock. */
+  hotCredit: boolean;
+}
+
+interface ScenarioResult extends Scenario {
+  seconds: number;
+  requests: number;
+  transfersOk: number;
+  transfersFailed: number;
+  /** Items answered with a result other than OK, by result name. */
+  failedResults: Record<string, number>;
+  /** Requests that failed as a whole, by status and reason. */
+  rpcErrors: number;
+  rpcErrorReasons: Record<string, number>;
+  transfersPerSecond: number;
+  requestsPerSecond: number;
+  latencyMs: { p50: number; p95: number; p99: number; max: number };
+  /** Events the relay had not yet published to JetStream when the scenario ended. */
+  outboxBacklog: number;
+  /** Share of the time this process's event loop was busy: near 100 means client and service ran out of CPU here. */
+  eventLoopBusyPct: number;
+}
+
+type Clients = ReturnType<typeof connectClients>;
+type TransferInit = MessageInitShape<typeof LedgerTransferSchema>;
+type Sql = postgres.Sql;
+
+function envInt(name: string, fallback: number): number {
+  const raw = process.env[name];
+  if (raw === undefined || raw === "") return fallback;
+  const value = Number(raw);
+  if (!Number.isInteger(value) || value <= 0) throw new Error(`${name} must be a positive integer, got ${raw}`);
+  return value;
+}
+
+
+const randomInt = (rand: () => number, n: number) => Math.floor(rand() * n);
+
+/** Runs fn over items with at most `limit` calls in flight; results keep the items' order. */
+async function mapLimit<T, R>(items: T[], limit: number, fn: (item: T, index: number) => Promise<R>): Promise<R[]> {
+  const results = new Array<R>(items.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      const i = next++;
+      results[i] = await fn(items[i], i);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  return results;
+}
+
+const elapsedMs = (since: bigint) => Number(process.hrtime.bigint() - since) / 1e6;
+
+function connectClients(target: string) {
+  return {
+    accounts: createServiceClient(AccountService, target, { defaultTimeoutMs: 10_000 }),
+    ledger: createServiceClient(LedgerService, target, { defaultTimeoutMs: 30_000 }),
+  };
+}
+
+// --- setup ---------------------------------------------------------------
+
+async function createAccounts(clients: Clients): Promise<string[]> {
+  const started = process.hrtime.bigint();
+  const ids = await mapLimit(Array.from({ length: ACCOUNTS }, (_, i) => i), CONCURRENCY, async (i) => {
+    const { account } = await clients.accounts.createAccount({ requestId: newId(), customerId: `bench-${i}`, currency: CURRENCY });
+    return account!.id;
+  });
+  console.log(`setup: opened ${ids.length} accounts in ${(elapsedMs(started) / 1000).toFixed(1)} s`);
+  return ids;
+}
+
+/** Money in from the settlement account; batches in sequence, since each one locks the settlement row anyway. */
+async function fundAccounts(clients: Clients, ids: string[]): Promise<void> {
+  const started = process.hrtime.bigint();
+  const settlement = (await clients.accounts.getSystemAccount({ currency: CURRENCY })).account!.id;
+  for (let start = 0; start < ids.length; start += FUNDING_BATCH) {
+    const transfers = ids.slice(start, start + FUNDING_BATCH).map((id) => transfer(settlement, id, FUNDING_PER_ACCOUNT));
+    const { results } = await clients.ledger.postTransfers({ transfers });
+    const failed = results.find((r) => r.result !== PostingResult.OK);
+    if (failed) throw new Error(`funding failed: ${PostingResult[failed.result]} for transfer ${failed.transferId}`);
+  }
+  console.log(`setup: funded ${ids.length} accounts in ${(elapsedMs(started) / 1000).toFixed(1)} s`);
+}
+
+const transfer = (debitAccountId: string, creditAccountId: string, amount: bigint): TransferInit => ({
+  id: newId(),
+  debitAccountId,
+  creditAccountId,
+  amount,
+  currency: CURRENCY,
+  mode: PostingMode.POST,
+});
+
+// --- traffic -------------------------------------------------------------
+
+/** One request's transfers: two distinct random accounts each, or a random debit into the hot account. */
+function makeBatch(rand: () => number, ids: string[], size: number, hotIndex: number | undefined): TransferInit[] {
+  return Array.from({ length: size }, () => {
+    const amount = BigInt(1 + randomInt(rand, MAX_AMOUNT));
+    if (hotIndex !== undefined) {
+      // Any account but the hot one: pick among n-1 and step over it.
+      const d = randomInt(rand, ids.length - 1);
+      return transfer(ids[d >= hotIndex ? d + 1 : d], ids[hotIndex], amount);
+    }
+    const d = randomInt(rand, ids.length);
+    const c = (d + 1 + randomInt(rand, ids.length - 1)) % ids.length;
+    return transfer(ids[d], ids[c], amount);
+  });
+}
+
+interface Tally {
+  latencies: number[];
+  transfersOk: number;
+  transfersFailed: number;
+  failedResults: Record<string, number>;
+  rpcErrors: number;
+  rpcErrorReasons: Record<string, number>;
+}
+
+const bump = (counts: Record<string, number>, key: string) => {
+  counts[key] = (counts[key] ?? 0) + 1;
+};
+
+/** One worker: requests back to back until the deadline, each counted and timed. */
+async function worker(clients: Clients, ids: string[], scenario: Scenario, hotIndex: number, rand: () => number, until: bigint, tally: Tally) {
+  while (process.hrtime.bigint() < until) {
+    const transfers = makeBatch(rand, ids, scenario.batchSize, scenario.hotCredit ? hotIndex : undefined);
+    const started = process.hrtime.bigint();
+    try {
+      const { results } = await clients.ledger.postTransfers({ transfers });
+      tally.latencies.push(elapsedMs(started));
+      for (const r of results) {
+        if (r.result === PostingResult.OK) tally.transfersOk++;
+        else {
+          tally.transfersFailed++;
+          bump(tally.failedResults, PostingResult[r.result] ?? String(r.result));
+        }
+      }
+    } catch (err) {
+      // A failed call is timed too: it held a worker as long as a successful one would.
+      tally.latencies.push(elapsedMs(started));
+      tally.rpcErrors++;
+      bump(tally.rpcErrorReasons, err instanceof RemoteError ? `${err.code}/${err.reasonName}` : String((err as Error).message ?? err));
+    }
+  }
+}
+
+/** Nearest-rank percentile of an ascending array. */
+function percentile(sorted: number[], p: number): number {
+  if (sorted.length === 0) return 0;
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))];
+}
+
+async function runScenario(clients: Clients, ids: string[], scenario: Scenario, index: number, seed: number, seconds: number, sql: Sql): Promise<ScenarioResult> {
+  const hotIndex = randomInt(seededRandom(seed), ids.length);
+  const tally: Tally = { latencies: [], transfersOk: 0, transfersFailed: 0, failedResults: {}, rpcErrors: 0, rpcErrorReasons: {} };
+  const loopBefore = performance.eventLoopUtilization();
+  const started = process.hrtime.bigint();
+  const until = started + BigInt(seconds) * 1_000_000_000n;
+  // Each worker has its own generator, so its sequence does not depend on how calls interleave.
+  await Promise.all(
+    Array.from({ length: CONCURRENCY }, (_, w) => worker(clients, ids, scenario, hotIndex, seededRandom(seed + 1000 * (index + 1) + w), until, tally)),
+  );
+  // Wall time includes the calls still in flight at the deadline.
+  const wallSeconds = elapsedMs(started) / 1000;
+  const loop = performance.eventLoopUtilization(loopBefore);
+  const sorted = tally.latencies.sort((a, b) => a - b);
+  const round = (n: number) => Math.round(n * 100) / 100;
+  return {
+    ...scenario,
+    seconds: round(wallSeconds),
+    requests: sorted.length,
+    transfersOk: tally.transfersOk,
+    transfersFailed: tally.transfersFailed,
+    failedResults: tally.failedResults,
+    rpcErrors: tally.rpcErrors,
+    rpcErrorReasons: tally.rpcErrorReasons,
+    transfersPerSecond: round(tally.transfersOk / wallSeconds),
+    requestsPerSecond: round(sorted.length / wallSeconds),
+    latencyMs: { p50: round(percentile(sorted, 50)), p95: round(percentile(sorted, 95)), p99: round(percentile(sorted, 99)), max: round(sorted.at(-1) ?? 0) },
+    outboxBacklog: await outboxBacklog(sql),
+    eventLoopBusyPct: Math.round(loop.utilization * 100),
+  };
+}
+
+/** -1 when it cannot be read: a report, not a reason to stop. */
+async function outboxBacklog(sql: Sql): Promise<number> {
+  try {
+    const [row] = await sql`select count(*)::int as n from account.outbox where published_at is null`;
+    return row.n as number;
+  } catch {
+    return -1;
+  }
+}
+
+/** Lets the relay catch up before a scenario, so one scenario's backlog does not slow the next. */
+async function waitForOutbox(sql: Sql, timeoutMs = 60_000): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  while ((await outboxBacklog(sql)) > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 100));
+}
+
+// --- report --------------------------------------------------------------
+
+function machine() {
+  const cpus = os.cpus();
+  return {
+    cpus: cpus.length,
+    cpuModel: cpus[0]?.model ?? "unknown",
+    totalMemoryGiB: Math.round((os.totalmem() / 1024 ** 3) * 10) / 10,
+    platform: `${os.platform()} ${os.release()} ${os.arch()}`,
+    node: process.version,
+  };
+}
+
+function printTable(results: ScenarioResult[]): void {
+  const header = ["scenario", "transfers/s", "requests/s", "p50 ms", "p95 ms", "p99 ms", "ok", "failed", "rpc errors", "outbox backlog", "loop busy %"];
+  const rows = results.map((r) => [
+    r.name,
+    r.transfersPerSecond.toFixed(0),
+    r.requestsPerSecond.toFixed(0),
+    r.latencyMs.p50.toFixed(1),
+    r.latencyMs.p95.toFixed(1),
+    r.latencyMs.p99.toFixed(1),
+    String(r.transfersOk),
+    String(r.transfersFailed),
+    String(r.rpcErrors),
+    String(r.outboxBacklog),
+    String(r.eventLoopBusyPct),
+  ]);
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i].length)));
+  const line = (cells: string[]) => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join("  ");
+  console.log(line(header));
+  console.log(widths.map((w) => "-".repeat(w)).join("  "));
+  for (const row of rows) console.log(line(row));
+  for (const r of results) {
+    const details = [...Object.entries(r.failedResults), ...Object.entries(r.rpcErrorReasons)];
+    if (details.length > 0) console.log(`  ${r.name}: ${details.map(([k, n]) => `${k} ×${n}`).join(", ")}`);
+  }
+}
+
+function reconcileSummary(r: ReconcileResponse) {
+  return {
+    balanced: r.balanced,
+    breaches: r.breaches.length,
+    accountsChecked: Number(r.accountsChecked),
+    entriesChecked: Number(r.entriesChecked),
+    transfersChecked: Number(r.transfersChecked),
+  };
+}
+
+function writeResults(report: unknown): string {
+  const dir = path.join(projectRoot(), "bench-results");
+  mkdirSync(dir, { recursive: true });
+  const file = path.join(dir, "ledger.json");
+  writeFileSync(file, `${JSON.stringify(report, null, 2)}\n`);
+  return path.relative(process.cwd(), file);
+}
+
+// --- main ----------------------------------------------------------------
+
+async function main(): Promise<number> {
+  const seconds = envInt("BENCH_SECONDS", 10);
+  const seed = envInt("BENCH_SEED", 42);
+  const extraEnv: Record<string, string> = process.env.DATABASE_POOL_SIZE ? { DATABASE_POOL_SIZE: process.env.DATABASE_POOL_SIZE } : {};
+
+  const db = await createTestDatabase();
+  const stream = testStream();
+  const lifecycle = new Lifecycle(testLogger());
+  let clients: Clients | undefined;
+  let sql: Sql | undefined;
+  try {
+    // Setup: any failure here is the bench's own, and exits non-zero.
+    let ids: string[];
+    let poolSize: number;
+    try {
+      const config = accountConfig(serviceEnv(db, stream, extraEnv));
+      poolSize = config.DATABASE_POOL_SIZE;
+      const service = await startAccountService(config, testLogger(), lifecycle);
+      clients = connectClients(`127.0.0.1:${service.port}`);
+      sql = postgres(db.url, { max: 1, onnotice: () => {} });
+      ids = await createAccounts(clients);
+      await fundAccounts(clients, ids);
+    } catch (err) {
+      console.error(`setup failed: ${err instanceof Error ? err.stack : String(err)}`);
+      return 1;
+    }
+
+    const results: ScenarioResult[] = [];
+    for (const [index, scenario] of SCENARIOS.entries()) {
+      await waitForOutbox(sql);
+      console.log(`running: ${scenario.name} (${seconds} s)`);
+      results.push(await runScenario(clients, ids, scenario, index, seed, seconds, sql));
+    }
+
+    let reconciliation: ReturnType<typeof reconcileSummary> | { error: string };
+    try {
+      reconciliation = reconcileSummary(await clients.ledger.reconcile({}, { timeoutMs: 120_000 }));
+    } catch (err) {
+      reconciliation = { error: err instanceof Error ? err.message : String(err) };
+    }
+
+    const host = machine();
+    const [pg] = await sql`select current_setting('server_version') as version`.catch(() => [{ version: "unknown" }]);
+    const settings = { seconds, seed, concurrency: CONCURRENCY, accounts: ACCOUNTS, databasePoolSize: poolSize, postgres: String(pg.version) };
+    console.log("");
+    console.log(`machine: ${host.cpus} × ${host.cpuModel}, ${host.totalMemoryGiB} GiB, ${host.platform}, node ${host.node}, PostgreSQL ${settings.postgres}`);
+    console.log(`settings: ${seconds} s per scenario, concurrency ${CONCURRENCY}, ${ACCOUNTS} accounts, seed ${seed}, service pool ${poolSize}`);
+    console.log("");
+    printTable(results);
+    console.log("");
+    console.log(
+      "error" in reconciliation
+        ? `reconcile: failed (${reconciliation.error})`
+        : `reconcile: ${reconciliation.balanced ? "balanced" : `NOT balanced (${reconciliation.breaches} breaches)`}; ` +
+            `${reconciliation.accountsChecked} accounts, ${reconciliation.transfersChecked} transfers, ${reconciliation.entriesChecked} entries`,
+    );
+    const file = writeResults({ finishedAt: new Date().toISOString(), machine: host, settings, scenarios: results, reconciliation });
+    console.log(`results: ${file}`);
+    return 0;
+  } finally {
+    clients?.accounts.close();
+    clients?.ledger.close();
+    await sql?.end();
+    await lifecycle.stop("bench done");
+    // A leftover database or stream is worth a warning, not a failed run.
+    const cleanup = await Promise.allSettled([db.drop(), stream.delete()]);
+    for (const c of cleanup) if (c.status === "rejected") console.error(`cleanup: ${String(c.reason)}`);
+  }
+}
+
+main().then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    console.error(err instanceof Error ? err.stack : String(err));
+    process.exit(1);
+  },
+);
