@@ -49,6 +49,7 @@ describe("CreateAccount", () => {
     ["negative overdraft limit", { overdraftLimit: -1n }, "AMOUNT_OUT_OF_RANGE", "overdraft_limit"],
     ["malformed account id", { accountId: "123" }, "INVALID_ID", "account_id"],
     ["too much metadata", { metadata: Object.fromEntries(Array.from({ length: 33 }, (_, i) => [`k${i}`, "v"])) }, "INVALID_FIELD", "metadata"],
+    ["a NUL in metadata, which PostgreSQL cannot store", { metadata: { note: "a\u0000b" } }, "INVALID_FIELD", "metadata.note"],
   ];
   it.each(bad)("refuses %s with a reason and the field, changing nothing", async (_name, change, reason, field) => {
     const before = await ledgerSnapshot(h);
@@ -117,6 +118,14 @@ describe("status changes", () => {
     // Emptied back to the bank, a can close too.
     await post(h, transfer(a.id, await settlement(h), 100n));
     expect((await h.accounts.closeAccount({ accountId: a.id })).account!.status).toBe(AccountStatus.CLOSED);
+  });
+
+  it("refuses a reason PostgreSQL cannot store, changing nothing", async () => {
+    const a = await openAccount(h);
+    const before = await ledgerSnapshot(h);
+    await expectRpcError(h.accounts.freezeAccount({ accountId: a.id, reason: "\u0000" }), Status.INVALID_ARGUMENT, "INVALID_FIELD", "reason");
+    await expectRpcError(h.accounts.freezeAccount({ accountId: a.id, reason: "x".repeat(513) }), Status.INVALID_ARGUMENT, "INVALID_FIELD", "reason");
+    expect(await ledgerSnapshot(h)).toEqual(before);
   });
 
   it("refuses to freeze or close a system account", async () => {

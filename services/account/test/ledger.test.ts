@@ -206,6 +206,7 @@ describe("bad input changes nothing", () => {
     ["unknown pending transfer", () => [a, b, 0n, { mode: PostingMode.POST_PENDING, pendingId: newId() }], PostingResult.PENDING_TRANSFER_NOT_FOUND],
     ["finalizing without pending id", () => [a, b, 0n, { mode: PostingMode.VOID_PENDING }], PostingResult.PENDING_ID_REQUIRED],
     ["oversized metadata", () => [a, b, 1n, { metadata: { ["k".repeat(65)]: "v" } }], PostingResult.INVALID_METADATA],
+    ["a NUL in metadata", () => [a, b, 1n, { metadata: { note: "\u0000" } }], PostingResult.INVALID_METADATA],
   ];
 
   it.each(cases)("%s", async (_name, args, expected) => {

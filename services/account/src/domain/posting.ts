@@ -1,6 +1,7 @@
 import { PostingResult } from "../../../../gen/tally/account/v1/ledger_pb";
 import { isId } from "../../../../platform/ids";
 import { INT64_MAX, isKnownCurrency } from "../../../../platform/money";
+import { metadataProblem } from "./validation";
 import {
   availableBalance,
   isLimited,
@@ -55,7 +56,6 @@ export interface BatchEffects {
 
 export const MAX_BATCH = 1000;
 export const MAX_TIMEOUT_SECONDS = 366n * 24n * 3600n;
-const MAX_METADATA_KEYS = 32;
 
 /**
  * Applies a batch to an in-memory view of the ledger, TigerBeetle-style:
@@ -203,7 +203,7 @@ function applyOne(req: PostingRequest, s: Scratch, now: Date): ItemOutcome {
 export function validate(req: PostingRequest): PostingResult | undefined {
   if (!isId(req.id)) return PostingResult.INVALID_ID;
   if (req.mode === undefined) return PostingResult.INVALID_MODE;
-  if (!validMetadata(req.metadata)) return PostingResult.INVALID_METADATA;
+  if (metadataProblem(req.metadata) !== undefined) return PostingResult.INVALID_METADATA;
   if (req.currency !== "" && !isKnownCurrency(req.currency)) return PostingResult.UNKNOWN_CURRENCY;
   if (req.mode === "post" || req.mode === "pending") {
     if (!isId(req.debitAccountId) || !isId(req.creditAccountId)) return PostingResult.INVALID_ID;
@@ -224,11 +224,6 @@ export function validate(req: PostingRequest): PostingResult | undefined {
   if (req.amount < 0n) return PostingResult.AMOUNT_MUST_BE_POSITIVE;
   if (req.timeoutSeconds !== 0n) return PostingResult.INVALID_TIMEOUT;
   return undefined;
-}
-
-function validMetadata(metadata: Record<string, string>): boolean {
-  const keys = Object.keys(metadata);
-  return keys.length <= MAX_METADATA_KEYS && keys.every((k) => k.length >= 1 && k.length <= 64 && metadata[k].length <= 512);
 }
 
 function sameFields(t: TransferRecord, req: PostingRequest): boolean {

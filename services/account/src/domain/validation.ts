@@ -18,6 +18,9 @@ export function requireCurrency(value: string, field = "currency"): string {
 
 const TOKEN = /^[A-Za-z0-9._:@-]+$/;
 
+/** PostgreSQL text and jsonb cannot hold a NUL character: refuse it as input rather than fail on it. */
+export const hasNul = (value: string): boolean => value.includes("\u0000");
+
 export function requireToken(value: string, field: string, maxLength: number): string {
   if (value === "") throw new DomainError(ErrorReason.MISSING_FIELD, `${field} is required`, field);
   if (value.length > maxLength || !TOKEN.test(value)) {
@@ -26,18 +29,30 @@ export function requireToken(value: string, field: string, maxLength: number): s
   return value;
 }
 
-export function requireMetadata(metadata: Record<string, string>, field = "metadata"): Record<string, string> {
+const MAX_METADATA_KEYS = 32;
+
+/** What is wrong with a metadata map, if anything: the key at fault, or "" for the map itself. */
+export function metadataProblem(metadata: Record<string, string>): string | undefined {
   const keys = Object.keys(metadata);
-  if (keys.length > 32) throw new DomainError(ErrorReason.INVALID_FIELD, `${field} holds at most 32 keys`, field);
-  for (const key of keys) {
-    if (key.length === 0 || key.length > 64 || metadata[key].length > 512) {
-      throw new DomainError(ErrorReason.INVALID_FIELD, `${field} keys are 1-64 characters and values at most 512`, `${field}.${key}`);
-    }
+  if (keys.length > MAX_METADATA_KEYS) return "";
+  return keys.find((k) => k.length === 0 || k.length > 64 || metadata[k].length > 512 || hasNul(k) || hasNul(metadata[k]));
+}
+
+export function requireMetadata(metadata: Record<string, string>, field = "metadata"): Record<string, string> {
+  const problem = metadataProblem(metadata);
+  if (problem !== undefined) {
+    throw new DomainError(
+      ErrorReason.INVALID_FIELD,
+      `${field} holds at most ${MAX_METADATA_KEYS} keys of 1-64 characters, values of at most 512, and no NUL`,
+      problem === "" ? field : `${field}.${problem}`,
+    );
   }
   return metadata;
 }
 
 export function requireText(value: string, field: string, maxLength: number): string {
-  if (value.length > maxLength) throw new DomainError(ErrorReason.INVALID_FIELD, `${field} is at most ${maxLength} characters`, field);
+  if (value.length > maxLength || hasNul(value)) {
+    throw new DomainError(ErrorReason.INVALID_FIELD, `${field} is at most ${maxLength} characters, without NUL`, field);
+  }
   return value;
 }
