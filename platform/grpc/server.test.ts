@@ -209,6 +209,17 @@ describe("GrpcServer and createServiceClient", () => {
       },
     );
 
+    it.each(["ECONNREFUSED", "57P01"])(
+      "sees a lost dependency (%s) through the query error an ORM wraps it in",
+      async (code) => {
+        s.getAccount = async () => {
+          throw new Error("Failed query: select 1", { cause: withCode(`connect ${code}`, code) });
+        };
+        const err = await remoteErrorOf(client.getAccount({ accountId: "a" }));
+        expect(err.code).toBe(Status.UNAVAILABLE);
+      },
+    );
+
     it("answers a request that is not a valid protobuf message with INVALID_ARGUMENT, without calling the handler", async () => {
       const raw = new grpc.Client(s.target, grpc.credentials.createInsecure());
       try {

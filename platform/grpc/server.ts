@@ -2,6 +2,7 @@ import type { DescService, MessageInitShape, MessageShape } from "@bufbuild/prot
 import type { GenService, GenServiceMethods } from "@bufbuild/protobuf/codegenv2";
 import * as grpc from "@grpc/grpc-js";
 import { HealthImplementation } from "grpc-health-check";
+import { databaseErrorCode } from "../db/errors";
 import { DomainError, ErrorReason } from "../errors";
 import type { Logger } from "../logger";
 import { grpcServiceDefinition, grpcPath, MalformedMessage } from "./service-definition";
@@ -130,13 +131,21 @@ export class GrpcServer {
 /** Domain errors pass as they are; lost connections are retryable; anything else is internal and logged. */
 function classify(err: unknown, path: string, log: Logger): DomainError {
   if (err instanceof DomainError) return err;
-  const code = (err as { code?: string }).code;
+  const code = databaseErrorCode(err);
+  // Only the code and the root message: a failed query's own message holds its SQL and every parameter.
+  const cause = { code, message: rootMessage(err).slice(0, 500) };
   if (code && UNAVAILABLE_CODES.has(code)) {
-    log.warn({ err, path }, "dependency unavailable");
+    log.warn({ path, cause }, "dependency unavailable");
     return new DomainError(ErrorReason.UNAVAILABLE, "a dependency is unavailable; retry later");
   }
-  log.error({ err, path }, "unexpected error");
+  log.error({ path, cause, stack: (err as Error).stack?.split("\n").slice(0, 6).join("\n") }, "unexpected error");
   return new DomainError(ErrorReason.INTERNAL, "internal error");
+}
+
+function rootMessage(err: unknown): string {
+  let e = err as { cause?: unknown; message?: string };
+  while (e.cause && typeof e.cause === "object") e = e.cause as typeof e;
+  return String(e.message ?? e);
 }
 
 const UNAVAILABLE_CODES = new Set([

@@ -49,8 +49,14 @@ export const ERROR_DOMAIN = "tally";
 const DETAILS_KEY = "grpc-status-details-bin";
 const detailsRegistry = createRegistry(file_google_rpc_error_details);
 
+// Errors travel in trailers: keep them small whatever input they describe.
+const MAX_MESSAGE = 512;
+const MAX_FIELD = 128;
+const clip = (text: string, max: number) => (text.length > max ? `${text.slice(0, max - 1)}…` : text);
+
 /** A grpc-js error carrying google.rpc.Status with ErrorInfo and BadRequest details. */
 export function toServiceError(err: DomainError, code = grpcCodeOf(err.reason)): Partial<ServiceError> {
+  const message = clip(err.message, MAX_MESSAGE);
   const details = [
     anyPack(
       ErrorInfoSchema,
@@ -58,13 +64,15 @@ export function toServiceError(err: DomainError, code = grpcCodeOf(err.reason)):
     ),
   ];
   if (err.violations.length > 0) {
-    const fieldViolations = err.violations.map((v) => create(BadRequest_FieldViolationSchema, v));
+    const fieldViolations = err.violations.map((v) =>
+      create(BadRequest_FieldViolationSchema, { field: clip(v.field, MAX_FIELD), description: clip(v.description, MAX_MESSAGE) }),
+    );
     details.push(anyPack(BadRequestSchema, create(BadRequestSchema, { fieldViolations })));
   }
   const metadata = new Metadata();
-  const status = create(StatusSchema, { code, message: err.message, details });
+  const status = create(StatusSchema, { code, message, details });
   metadata.set(DETAILS_KEY, Buffer.from(toBinary(StatusSchema, status)));
-  return { code, details: err.message, metadata };
+  return { code, details: message, metadata };
 }
 
 /** An error from a peer, as a DomainError with its reason and fields, plus the gRPC code. */

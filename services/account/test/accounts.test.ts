@@ -84,7 +84,9 @@ describe("GetAccount and ListAccounts", () => {
   it("refuses a forged page token and a negative page size", async () => {
     await expectRpcError(h.accounts.listAccounts({ customerId: "frank", pageToken: "garbage" }), Status.INVALID_ARGUMENT, "INVALID_PAGE_TOKEN", "page_token");
     const forged = Buffer.from(JSON.stringify({ after: "x' or 1=1" })).toString("base64url");
-    await expectRpcError(h.accounts.listAccounts({ customerId: "frank", pageToken: forged }), Status.INVALID_ARGUMENT, "INVALID_ID", "page_token");
+    await expectRpcError(h.accounts.listAccounts({ customerId: "frank", pageToken: forged }), Status.INVALID_ARGUMENT, "INVALID_PAGE_TOKEN", "page_token");
+    const beyond = Buffer.from(JSON.stringify({ before: "9999999999999999999" })).toString("base64url");
+    await expectRpcError(h.accounts.listEntries({ accountId: (await openAccount(h)).id, pageToken: beyond }), Status.INVALID_ARGUMENT, "INVALID_PAGE_TOKEN", "page_token");
     await expectRpcError(h.accounts.listAccounts({ customerId: "frank", pageSize: -1 }), Status.INVALID_ARGUMENT, "INVALID_FIELD", "page_size");
   });
 });

@@ -63,6 +63,22 @@ describe("idempotency per transfer id", () => {
     expect((await balanceOf(h, b.id)).posted).toBe(100n);
   });
 
+  it("settles races on the same new ids between batches on different accounts, without errors", async () => {
+    const [a, b, c, d] = await Promise.all([openAccount(h), openAccount(h), openAccount(h), openAccount(h)]);
+    await Promise.all([fund(h, a.id, 10_000n), fund(h, c.id, 10_000n)]);
+    for (let round = 0; round < 30; round++) {
+      const [x, y] = [newId(), newId()];
+      // Same ids, other accounts, opposite order: no shared row lock orders the two inserts.
+      const [first, second] = await Promise.all([
+        post(h, transfer(a.id, b.id, 1n, { id: x }), transfer(a.id, b.id, 1n, { id: y })),
+        post(h, transfer(c.id, d.id, 1n, { id: y }), transfer(c.id, d.id, 1n, { id: x })),
+      ]);
+      const outcomes = [...first, ...second].map((r) => r.result);
+      expect(outcomes.filter((r) => r === PostingResult.OK)).toHaveLength(2);
+      expect(outcomes.filter((r) => r === PostingResult.EXISTS_WITH_DIFFERENT_FIELDS)).toHaveLength(2);
+    }
+  });
+
   it("applies a transfer replayed 20 times concurrently exactly once", async () => {
     const a = await openAccount(h);
     const b = await openAccount(h);
@@ -222,6 +238,17 @@ describe("bad input changes nothing", () => {
     const many = Array.from({ length: 1001 }, () => transfer(a, b, 1n));
     await expectRpcError(h.ledger.postTransfers({ transfers: many }), Status.INVALID_ARGUMENT, "BATCH_TOO_LARGE", "transfers");
     expect(await ledgerSnapshot(h)).toEqual(before);
+  });
+
+  it("refuses a lookup of more than 1,000 ids", async () => {
+    const ids = Array.from({ length: 1001 }, () => newId());
+    await expectRpcError(h.ledger.lookupTransfers({ transferIds: ids }), Status.INVALID_ARGUMENT, "BATCH_TOO_LARGE", "transfer_ids");
+  });
+
+  it("answers a huge malformed value with a short error, and the connection stays usable", async () => {
+    const err = await expectRpcError(h.accounts.getSystemAccount({ currency: "X".repeat(1_000_000) }), Status.INVALID_ARGUMENT, "UNKNOWN_CURRENCY", "currency");
+    expect(err.message.length).toBeLessThan(600);
+    expect((await h.accounts.getSystemAccount({ currency: "USD" })).account?.currency).toBe("USD");
   });
 
   it("reads an amount beyond int64 on the wire as negative, and refuses it", async () => {

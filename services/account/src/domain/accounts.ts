@@ -1,8 +1,8 @@
 import { create } from "@bufbuild/protobuf";
 import { and, asc, desc, eq, gt, lt } from "drizzle-orm";
 import { AccountOpenedSchema, AccountStatusChangedSchema } from "../../../../gen/tally/events/v1/events_pb";
-import { newId } from "../../../../platform/ids";
-import { CURRENCIES } from "../../../../platform/money";
+import { isId, newId } from "../../../../platform/ids";
+import { CURRENCIES, INT64_MAX } from "../../../../platform/money";
 import { DomainError, ErrorReason } from "../../../../platform/errors";
 import { appendEvents, type OutboxWriter } from "../../../../platform/outbox/append";
 import { decodePageToken, encodePageToken, pageSize } from "../../../../platform/paging";
@@ -88,7 +88,7 @@ export class Accounts {
     const rows = await this.db
       .select()
       .from(accounts)
-      .where(and(eq(accounts.customerId, customerId), cursor ? gt(accounts.id, requireId(cursor.after, "page_token")) : undefined))
+      .where(and(eq(accounts.customerId, customerId), cursor ? gt(accounts.id, parseIdCursor(cursor.after)) : undefined))
       .orderBy(asc(accounts.id))
       .limit(limit + 1);
     return page(rows, limit, (last) => ({ after: last.id }));
@@ -192,7 +192,14 @@ function page<T>(rows: T[], limit: number, cursorOf: (last: T) => Record<string,
   return { items, nextPageToken: rows.length > limit ? encodePageToken(cursorOf(items[items.length - 1])) : "" };
 }
 
+const foreignToken = () => new DomainError(ErrorReason.INVALID_PAGE_TOKEN, "page_token is not one this service issued", "page_token");
+
 function parseSequence(value: string): bigint {
-  if (!/^\d{1,19}$/.test(value)) throw new DomainError(ErrorReason.INVALID_PAGE_TOKEN, "page_token is not one this service issued", "page_token");
+  if (!/^\d{1,19}$/.test(value) || BigInt(value) > INT64_MAX) throw foreignToken();
   return BigInt(value);
+}
+
+function parseIdCursor(value: string): string {
+  if (!isId(value)) throw foreignToken();
+  return value;
 }

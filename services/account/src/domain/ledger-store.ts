@@ -45,7 +45,9 @@ const chunks = <T>(items: T[]): T[][] =>
 export async function writeEffects(tx: AccountTx, effects: BatchEffects, outbox: OutboxWriter): Promise<void> {
   if (effects.inserted.length === 0 && effects.finalized.length === 0) return;
   const writes: Promise<unknown>[] = [];
-  for (const part of chunks(effects.inserted)) writes.push(tx.insert(ledgerTransfers).values(part));
+  // In id order, so two batches inserting the same new ids wait on each other instead of deadlocking.
+  const byId = [...effects.inserted].sort((x, y) => (x.id < y.id ? -1 : x.id > y.id ? 1 : 0));
+  for (const part of chunks(byId)) writes.push(tx.insert(ledgerTransfers).values(part));
   if (effects.finalized.length > 0) {
     const values = sql.join(
       effects.finalized.map((t) => sql`(${t.id}::uuid, ${t.state}, ${t.postedAmount}::bigint)`),

@@ -4,7 +4,7 @@ import { withTransactionRetry } from "../../../../platform/db/retry";
 import { DomainError, ErrorReason } from "../../../../platform/errors";
 import type { OutboxWriter } from "../../../../platform/outbox/append";
 import { ledgerTransfers } from "../db/schema";
-import type { AccountDb } from "../db/types";
+import type { AccountDb, AccountTx } from "../db/types";
 import type { TransferRecord } from "./model";
 import { lockAccounts, loadTransfers, writeEffects } from "./ledger-store";
 import { applyBatch, MAX_BATCH, type PostingOutcome, type PostingRequest } from "./posting";
@@ -40,12 +40,15 @@ export class Ledger {
   }
 
   async lookupTransfers(ids: string[]): Promise<TransferRecord[]> {
+    if (ids.length > MAX_BATCH) {
+      throw new DomainError(ErrorReason.BATCH_TOO_LARGE, `at most ${MAX_BATCH} transfer ids per lookup`, "transfer_ids");
+    }
     const valid = unique(ids);
     if (valid.length === 0) return [];
     return this.db.select().from(ledgerTransfers).where(inArray(ledgerTransfers.id, valid));
   }
 
-  private async apply(tx: Parameters<Parameters<AccountDb["transaction"]>[0]>[0], requests: PostingRequest[]) {
+  private async apply(tx: AccountTx, requests: PostingRequest[]) {
     const pendingIds = unique(requests.map((r) => r.pendingId));
     const referenced = new Set(pendingIds);
     // Holds name their accounts: find them before locking (re-checked below).

@@ -12,7 +12,9 @@ export function requireId(value: string, field: string): string {
 
 export function requireCurrency(value: string, field = "currency"): string {
   if (value === "") throw new DomainError(ErrorReason.MISSING_FIELD, `${field} is required`, field);
-  if (!isKnownCurrency(value)) throw new DomainError(ErrorReason.UNKNOWN_CURRENCY, `${field} ${JSON.stringify(value)} is not a known ISO 4217 currency`, field);
+  if (!isKnownCurrency(value)) {
+    throw new DomainError(ErrorReason.UNKNOWN_CURRENCY, `${field} ${JSON.stringify(value.slice(0, 8))} is not a known ISO 4217 currency`, field);
+  }
   return value;
 }
 
