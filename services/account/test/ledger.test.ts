@@ -270,6 +270,18 @@ describe("reconciliation", () => {
     for (const t of report.totals) expect(t.debitsPosted).toBe(t.creditsPosted);
   });
 
+  it("still answers when a currency's totals outgrow int64", async () => {
+    const spenders = [await openAccount(h, { currency: "CHF", overdraftLimit: INT64_MAX }), await openAccount(h, { currency: "CHF", overdraftLimit: INT64_MAX })];
+    const receivers = [await openAccount(h, { currency: "CHF" }), await openAccount(h, { currency: "CHF" })];
+    const results = await post(h, ...spenders.map((s, i) => transfer(s.id, receivers[i].id, INT64_MAX, { currency: "CHF" })));
+    expect(results.map((r) => r.result)).toEqual([PostingResult.OK, PostingResult.OK]);
+    const report = await h.ledger.reconcile({});
+    expect(report.breaches).toEqual([]);
+    const chf = report.totals.find((t) => t.currency === "CHF")!;
+    expect(BigInt(chf.debitsPosted)).toBe(2n * INT64_MAX);
+    expect(chf.creditsPosted).toBe(chf.debitsPosted);
+  });
+
   it("reports a balance that no longer matches its entries, and a transfer applied twice", async () => {
     const a = await openAccount(h);
     const b = await openAccount(h);
@@ -292,6 +304,17 @@ describe("reconciliation", () => {
         ["TRANSFER_APPLIED_TWICE", t.id],
       ]),
     );
+  });
+
+  it("reports pending balances that do not match the open holds", async () => {
+    const a = await openAccount(h, { currency: "SEK" });
+    const b = await openAccount(h, { currency: "SEK" });
+    await fund(h, a.id, 100n, "SEK");
+    await post(h, transfer(a.id, b.id, 30n, { currency: "SEK", mode: PostingMode.PENDING }));
+    await withSql(h, (sql) => sql`update account.ledger_transfers set state = 'pending_voided' where debit_account_id = ${a.id}`);
+    const report = await h.ledger.reconcile({});
+    const mismatched = report.breaches.filter((x) => x.kind === BreachKind.BALANCE_MISMATCH && x.detail.includes("open holds")).map((x) => x.subject);
+    expect(mismatched).toEqual(expect.arrayContaining([a.id, b.id]));
   });
 });
 

@@ -9,12 +9,13 @@ export interface Breach {
   detail: string;
 }
 
+/** Decimal strings: sums over all accounts may outgrow a bigint. */
 export interface CurrencyTotals {
   currency: string;
-  debitsPosted: bigint;
-  creditsPosted: bigint;
-  debitsPending: bigint;
-  creditsPending: bigint;
+  debitsPosted: string;
+  creditsPosted: string;
+  debitsPending: string;
+  creditsPending: string;
 }
 
 export interface Reconciliation {
@@ -34,8 +35,8 @@ export async function reconcile(db: AccountDb): Promise<Reconciliation> {
   return db.transaction(
     async (tx) => {
       const totals = (await tx.execute(sql`
-        select currency, sum(debits_posted)::bigint as "debitsPosted", sum(credits_posted)::bigint as "creditsPosted",
-               sum(debits_pending)::bigint as "debitsPending", sum(credits_pending)::bigint as "creditsPending",
+        select currency, sum(debits_posted)::text as "debitsPosted", sum(credits_posted)::text as "creditsPosted",
+               sum(debits_pending)::text as "debitsPending", sum(credits_pending)::text as "creditsPending",
                count(*)::bigint as accounts
         from account.accounts group by currency order by currency`)) as unknown as (CurrencyTotals & { accounts: bigint })[];
       const breaches: Breach[] = [];
@@ -57,7 +58,7 @@ export async function reconcile(db: AccountDb): Promise<Reconciliation> {
             coalesce(sum(amount) filter (where direction = 'credit' and layer = 'pending'), 0) as cpe
           from account.entries group by account_id)
         select a.id, a.debits_posted, a.credits_posted, a.debits_pending, a.credits_pending,
-               coalesce(s.dp, 0)::bigint as dp, coalesce(s.cp, 0)::bigint as cp, coalesce(s.dpe, 0)::bigint as dpe, coalesce(s.cpe, 0)::bigint as cpe
+               coalesce(s.dp, 0)::text as dp, coalesce(s.cp, 0)::text as cp, coalesce(s.dpe, 0)::text as dpe, coalesce(s.cpe, 0)::text as cpe
         from account.accounts a left join sums s on s.account_id = a.id
         where a.debits_posted <> coalesce(s.dp, 0) or a.credits_posted <> coalesce(s.cp, 0)
            or a.debits_pending <> coalesce(s.dpe, 0) or a.credits_pending <> coalesce(s.cpe, 0)`)) as unknown as Record<string, string | bigint>[];
@@ -66,6 +67,23 @@ export async function reconcile(db: AccountDb): Promise<Reconciliation> {
           kind: "balance_mismatch",
           subject: String(m.id),
           detail: `balances (dp ${m.debits_posted}, cp ${m.credits_posted}, dpe ${m.debits_pending}, cpe ${m.credits_pending}) vs entries (${m.dp}, ${m.cp}, ${m.dpe}, ${m.cpe})`,
+        });
+      }
+      // Pending balances are exactly the holds still open.
+      const holds = (await tx.execute(sql`
+        with open as (
+          select debit_account_id as account_id, amount as debit, 0::bigint as credit from account.ledger_transfers where state = 'pending'
+          union all
+          select credit_account_id, 0, amount from account.ledger_transfers where state = 'pending'),
+        sums as (select account_id, sum(debit) as debit, sum(credit) as credit from open group by account_id)
+        select a.id, a.debits_pending, a.credits_pending, coalesce(s.debit, 0)::text as held_debit, coalesce(s.credit, 0)::text as held_credit
+        from account.accounts a left join sums s on s.account_id = a.id
+        where a.debits_pending <> coalesce(s.debit, 0) or a.credits_pending <> coalesce(s.credit, 0)`)) as unknown as Record<string, string | bigint>[];
+      for (const m of holds) {
+        breaches.push({
+          kind: "balance_mismatch",
+          subject: String(m.id),
+          detail: `pending (dpe ${m.debits_pending}, cpe ${m.credits_pending}) vs open holds (${m.held_debit}, ${m.held_credit})`,
         });
       }
       const overLimit = (await tx.execute(sql`
@@ -77,8 +95,8 @@ export async function reconcile(db: AccountDb): Promise<Reconciliation> {
       // Each (transfer, layer, event) is one debit and one credit of the same amount.
       const transfers = (await tx.execute(sql`
         select transfer_id, layer, event, count(*)::bigint as n,
-               coalesce(sum(amount) filter (where direction = 'debit'), 0)::bigint as debits,
-               coalesce(sum(amount) filter (where direction = 'credit'), 0)::bigint as credits
+               coalesce(sum(amount) filter (where direction = 'debit'), 0)::text as debits,
+               coalesce(sum(amount) filter (where direction = 'credit'), 0)::text as credits
         from account.entries group by transfer_id, layer, event
         having count(*) <> 2 or count(*) filter (where direction = 'debit') <> 1
             or coalesce(sum(amount) filter (where direction = 'debit'), 0) <> coalesce(sum(amount) filter (where direction = 'credit'), 0)`)) as unknown as Record<string, string | bigint>[];
