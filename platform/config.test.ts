@@ -40,6 +40,11 @@ describe("loadConfig", () => {
     expect(config).toEqual({ GRPC_PORT: 6000, POOL: 10, NAME: "x" });
   });
 
+  it("treats a blank variable as unset, whatever its type", () => {
+    expect(configErrorOf(() => loadConfig({ NAME: z.string() }, { NAME: " " })).message).toContain("NAME is required but not set");
+    expect(loadConfig({ FLAG: bool(true) }, { FLAG: "" }).FLAG).toBe(true);
+  });
+
   it("treats a blank number as unset, not as zero", () => {
     expect(loadConfig({ GRPC_PORT: int(50051) }, { GRPC_PORT: "" }).GRPC_PORT).toBe(50051);
     expect(loadConfig({ GRPC_PORT: int(50051) }, { GRPC_PORT: "  " }).GRPC_PORT).toBe(50051);
@@ -98,7 +103,7 @@ describe("platformEnv", () => {
 
   it("refuses an empty DATABASE_URL in production", () => {
     const env = { TALLY_ENV: "production", DATABASE_URL: "", NATS_URL: "nats://nats.internal:4222" };
-    expect(configErrorOf(() => load(env)).message).toContain("DATABASE_URL: ");
+    expect(configErrorOf(() => load(env)).message).toContain("DATABASE_URL is required but not set");
   });
 
   it("applies local defaults outside production", () => {

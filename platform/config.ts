@@ -13,11 +13,13 @@ export class ConfigError extends Error {
 export type Env = Record<string, string | undefined>;
 
 export function loadConfig<S extends z.ZodRawShape>(shape: S, env: Env = process.env): z.infer<z.ZodObject<S>> {
-  const parsed = z.object(shape).safeParse(env);
+  // A variable set to "" (as compose files often do) counts as unset, whatever its type.
+  const given = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v.trim() !== ""));
+  const parsed = z.object(shape).safeParse(given);
   if (parsed.success) return parsed.data;
   const problems = parsed.error.issues.map((issue) => {
     const name = issue.path.join(".");
-    return env[name] === undefined ? `${name} is required but not set` : `${name}: ${issue.message}`;
+    return given[name] === undefined ? `${name} is required but not set` : `${name}: ${issue.message}`;
   });
   throw new ConfigError(`invalid configuration: ${problems.join("; ")}`);
 }
@@ -30,11 +32,8 @@ export function localDefault(local: string, env: Env = process.env) {
   return isProduction(env) ? s : s.default(local);
 }
 
-// A variable set to "" (as compose files often do) counts as unset, not as 0.
-const blankAsUnset = (v: unknown) => (typeof v === "string" && v.trim() === "" ? undefined : v);
-
 export const int = (fallback: number, min = 0, max = Number.MAX_SAFE_INTEGER) =>
-  z.preprocess(blankAsUnset, z.coerce.number().int().min(min).max(max).default(fallback));
+  z.coerce.number().int().min(min).max(max).default(fallback);
 
 export const bool = (fallback: boolean) =>
   z
@@ -53,9 +52,11 @@ export function platformEnv(env: Env = process.env) {
     NATS_URL: localDefault("nats://127.0.0.1:4222", env),
     NATS_STREAM: z.string().regex(/^[A-Za-z0-9_-]+$/).default("TALLY"),
     NATS_SUBJECT_PREFIX: z.string().regex(/^[a-z0-9_]+(\.[a-z0-9_]+)*$/).default("tally"),
-    // Longer than the relay's retry horizon, so a republished event is dropped.
+    // Longer than a relay takes to publish an event again after failing to mark it sent.
     NATS_DUPLICATE_WINDOW_MS: int(10 * 60_000, 1000),
     NATS_MAX_AGE_DAYS: int(7, 1),
+    // 3 on a JetStream cluster; the stream is kept at what this says.
+    NATS_STREAM_REPLICAS: int(1, 1, 5),
     GRPC_HOST: z.string().default("0.0.0.0"),
     GRPC_DEADLINE_MS: int(5000, 1),
     OUTBOX_POLL_MS: int(200, 10),

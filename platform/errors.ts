@@ -43,7 +43,3 @@ export function reasonFromName(name: string): ErrorReason {
   const value = (ErrorReason as unknown as Record<string, ErrorReason | undefined>)[name];
   return typeof value === "number" ? value : ErrorReason.UNSPECIFIED;
 }
-
-/** Shorthand for the commonest failure: one field is wrong. */
-export const invalidField = (field: string, message: string, reason = ErrorReason.INVALID_FIELD) =>
-  new DomainError(reason, message, field);

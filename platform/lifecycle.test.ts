@@ -20,6 +20,20 @@ describe("Lifecycle", () => {
     expect(ran).toEqual(["grpc server", "relay", "broker", "database"]);
   });
 
+  it("stops what is started while it is already stopping, once, after the rest", async () => {
+    const ran: string[] = [];
+    const lifecycle = new Lifecycle(testLogger());
+    lifecycle.onStop("database", () => void ran.push("database"));
+    lifecycle.onStop("nats", async () => {
+      // A signal arrived mid-startup: startup goes on and registers one more part.
+      lifecycle.onStop("outbox relay", () => void ran.push("outbox relay"));
+      ran.push("nats");
+    });
+    await lifecycle.stop("signal");
+    await lifecycle.stop("again");
+    expect(ran).toEqual(["nats", "database", "outbox relay"]);
+  });
+
   it("waits for an asynchronous step before starting the next", async () => {
     const ran: string[] = [];
     const lifecycle = new Lifecycle(testLogger());

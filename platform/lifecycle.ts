@@ -9,6 +9,7 @@ type StopStep = { name: string; stop: () => Promise<void> | void };
  */
 export class Lifecycle {
   private readonly steps: StopStep[] = [];
+  private state: "running" | "stopping" | "stopped" = "running";
   private stopping: Promise<void> | undefined;
 
   constructor(
@@ -16,13 +17,19 @@ export class Lifecycle {
     private readonly stepTimeoutMs = 10_000,
   ) {}
 
+  /** Registers how to undo what was just started. Registered while stopping, it runs after the rest. */
   onStop(name: string, stop: StopStep["stop"]): void {
-    this.steps.unshift({ name, stop });
+    if (this.state === "running") this.steps.unshift({ name, stop });
+    else if (this.state === "stopping") this.steps.push({ name, stop });
+    else void this.runStep({ name, stop });
   }
 
   stop(reason: string): Promise<void> {
-    this.stopping ??= this.runSteps(reason);
-    return this.stopping;
+    if (this.state === "running") {
+      this.state = "stopping";
+      this.stopping = this.runSteps(reason);
+    }
+    return this.stopping!;
   }
 
   /** SIGTERM and SIGINT stop the process gracefully; a second signal exits at once. */
@@ -43,20 +50,23 @@ export class Lifecycle {
 
   private async runSteps(reason: string): Promise<void> {
     this.log.info({ reason }, "shutting down");
-    for (const step of this.steps) {
-      let timer: NodeJS.Timeout | undefined;
-      const timeout = new Promise<"timeout">((resolve) => {
-        timer = setTimeout(() => resolve("timeout"), this.stepTimeoutMs);
-      });
-      try {
-        const outcome = await Promise.race([Promise.resolve(step.stop()).then(() => "done" as const), timeout]);
-        if (outcome === "timeout") this.log.warn({ step: step.name }, "shutdown step timed out");
-      } catch (err) {
-        this.log.error({ err, step: step.name }, "shutdown step failed");
-      } finally {
-        clearTimeout(timer);
-      }
-    }
+    for (let step = this.steps.shift(); step; step = this.steps.shift()) await this.runStep(step);
+    this.state = "stopped";
     this.log.info("stopped");
+  }
+
+  private async runStep(step: StopStep): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<"timeout">((resolve) => {
+      timer = setTimeout(() => resolve("timeout"), this.stepTimeoutMs);
+    });
+    try {
+      const outcome = await Promise.race([Promise.resolve(step.stop()).then(() => "done" as const), timeout]);
+      if (outcome === "timeout") this.log.warn({ step: step.name }, "shutdown step timed out");
+    } catch (err) {
+      this.log.error({ err, step: step.name }, "shutdown step failed");
+    } finally {
+      clearTimeout(timer);
+    }
   }
 }

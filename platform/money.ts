@@ -1,6 +1,5 @@
-/** Money is integer minor units; these are the bounds of a PostgreSQL bigint and a proto int64. */
+/** Money is integer minor units; the largest a PostgreSQL bigint and a proto int64 hold. */
 export const INT64_MAX = 9_223_372_036_854_775_807n;
-export const INT64_MIN = -9_223_372_036_854_775_808n;
 
 /** ISO 4217 currencies Tally knows, with their minor-unit exponents. */
 const EXPONENTS: Readonly<Record<string, number>> = {
@@ -13,19 +12,3 @@ const EXPONENTS: Readonly<Record<string, number>> = {
 export const CURRENCIES: readonly string[] = Object.freeze(Object.keys(EXPONENTS).sort());
 
 export const isKnownCurrency = (code: string): boolean => Object.hasOwn(EXPONENTS, code);
-
-export function currencyExponent(code: string): number {
-  const exponent = EXPONENTS[code];
-  if (exponent === undefined) throw new RangeError(`unknown currency ${code}`);
-  return exponent;
-}
-
-/** Renders minor units for people: formatMinor(-12345n, "USD") === "-123.45 USD". */
-export function formatMinor(amount: bigint, currency: string): string {
-  const exponent = currencyExponent(currency);
-  const sign = amount < 0n ? "-" : "";
-  const digits = (amount < 0n ? -amount : amount).toString().padStart(exponent + 1, "0");
-  const whole = digits.slice(0, digits.length - exponent);
-  const fraction = exponent > 0 ? `.${digits.slice(digits.length - exponent)}` : "";
-  return `${sign}${whole}${fraction} ${currency}`;
-}

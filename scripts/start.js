@@ -11,7 +11,11 @@ const readline = require("node:readline");
 const { ensureInfrastructure } = require("./infra");
 
 const root = path.resolve(__dirname, "..");
-const replicas = Math.max(1, Number(process.env.REPLICAS || 1));
+const replicas = Number(process.env.REPLICAS || 1);
+if (!Number.isInteger(replicas) || replicas < 1 || replicas > 9) {
+  process.stderr.write(`start: REPLICAS must be a whole number from 1 to 9, not ${JSON.stringify(process.env.REPLICAS)}\n`);
+  process.exit(2);
+}
 
 /** The services that exist so far, each with its first port. */
 const SERVICES = [{ name: "account", main: "dist/services/account/src/main.js", port: 50051, portVar: "GRPC_PORT" }];
@@ -26,6 +30,8 @@ function run(service, replica) {
     cwd: root,
     env: { ...process.env, [service.portVar]: String(port), SERVICE_INSTANCE_ID: label },
     stdio: ["ignore", "pipe", "pipe"],
+    // Out of the terminal's process group: Ctrl-C reaches only this script, which sends each one SIGTERM once.
+    detached: true,
   });
   for (const stream of [child.stdout, child.stderr]) {
     readline.createInterface({ input: stream }).on("line", (line) => process.stdout.write(`${label.padEnd(12)} | ${line}\n`));
@@ -68,6 +74,9 @@ function stop(code) {
   }
   setTimeout(done, 20_000).unref();
 }
+
+// However this script ends, its services do not outlive it.
+process.on("exit", () => children.forEach((c) => c.exitCode === null && c.kill("SIGTERM")));
 
 async function main() {
   stopInfrastructure = await ensureInfrastructure();

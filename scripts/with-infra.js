@@ -10,9 +10,9 @@ async function main() {
   if (!command) throw new Error("usage: with-infra.js <command> [args…]");
   const stopInfrastructure = await ensureInfrastructure();
   const child = spawn(command, args, { stdio: "inherit", shell: process.platform === "win32" });
-  const forward = (signal) => child.kill(signal);
-  process.on("SIGINT", forward);
-  process.on("SIGTERM", forward);
+  // Ctrl-C already reaches the command through the terminal; pass on only what is sent to us alone.
+  process.on("SIGINT", () => {});
+  process.on("SIGTERM", () => child.kill("SIGTERM"));
   child.on("exit", (code, signal) => {
     stopInfrastructure();
     process.exit(code ?? (signal ? 1 : 0));

@@ -37,7 +37,3 @@ export function connectDatabase<TSchema extends Record<string, unknown>>(
     close: () => sql.end({ timeout: 5 }),
   };
 }
-
-export type Tx<TSchema extends Record<string, unknown>> = Parameters<
-  Parameters<PostgresJsDatabase<TSchema>["transaction"]>[0]
->[0];

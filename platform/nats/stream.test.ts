@@ -12,6 +12,7 @@ const options = (overrides: Partial<StreamOptions> = {}): StreamOptions => ({
   subjectPrefix: stream.subjectPrefix,
   duplicateWindowMs: 120_000,
   maxAgeDays: 2,
+  replicas: 1,
   ...overrides,
 });
 
@@ -49,7 +50,7 @@ describe("ensureStream", () => {
       const windows = [60_000, 90_000, 120_000, 150_000, 180_000];
       const results = await Promise.allSettled(
         windows.map((duplicateWindowMs) =>
-          ensureStream(broker.jsm, { name: other.name, subjectPrefix: other.subjectPrefix, duplicateWindowMs, maxAgeDays: 1 }),
+          ensureStream(broker.jsm, { name: other.name, subjectPrefix: other.subjectPrefix, duplicateWindowMs, maxAgeDays: 1, replicas: 1 }),
         ),
       );
       expect(results.map((r) => r.status)).toEqual(Array(5).fill("fulfilled"));

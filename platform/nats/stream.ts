@@ -6,10 +6,12 @@ export interface StreamOptions {
   subjectPrefix: string;
   duplicateWindowMs: number;
   maxAgeDays: number;
+  replicas: number;
 }
 
 /**
- * Creates the event stream, or brings an existing one to this configuration.
+ * Creates the event stream, or brings an existing one to this configuration
+ * (the configuration is the source of truth: replicas, retention, duplicates).
  * Replicas starting together may race to create it: the loser updates instead.
  */
 export async function ensureStream(jsm: JetStreamManager, options: StreamOptions): Promise<void> {
@@ -21,7 +23,7 @@ export async function ensureStream(jsm: JetStreamManager, options: StreamOptions
     discard: DiscardPolicy.Old,
     duplicate_window: nanos(options.duplicateWindowMs),
     max_age: nanos(options.maxAgeDays * 24 * 3600 * 1000),
-    num_replicas: 1,
+    num_replicas: options.replicas,
   };
   for (let attempt = 0; ; attempt++) {
     try {

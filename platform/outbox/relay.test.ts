@@ -46,7 +46,7 @@ afterAll(async () => {
 async function newStream(): Promise<TestStream> {
   const stream = testStream();
   streams.push(stream);
-  await ensureStream(broker.jsm, { name: stream.name, subjectPrefix: stream.subjectPrefix, duplicateWindowMs: 10 * 60_000, maxAgeDays: 1 });
+  await ensureStream(broker.jsm, { name: stream.name, subjectPrefix: stream.subjectPrefix, duplicateWindowMs: 10 * 60_000, maxAgeDays: 1, replicas: 1 });
   return stream;
 }
 
@@ -155,7 +155,8 @@ describe("OutboxRelay", () => {
   beforeAll(async () => {
     stream = await newStream();
     appended = (await Promise.all([100, 100, 60, 40].map((n) => appendInOneTransaction(stream, n)))).flat();
-    relays = [newRelay(), newRelay()];
+    // Small batches, so the two relays would interleave if both could publish at once.
+    relays = [newRelay(8), newRelay(8)];
   });
   afterAll(async () => {
     await Promise.all(relays.map((r) => r.stop()));
@@ -179,6 +180,9 @@ describe("OutboxRelay", () => {
     expect(counts.size).toBe(TOTAL);
     expect([...counts.values()].every((n) => n === 1)).toBe(true);
     expect(new Set(counts.keys())).toEqual(new Set(appended.map((e) => e.id)));
+    // One publisher at a time: the stream holds the events in the order they were committed.
+    const written = await store.sql`select id from account.outbox where subject like ${stream.subjectPrefix + ".%"} order by seq`;
+    expect(events.map((e) => e.envelope.id)).toEqual(written.map((r) => r.id));
     for (const e of events) {
       expect(e.msgId).toBe(e.envelope.id);
       expect(e.subject).toBe(`${stream.subjectPrefix}.account.account_opened`);

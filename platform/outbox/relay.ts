@@ -1,8 +1,8 @@
 import { context, propagation, ROOT_CONTEXT, SpanKind, trace } from "@opentelemetry/api";
 import type { JetStreamClient } from "@nats-io/jetstream";
 import { headers as natsHeaders } from "@nats-io/transport-node";
-import { and, asc, inArray, isNull, lt, sql } from "drizzle-orm";
-import type { PgDatabase, PgQueryResultHKT } from "drizzle-orm/pg-core";
+import { asc, inArray, isNull, lt, sql } from "drizzle-orm";
+import { getTableConfig, type PgDatabase, type PgQueryResultHKT } from "drizzle-orm/pg-core";
 import type { Logger } from "../logger";
 import type { OutboxTable } from "./table";
 
@@ -21,9 +21,10 @@ const PRUNE_EVERY_MS = 60_000;
 
 /**
  * Publishes outbox rows to JetStream, oldest first, and marks them sent.
- * Any number of replicas may run one: each claims rows with FOR UPDATE SKIP
- * LOCKED, and a row published but not marked (a crash in between) is sent
- * again with the same Nats-Msg-Id, which the stream drops as a duplicate.
+ * Any number of replicas may run one; a transaction-scoped advisory lock lets
+ * one publish at a time, so the stream keeps the outbox's order. A row
+ * published but not marked (a crash in between) is sent again with the same
+ * Nats-Msg-Id, which the stream drops as a duplicate.
  */
 export class OutboxRelay {
   private running = false;
@@ -54,10 +55,16 @@ export class OutboxRelay {
     await this.loop;
   }
 
-  /** Publishes one batch; returns how many rows it sent. */
+  /** Publishes one batch; returns how many rows it sent (0 also when another replica is publishing). */
   async drainOnce(): Promise<number> {
     const { db, table, js, batchSize } = this.options;
     return db.transaction(async (tx) => {
+      // One publisher at a time per outbox keeps the stream in the order events were written;
+      // the others stand by and take over the moment it stops.
+      const [{ leader }] = (await tx.execute(
+        sql`select pg_try_advisory_xact_lock(hashtext(${`tally.outbox.${getTableConfig(table).schema}`})) as leader`,
+      )) as unknown as { leader: boolean }[];
+      if (!leader) return 0;
       const rows = await tx
         .select()
         .from(table)
@@ -125,6 +132,6 @@ export class OutboxRelay {
     this.lastPrune = Date.now();
     const { db, table, retentionHours } = this.options;
     const cutoff = new Date(Date.now() - retentionHours * 3600_000);
-    await db.delete(table).where(and(lt(table.publishedAt, cutoff)));
+    await db.delete(table).where(lt(table.publishedAt, cutoff));
   }
 }

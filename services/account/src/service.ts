@@ -52,6 +52,7 @@ export async function startAccountService(config: AccountConfig, log: Logger, li
     subjectPrefix: config.NATS_SUBJECT_PREFIX,
     duplicateWindowMs: config.NATS_DUPLICATE_WINDOW_MS,
     maxAgeDays: config.NATS_MAX_AGE_DAYS,
+    replicas: config.NATS_STREAM_REPLICAS,
   });
 
   const outbox = { table: schema.outbox, source: SERVICE_NAME, subjectPrefix: config.NATS_SUBJECT_PREFIX };

@@ -32,6 +32,7 @@ describe("CreateAccount", () => {
     const requestId = newId();
     await h.accounts.createAccount({ requestId, customerId: "carol", currency: "USD" });
     await expectRpcError(h.accounts.createAccount({ requestId, customerId: "carol", currency: "GBP" }), Status.ALREADY_EXISTS, "IDEMPOTENCY_KEY_REUSED", "request_id");
+    await expectRpcError(h.accounts.createAccount({ requestId, customerId: "carol", currency: "USD", metadata: { x: "y" } }), Status.ALREADY_EXISTS, "IDEMPOTENCY_KEY_REUSED", "request_id");
   });
 
   it("refuses a client-chosen id that is taken", async () => {
@@ -165,6 +166,7 @@ describe("balances and statements", () => {
     expect(entries.slice(1).map((e) => e.postedBalanceAfter)).toEqual([9_972n, 9_979n, 9_985n, 9_990n, 9_994n, 9_997n, 9_999n, 10_000n]);
     const posted = await h.accounts.listEntries({ accountId: a.id, layer: EntryLayer.POSTED });
     expect(posted.entries).toHaveLength(8);
+    await expectRpcError(h.accounts.listEntries({ accountId: a.id, layer: 9 as EntryLayer }), Status.INVALID_ARGUMENT, "INVALID_FIELD", "layer");
     await expectRpcError(h.accounts.listEntries({ accountId: newId() }), Status.NOT_FOUND, "ACCOUNT_NOT_FOUND", "account_id");
   });
 

@@ -79,6 +79,18 @@ describe("idempotency per transfer id", () => {
     }
   });
 
+  it("reads UUIDs in either case as the same id", async () => {
+    const a = await openAccount(h);
+    const b = await openAccount(h);
+    await fund(h, a.id, 100n);
+    const t = transfer(a.id.toUpperCase(), b.id.toUpperCase(), 7n, { id: newId().toUpperCase() });
+    const [first] = await post(h, t);
+    expect([first.result, first.transfer?.id]).toEqual([PostingResult.OK, t.id!.toLowerCase()]);
+    const [again] = await post(h, { ...t, id: t.id!.toLowerCase(), debitAccountId: a.id, creditAccountId: b.id });
+    expect(again.result).toBe(PostingResult.EXISTS);
+    expect((await h.ledger.lookupTransfers({ transferIds: [t.id!] })).transfers).toHaveLength(1);
+  });
+
   it("applies a transfer replayed 20 times concurrently exactly once", async () => {
     const a = await openAccount(h);
     const b = await openAccount(h);
@@ -325,3 +337,17 @@ async function waitFor(check: () => Promise<boolean>, timeoutMs: number): Promis
     await new Promise((r) => setTimeout(r, 100));
   }
 }
+
+describe("a burst of expiring holds", () => {
+  it("is released in one pass, not one batch per interval", async () => {
+    await h.service.expiry.stop();
+    const a = await openAccount(h);
+    const b = await openAccount(h);
+    await fund(h, a.id, 1_000n);
+    await post(h, ...Array.from({ length: 450 }, () => transfer(a.id, b.id, 1n, { mode: PostingMode.PENDING, timeoutSeconds: 1n })));
+    expect((await balanceOf(h, a.id)).debitsPending).toBe(450n);
+    const later = new Date(Date.now() + 2_000);
+    expect(await h.service.expiry.releaseAllDue(later)).toBe(450);
+    expect(await balanceOf(h, a.id)).toMatchObject({ debitsPending: 0n, available: 1_000n });
+  });
+});

@@ -206,8 +206,9 @@ export const AccountStatusChangedSchema: GenMessage<AccountStatusChanged> = /*@_
   messageDesc(file_tally_events_v1_events, 2);
 
 /**
- * One committed ledger batch: the transfers it applied, in order, and the
- * balances they left behind.
+ * Ledger transfers that one transaction applied (a PostTransfers batch, or
+ * holds released by expiry), with the balances they left behind. A large
+ * batch is told in several of these, each with the balances its transfers touched.
  *
  * @generated from message tally.events.v1.TransfersPosted
  */

@@ -45,6 +45,7 @@ export class Accounts {
     }
     const metadata = requireMetadata(input.metadata);
     const id = input.accountId === "" ? newId() : requireId(input.accountId, "account_id");
+    const clientChosen = input.accountId === "" ? undefined : id;
     const created = await this.db.transaction(async (tx) => {
       const [row] = await tx
         .insert(accounts)
@@ -66,7 +67,8 @@ export class Accounts {
       earlier.customerId === customerId &&
       earlier.currency === currency &&
       earlier.overdraftLimit === input.overdraftLimit &&
-      (input.accountId === "" || earlier.id === input.accountId);
+      sameMetadata(earlier.metadata, metadata) &&
+      (clientChosen === undefined || earlier.id === clientChosen);
     if (!same) {
       throw new DomainError(ErrorReason.IDEMPOTENCY_KEY_REUSED, "request_id was used before for a different account", "request_id");
     }
@@ -80,7 +82,7 @@ export class Accounts {
     return row;
   }
 
-  /** A customer's accounts, oldest first (ids are time-ordered UUIDv7). */
+  /** A customer's accounts in id order: creation order for the UUIDv7 ids Tally assigns. */
   async listByCustomer(customerIdInput: string, size: number, token: string): Promise<Page<AccountRow>> {
     const customerId = requireToken(customerIdInput, "customer_id", 64);
     const limit = pageSize(size);
@@ -185,6 +187,11 @@ export class Accounts {
     if (changed.changed) this.afterCommit();
     return changed.row;
   }
+}
+
+function sameMetadata(a: Record<string, string>, b: Record<string, string>): boolean {
+  const keys = Object.keys(a);
+  return keys.length === Object.keys(b).length && keys.every((k) => a[k] === b[k]);
 }
 
 function page<T>(rows: T[], limit: number, cursorOf: (last: T) => Record<string, string>): Page<T> {

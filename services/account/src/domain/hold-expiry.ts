@@ -28,7 +28,7 @@ export class HoldExpiry {
   /** Sweeps every interval; a sweep never overlaps the next. */
   start(): void {
     const tick = () => {
-      this.running = this.sweep()
+      this.running = this.releaseAllDue()
         .catch((err) => this.log.warn({ err }, "hold expiry failed; will retry"))
         .finally(() => {
           if (!this.stopped) this.timer = setTimeout(tick, this.intervalMs);
@@ -43,7 +43,17 @@ export class HoldExpiry {
     await this.running;
   }
 
-  /** Expires what is due now; returns how many holds it released. */
+  /** Sweeps until nothing is due, so a burst of expiries is not released a batch per interval. */
+  async releaseAllDue(now = new Date()): Promise<number> {
+    let released = 0;
+    for (;;) {
+      const n = await this.sweep(now);
+      released += n;
+      if (n < this.batchSize) return released;
+    }
+  }
+
+  /** Expires up to a batch of what is due now; returns how many holds it released. */
   async sweep(now = new Date()): Promise<number> {
     const due = await this.db
       .select({ id: ledgerTransfers.id, debit: ledgerTransfers.debitAccountId, credit: ledgerTransfers.creditAccountId })

@@ -6,7 +6,7 @@ import { accounts, entries, ledgerTransfers } from "../db/schema";
 import type { AccountTx } from "../db/types";
 import { balanceMessage, transferMessage } from "../proto";
 import type { AccountState, TransferRecord } from "./model";
-import type { BatchEffects, LedgerView } from "./posting";
+import type { BatchEffects } from "./posting";
 
 /** Reading and writing the ledger's rows for a batch, inside the caller's transaction. */
 
@@ -108,5 +108,3 @@ function eventChunks(transfers: TransferRecord[]): TransferRecord[][] {
   if (current.length > 0) chunks.push(current);
   return chunks;
 }
-
-export type { LedgerView };

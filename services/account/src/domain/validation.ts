@@ -1,4 +1,4 @@
-import { isId } from "../../../../platform/ids";
+import { isId, normalizeId } from "../../../../platform/ids";
 import { isKnownCurrency } from "../../../../platform/money";
 import { DomainError, ErrorReason } from "../../../../platform/errors";
 
@@ -7,7 +7,7 @@ import { DomainError, ErrorReason } from "../../../../platform/errors";
 export function requireId(value: string, field: string): string {
   if (value === "") throw new DomainError(ErrorReason.MISSING_FIELD, `${field} is required`, field);
   if (!isId(value)) throw new DomainError(ErrorReason.INVALID_ID, `${field} must be a UUID`, field);
-  return value;
+  return normalizeId(value);
 }
 
 export function requireCurrency(value: string, field = "currency"): string {

@@ -6,6 +6,20 @@ import type { HandlersOf } from "../../../../platform/grpc/server";
 import type { Accounts } from "../domain/accounts";
 import { accountMessage, balanceMessage, entryMessage, kindName } from "../proto";
 
+/** The statement's layer filter; all layers when unspecified. */
+function layerOf(layer: EntryLayer): "posted" | "pending" | undefined {
+  switch (layer) {
+    case EntryLayer.UNSPECIFIED:
+      return undefined;
+    case EntryLayer.POSTED:
+      return "posted";
+    case EntryLayer.PENDING:
+      return "pending";
+    default:
+      throw new DomainError(ErrorReason.INVALID_FIELD, "layer must be POSTED, PENDING or unspecified", "layer");
+  }
+}
+
 /** AccountService over gRPC: decode, call the domain, encode. */
 export function accountHandlers(accounts: Accounts): HandlersOf<typeof AccountService> {
   return {
@@ -32,8 +46,7 @@ export function accountHandlers(accounts: Accounts): HandlersOf<typeof AccountSe
       return { balance: balanceMessage(await accounts.get(req.accountId)) };
     },
     async listEntries(req) {
-      const layer = req.layer === EntryLayer.POSTED ? "posted" : req.layer === EntryLayer.PENDING ? "pending" : undefined;
-      const page = await accounts.listEntries(req.accountId, req.pageSize, req.pageToken, layer);
+      const page = await accounts.listEntries(req.accountId, req.pageSize, req.pageToken, layerOf(req.layer));
       return { entries: page.items.map(entryMessage), nextPageToken: page.nextPageToken };
     },
     async getSystemAccount(req) {

@@ -1,6 +1,7 @@
 import { BreachKind } from "../../../../gen/tally/account/v1/ledger_service_pb";
 import type { LedgerService } from "../../../../gen/tally/account/v1/ledger_service_pb";
 import type { HandlersOf } from "../../../../platform/grpc/server";
+import { normalizeId } from "../../../../platform/ids";
 import type { Ledger } from "../domain/ledger";
 import type { BreachKind as BreachKindName, Reconciliation } from "../domain/reconciliation";
 import { modeName, transferMessage } from "../proto";
@@ -19,13 +20,13 @@ export function ledgerHandlers(ledger: Ledger, reconcile: () => Promise<Reconcil
     async postTransfers(req) {
       const outcomes = await ledger.postTransfers(
         req.transfers.map((t) => ({
-          id: t.id,
-          debitAccountId: t.debitAccountId,
-          creditAccountId: t.creditAccountId,
+          id: normalizeId(t.id),
+          debitAccountId: normalizeId(t.debitAccountId),
+          creditAccountId: normalizeId(t.creditAccountId),
           amount: t.amount,
           currency: t.currency,
           mode: modeName(t.mode),
-          pendingId: t.pendingId,
+          pendingId: normalizeId(t.pendingId),
           timeoutSeconds: t.timeoutSeconds,
           linked: t.linked,
           metadata: t.metadata,
@@ -41,7 +42,7 @@ export function ledgerHandlers(ledger: Ledger, reconcile: () => Promise<Reconcil
       };
     },
     async lookupTransfers(req) {
-      return { transfers: (await ledger.lookupTransfers(req.transferIds)).map(transferMessage) };
+      return { transfers: (await ledger.lookupTransfers(req.transferIds.map(normalizeId))).map(transferMessage) };
     },
     async reconcile() {
       const r = await reconcile();
