@@ -20,7 +20,6 @@ import { reconcile } from "./domain/reconciliation";
 import { accountHandlers } from "./rpc/account-handlers";
 import { ledgerHandlers } from "./rpc/ledger-handlers";
 
-export { SERVICE_NAME };
 
 export interface AccountServiceHandle {
   port: number;

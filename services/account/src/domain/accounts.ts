@@ -9,7 +9,7 @@ import { decodePageToken, encodePageToken, pageSize } from "../../../../platform
 import { accounts, entries, type AccountRow, type EntryRow } from "../db/schema";
 import type { AccountDb } from "../db/types";
 import { accountMessage, statusOf } from "../proto";
-import { requireCurrency, requireId, requireMetadata, requireText, requireToken } from "./validation";
+import { requireCurrency, requireId, requireMetadata, requireText, requireToken, sameMetadata } from "./validation";
 
 export interface NewAccount {
   requestId: string;
@@ -187,11 +187,6 @@ export class Accounts {
     if (changed.changed) this.afterCommit();
     return changed.row;
   }
-}
-
-function sameMetadata(a: Record<string, string>, b: Record<string, string>): boolean {
-  const keys = Object.keys(a);
-  return keys.length === Object.keys(b).length && keys.every((k) => a[k] === b[k]);
 }
 
 function page<T>(rows: T[], limit: number, cursorOf: (last: T) => Record<string, string>): Page<T> {

@@ -1,7 +1,7 @@
 import { PostingResult } from "../../../../gen/tally/account/v1/ledger_pb";
 import { isId } from "../../../../platform/ids";
 import { INT64_MAX, isKnownCurrency } from "../../../../platform/money";
-import { metadataProblem } from "./validation";
+import { metadataProblem, sameMetadata } from "./validation";
 import {
   availableBalance,
   isLimited,
@@ -238,11 +238,6 @@ function sameFields(t: TransferRecord, req: PostingRequest): boolean {
     t.timeoutSeconds === req.timeoutSeconds &&
     sameMetadata(t.metadata, req.metadata)
   );
-}
-
-function sameMetadata(a: Record<string, string>, b: Record<string, string>): boolean {
-  const keys = Object.keys(a);
-  return keys.length === Object.keys(b).length && keys.every((k) => a[k] === b[k]);
 }
 
 /** POST and PENDING: move or reserve funds between two accounts. */

@@ -40,6 +40,11 @@ export function metadataProblem(metadata: Record<string, string>): string | unde
   return keys.find((k) => k.length === 0 || k.length > 64 || metadata[k].length > 512 || hasNul(k) || hasNul(metadata[k]));
 }
 
+export function sameMetadata(a: Record<string, string>, b: Record<string, string>): boolean {
+  const keys = Object.keys(a);
+  return keys.length === Object.keys(b).length && keys.every((k) => Object.hasOwn(b, k) && a[k] === b[k]);
+}
+
 export function requireMetadata(metadata: Record<string, string>, field = "metadata"): Record<string, string> {
   const problem = metadataProblem(metadata);
   if (problem !== undefined) {
