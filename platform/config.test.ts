@@ -1,16 +1,8 @@
 import { z } from "zod";
+import { thrownBy } from "../test/support/thrown";
 import { bool, ConfigError, int, loadConfig, platformEnv, type Env } from "./config";
 
-/** Runs loadConfig and returns the ConfigError it throws, failing the test if it throws nothing. */
-function configErrorOf(run: () => unknown): ConfigError {
-  try {
-    run();
-  } catch (err) {
-    expect(err).toBeInstanceOf(ConfigError);
-    return err as ConfigError;
-  }
-  throw new Error("expected a ConfigError, but the configuration loaded");
-}
+const configErrorOf = (run: () => unknown) => thrownBy(ConfigError, run);
 
 describe("loadConfig", () => {
   it("names a required variable that is not set", () => {

@@ -1,16 +1,8 @@
+import { thrownBy } from "../test/support/thrown";
 import { DomainError, ErrorReason } from "./errors";
 import { decodePageToken, encodePageToken, pageSize } from "./paging";
 
-/** The DomainError a call throws, failing the test if it throws nothing or something else. */
-function domainErrorOf(run: () => unknown): DomainError {
-  try {
-    run();
-  } catch (err) {
-    expect(err).toBeInstanceOf(DomainError);
-    return err as DomainError;
-  }
-  throw new Error("expected a DomainError, but the call returned");
-}
+const domainErrorOf = (run: () => unknown) => thrownBy(DomainError, run);
 
 describe("pageSize", () => {
   it("uses the default size when none is asked for", () => {
