@@ -66,6 +66,8 @@ export function platformEnv(env: Env = process.env) {
   };
 }
 
+export type PlatformConfig = ReturnType<typeof loadConfig<ReturnType<typeof platformEnv>>>;
+
 /** What the telemetry bootstrap reads, before anything else is loaded. */
 export function telemetryConfig(env: Env = process.env) {
   return loadConfig(

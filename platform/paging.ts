@@ -1,4 +1,6 @@
 import { DomainError, ErrorReason } from "./errors";
+import { isId } from "./ids";
+import { INT64_MAX } from "./money";
 
 /** AIP-158 paging with opaque keyset cursors, stable under concurrent inserts. */
 export interface PageLimits {
@@ -33,5 +35,30 @@ export function decodePageToken<K extends string>(token: string, keys: readonly 
   } catch {
     // fall through to the error below
   }
-  throw new DomainError(ErrorReason.INVALID_PAGE_TOKEN, "page_token is not one this service issued", "page_token");
+  throw foreignToken();
+}
+
+const foreignToken = () => new DomainError(ErrorReason.INVALID_PAGE_TOKEN, "page_token is not one this service issued", "page_token");
+
+/** An id carried in a page token; anything else means the token is not ours. */
+export function cursorId(value: string): string {
+  if (!isId(value)) throw foreignToken();
+  return value;
+}
+
+/** A bigint sequence carried in a page token. */
+export function cursorSequence(value: string): bigint {
+  if (!/^\d{1,19}$/.test(value) || BigInt(value) > INT64_MAX) throw foreignToken();
+  return BigInt(value);
+}
+
+export interface Page<T> {
+  items: T[];
+  nextPageToken: string;
+}
+
+/** A page from `limit + 1` rows fetched in cursor order: the extra row says another page follows. */
+export function pageOf<T>(rows: T[], limit: number, cursorOf: (last: T) => Record<string, string>): Page<T> {
+  const items = rows.slice(0, limit);
+  return { items, nextPageToken: rows.length > limit ? encodePageToken(cursorOf(items[items.length - 1])) : "" };
 }

@@ -15,6 +15,9 @@ export type ServiceClient<T extends GenServiceMethods> = {
   [K in keyof T]: (request: MessageInitShape<T[K]["input"]>, options?: CallOptions) => Promise<MessageShape<T[K]["output"]>>;
 } & { close(): void };
 
+/** The client of a generated service, e.g. ClientOf<typeof AccountService>. */
+export type ClientOf<S> = S extends GenService<infer T> ? ServiceClient<T> : never;
+
 export interface ClientOptions {
   /** Deadline of every call that names none. */
   defaultTimeoutMs: number;

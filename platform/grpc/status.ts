@@ -29,6 +29,7 @@ const CODE_OF_REASON: Partial<Record<ErrorReason, Status>> = {
   [ErrorReason.PENDING_TRANSFER_NOT_FOUND]: Status.NOT_FOUND,
   [ErrorReason.RULE_NOT_FOUND]: Status.NOT_FOUND,
   [ErrorReason.REVIEW_NOT_FOUND]: Status.NOT_FOUND,
+  [ErrorReason.ASSESSMENT_NOT_FOUND]: Status.NOT_FOUND,
   [ErrorReason.EXISTS_WITH_DIFFERENT_FIELDS]: Status.ALREADY_EXISTS,
   [ErrorReason.IDEMPOTENCY_KEY_REUSED]: Status.ALREADY_EXISTS,
   [ErrorReason.IDEMPOTENCY_KEY_IN_USE]: Status.ABORTED,

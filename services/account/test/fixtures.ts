@@ -8,9 +8,12 @@ import type { AccountHarness } from "./harness";
 
 export type TransferInit = Omit<MessageInitShape<typeof LedgerTransferSchema>, "$typeName">;
 
+/** What the ledger helpers need: the clients, so other services' tests can use them too. */
+export type LedgerClients = Pick<AccountHarness, "accounts" | "ledger">;
+
 let customers = 0;
 
-export async function openAccount(h: AccountHarness, init: { currency?: string; overdraftLimit?: bigint; customerId?: string } = {}): Promise<Account> {
+export async function openAccount(h: LedgerClients, init: { currency?: string; overdraftLimit?: bigint; customerId?: string } = {}): Promise<Account> {
   const { account } = await h.accounts.createAccount({
     requestId: newId(),
     customerId: init.customerId ?? `customer-${++customers}`,
@@ -30,22 +33,22 @@ export const transfer = (debitAccountId: string, creditAccountId: string, amount
   ...extra,
 });
 
-export async function post(h: AccountHarness, ...items: TransferInit[]) {
+export async function post(h: LedgerClients, ...items: TransferInit[]) {
   const { results } = await h.ledger.postTransfers({ transfers: items });
   return results;
 }
 
-export async function settlement(h: AccountHarness, currency = "USD"): Promise<string> {
+export async function settlement(h: LedgerClients, currency = "USD"): Promise<string> {
   return (await h.accounts.getSystemAccount({ currency })).account!.id;
 }
 
 /** Money in from the settlement account. */
-export async function fund(h: AccountHarness, accountId: string, amount: bigint, currency = "USD"): Promise<void> {
+export async function fund(h: LedgerClients, accountId: string, amount: bigint, currency = "USD"): Promise<void> {
   const [result] = await post(h, transfer(await settlement(h, currency), accountId, amount, { currency }));
   expect(result.result).toBe(PostingResult.OK);
 }
 
-export async function balanceOf(h: AccountHarness, accountId: string): Promise<Balance> {
+export async function balanceOf(h: LedgerClients, accountId: string): Promise<Balance> {
   return (await h.accounts.getBalance({ accountId })).balance!;
 }
 

@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file tally/risk/v1/risk.proto.
  */
 export const file_tally_risk_v1_risk: GenFile = /*@__PURE__*/
-  fileDesc("Chh0YWxseS9yaXNrL3YxL3Jpc2sucHJvdG8SDXRhbGx5LnJpc2sudjEivgIKBFJ1bGUSCgoCaWQYASABKAkSDwoHdmVyc2lvbhgCIAEoBRIMCgRuYW1lGAMgASgJEhMKC2Rlc2NyaXB0aW9uGAQgASgJEiUKBGtpbmQYBSABKA4yFy50YWxseS5yaXNrLnYxLlJ1bGVLaW5kEhIKCmV4cHJlc3Npb24YBiABKAkSKQoGYWN0aW9uGAcgASgOMhkudGFsbHkucmlzay52MS5SdWxlQWN0aW9uEg0KBXNjb3JlGAggASgFEhAKCHByaW9yaXR5GAkgASgFEg8KB2VuYWJsZWQYCiABKAgSLgoKY3JlYXRlZF9hdBgLIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKdXBkYXRlZF9hdBgMIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAifQoHUnVsZUhpdBIPCgdydWxlX2lkGAEgASgJEhQKDHJ1bGVfdmVyc2lvbhgCIAEoBRIRCglydWxlX25hbWUYAyABKAkSKQoGYWN0aW9uGAQgASgOMhkudGFsbHkucmlzay52MS5SdWxlQWN0aW9uEg0KBXNjb3JlGAUgASgFIpUCCgpBc3Nlc3NtZW50EgoKAmlkGAEgASgJEhMKC3RyYW5zZmVyX2lkGAIgASgJEjUKCGRlY2lzaW9uGAMgASgOMiMudGFsbHkudHJhbnNhY3Rpb25zLnYxLlJpc2tEZWNpc2lvbhINCgVzY29yZRgEIAEoBRIkCgRoaXRzGAUgAygLMhYudGFsbHkucmlzay52MS5SdWxlSGl0EjEKCHRyYW5zZmVyGAYgASgLMh8udGFsbHkudHJhbnNhY3Rpb25zLnYxLlRyYW5zZmVyEi4KCmNyZWF0ZWRfYXQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhcKD2R1cmF0aW9uX21pY3JvcxgIIAEoAyLKAgoGUmV2aWV3EgoKAmlkGAEgASgJEhMKC3RyYW5zZmVyX2lkGAIgASgJEhUKDWFzc2Vzc21lbnRfaWQYAyABKAkSKwoGc3RhdHVzGAQgASgOMhsudGFsbHkucmlzay52MS5SZXZpZXdTdGF0dXMSJAoEaGl0cxgFIAMoCzIWLnRhbGx5LnJpc2sudjEuUnVsZUhpdBIxCgh0cmFuc2ZlchgGIAEoCzIfLnRhbGx5LnRyYW5zYWN0aW9ucy52MS5UcmFuc2ZlchIMCgRub3RlGAcgASgJEhMKC3Jlc29sdmVkX2J5GAggASgJEi4KCmNyZWF0ZWRfYXQYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC3Jlc29sdmVkX2F0GAogASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCLpAQoFQWxlcnQSCgoCaWQYASABKAkSDwoHcnVsZV9pZBgCIAEoCRIUCgxydWxlX3ZlcnNpb24YAyABKAUSEgoKYWNjb3VudF9pZBgEIAEoCRIuCghzZXZlcml0eRgFIAEoDjIcLnRhbGx5LnJpc2sudjEuQWxlcnRTZXZlcml0eRIPCgdtZXNzYWdlGAYgASgJEhAKCGV2ZW50X2lkGAcgASgJEhYKDmFjY291bnRfZnJvemVuGAggASgIEi4KCmNyZWF0ZWRfYXQYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIncKC1dpbmRvd1N0YXRzEhYKDndpbmRvd19zZWNvbmRzGAEgASgDEhMKC2RlYml0X2NvdW50GAIgASgDEhEKCWRlYml0X3N1bRgDIAEoAxIUCgxjcmVkaXRfY291bnQYBCABKAMSEgoKY3JlZGl0X3N1bRgFIAEoAyLjAgoLUmlza1Byb2ZpbGUSEgoKYWNjb3VudF9pZBgBIAEoCRIQCghjdXJyZW5jeRgCIAEoCRIrCgd3aW5kb3dzGAMgAygLMhoudGFsbHkucmlzay52MS5XaW5kb3dTdGF0cxIjChtkaXN0aW5jdF9jb3VudGVycGFydGllc18yNGgYBCABKAMSLQoJb3BlbmVkX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBI1ChFmaXJzdF9hY3Rpdml0eV9hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASNAoQbGFzdF9hY3Rpdml0eV9hdBgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEwoLdG90YWxfY291bnQYCCABKAMSEQoJdG90YWxfc3VtGAkgASgDEhgKEGFjY291bnRfYWdlX2RheXMYCiABKAMqrAEKClJ1bGVBY3Rpb24SGwoXUlVMRV9BQ1RJT05fVU5TUEVDSUZJRUQQABIXChNSVUxFX0FDVElPTl9ERUNMSU5FEAESFgoSUlVMRV9BQ1RJT05fUkVWSUVXEAISGQoVUlVMRV9BQ1RJT05fQUREX1NDT1JFEAMSFQoRUlVMRV9BQ1RJT05fQUxFUlQQBBIeChpSVUxFX0FDVElPTl9GUkVFWkVfQUNDT1VOVBAFKlkKCFJ1bGVLaW5kEhkKFVJVTEVfS0lORF9VTlNQRUNJRklFRBAAEhgKFFJVTEVfS0lORF9BU1NFU1NNRU5UEAESGAoUUlVMRV9LSU5EX01PTklUT1JJTkcQAip9CgxSZXZpZXdTdGF0dXMSHQoZUkVWSUVXX1NUQVRVU19VTlNQRUNJRklFRBAAEhYKElJFVklFV19TVEFUVVNfT1BFThABEhoKFlJFVklFV19TVEFUVVNfQVBQUk9WRUQQAhIaChZSRVZJRVdfU1RBVFVTX0RFQ0xJTkVEEAMqewoNQWxlcnRTZXZlcml0eRIeChpBTEVSVF9TRVZFUklUWV9VTlNQRUNJRklFRBAAEhYKEkFMRVJUX1NFVkVSSVRZX0xPVxABEhkKFUFMRVJUX1NFVkVSSVRZX01FRElVTRACEhcKE0FMRVJUX1NFVkVSSVRZX0hJR0gQA2IGcHJvdG8z", [file_google_protobuf_timestamp, file_tally_transactions_v1_transfer]);
+  fileDesc("Chh0YWxseS9yaXNrL3YxL3Jpc2sucHJvdG8SDXRhbGx5LnJpc2sudjEivgIKBFJ1bGUSCgoCaWQYASABKAkSDwoHdmVyc2lvbhgCIAEoBRIMCgRuYW1lGAMgASgJEhMKC2Rlc2NyaXB0aW9uGAQgASgJEiUKBGtpbmQYBSABKA4yFy50YWxseS5yaXNrLnYxLlJ1bGVLaW5kEhIKCmV4cHJlc3Npb24YBiABKAkSKQoGYWN0aW9uGAcgASgOMhkudGFsbHkucmlzay52MS5SdWxlQWN0aW9uEg0KBXNjb3JlGAggASgFEhAKCHByaW9yaXR5GAkgASgFEg8KB2VuYWJsZWQYCiABKAgSLgoKY3JlYXRlZF9hdBgLIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKdXBkYXRlZF9hdBgMIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAifQoHUnVsZUhpdBIPCgdydWxlX2lkGAEgASgJEhQKDHJ1bGVfdmVyc2lvbhgCIAEoBRIRCglydWxlX25hbWUYAyABKAkSKQoGYWN0aW9uGAQgASgOMhkudGFsbHkucmlzay52MS5SdWxlQWN0aW9uEg0KBXNjb3JlGAUgASgFIpUCCgpBc3Nlc3NtZW50EgoKAmlkGAEgASgJEhMKC3RyYW5zZmVyX2lkGAIgASgJEjUKCGRlY2lzaW9uGAMgASgOMiMudGFsbHkudHJhbnNhY3Rpb25zLnYxLlJpc2tEZWNpc2lvbhINCgVzY29yZRgEIAEoBRIkCgRoaXRzGAUgAygLMhYudGFsbHkucmlzay52MS5SdWxlSGl0EjEKCHRyYW5zZmVyGAYgASgLMh8udGFsbHkudHJhbnNhY3Rpb25zLnYxLlRyYW5zZmVyEi4KCmNyZWF0ZWRfYXQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhcKD2R1cmF0aW9uX21pY3JvcxgIIAEoAyLKAgoGUmV2aWV3EgoKAmlkGAEgASgJEhMKC3RyYW5zZmVyX2lkGAIgASgJEhUKDWFzc2Vzc21lbnRfaWQYAyABKAkSKwoGc3RhdHVzGAQgASgOMhsudGFsbHkucmlzay52MS5SZXZpZXdTdGF0dXMSJAoEaGl0cxgFIAMoCzIWLnRhbGx5LnJpc2sudjEuUnVsZUhpdBIxCgh0cmFuc2ZlchgGIAEoCzIfLnRhbGx5LnRyYW5zYWN0aW9ucy52MS5UcmFuc2ZlchIMCgRub3RlGAcgASgJEhMKC3Jlc29sdmVkX2J5GAggASgJEi4KCmNyZWF0ZWRfYXQYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC3Jlc29sdmVkX2F0GAogASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCLpAQoFQWxlcnQSCgoCaWQYASABKAkSDwoHcnVsZV9pZBgCIAEoCRIUCgxydWxlX3ZlcnNpb24YAyABKAUSEgoKYWNjb3VudF9pZBgEIAEoCRIuCghzZXZlcml0eRgFIAEoDjIcLnRhbGx5LnJpc2sudjEuQWxlcnRTZXZlcml0eRIPCgdtZXNzYWdlGAYgASgJEhAKCGV2ZW50X2lkGAcgASgJEhYKDmFjY291bnRfZnJvemVuGAggASgIEi4KCmNyZWF0ZWRfYXQYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIl8KC1dpbmRvd1N0YXRzEhMKC2RlYml0X2NvdW50GAEgASgDEhEKCWRlYml0X3N1bRgCIAEoAxIUCgxjcmVkaXRfY291bnQYAyABKAMSEgoKY3JlZGl0X3N1bRgEIAEoAyKGBAoLUmlza1Byb2ZpbGUSEgoKYWNjb3VudF9pZBgBIAEoCRIQCghjdXJyZW5jeRgCIAEoCRIvCgtsYXN0X21pbnV0ZRgDIAEoCzIaLnRhbGx5LnJpc2sudjEuV2luZG93U3RhdHMSLQoJbGFzdF9ob3VyGAQgASgLMhoudGFsbHkucmlzay52MS5XaW5kb3dTdGF0cxIsCghsYXN0X2RheRgFIAEoCzIaLnRhbGx5LnJpc2sudjEuV2luZG93U3RhdHMSIwobZGlzdGluY3RfY291bnRlcnBhcnRpZXNfMjRoGAYgASgDEi0KCW9wZW5lZF9hdBgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASNQoRZmlyc3RfYWN0aXZpdHlfYXQYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjQKEGxhc3RfYWN0aXZpdHlfYXQYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhkKEXRvdGFsX2RlYml0X2NvdW50GAogASgDEhcKD3RvdGFsX2RlYml0X3N1bRgLIAEoAxIaChJ0b3RhbF9jcmVkaXRfY291bnQYDCABKAMSGAoQdG90YWxfY3JlZGl0X3N1bRgNIAEoAxIYChBhY2NvdW50X2FnZV9kYXlzGA4gASgDIuoBCg1UcmFuc2ZlckZhY3RzEgoKAmlkGAEgASgJEgwKBGtpbmQYAiABKAkSDgoGYW1vdW50GAMgASgDEhAKCGN1cnJlbmN5GAQgASgJEhcKD2Zyb21fYWNjb3VudF9pZBgFIAEoCRIVCg10b19hY2NvdW50X2lkGAYgASgJEjwKCG1ldGFkYXRhGAcgAygLMioudGFsbHkucmlzay52MS5UcmFuc2ZlckZhY3RzLk1ldGFkYXRhRW50cnkaLwoNTWV0YWRhdGFFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBItwBCgxBY2NvdW50RmFjdHMSCgoCaWQYASABKAkSEwoLY3VzdG9tZXJfaWQYAiABKAkSDAoEa2luZBgDIAEoCRIOCgZzdGF0dXMYBCABKAkSEAoIYWdlX2RheXMYBSABKAMSOwoIbWV0YWRhdGEYBiADKAsyKS50YWxseS5yaXNrLnYxLkFjY291bnRGYWN0cy5NZXRhZGF0YUVudHJ5Eg0KBWtub3duGAcgASgIGi8KDU1ldGFkYXRhRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASKTAgoKRXZlbnRGYWN0cxIQCghldmVudF9pZBgBIAEoCRIMCgR0eXBlGAIgASgJEhMKC3RyYW5zZmVyX2lkGAMgASgJEhgKEGRlYml0X2FjY291bnRfaWQYBCABKAkSGQoRY3JlZGl0X2FjY291bnRfaWQYBSABKAkSDgoGYW1vdW50GAYgASgDEhAKCGN1cnJlbmN5GAcgASgJEg0KBXN0YXRlGAggASgJEjkKCG1ldGFkYXRhGAkgAygLMicudGFsbHkucmlzay52MS5FdmVudEZhY3RzLk1ldGFkYXRhRW50cnkaLwoNTWV0YWRhdGFFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBKqwBCgpSdWxlQWN0aW9uEhsKF1JVTEVfQUNUSU9OX1VOU1BFQ0lGSUVEEAASFwoTUlVMRV9BQ1RJT05fREVDTElORRABEhYKElJVTEVfQUNUSU9OX1JFVklFVxACEhkKFVJVTEVfQUNUSU9OX0FERF9TQ09SRRADEhUKEVJVTEVfQUNUSU9OX0FMRVJUEAQSHgoaUlVMRV9BQ1RJT05fRlJFRVpFX0FDQ09VTlQQBSpZCghSdWxlS2luZBIZChVSVUxFX0tJTkRfVU5TUEVDSUZJRUQQABIYChRSVUxFX0tJTkRfQVNTRVNTTUVOVBABEhgKFFJVTEVfS0lORF9NT05JVE9SSU5HEAIqfQoMUmV2aWV3U3RhdHVzEh0KGVJFVklFV19TVEFUVVNfVU5TUEVDSUZJRUQQABIWChJSRVZJRVdfU1RBVFVTX09QRU4QARIaChZSRVZJRVdfU1RBVFVTX0FQUFJPVkVEEAISGgoWUkVWSUVXX1NUQVRVU19ERUNMSU5FRBADKnsKDUFsZXJ0U2V2ZXJpdHkSHgoaQUxFUlRfU0VWRVJJVFlfVU5TUEVDSUZJRUQQABIWChJBTEVSVF9TRVZFUklUWV9MT1cQARIZChVBTEVSVF9TRVZFUklUWV9NRURJVU0QAhIXChNBTEVSVF9TRVZFUklUWV9ISUdIEANiBnByb3RvMw", [file_google_protobuf_timestamp, file_tally_transactions_v1_transfer]);
 
 /**
  * A rule is data: a CEL expression and what to do when it is true.
@@ -49,8 +49,10 @@ export type Rule = Message<"tally.risk.v1.Rule"> & {
   kind: RuleKind;
 
   /**
-   * CEL over `transfer`, `from_account`, `to_account` and `profile`
-   * (assessment rules) or `event` and `profile` (monitoring rules).
+   * A CEL expression that yields a bool: over `transfer` (TransferFacts),
+   * `from_account` and `to_account` (AccountFacts) and `profile` (the source
+   * account's RiskProfile) for assessment rules; over `event` (EventFacts)
+   * and `profile` (the debit account's) for monitoring rules.
    *
    * @generated from field: string expression = 6;
    */
@@ -321,35 +323,28 @@ export const AlertSchema: GenMessage<Alert> = /*@__PURE__*/
   messageDesc(file_tally_risk_v1_risk, 4);
 
 /**
- * Counts and sums over one sliding window.
+ * Counts and sums of posted transfers over one sliding window (10-second resolution).
  *
  * @generated from message tally.risk.v1.WindowStats
  */
 export type WindowStats = Message<"tally.risk.v1.WindowStats"> & {
   /**
-   * Window length in seconds (60, 3600, 86400).
-   *
-   * @generated from field: int64 window_seconds = 1;
-   */
-  windowSeconds: bigint;
-
-  /**
-   * @generated from field: int64 debit_count = 2;
+   * @generated from field: int64 debit_count = 1;
    */
   debitCount: bigint;
 
   /**
-   * @generated from field: int64 debit_sum = 3;
+   * @generated from field: int64 debit_sum = 2;
    */
   debitSum: bigint;
 
   /**
-   * @generated from field: int64 credit_count = 4;
+   * @generated from field: int64 credit_count = 3;
    */
   creditCount: bigint;
 
   /**
-   * @generated from field: int64 credit_sum = 5;
+   * @generated from field: int64 credit_sum = 4;
    */
   creditSum: bigint;
 };
@@ -362,7 +357,8 @@ export const WindowStatsSchema: GenMessage<WindowStats> = /*@__PURE__*/
   messageDesc(file_tally_risk_v1_risk, 5);
 
 /**
- * Aggregates of an account's ledger activity, built from events.
+ * Aggregates of an account's ledger activity, built from the ledger's events.
+ * Assessment and monitoring rules see it as `profile`.
  *
  * @generated from message tally.risk.v1.RiskProfile
  */
@@ -378,44 +374,66 @@ export type RiskProfile = Message<"tally.risk.v1.RiskProfile"> & {
   currency: string;
 
   /**
-   * @generated from field: repeated tally.risk.v1.WindowStats windows = 3;
+   * @generated from field: tally.risk.v1.WindowStats last_minute = 3;
    */
-  windows: WindowStats[];
+  lastMinute?: WindowStats | undefined;
 
   /**
-   * @generated from field: int64 distinct_counterparties_24h = 4;
+   * @generated from field: tally.risk.v1.WindowStats last_hour = 4;
+   */
+  lastHour?: WindowStats | undefined;
+
+  /**
+   * @generated from field: tally.risk.v1.WindowStats last_day = 5;
+   */
+  lastDay?: WindowStats | undefined;
+
+  /**
+   * Accounts it sent money to or received money from in the last 24 hours.
+   *
+   * @generated from field: int64 distinct_counterparties_24h = 6;
    */
   distinctCounterparties24h: bigint;
 
   /**
-   * @generated from field: google.protobuf.Timestamp opened_at = 5;
+   * @generated from field: google.protobuf.Timestamp opened_at = 7;
    */
   openedAt?: Timestamp | undefined;
 
   /**
-   * @generated from field: google.protobuf.Timestamp first_activity_at = 6;
+   * @generated from field: google.protobuf.Timestamp first_activity_at = 8;
    */
   firstActivityAt?: Timestamp | undefined;
 
   /**
-   * @generated from field: google.protobuf.Timestamp last_activity_at = 7;
+   * @generated from field: google.protobuf.Timestamp last_activity_at = 9;
    */
   lastActivityAt?: Timestamp | undefined;
 
   /**
-   * @generated from field: int64 total_count = 8;
+   * @generated from field: int64 total_debit_count = 10;
    */
-  totalCount: bigint;
+  totalDebitCount: bigint;
 
   /**
-   * @generated from field: int64 total_sum = 9;
+   * @generated from field: int64 total_debit_sum = 11;
    */
-  totalSum: bigint;
+  totalDebitSum: bigint;
 
   /**
-   * Whole days since the account was opened.
+   * @generated from field: int64 total_credit_count = 12;
+   */
+  totalCreditCount: bigint;
+
+  /**
+   * @generated from field: int64 total_credit_sum = 13;
+   */
+  totalCreditSum: bigint;
+
+  /**
+   * Whole days since the account was opened (0 when risk has not seen it open).
    *
-   * @generated from field: int64 account_age_days = 10;
+   * @generated from field: int64 account_age_days = 14;
    */
   accountAgeDays: bigint;
 };
@@ -426,6 +444,178 @@ export type RiskProfile = Message<"tally.risk.v1.RiskProfile"> & {
  */
 export const RiskProfileSchema: GenMessage<RiskProfile> = /*@__PURE__*/
   messageDesc(file_tally_risk_v1_risk, 6);
+
+/**
+ * What assessment rules see as `transfer`. Kinds are lower-case words so
+ * expressions read plainly: transfer.kind == "deposit".
+ *
+ * @generated from message tally.risk.v1.TransferFacts
+ */
+export type TransferFacts = Message<"tally.risk.v1.TransferFacts"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * "transfer", "deposit", "withdrawal", "authorization" or "reversal".
+   *
+   * @generated from field: string kind = 2;
+   */
+  kind: string;
+
+  /**
+   * Minor units.
+   *
+   * @generated from field: int64 amount = 3;
+   */
+  amount: bigint;
+
+  /**
+   * @generated from field: string currency = 4;
+   */
+  currency: string;
+
+  /**
+   * @generated from field: string from_account_id = 5;
+   */
+  fromAccountId: string;
+
+  /**
+   * @generated from field: string to_account_id = 6;
+   */
+  toAccountId: string;
+
+  /**
+   * @generated from field: map<string, string> metadata = 7;
+   */
+  metadata: { [key: string]: string };
+};
+
+/**
+ * Describes the message tally.risk.v1.TransferFacts.
+ * Use `create(TransferFactsSchema)` to create a new message.
+ */
+export const TransferFactsSchema: GenMessage<TransferFacts> = /*@__PURE__*/
+  messageDesc(file_tally_risk_v1_risk, 7);
+
+/**
+ * What assessment rules see as `from_account` and `to_account`.
+ *
+ * @generated from message tally.risk.v1.AccountFacts
+ */
+export type AccountFacts = Message<"tally.risk.v1.AccountFacts"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * @generated from field: string customer_id = 2;
+   */
+  customerId: string;
+
+  /**
+   * "customer" or "settlement".
+   *
+   * @generated from field: string kind = 3;
+   */
+  kind: string;
+
+  /**
+   * "active", "frozen" or "closed".
+   *
+   * @generated from field: string status = 4;
+   */
+  status: string;
+
+  /**
+   * @generated from field: int64 age_days = 5;
+   */
+  ageDays: bigint;
+
+  /**
+   * @generated from field: map<string, string> metadata = 6;
+   */
+  metadata: { [key: string]: string };
+
+  /**
+   * False when neither risk's view nor the account service knows the account.
+   *
+   * @generated from field: bool known = 7;
+   */
+  known: boolean;
+};
+
+/**
+ * Describes the message tally.risk.v1.AccountFacts.
+ * Use `create(AccountFactsSchema)` to create a new message.
+ */
+export const AccountFactsSchema: GenMessage<AccountFacts> = /*@__PURE__*/
+  messageDesc(file_tally_risk_v1_risk, 8);
+
+/**
+ * What monitoring rules see as `event`: one ledger transfer from the event stream.
+ *
+ * @generated from message tally.risk.v1.EventFacts
+ */
+export type EventFacts = Message<"tally.risk.v1.EventFacts"> & {
+  /**
+   * @generated from field: string event_id = 1;
+   */
+  eventId: string;
+
+  /**
+   * The envelope's type, e.g. "transfers_posted".
+   *
+   * @generated from field: string type = 2;
+   */
+  type: string;
+
+  /**
+   * @generated from field: string transfer_id = 3;
+   */
+  transferId: string;
+
+  /**
+   * @generated from field: string debit_account_id = 4;
+   */
+  debitAccountId: string;
+
+  /**
+   * @generated from field: string credit_account_id = 5;
+   */
+  creditAccountId: string;
+
+  /**
+   * @generated from field: int64 amount = 6;
+   */
+  amount: bigint;
+
+  /**
+   * @generated from field: string currency = 7;
+   */
+  currency: string;
+
+  /**
+   * "posted", "pending", "pending_posted", "pending_voided", "pending_expired" or "voided".
+   *
+   * @generated from field: string state = 8;
+   */
+  state: string;
+
+  /**
+   * @generated from field: map<string, string> metadata = 9;
+   */
+  metadata: { [key: string]: string };
+};
+
+/**
+ * Describes the message tally.risk.v1.EventFacts.
+ * Use `create(EventFactsSchema)` to create a new message.
+ */
+export const EventFactsSchema: GenMessage<EventFacts> = /*@__PURE__*/
+  messageDesc(file_tally_risk_v1_risk, 9);
 
 /**
  * @generated from enum tally.risk.v1.RuleAction

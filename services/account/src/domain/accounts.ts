@@ -1,15 +1,15 @@
 import { create } from "@bufbuild/protobuf";
 import { and, asc, desc, eq, gt, lt } from "drizzle-orm";
 import { AccountOpenedSchema, AccountStatusChangedSchema } from "../../../../gen/tally/events/v1/events_pb";
-import { isId, newId } from "../../../../platform/ids";
-import { CURRENCIES, INT64_MAX } from "../../../../platform/money";
+import { newId } from "../../../../platform/ids";
+import { CURRENCIES } from "../../../../platform/money";
 import { DomainError, ErrorReason } from "../../../../platform/errors";
 import { appendEvents, type OutboxWriter } from "../../../../platform/outbox/append";
-import { decodePageToken, encodePageToken, pageSize } from "../../../../platform/paging";
+import { cursorId, cursorSequence, decodePageToken, pageOf, pageSize, type Page } from "../../../../platform/paging";
 import { accounts, entries, type AccountRow, type EntryRow } from "../db/schema";
 import type { AccountDb } from "../db/types";
 import { accountMessage, statusOf } from "../proto";
-import { requireCurrency, requireId, requireMetadata, requireText, requireToken, sameMetadata } from "./validation";
+import { requireCurrency, requireId, requireMetadata, requireText, requireToken, sameMetadata } from "../../../../platform/validation";
 
 export interface NewAccount {
   requestId: string;
@@ -18,11 +18,6 @@ export interface NewAccount {
   overdraftLimit: bigint;
   metadata: Record<string, string>;
   accountId: string;
-}
-
-export interface Page<T> {
-  items: T[];
-  nextPageToken: string;
 }
 
 type Status = AccountRow["status"];
@@ -90,10 +85,10 @@ export class Accounts {
     const rows = await this.db
       .select()
       .from(accounts)
-      .where(and(eq(accounts.customerId, customerId), cursor ? gt(accounts.id, parseIdCursor(cursor.after)) : undefined))
+      .where(and(eq(accounts.customerId, customerId), cursor ? gt(accounts.id, cursorId(cursor.after)) : undefined))
       .orderBy(asc(accounts.id))
       .limit(limit + 1);
-    return page(rows, limit, (last) => ({ after: last.id }));
+    return pageOf(rows, limit, (last) => ({ after: last.id }));
   }
 
   freeze(accountId: string, reason: string) {
@@ -113,7 +108,7 @@ export class Accounts {
     const account = await this.get(accountId);
     const limit = pageSize(size);
     const cursor = decodePageToken(token, ["before"]);
-    const before = cursor ? parseSequence(cursor.before) : undefined;
+    const before = cursor ? cursorSequence(cursor.before) : undefined;
     const rows = await this.db
       .select()
       .from(entries)
@@ -126,7 +121,7 @@ export class Accounts {
       )
       .orderBy(desc(entries.sequence))
       .limit(limit + 1);
-    return page(rows, limit, (last) => ({ before: last.sequence.toString() }));
+    return pageOf(rows, limit, (last) => ({ before: last.sequence.toString() }));
   }
 
   async systemAccount(currencyInput: string, kind: "settlement"): Promise<AccountRow> {
@@ -187,21 +182,4 @@ export class Accounts {
     if (changed.changed) this.afterCommit();
     return changed.row;
   }
-}
-
-function page<T>(rows: T[], limit: number, cursorOf: (last: T) => Record<string, string>): Page<T> {
-  const items = rows.slice(0, limit);
-  return { items, nextPageToken: rows.length > limit ? encodePageToken(cursorOf(items[items.length - 1])) : "" };
-}
-
-const foreignToken = () => new DomainError(ErrorReason.INVALID_PAGE_TOKEN, "page_token is not one this service issued", "page_token");
-
-function parseSequence(value: string): bigint {
-  if (!/^\d{1,19}$/.test(value) || BigInt(value) > INT64_MAX) throw foreignToken();
-  return BigInt(value);
-}
-
-function parseIdCursor(value: string): string {
-  if (!isId(value)) throw foreignToken();
-  return value;
 }

@@ -1,7 +1,7 @@
 import { PostingResult } from "../../../../gen/tally/account/v1/ledger_pb";
 import { isId } from "../../../../platform/ids";
 import { INT64_MAX, isKnownCurrency } from "../../../../platform/money";
-import { metadataProblem, sameMetadata } from "./validation";
+import { metadataProblem, sameMetadata } from "../../../../platform/validation";
 import {
   availableBalance,
   isLimited,

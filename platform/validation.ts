@@ -1,8 +1,8 @@
-import { isId, normalizeId } from "../../../../platform/ids";
-import { isKnownCurrency } from "../../../../platform/money";
-import { DomainError, ErrorReason } from "../../../../platform/errors";
+import { isId, normalizeId } from "./ids";
+import { isKnownCurrency } from "./money";
+import { DomainError, ErrorReason } from "./errors";
 
-/** Input checks shared by the account RPCs; each throws a DomainError naming the field. */
+/** Input checks shared by every service's RPCs; each throws a DomainError naming the field. */
 
 export function requireId(value: string, field: string): string {
   if (value === "") throw new DomainError(ErrorReason.MISSING_FIELD, `${field} is required`, field);
@@ -57,7 +57,8 @@ export function requireMetadata(metadata: Record<string, string>, field = "metad
   return metadata;
 }
 
-export function requireText(value: string, field: string, maxLength: number): string {
+export function requireText(value: string, field: string, maxLength: number, required = false): string {
+  if (required && value.trim() === "") throw new DomainError(ErrorReason.MISSING_FIELD, `${field} is required`, field);
   if (value.length > maxLength || hasNul(value)) {
     throw new DomainError(ErrorReason.INVALID_FIELD, `${field} is at most ${maxLength} characters, without NUL`, field);
   }

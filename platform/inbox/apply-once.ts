@@ -1,0 +1,42 @@
+import type { PgDatabase, PgQueryResultHKT } from "drizzle-orm/pg-core";
+import { withTransactionRetry } from "../db/retry";
+import type { InboxTable } from "./table";
+
+export type InboxDatabase = PgDatabase<PgQueryResultHKT, Record<string, unknown>>;
+/** The transaction a database's `transaction()` hands its callback, with that database's schema and driver types. */
+export type TransactionOf<TDb extends InboxDatabase> = Parameters<Parameters<TDb["transaction"]>[0]>[0];
+export type InboxTransaction = TransactionOf<InboxDatabase>;
+
+export type ApplyOutcome<T> = { applied: true; result: T } | { applied: false };
+
+/**
+ * Applies an event's effect at most once per consumer: the event id goes into
+ * the inbox in the same transaction as the effect. A redelivered event finds
+ * its row and changes nothing; an effect that throws rolls its row back too,
+ * so a later delivery applies it. Concurrent deliveries of one event queue on
+ * the row's key: one applies, the others see it committed and skip.
+ *
+ * The whole transaction runs again after a serialization failure or a
+ * deadlock, so the effect must only touch the database through `tx`.
+ * `tx` has the type of the caller's own database's transactions.
+ */
+export async function applyOnce<T, TDb extends InboxDatabase = InboxDatabase>(
+  db: TDb,
+  table: InboxTable,
+  consumer: string,
+  eventId: string,
+  effect: (tx: TransactionOf<TDb>) => Promise<T>,
+): Promise<ApplyOutcome<T>> {
+  return withTransactionRetry(() =>
+    db.transaction(async (tx): Promise<ApplyOutcome<T>> => {
+      const recorded = await tx
+        .insert(table)
+        .values({ consumer, eventId })
+        .onConflictDoNothing({ target: [table.consumer, table.eventId] })
+        .returning({ eventId: table.eventId });
+      if (recorded.length === 0) return { applied: false };
+      // The transaction of `db` itself, typed by the constraint here.
+      return { applied: true, result: await effect(tx as TransactionOf<TDb>) };
+    }),
+  );
+}

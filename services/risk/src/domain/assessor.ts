@@ -1,0 +1,108 @@
+import { create, toJson } from "@bufbuild/protobuf";
+import { eq } from "drizzle-orm";
+import type { Assessment } from "../../../../gen/tally/risk/v1/risk_pb";
+import { AssessmentCompletedSchema, ReviewOpenedSchema } from "../../../../gen/tally/events/v1/events_pb";
+import { TransferSchema, type Transfer } from "../../../../gen/tally/transactions/v1/transfer_pb";
+import { DomainError, ErrorReason } from "../../../../platform/errors";
+import { newId } from "../../../../platform/ids";
+import { appendEvents, type NewEvent, type OutboxWriter } from "../../../../platform/outbox/append";
+import { requireCurrency, requireId } from "../../../../platform/validation";
+import { assessments, reviews } from "../db/schema";
+import type { RiskDb } from "../db/types";
+import { assessmentMessage, reviewMessage } from "../proto";
+import { decide, type Thresholds } from "./decision";
+import { transferFacts, type AccountFactsSource } from "./facts";
+import type { Profiles } from "./profiles";
+import type { RuleSet } from "./rule-set";
+
+/**
+ * Decides whether a money movement may go ahead. Each transfer is assessed
+ * once: the decision is stored with the rules that fired (and a review opened
+ * when it says review), and asking again returns the stored decision.
+ */
+export class Assessor {
+  constructor(
+    private readonly db: RiskDb,
+    private readonly ruleSet: RuleSet,
+    private readonly accounts: AccountFactsSource,
+    private readonly profiles: Profiles,
+    private readonly outbox: OutboxWriter,
+    private readonly thresholds: Thresholds,
+    private readonly afterCommit: () => void = () => {},
+  ) {}
+
+  async assess(transfer: Transfer | undefined, deadline?: Date): Promise<Assessment> {
+    const valid = validTransfer(transfer);
+    const earlier = await this.find(valid.id);
+    if (earlier) return earlier;
+
+    const started = process.hrtime.bigint();
+    const now = new Date();
+    const [fromAccount, toAccount, profile] = await Promise.all([
+      this.accounts.facts(valid.fromAccountId, deadline, now),
+      this.accounts.facts(valid.toAccountId, deadline, now),
+      this.profiles.profile(valid.fromAccountId, now),
+    ]);
+    const hits = await this.ruleSet.evaluate("assessment", {
+      transfer: transferFacts(valid),
+      from_account: fromAccount,
+      to_account: toAccount,
+      profile,
+    });
+    const { decision, score } = decide(hits, this.thresholds);
+    const durationMicros = (process.hrtime.bigint() - started) / 1000n;
+
+    const transferJson = toJson(TransferSchema, valid);
+    const stored = await this.db.transaction(async (tx) => {
+      const [row] = await tx
+        .insert(assessments)
+        .values({ id: newId(), transferId: valid.id, decision, score, hits, transfer: transferJson, durationMicros })
+        .onConflictDoNothing()
+        .returning();
+      if (!row) return undefined; // assessed concurrently: that one stands
+      const assessment = assessmentMessage(row);
+      const events: NewEvent[] = [{ subjectId: valid.id, payload: { case: "assessmentCompleted", value: create(AssessmentCompletedSchema, { assessment }) } }];
+      if (decision === "review") {
+        const [review] = await tx
+          .insert(reviews)
+          .values({ id: newId(), transferId: valid.id, assessmentId: row.id, accountId: valid.fromAccountId, status: "open", hits, transfer: transferJson })
+          .returning();
+        events.push({ subjectId: review.id, payload: { case: "reviewOpened", value: create(ReviewOpenedSchema, { review: reviewMessage(review) }) } });
+      }
+      await appendEvents(tx, this.outbox, events);
+      return assessment;
+    });
+    if (!stored) return (await this.find(valid.id))!;
+    this.afterCommit();
+    return stored;
+  }
+
+  async get(assessmentId: string): Promise<Assessment> {
+    const id = requireId(assessmentId, "assessment_id");
+    const [row] = await this.db.select().from(assessments).where(eq(assessments.id, id));
+    if (!row) throw new DomainError(ErrorReason.ASSESSMENT_NOT_FOUND, `assessment ${id} not found`, "assessment_id");
+    return assessmentMessage(row);
+  }
+
+  private async find(transferId: string): Promise<Assessment | undefined> {
+    const [row] = await this.db.select().from(assessments).where(eq(assessments.transferId, transferId));
+    return row ? assessmentMessage(row) : undefined;
+  }
+}
+
+/** The fields a decision needs, each checked; the transfer comes back with normalized ids. */
+function validTransfer(transfer: Transfer | undefined): Transfer {
+  if (!transfer) throw new DomainError(ErrorReason.MISSING_FIELD, "transfer is required", "transfer");
+  const id = requireId(transfer.id, "transfer.id");
+  const fromAccountId = requireId(transfer.fromAccountId, "transfer.from_account_id");
+  const toAccountId = requireId(transfer.toAccountId, "transfer.to_account_id");
+  if (fromAccountId === toAccountId) {
+    throw new DomainError(ErrorReason.ACCOUNTS_MUST_BE_DIFFERENT, "the accounts must be different", "transfer.to_account_id");
+  }
+  if (!transfer.amount) throw new DomainError(ErrorReason.MISSING_FIELD, "transfer.amount is required", "transfer.amount");
+  if (transfer.amount.amount <= 0n) {
+    throw new DomainError(ErrorReason.AMOUNT_MUST_BE_POSITIVE, "transfer.amount must be positive", "transfer.amount.amount");
+  }
+  requireCurrency(transfer.amount.currency, "transfer.amount.currency");
+  return { ...transfer, id, fromAccountId, toAccountId };
+}

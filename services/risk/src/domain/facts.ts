@@ -1,0 +1,79 @@
+import { create } from "@bufbuild/protobuf";
+import { eq } from "drizzle-orm";
+import type { AccountService } from "../../../../gen/tally/account/v1/account_service_pb";
+import { AccountFactsSchema, TransferFactsSchema, type AccountFacts, type TransferFacts } from "../../../../gen/tally/risk/v1/risk_pb";
+import { TransferKind, type Transfer } from "../../../../gen/tally/transactions/v1/transfer_pb";
+import { ErrorReason } from "../../../../platform/errors";
+import type { ClientOf } from "../../../../platform/grpc/client";
+import { RemoteError } from "../../../../platform/grpc/status";
+import type { Logger } from "../../../../platform/logger";
+import { accounts } from "../db/schema";
+import type { RiskDb } from "../db/types";
+import { accountViewOf } from "./account-view";
+
+type AccountClient = ClientOf<typeof AccountService>;
+
+const KIND: Record<TransferKind, string> = {
+  [TransferKind.UNSPECIFIED]: "unspecified",
+  [TransferKind.TRANSFER]: "transfer",
+  [TransferKind.DEPOSIT]: "deposit",
+  [TransferKind.WITHDRAWAL]: "withdrawal",
+  [TransferKind.AUTHORIZATION]: "authorization",
+  [TransferKind.REVERSAL]: "reversal",
+};
+
+const DAY = 24 * 3600 * 1000;
+
+export function transferFacts(transfer: Transfer): TransferFacts {
+  return create(TransferFactsSchema, {
+    id: transfer.id,
+    kind: KIND[transfer.kind] ?? "unspecified",
+    amount: transfer.amount?.amount ?? 0n,
+    currency: transfer.amount?.currency ?? "",
+    fromAccountId: transfer.fromAccountId,
+    toAccountId: transfer.toAccountId,
+    metadata: transfer.metadata,
+  });
+}
+
+/**
+ * What rules know of an account: risk's own view (learnt from events) first;
+ * an account not seen yet is asked of the account service, and remembered.
+ */
+export class AccountFactsSource {
+  constructor(
+    private readonly db: RiskDb,
+    private readonly accountService: Pick<AccountClient, "getAccount">,
+    private readonly log: Logger,
+  ) {}
+
+  async facts(accountId: string, deadline: Date | undefined, now = new Date()): Promise<AccountFacts> {
+    const [row] = await this.db.select().from(accounts).where(eq(accounts.id, accountId));
+    const view = row ?? (await this.fetch(accountId, deadline));
+    if (!view) return create(AccountFactsSchema, { id: accountId, known: false });
+    return create(AccountFactsSchema, {
+      id: view.id,
+      customerId: view.customerId,
+      kind: view.kind,
+      status: view.status,
+      ageDays: BigInt(Math.max(0, Math.floor((now.getTime() - view.openedAt.getTime()) / DAY))),
+      metadata: view.metadata,
+      known: true,
+    });
+  }
+
+  private async fetch(accountId: string, deadline: Date | undefined) {
+    try {
+      const { account } = await this.accountService.getAccount({ accountId }, { deadline });
+      if (!account) return undefined;
+      const view = accountViewOf(account);
+      await this.db.insert(accounts).values(view).onConflictDoNothing();
+      return view;
+    } catch (err) {
+      if (err instanceof RemoteError && err.reason === ErrorReason.ACCOUNT_NOT_FOUND) return undefined;
+      // Without the account service, rules see the account as unknown rather than failing the assessment.
+      this.log.warn({ err: err instanceof Error ? err.message : String(err), accountId }, "account facts unavailable");
+      return undefined;
+    }
+  }
+}

@@ -1,0 +1,108 @@
+import { create } from "@bufbuild/protobuf";
+import { timestampDate } from "@bufbuild/protobuf/wkt";
+import { eq } from "drizzle-orm";
+import type { AccountService } from "../../../../gen/tally/account/v1/account_service_pb";
+import { LedgerTransferState, type LedgerTransfer } from "../../../../gen/tally/account/v1/ledger_pb";
+import { AlertRaisedSchema, type EventEnvelope } from "../../../../gen/tally/events/v1/events_pb";
+import { EventFactsSchema } from "../../../../gen/tally/risk/v1/risk_pb";
+import { ErrorReason } from "../../../../platform/errors";
+import type { ClientOf } from "../../../../platform/grpc/client";
+import { RemoteError } from "../../../../platform/grpc/status";
+import { newId } from "../../../../platform/ids";
+import type { Logger } from "../../../../platform/logger";
+import { appendEvents, type OutboxWriter } from "../../../../platform/outbox/append";
+import { alerts } from "../db/schema";
+import type { RiskTx } from "../db/types";
+import { alertMessage } from "../proto";
+import type { Profiles } from "./profiles";
+import type { RuleSet } from "./rule-set";
+
+const STATE: Record<LedgerTransferState, string> = {
+  [LedgerTransferState.UNSPECIFIED]: "unspecified",
+  [LedgerTransferState.POSTED]: "posted",
+  [LedgerTransferState.PENDING]: "pending",
+  [LedgerTransferState.PENDING_POSTED]: "pending_posted",
+  [LedgerTransferState.PENDING_VOIDED]: "pending_voided",
+  [LedgerTransferState.PENDING_EXPIRED]: "pending_expired",
+  [LedgerTransferState.VOIDED]: "voided",
+};
+
+// Refusals that retrying cannot change: the alert stands without the freeze.
+const FINAL_REFUSALS = new Set([ErrorReason.SYSTEM_ACCOUNT_IMMUTABLE, ErrorReason.ACCOUNT_CLOSED, ErrorReason.ACCOUNT_NOT_FOUND]);
+
+/**
+ * Monitoring rules, evaluated on the ledger's event stream inside the event's
+ * inbox transaction: each transfer is judged against its debit account's
+ * profile as just updated. A rule raises at most one alert per transfer; a
+ * freezing rule freezes the account through the account service before the
+ * transaction commits, so a failed freeze is retried with the event.
+ */
+export class Monitoring {
+  constructor(
+    private readonly ruleSet: RuleSet,
+    private readonly profiles: Profiles,
+    private readonly accountService: Pick<ClientOf<typeof AccountService>, "freezeAccount">,
+    private readonly outbox: OutboxWriter,
+    private readonly log: Logger,
+  ) {}
+
+  async evaluate(tx: RiskTx, envelope: EventEnvelope, transfers: LedgerTransfer[]): Promise<void> {
+    if ((await this.ruleSet.rules("monitoring")).length === 0) return;
+    const now = new Date();
+    for (const transfer of transfers) {
+      const profile = await this.profiles.profile(transfer.debitAccountId, now, tx);
+      const event = create(EventFactsSchema, {
+        eventId: envelope.id,
+        type: envelope.type,
+        transferId: transfer.id,
+        debitAccountId: transfer.debitAccountId,
+        creditAccountId: transfer.creditAccountId,
+        amount: transfer.amount,
+        currency: transfer.currency,
+        state: STATE[transfer.state] ?? "unspecified",
+        metadata: transfer.metadata,
+      });
+      const hits = await this.ruleSet.evaluate("monitoring", { event, profile });
+      for (const hit of hits) {
+        const freeze = hit.action === "freeze_account";
+        const [alert] = await tx
+          .insert(alerts)
+          .values({
+            id: newId(),
+            ruleId: hit.ruleId,
+            ruleVersion: hit.ruleVersion,
+            accountId: transfer.debitAccountId,
+            severity: freeze ? "high" : "medium",
+            message: `${hit.ruleName}: transfer ${transfer.id}`,
+            eventId: envelope.id,
+            transferId: transfer.id,
+            createdAt: transfer.createdAt ? timestampDate(transfer.createdAt) : now,
+          })
+          .onConflictDoNothing()
+          .returning();
+        if (!alert) continue; // raised before, when this event was first delivered
+        let raised = alert;
+        if (freeze && (await this.freeze(transfer.debitAccountId, hit.ruleName))) {
+          [raised] = await tx.update(alerts).set({ accountFrozen: true }).where(eq(alerts.id, alert.id)).returning();
+        }
+        await appendEvents(tx, this.outbox, [
+          { subjectId: transfer.debitAccountId, payload: { case: "alertRaised", value: create(AlertRaisedSchema, { alert: alertMessage(raised) }) } },
+        ]);
+      }
+    }
+  }
+
+  /** Freezes through the account service (idempotent there); a lost connection throws, to retry the event. */
+  private async freeze(accountId: string, ruleName: string): Promise<boolean> {
+    try {
+      await this.accountService.freezeAccount({ accountId, reason: `risk rule: ${ruleName}` });
+      return true;
+    } catch (err) {
+      if (err instanceof RemoteError && FINAL_REFUSALS.has(err.reason)) {
+        this.log.warn({ accountId, reason: err.reasonName }, "account not frozen");
+        return false;
+      }
+      throw err;
+    }
+  }
+}

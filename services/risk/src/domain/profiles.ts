@@ -1,0 +1,190 @@
+import { create } from "@bufbuild/protobuf";
+import { timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { and, eq, gt, sql } from "drizzle-orm";
+import type { Account } from "../../../../gen/tally/account/v1/account_pb";
+import { LedgerTransferState, type LedgerTransfer } from "../../../../gen/tally/account/v1/ledger_pb";
+import { RiskProfileSchema, WindowStatsSchema, type RiskProfile } from "../../../../gen/tally/risk/v1/risk_pb";
+import { accounts, activity, counterparties, profiles } from "../db/schema";
+import type { RiskDb, RiskTx } from "../db/types";
+import { accountViewOf } from "./account-view";
+
+const BUCKET_MS = 10_000;
+const MINUTE = 60_000;
+const HOUR = 60 * MINUTE;
+const DAY = 24 * HOUR;
+// Raw SQL fragments take timestamps as ISO text, cast by PostgreSQL.
+const iso = (at: Date) => sql`${at.toISOString()}::timestamptz`;
+const bucketOf = (at: Date) => new Date(Math.floor(at.getTime() / BUCKET_MS) * BUCKET_MS);
+
+interface Movement {
+  accountId: string;
+  counterpartyId: string;
+  currency: string;
+  at: Date;
+  debit: bigint;
+  credit: bigint;
+}
+
+/** What a posted ledger transfer means for each of its two accounts. */
+function movementsOf(transfers: LedgerTransfer[]): Movement[] {
+  return transfers
+    .filter((t) => t.state === LedgerTransferState.POSTED)
+    .flatMap((t) => {
+      const at = t.createdAt ? timestampDate(t.createdAt) : new Date();
+      return [
+        { accountId: t.debitAccountId, counterpartyId: t.creditAccountId, currency: t.currency, at, debit: t.amount, credit: 0n },
+        { accountId: t.creditAccountId, counterpartyId: t.debitAccountId, currency: t.currency, at, debit: 0n, credit: t.amount },
+      ];
+    });
+}
+
+/**
+ * Per-account aggregates learnt from the ledger's events: lifetime totals,
+ * 10-second activity buckets summed into sliding windows, and counterparties.
+ * Every update is an increment or a max, so events may arrive in any order.
+ */
+export class Profiles {
+  constructor(private readonly db: RiskDb) {}
+
+  /** Records the posted transfers of one event; runs inside the event's inbox transaction. */
+  async recordTransfers(tx: RiskTx, transfers: LedgerTransfer[]): Promise<void> {
+    const moves = movementsOf(transfers);
+    if (moves.length === 0) return;
+    // Aggregated and sorted first: one row per key per statement, locked in the same order by every replica.
+    const perAccount = aggregate(moves, (m) => m.accountId);
+    const perBucket = aggregate(moves, (m) => `${m.accountId}|${bucketOf(m.at).toISOString()}`);
+    const pairs = new Map<string, Movement>();
+    for (const m of moves) {
+      const key = `${m.accountId}|${m.counterpartyId}`;
+      const seen = pairs.get(key);
+      if (!seen || seen.at < m.at) pairs.set(key, m);
+    }
+    await tx.execute(sql`
+      insert into ${profiles} (account_id, currency, first_activity_at, last_activity_at, debit_count, debit_sum, credit_count, credit_sum)
+      values ${sql.join(perAccount.map((a) => sql`(${a.accountId}::uuid, ${a.currency}, ${iso(a.first)}, ${iso(a.last)}, ${a.debitCount}, ${a.debitSum}, ${a.creditCount}, ${a.creditSum})`), sql`, `)}
+      on conflict (account_id) do update set
+        first_activity_at = least(profiles.first_activity_at, excluded.first_activity_at),
+        last_activity_at = greatest(profiles.last_activity_at, excluded.last_activity_at),
+        debit_count = profiles.debit_count + excluded.debit_count,
+        debit_sum = profiles.debit_sum + excluded.debit_sum,
+        credit_count = profiles.credit_count + excluded.credit_count,
+        credit_sum = profiles.credit_sum + excluded.credit_sum`);
+    await tx.execute(sql`
+      insert into ${activity} (account_id, bucket, debit_count, debit_sum, credit_count, credit_sum)
+      values ${sql.join(perBucket.map((b) => sql`(${b.accountId}::uuid, ${iso(bucketOf(b.first))}, ${b.debitCount}, ${b.debitSum}, ${b.creditCount}, ${b.creditSum})`), sql`, `)}
+      on conflict (account_id, bucket) do update set
+        debit_count = activity.debit_count + excluded.debit_count,
+        debit_sum = activity.debit_sum + excluded.debit_sum,
+        credit_count = activity.credit_count + excluded.credit_count,
+        credit_sum = activity.credit_sum + excluded.credit_sum`);
+    const sortedPairs = [...pairs.entries()].sort(([a], [b]) => (a < b ? -1 : 1)).map(([, m]) => m);
+    await tx.execute(sql`
+      insert into ${counterparties} (account_id, counterparty_id, last_seen_at)
+      values ${sql.join(sortedPairs.map((m) => sql`(${m.accountId}::uuid, ${m.counterpartyId}::uuid, ${iso(m.at)})`), sql`, `)}
+      on conflict (account_id, counterparty_id) do update set last_seen_at = greatest(counterparties.last_seen_at, excluded.last_seen_at)`);
+  }
+
+  /** Keeps risk's view of an account current; runs inside the event's inbox transaction. */
+  async recordAccount(tx: RiskTx, account: Account): Promise<void> {
+    const row = accountViewOf(account);
+    await tx
+      .insert(accounts)
+      .values(row)
+      .onConflictDoUpdate({
+        target: accounts.id,
+        set: { status: row.status, metadata: row.metadata, updatedAt: row.updatedAt, version: row.version },
+        setWhere: sql`excluded.version > ${accounts.version}`,
+      });
+  }
+
+  /**
+   * The profile of an account as of `now`: windows are the buckets that end after now − window.
+   * Read through `db`, or a transaction that has just recorded an event (monitoring).
+   */
+  async profile(accountId: string, now = new Date(), db: RiskDb | RiskTx = this.db): Promise<RiskProfile> {
+    const since = (window: number) => new Date(now.getTime() - window - BUCKET_MS);
+    const [[lifetime], [windows], [partners], [account]] = await Promise.all([
+      db.select().from(profiles).where(eq(profiles.accountId, accountId)),
+      db
+        .select({
+          m: windowSums(since(MINUTE)),
+          h: windowSums(since(HOUR)),
+          d: windowSums(since(DAY)),
+        })
+        .from(activity)
+        .where(and(eq(activity.accountId, accountId), gt(activity.bucket, since(DAY)))),
+      db
+        .select({ n: sql<number>`count(*)::int` })
+        .from(counterparties)
+        .where(and(eq(counterparties.accountId, accountId), gt(counterparties.lastSeenAt, new Date(now.getTime() - DAY)))),
+      db.select({ openedAt: accounts.openedAt, currency: accounts.currency }).from(accounts).where(eq(accounts.id, accountId)),
+    ]);
+    const stats = (sums: string[] | null) =>
+      create(WindowStatsSchema, {
+        debitCount: BigInt(sums?.[0] ?? 0),
+        debitSum: BigInt(sums?.[1] ?? 0),
+        creditCount: BigInt(sums?.[2] ?? 0),
+        creditSum: BigInt(sums?.[3] ?? 0),
+      });
+    return create(RiskProfileSchema, {
+      accountId,
+      currency: lifetime?.currency ?? account?.currency ?? "",
+      lastMinute: stats(windows?.m ?? null),
+      lastHour: stats(windows?.h ?? null),
+      lastDay: stats(windows?.d ?? null),
+      distinctCounterparties24h: BigInt(partners?.n ?? 0),
+      openedAt: account ? timestampFromDate(account.openedAt) : undefined,
+      firstActivityAt: lifetime ? timestampFromDate(lifetime.firstActivityAt) : undefined,
+      lastActivityAt: lifetime ? timestampFromDate(lifetime.lastActivityAt) : undefined,
+      totalDebitCount: lifetime?.debitCount ?? 0n,
+      totalDebitSum: lifetime?.debitSum ?? 0n,
+      totalCreditCount: lifetime?.creditCount ?? 0n,
+      totalCreditSum: lifetime?.creditSum ?? 0n,
+      accountAgeDays: account ? BigInt(Math.max(0, Math.floor((now.getTime() - account.openedAt.getTime()) / DAY))) : 0n,
+    });
+  }
+
+  /** Buckets and counterparties older than the longest window are of no more use. */
+  async prune(now = new Date()): Promise<void> {
+    const cutoff = new Date(now.getTime() - DAY - HOUR);
+    await this.db.delete(activity).where(sql`${activity.bucket} < ${iso(cutoff)}`);
+    await this.db.delete(counterparties).where(sql`${counterparties.lastSeenAt} < ${iso(cutoff)}`);
+  }
+}
+
+/** The four sums of the buckets after `since`, as text (they are bigint sums). */
+const windowSums = (since: Date) => sql<string[]>`array[
+  coalesce(sum(${activity.debitCount}) filter (where ${activity.bucket} > ${iso(since)}), 0)::text,
+  coalesce(sum(${activity.debitSum}) filter (where ${activity.bucket} > ${iso(since)}), 0)::text,
+  coalesce(sum(${activity.creditCount}) filter (where ${activity.bucket} > ${iso(since)}), 0)::text,
+  coalesce(sum(${activity.creditSum}) filter (where ${activity.bucket} > ${iso(since)}), 0)::text]`;
+
+interface Totals {
+  accountId: string;
+  currency: string;
+  first: Date;
+  last: Date;
+  debitCount: bigint;
+  debitSum: bigint;
+  creditCount: bigint;
+  creditSum: bigint;
+}
+
+function aggregate(moves: Movement[], keyOf: (m: Movement) => string): Totals[] {
+  const totals = new Map<string, Totals>();
+  for (const m of moves) {
+    const key = keyOf(m);
+    const t = totals.get(key) ?? { accountId: m.accountId, currency: m.currency, first: m.at, last: m.at, debitCount: 0n, debitSum: 0n, creditCount: 0n, creditSum: 0n };
+    if (m.at < t.first) t.first = m.at;
+    if (m.at > t.last) t.last = m.at;
+    if (m.debit > 0n) {
+      t.debitCount += 1n;
+      t.debitSum += m.debit;
+    } else {
+      t.creditCount += 1n;
+      t.creditSum += m.credit;
+    }
+    totals.set(key, t);
+  }
+  return [...totals.entries()].sort(([a], [b]) => (a < b ? -1 : 1)).map(([, t]) => t);
+}

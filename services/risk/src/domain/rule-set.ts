@@ -1,0 +1,83 @@
+import type { Logger } from "../../../../platform/logger";
+import type { RuleRow } from "../db/schema";
+import { compileRule, type CompiledRule, type RuleInput } from "../rules/compile";
+import type { StoredHit } from "../db/schema";
+import type { RuleKindName } from "./rule-model";
+import type { RuleStore } from "./rules";
+
+interface Loaded {
+  row: RuleRow;
+  compiled: CompiledRule;
+}
+
+/**
+ * The enabled rules, compiled once and kept in memory. A replica looks for
+ * changes made elsewhere at most every refreshMs; changes it makes itself
+ * take effect at once (invalidate).
+ */
+export class RuleSet {
+  private loaded = new Map<RuleKindName, Loaded[]>();
+  private revision = -1;
+  private checkedAt = 0;
+  private refreshing: Promise<void> | undefined;
+  evaluationErrors = 0;
+
+  constructor(
+    private readonly store: RuleStore,
+    private readonly refreshMs: number,
+    private readonly log: Logger,
+  ) {}
+
+  invalidate(): void {
+    this.checkedAt = 0;
+    this.revision = -1;
+  }
+
+  /** Evaluates the enabled rules of a kind, in priority order; returns the ones that fired. */
+  async evaluate(kind: RuleKindName, input: RuleInput): Promise<StoredHit[]> {
+    const hits: StoredHit[] = [];
+    for (const { row, compiled } of await this.rules(kind)) {
+      const outcome = compiled.evaluate(input);
+      if ("error" in outcome) {
+        // A rule that cannot be evaluated on this input does not fire; it is counted and logged.
+        this.evaluationErrors++;
+        this.log.warn({ rule: row.id, version: row.version, error: outcome.error }, "rule evaluation failed");
+      } else if (outcome.matched) {
+        hits.push({ ruleId: row.id, ruleVersion: row.version, ruleName: row.name, action: row.action, score: row.score });
+      }
+    }
+    return hits;
+  }
+
+  /** The rows of the enabled rules of a kind (for monitoring actions that need more than the hit). */
+  async rules(kind: RuleKindName): Promise<Loaded[]> {
+    if (Date.now() - this.checkedAt >= this.refreshMs) {
+      this.refreshing ??= this.refresh().finally(() => (this.refreshing = undefined));
+      await this.refreshing;
+    }
+    return this.loaded.get(kind) ?? [];
+  }
+
+  private async refresh(): Promise<void> {
+    const revision = await this.store.revision();
+    this.checkedAt = Date.now();
+    if (revision === this.revision) return;
+    const next = new Map<RuleKindName, Loaded[]>();
+    for (const kind of ["assessment", "monitoring"] as const) {
+      const rows = await this.store.enabled(kind);
+      next.set(
+        kind,
+        rows.flatMap((row) => {
+          const { rule, issues } = compileRule(row.kind, row.expression);
+          if (!rule) {
+            this.log.error({ rule: row.id, version: row.version, issues }, "stored rule does not compile; skipped");
+            return [];
+          }
+          return [{ row, compiled: rule }];
+        }),
+      );
+    }
+    this.loaded = next;
+    this.revision = revision;
+  }
+}

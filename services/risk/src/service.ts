@@ -1,0 +1,81 @@
+import { AccountService } from "../../../gen/tally/account/v1/account_service_pb";
+import { RiskService } from "../../../gen/tally/risk/v1/risk_service_pb";
+import { createServiceClient } from "../../../platform/grpc/client";
+import { GrpcServer } from "../../../platform/grpc/server";
+import type { Lifecycle } from "../../../platform/lifecycle";
+import type { Logger } from "../../../platform/logger";
+import { EventConsumer } from "../../../platform/nats/consumer";
+import { startRuntime } from "../../../platform/runtime";
+import type { RiskConfig } from "./config";
+import { schema } from "./db/schema";
+import { Alerts } from "./domain/alerts";
+import { Assessor } from "./domain/assessor";
+import { AccountFactsSource } from "./domain/facts";
+import { ledgerEventHandler } from "./domain/ledger-events";
+import { Monitoring } from "./domain/monitoring";
+import { Profiles } from "./domain/profiles";
+import { Reviews } from "./domain/reviews";
+import { RuleSet } from "./domain/rule-set";
+import { RuleStore } from "./domain/rules";
+import { riskHandlers } from "./rpc/risk-handlers";
+import { SERVICE_NAME } from "./service-name";
+
+export interface RiskServiceHandle {
+  port: number;
+  consumer: EventConsumer;
+  profiles: Profiles;
+  ruleSet: RuleSet;
+}
+
+const PRUNE_EVERY_MS = 60_000;
+
+/**
+ * Wires the risk service: the shared runtime → the account service client →
+ * rules, profiles, assessments, reviews and monitoring → the ledger-event
+ * consumer and the gRPC server.
+ */
+export async function startRiskService(config: RiskConfig, log: Logger, lifecycle: Lifecycle): Promise<RiskServiceHandle> {
+  const { database, broker, outbox, nudge } = await startRuntime({ service: SERVICE_NAME, config, schema, log, lifecycle });
+  const db = database.db;
+  const accountService = createServiceClient(AccountService, config.ACCOUNT_SERVICE_URL, {
+    defaultTimeoutMs: config.GRPC_DEADLINE_MS,
+    retryableMethods: ["getAccount", "freezeAccount"],
+  });
+  lifecycle.onStop("account service client", () => accountService.close());
+
+  let ruleSet: RuleSet | undefined;
+  const rules = new RuleStore(db, () => ruleSet?.invalidate());
+  ruleSet = new RuleSet(rules, config.RULES_REFRESH_MS, log);
+  await rules.ensureDefaults();
+  const profiles = new Profiles(db);
+  const assessor = new Assessor(db, ruleSet, new AccountFactsSource(db, accountService, log), profiles, outbox, {
+    reviewScore: config.RISK_REVIEW_SCORE,
+    declineScore: config.RISK_DECLINE_SCORE,
+  }, nudge);
+  const reviews = new Reviews(db, outbox, nudge);
+  const monitoring = new Monitoring(ruleSet, profiles, accountService, outbox, log);
+
+  const consumer = new EventConsumer({
+    js: broker.js,
+    jsm: broker.jsm,
+    stream: config.NATS_STREAM,
+    durable: config.EVENTS_DURABLE,
+    filterSubjects: [`${config.NATS_SUBJECT_PREFIX}.account.>`],
+    log,
+    handle: ledgerEventHandler(db, profiles, monitoring),
+  });
+  await consumer.start();
+  lifecycle.onStop("ledger event consumer", () => consumer.stop());
+
+  const pruning = setInterval(() => profiles.prune().catch((err) => log.warn({ err }, "profile pruning failed")), PRUNE_EVERY_MS);
+  lifecycle.onStop("profile pruning", () => clearInterval(pruning));
+
+  const server = new GrpcServer({ host: config.GRPC_HOST, port: config.GRPC_PORT, log }).add(
+    RiskService,
+    riskHandlers({ assessor, rules, reviews, alerts: new Alerts(db), profiles }),
+  );
+  const port = await server.start();
+  lifecycle.onStop("grpc server", () => server.stop(config.SHUTDOWN_GRACE_MS));
+
+  return { port, consumer, profiles, ruleSet };
+}

@@ -1,0 +1,133 @@
+import { status as Status } from "@grpc/grpc-js";
+import { RuleAction, RuleKind } from "../../../gen/tally/risk/v1/risk_pb";
+import { RiskDecision, TransferKind } from "../../../gen/tally/transactions/v1/transfer_pb";
+import { newId } from "../../../platform/ids";
+import { expectRpcError, fund, openAccount, profileWhen, riskRows, transferToAssess } from "./fixtures";
+import { startRiskHarness, type RiskHarness } from "./harness";
+
+let h: RiskHarness;
+beforeAll(async () => {
+  h = await startRiskHarness();
+});
+afterAll(() => h.stop());
+
+const decisionOf = async (from: string, to: string, amount: bigint, extra = {}) => {
+  const { assessment } = await h.risk.assessTransfer({ transfer: transferToAssess(from, to, amount, extra) });
+  return assessment!;
+};
+const firedRules = (a: { hits: { ruleName: string }[] }) => a.hits.map((x) => x.ruleName).sort();
+
+describe("AssessTransfer with the default rules", () => {
+  it("approves an ordinary transfer, with no rule fired", async () => {
+    const [a, b] = [await openAccount(h), await openAccount(h)];
+    const assessment = await decisionOf(a.id, b.id, 5_000n);
+    expect([assessment.decision, assessment.score, assessment.hits]).toEqual([RiskDecision.APPROVE, 0, []]);
+    expect(assessment.durationMicros).toBeGreaterThan(0n);
+  });
+
+  it("sends a large amount to review and opens a review for it", async () => {
+    const [a, b] = [await openAccount(h), await openAccount(h)];
+    const assessment = await decisionOf(a.id, b.id, 1_000_000n);
+    expect(assessment.decision).toBe(RiskDecision.REVIEW);
+    // The account is new, so the young-account rule fires too.
+    expect(firedRules(assessment)).toEqual(["large amount", "young account, large amount"]);
+    expect(assessment.hits.every((x) => x.ruleVersion === 1)).toBe(true);
+    const { reviews } = await h.risk.listReviews({ accountId: a.id });
+    expect(reviews.map((r) => [r.transferId, r.assessmentId])).toEqual([[assessment.transferId, assessment.id]]);
+  });
+
+  it("declines a very large amount", async () => {
+    const [a, b] = [await openAccount(h), await openAccount(h)];
+    const assessment = await decisionOf(a.id, b.id, 100_000_000n);
+    expect(assessment.decision).toBe(RiskDecision.DECLINE);
+    expect(firedRules(assessment)).toContain("very large amount");
+  });
+
+  it("sends a young account moving 1,000.00 to review, but not a deposit from the bank", async () => {
+    const [a, b] = [await openAccount(h), await openAccount(h)];
+    expect(firedRules(await decisionOf(a.id, b.id, 100_000n))).toEqual(["young account, large amount"]);
+    const { account: bank } = await h.accounts.getSystemAccount({ currency: "USD" });
+    const deposit = await decisionOf(bank!.id, a.id, 100_000n, { kind: TransferKind.DEPOSIT });
+    expect(deposit.decision).toBe(RiskDecision.APPROVE);
+  });
+
+  it("declines a blocked counterparty once an analyst adds it to the rule", async () => {
+    const [a, blocked] = [await openAccount(h), await openAccount(h)];
+    expect((await decisionOf(a.id, blocked.id, 100n)).decision).toBe(RiskDecision.APPROVE);
+    const { rules } = await h.risk.listRules({ kind: RuleKind.ASSESSMENT });
+    const rule = rules.find((r) => r.name === "blocked counterparty")!;
+    const { rule: updated } = await h.risk.updateRule({
+      ruleId: rule.id,
+      rule: { ...rule, expression: `transfer.to_account_id in ["${blocked.id}"] || to_account.customer_id in []` },
+    });
+    expect(updated!.version).toBe(2);
+    const assessment = await decisionOf(a.id, blocked.id, 100n);
+    expect(assessment.decision).toBe(RiskDecision.DECLINE);
+    expect(assessment.hits.map((x) => [x.ruleName, x.ruleVersion])).toEqual([["blocked counterparty", 2]]);
+  });
+
+  it("sends a customer sending many transfers within a minute to review (velocity, from ledger events)", async () => {
+    const [a, b] = [await openAccount(h), await openAccount(h)];
+    await fund(h, a.id, 10_000n);
+    const { transfers } = { transfers: Array.from({ length: 10 }, () => ({ id: newId(), debitAccountId: a.id, creditAccountId: b.id, amount: 1n, currency: "USD", mode: 1 })) };
+    await h.ledger.postTransfers({ transfers });
+    await profileWhen(h, a.id, (p) => p!.lastMinute!.debitCount === 10n);
+    const assessment = await decisionOf(a.id, b.id, 1n);
+    expect(assessment.decision).toBe(RiskDecision.REVIEW);
+    expect(firedRules(assessment)).toEqual(["velocity"]);
+  });
+
+  it("adds up scores against the thresholds", async () => {
+    const [a, b] = [await openAccount(h), await openAccount(h)];
+    for (const name of ["night-time", "new device"]) {
+      await h.risk.createRule({
+        rule: { name, kind: RuleKind.ASSESSMENT, expression: `transfer.metadata["${name}"] == "yes"`, action: RuleAction.ADD_SCORE, score: 30, enabled: true },
+      });
+    }
+    const one = await decisionOf(a.id, b.id, 100n, { metadata: { "night-time": "yes" } });
+    expect([one.decision, one.score]).toEqual([RiskDecision.APPROVE, 30]);
+    const both = await decisionOf(a.id, b.id, 100n, { metadata: { "night-time": "yes", "new device": "yes" } });
+    expect([both.decision, both.score]).toEqual([RiskDecision.REVIEW, 60]);
+  });
+});
+
+describe("AssessTransfer bookkeeping", () => {
+  it("assesses a transfer once: asking again, even concurrently, returns the stored decision", async () => {
+    const [a, b] = [await openAccount(h), await openAccount(h)];
+    const transfer = transferToAssess(a.id, b.id, 2_000_000n);
+    const replies = await Promise.all(Array.from({ length: 10 }, () => h.risk.assessTransfer({ transfer })));
+    expect(new Set(replies.map((r) => r.assessment!.id)).size).toBe(1);
+    const { reviews } = await h.risk.listReviews({ accountId: a.id });
+    expect(reviews).toHaveLength(1);
+    const stored = await h.risk.getAssessment({ assessmentId: replies[0].assessment!.id });
+    expect(stored.assessment).toEqual(replies[0].assessment);
+    expect(stored.assessment!.transfer?.amount?.amount).toBe(2_000_000n);
+  });
+
+  it("judges an account it has not heard of yet by asking the account service", async () => {
+    const [a, b] = [await openAccount(h), await openAccount(h)];
+    // Assessed at once, before risk may have consumed the account_opened events.
+    const assessment = await decisionOf(a.id, b.id, 100_000n);
+    expect(firedRules(assessment)).toEqual(["young account, large amount"]);
+  });
+
+  const bad: [string, () => object, string, string][] = [
+    ["no transfer", () => ({}), "MISSING_FIELD", "transfer"],
+    ["a malformed transfer id", () => ({ transfer: { ...transferToAssess(newId(), newId(), 1n), id: "x" } }), "INVALID_ID", "transfer.id"],
+    ["a malformed account id", () => ({ transfer: transferToAssess("nope", newId(), 1n) }), "INVALID_ID", "transfer.from_account_id"],
+    ["the same account twice", () => { const id = newId(); return { transfer: transferToAssess(id, id, 1n) }; }, "ACCOUNTS_MUST_BE_DIFFERENT", "transfer.to_account_id"],
+    ["no amount", () => ({ transfer: { ...transferToAssess(newId(), newId(), 1n), amount: undefined } }), "MISSING_FIELD", "transfer.amount"],
+    ["a zero amount", () => ({ transfer: transferToAssess(newId(), newId(), 0n) }), "AMOUNT_MUST_BE_POSITIVE", "transfer.amount.amount"],
+    ["a negative amount", () => ({ transfer: transferToAssess(newId(), newId(), -1n) }), "AMOUNT_MUST_BE_POSITIVE", "transfer.amount.amount"],
+    ["an unknown currency", () => ({ transfer: transferToAssess(newId(), newId(), 1n, { amount: { amount: 1n, currency: "XYZ" } }) }), "UNKNOWN_CURRENCY", "transfer.amount.currency"],
+  ];
+  it.each(bad)("refuses %s with a reason and the field, storing nothing", async (_name, request, reason, field) => {
+    const before = [await riskRows(h, "assessments"), await riskRows(h, "reviews"), await riskRows(h, "outbox")];
+    await expectRpcError(h.risk.assessTransfer(request()), Status.INVALID_ARGUMENT, reason, field);
+    expect([await riskRows(h, "assessments"), await riskRows(h, "reviews"), await riskRows(h, "outbox")]).toEqual(before);
+  });
+
+  it("answers NOT_FOUND for an unknown assessment", async () => {
+    await expectRpcError(h.risk.getAssessment({ assessmentId: newId() }), Status.NOT_FOUND, "ASSESSMENT_NOT_FOUND", "assessment_id");
+  });
+});

@@ -1,0 +1,92 @@
+import { toBinary } from "@bufbuild/protobuf";
+import { jetstream } from "@nats-io/jetstream";
+import { connect } from "@nats-io/transport-node";
+import { AccountStatus } from "../../../gen/tally/account/v1/account_pb";
+import { EventEnvelopeSchema } from "../../../gen/tally/events/v1/events_pb";
+import { RuleAction, RuleKind } from "../../../gen/tally/risk/v1/risk_pb";
+import { newId } from "../../../platform/ids";
+import { eventually, readEvents } from "../../../test/support/events";
+import { TEST_NATS_URL } from "../../../test/support/infra";
+import { fund, openAccount, post, profileWhen, riskRows, transfer } from "./fixtures";
+import { startRiskHarness, type RiskHarness } from "./harness";
+
+let h: RiskHarness;
+beforeAll(async () => {
+  h = await startRiskHarness();
+});
+afterAll(() => h.stop());
+
+describe("profiles from the ledger's events", () => {
+  it("fills the sliding windows, totals and counterparties from transfers posted in the ledger", async () => {
+    const [a, b, c] = [await openAccount(h), await openAccount(h), await openAccount(h)];
+    await fund(h, a.id, 10_000n);
+    await post(h, transfer(a.id, b.id, 100n), transfer(a.id, c.id, 250n));
+    await post(h, transfer(a.id, b.id, 50n));
+    const profile = await profileWhen(h, a.id, (p) => p!.totalDebitCount === 3n);
+    for (const window of [profile.lastMinute!, profile.lastHour!, profile.lastDay!]) {
+      expect(window).toMatchObject({ debitCount: 3n, debitSum: 400n, creditCount: 1n, creditSum: 10_000n });
+    }
+    expect(profile).toMatchObject({ currency: "USD", totalDebitSum: 400n, totalCreditCount: 1n, distinctCounterparties24h: 3n, accountAgeDays: 0n });
+    expect(profile.openedAt).toBeDefined();
+    expect(profile.firstActivityAt).toBeDefined();
+    const received = await profileWhen(h, b.id, (p) => p!.totalCreditCount === 2n);
+    expect(received.lastMinute).toMatchObject({ creditCount: 2n, creditSum: 150n, debitCount: 0n });
+  });
+
+  it("counts a replayed or redelivered event once", async () => {
+    const [a, b] = [await openAccount(h), await openAccount(h)];
+    await fund(h, a.id, 1_000n);
+    const t = transfer(a.id, b.id, 70n);
+    await post(h, t);
+    await profileWhen(h, a.id, (p) => p!.totalDebitCount === 1n);
+    const inboxBefore = await riskRows(h, "inbox");
+    const [event] = (await readEvents(h.stream.name)).filter(
+      (e) => e.envelope.payload.case === "transfersPosted" && e.envelope.payload.value.transfers.some((x) => x.id === t.id),
+    );
+    // Published again under a new message id, so the stream keeps both copies and risk receives both.
+    const nc = await connect({ servers: TEST_NATS_URL });
+    const processed = h.service.consumer.processed;
+    await jetstream(nc).publish(event.subject, toBinary(EventEnvelopeSchema, event.envelope), { msgID: newId() });
+    await nc.close();
+    await eventually(async () => h.service.consumer.processed > processed);
+    const { profile } = await h.risk.getRiskProfile({ accountId: a.id });
+    expect([profile!.totalDebitCount, profile!.totalDebitSum, profile!.lastMinute!.debitCount]).toEqual([1n, 70n, 1n]);
+    expect(await riskRows(h, "inbox")).toBe(inboxBefore);
+  });
+
+  it("refuses a malformed account id for a profile", async () => {
+    await expect(h.risk.getRiskProfile({ accountId: "42" })).rejects.toMatchObject({ reasonName: "INVALID_ID", field: "account_id" });
+  });
+});
+
+describe("monitoring rules", () => {
+  it("raise an alert once and freeze the account through the account service", async () => {
+    const { rule } = await h.risk.createRule({
+      rule: {
+        name: "large outflow",
+        kind: RuleKind.MONITORING,
+        expression: 'event.state == "posted" && event.amount >= 5000 && event.metadata["channel"] == "card"',
+        action: RuleAction.FREEZE_ACCOUNT,
+        enabled: true,
+      },
+    });
+    const [a, b] = [await openAccount(h), await openAccount(h)];
+    await fund(h, a.id, 20_000n);
+    await post(h, transfer(a.id, b.id, 4_999n, { metadata: { channel: "card" } }));
+    const big = transfer(a.id, b.id, 5_000n, { metadata: { channel: "card" } });
+    await post(h, big);
+
+    const alert = await eventually(async () => (await h.risk.listAlerts({ accountId: a.id })).alerts[0], 20_000);
+    expect(alert).toMatchObject({ ruleId: rule!.id, ruleVersion: 1, accountId: a.id, accountFrozen: true });
+    expect(alert.message).toContain(big.id!);
+    const { account } = await h.accounts.getAccount({ accountId: a.id });
+    expect([account!.status, account!.statusReason]).toEqual([AccountStatus.FROZEN, "risk rule: large outflow"]);
+    // The alert is published for others to act on, once.
+    const raised = await eventually(async () => {
+      const events = (await readEvents(h.stream.name)).filter((e) => e.envelope.type === "alert_raised" && e.envelope.subjectId === a.id);
+      return events.length > 0 ? events : undefined;
+    });
+    expect(raised).toHaveLength(1);
+    expect((await h.risk.listAlerts({ accountId: a.id })).alerts).toHaveLength(1);
+  });
+});

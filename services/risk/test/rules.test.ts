@@ -1,0 +1,148 @@
+import { status as Status } from "@grpc/grpc-js";
+import { RuleAction, RuleKind } from "../../../gen/tally/risk/v1/risk_pb";
+import { RiskDecision } from "../../../gen/tally/transactions/v1/transfer_pb";
+import { newId } from "../../../platform/ids";
+import { expectRpcError, openAccount, riskRows, transferToAssess } from "./fixtures";
+import { startRiskHarness, type RiskHarness } from "./harness";
+
+let h: RiskHarness;
+beforeAll(async () => {
+  h = await startRiskHarness();
+});
+afterAll(() => h.stop());
+
+const rule = (overrides = {}) => ({
+  name: "metadata flag",
+  description: "flags transfers marked by the caller",
+  kind: RuleKind.ASSESSMENT,
+  expression: 'transfer.metadata["flag"] == "1"',
+  action: RuleAction.REVIEW,
+  priority: 5,
+  enabled: true,
+  ...overrides,
+});
+
+it("ships the default rules, enabled, at version 1", async () => {
+  const { rules } = await h.risk.listRules({});
+  const names = rules.map((r) => r.name);
+  expect(names).toEqual(expect.arrayContaining(["very large amount", "large amount", "velocity", "young account, large amount", "blocked counterparty", "burst of payments"]));
+  expect(rules.every((r) => r.enabled && r.version === 1)).toBe(true);
+});
+
+it("creates, versions, disables and enables a rule, keeping every version for audit", async () => {
+  const { rule: created } = await h.risk.createRule({ rule: rule() });
+  expect([created!.version, created!.enabled]).toEqual([1, true]);
+  const { rule: updated } = await h.risk.updateRule({ ruleId: created!.id, rule: rule({ expression: 'transfer.metadata["flag"] == "2"' }) });
+  expect(updated!.version).toBe(2);
+  const { rule: disabled } = await h.risk.disableRule({ ruleId: created!.id });
+  expect([disabled!.version, disabled!.enabled]).toEqual([3, false]);
+  expect((await h.risk.disableRule({ ruleId: created!.id })).rule!.version).toBe(3);
+  const { rule: enabled } = await h.risk.enableRule({ ruleId: created!.id });
+  expect([enabled!.version, enabled!.enabled]).toEqual([4, true]);
+
+  const first = (await h.risk.getRule({ ruleId: created!.id, version: 1 })).rule!;
+  expect(first.expression).toBe('transfer.metadata["flag"] == "1"');
+  expect((await h.risk.getRule({ ruleId: created!.id })).rule!.version).toBe(4);
+  const { rules: history } = await h.risk.listRules({ includeHistory: true, pageSize: 500 });
+  expect(history.filter((r) => r.id === created!.id).map((r) => r.version)).toEqual([1, 2, 3, 4]);
+  const { rules: current } = await h.risk.listRules({ pageSize: 500 });
+  expect(current.filter((r) => r.id === created!.id).map((r) => r.version)).toEqual([4]);
+});
+
+it("applies a change at once, and stops applying a disabled rule", async () => {
+  const [a, b] = [await openAccount(h), await openAccount(h)];
+  const assess = async () =>
+    (await h.risk.assessTransfer({ transfer: transferToAssess(a.id, b.id, 10n, { metadata: { promo: "x" } }) })).assessment!.decision;
+  expect(await assess()).toBe(RiskDecision.APPROVE);
+  const { rule: created } = await h.risk.createRule({ rule: rule({ name: "promo", expression: '"promo" in transfer.metadata', action: RuleAction.DECLINE }) });
+  expect(await assess()).toBe(RiskDecision.DECLINE);
+  await h.risk.disableRule({ ruleId: created!.id });
+  expect(await assess()).toBe(RiskDecision.APPROVE);
+});
+
+it("pages through rules", async () => {
+  const seen: string[] = [];
+  let pageToken = "";
+  do {
+    const page = await h.risk.listRules({ pageSize: 2, pageToken, includeHistory: true });
+    seen.push(...page.rules.map((r) => `${r.id}/${r.version}`));
+    pageToken = page.nextPageToken;
+  } while (pageToken);
+  expect(new Set(seen).size).toBe(seen.length);
+  expect(seen.length).toBe(await riskRows(h, "rules"));
+});
+
+describe("a rule that does not compile or type-check is refused with the reason and position", () => {
+  const invalid: [string, string, number, number][] = [
+    ["a syntax error", "transfer.amount >", 1, 18],
+    ["an unknown field", "transfer.amout > 5", 1, 9],
+    ["an unknown variable", "account.age_days < 7", 1, 1],
+    ["a type mismatch", 'transfer.amount > "100"', 1, 17],
+    ["a non-boolean result", "transfer.amount + 1", 1, 17],
+    ["a second-line error", 'transfer.kind == "deposit" &&\n  transfer.nope', 2, 11],
+  ];
+  it.each(invalid)("%s", async (_name, expression, line, column) => {
+    const before = await riskRows(h, "rules");
+    const err = await expectRpcError(h.risk.createRule({ rule: rule({ expression }) }), Status.INVALID_ARGUMENT, "RULE_INVALID", "rule.expression");
+    expect(err.metadata.line).toBe(String(line));
+    expect(Number(err.metadata.column)).toBeGreaterThanOrEqual(1);
+    expect(Math.abs(Number(err.metadata.column) - column)).toBeLessThanOrEqual(2);
+    expect(await riskRows(h, "rules")).toBe(before);
+  });
+
+  it("including on update, which keeps the old version current", async () => {
+    const { rule: created } = await h.risk.createRule({ rule: rule({ name: "kept" }) });
+    await expectRpcError(h.risk.updateRule({ ruleId: created!.id, rule: rule({ expression: "nonsense(" }) }), Status.INVALID_ARGUMENT, "RULE_INVALID", "rule.expression");
+    expect((await h.risk.getRule({ ruleId: created!.id })).rule!.version).toBe(1);
+  });
+});
+
+describe("bad rule input changes nothing", () => {
+  const bad: [string, () => Promise<unknown>, Status, string, string][] = [
+    ["no rule", () => h.risk.createRule({}), Status.INVALID_ARGUMENT, "MISSING_FIELD", "rule"],
+    ["no name", () => h.risk.createRule({ rule: rule({ name: " " }) }), Status.INVALID_ARGUMENT, "MISSING_FIELD", "rule.name"],
+    ["no kind", () => h.risk.createRule({ rule: rule({ kind: RuleKind.UNSPECIFIED }) }), Status.INVALID_ARGUMENT, "INVALID_FIELD", "rule.kind"],
+    ["no action", () => h.risk.createRule({ rule: rule({ action: RuleAction.UNSPECIFIED }) }), Status.INVALID_ARGUMENT, "INVALID_FIELD", "rule.action"],
+    ["an action of the other kind", () => h.risk.createRule({ rule: rule({ action: RuleAction.FREEZE_ACCOUNT }) }), Status.INVALID_ARGUMENT, "INVALID_FIELD", "rule.action"],
+    ["add_score without a score", () => h.risk.createRule({ rule: rule({ action: RuleAction.ADD_SCORE, score: 0 }) }), Status.INVALID_ARGUMENT, "INVALID_FIELD", "rule.score"],
+    ["a score out of range", () => h.risk.createRule({ rule: rule({ action: RuleAction.ADD_SCORE, score: 5000 }) }), Status.INVALID_ARGUMENT, "INVALID_FIELD", "rule.score"],
+    ["an expression too long", () => h.risk.createRule({ rule: rule({ expression: `true${" && true".repeat(600)}` }) }), Status.INVALID_ARGUMENT, "RULE_INVALID", "rule.expression"],
+    ["an unknown rule", () => h.risk.updateRule({ ruleId: newId(), rule: rule() }), Status.NOT_FOUND, "RULE_NOT_FOUND", "rule_id"],
+    ["a malformed rule id", () => h.risk.enableRule({ ruleId: "r1" }), Status.INVALID_ARGUMENT, "INVALID_ID", "rule_id"],
+    ["an unknown version", () => h.risk.getRule({ ruleId: "0190c0de-0000-7000-8000-000000000001", version: 99 }), Status.NOT_FOUND, "RULE_NOT_FOUND", "rule_id"],
+  ];
+  it.each(bad)("%s", async (_name, call, code, reason, field) => {
+    const before = await riskRows(h, "rules");
+    await expectRpcError(call(), code, reason, field);
+    expect(await riskRows(h, "rules")).toBe(before);
+  });
+
+  it("refuses changing a rule's kind", async () => {
+    const { rule: created } = await h.risk.createRule({ rule: rule({ name: "kind stays" }) });
+    await expectRpcError(
+      h.risk.updateRule({ ruleId: created!.id, rule: rule({ kind: RuleKind.MONITORING, action: RuleAction.ALERT }) }),
+      Status.INVALID_ARGUMENT,
+      "INVALID_FIELD",
+      "rule.kind",
+    );
+  });
+});
+
+describe("TestRule", () => {
+  it("evaluates an expression against a sample input without saving it", async () => {
+    const before = await riskRows(h, "rules");
+    const input = JSON.stringify({ transfer: { amount: "250000", kind: "transfer" }, from_account: { kind: "customer", ageDays: "2" } });
+    const hit = await h.risk.testRule({ kind: RuleKind.ASSESSMENT, expression: "from_account.age_days < 7 && transfer.amount >= 100000", inputJson: input });
+    expect([hit.valid, hit.issues, JSON.parse(hit.resultJson)]).toEqual([true, [], true]);
+    const miss = await h.risk.testRule({ kind: RuleKind.ASSESSMENT, expression: "transfer.amount > 300000", inputJson: input });
+    expect(JSON.parse(miss.resultJson)).toBe(false);
+    const invalid = await h.risk.testRule({ kind: RuleKind.ASSESSMENT, expression: "transfer.nope", inputJson: input });
+    expect(invalid.valid).toBe(false);
+    expect(invalid.issues[0]).toMatchObject({ line: 1 });
+    expect(await riskRows(h, "rules")).toBe(before);
+  });
+
+  it("refuses an unspecified kind", async () => {
+    await expectRpcError(h.risk.testRule({ expression: "true" }), Status.INVALID_ARGUMENT, "INVALID_FIELD", "kind");
+  });
+});
