@@ -4,7 +4,7 @@ import { eq } from "drizzle-orm";
 import type { AccountService } from "../../../../gen/tally/account/v1/account_service_pb";
 import { LedgerTransferState, type LedgerTransfer } from "../../../../gen/tally/account/v1/ledger_pb";
 import { AlertRaisedSchema, type EventEnvelope } from "../../../../gen/tally/events/v1/events_pb";
-import { EventFactsSchema } from "../../../../gen/tally/risk/v1/risk_pb";
+import { EventFactsSchema, type RiskProfile } from "../../../../gen/tally/risk/v1/risk_pb";
 import { ErrorReason } from "../../../../platform/errors";
 import type { ClientOf } from "../../../../platform/grpc/client";
 import { RemoteError } from "../../../../platform/grpc/status";
@@ -49,8 +49,14 @@ export class Monitoring {
   async evaluate(tx: RiskTx, envelope: EventEnvelope, transfers: LedgerTransfer[]): Promise<void> {
     if ((await this.ruleSet.rules("monitoring")).length === 0) return;
     const now = new Date();
+    // The event is recorded already, so one account's profile is the same for all its transfers here.
+    const profiles = new Map<string, Promise<RiskProfile>>();
+    const profileOf = (accountId: string) => {
+      if (!profiles.has(accountId)) profiles.set(accountId, this.profiles.profile(accountId, now, tx));
+      return profiles.get(accountId)!;
+    };
     for (const transfer of transfers) {
-      const profile = await this.profiles.profile(transfer.debitAccountId, now, tx);
+      const profile = await profileOf(transfer.debitAccountId);
       const event = create(EventFactsSchema, {
         eventId: envelope.id,
         type: envelope.type,
