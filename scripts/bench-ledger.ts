@@ -14,9 +14,6 @@
  * server therefore share one event loop; the numbers are for comparing runs
  * on the same machine, not a capacity figure.
  */
-import { mkdirSync, writeFileSync } from "node:fs";
-import os from "node:os";
-import path from "node:path";
 import { performance } from "node:perf_hooks";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import postgres from "postgres";
@@ -27,11 +24,26 @@ import { createServiceClient } from "../platform/grpc/client";
 import { RemoteError } from "../platform/grpc/status";
 import { newId } from "../platform/ids";
 import { Lifecycle } from "../platform/lifecycle";
-import { projectRoot } from "../platform/project-root";
 import { accountConfig } from "../services/account/src/config";
 import { startAccountService } from "../services/account/src/service";
 import { createTestDatabase, serviceEnv, testLogger, testStream } from "../test/support/infra";
 import { seededRandom } from "../test/support/random";
+import {
+  bump,
+  elapsedMs,
+  envInt,
+  machine,
+  machineLine,
+  mapLimit,
+  outboxBacklog,
+  percentile,
+  postgresVersion,
+  printColumns,
+  randomInt,
+  round2,
+  waitForOutbox,
+  writeResults,
+} from "./bench-support";
 
 const CONCURRENCY = 32;
 const ACCOUNTS = 10_000;
@@ -79,33 +91,6 @@ interface ScenarioResult extends Scenario {
 type Clients = ReturnType<typeof connectClients>;
 type TransferInit = MessageInitShape<typeof LedgerTransferSchema>;
 type Sql = postgres.Sql;
-
-function envInt(name: string, fallback: number): number {
-  const raw = process.env[name];
-  if (raw === undefined || raw === "") return fallback;
-  const value = Number(raw);
-  if (!Number.isInteger(value) || value <= 0) throw new Error(`${name} must be a positive integer, got ${raw}`);
-  return value;
-}
-
-
-const randomInt = (rand: () => number, n: number) => Math.floor(rand() * n);
-
-/** Runs fn over items with at most `limit` calls in flight; results keep the items' order. */
-async function mapLimit<T, R>(items: T[], limit: number, fn: (item: T, index: number) => Promise<R>): Promise<R[]> {
-  const results = new Array<R>(items.length);
-  let next = 0;
-  const worker = async () => {
-    while (next < items.length) {
-      const i = next++;
-      results[i] = await fn(items[i], i);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-  return results;
-}
-
-const elapsedMs = (since: bigint) => Number(process.hrtime.bigint() - since) / 1e6;
 
 function connectClients(target: string) {
   return {
@@ -174,10 +159,6 @@ interface Tally {
   rpcErrorReasons: Record<string, number>;
 }
 
-const bump = (counts: Record<string, number>, key: string) => {
-  counts[key] = (counts[key] ?? 0) + 1;
-};
-
 /** One worker: requests back to back until the deadline, each counted and timed. */
 async function worker(clients: Clients, ids: string[], scenario: Scenario, hotIndex: number, rand: () => number, until: bigint, tally: Tally) {
   while (process.hrtime.bigint() < until) {
@@ -202,12 +183,6 @@ async function worker(clients: Clients, ids: string[], scenario: Scenario, hotIn
   }
 }
 
-/** Nearest-rank percentile of an ascending array. */
-function percentile(sorted: number[], p: number): number {
-  if (sorted.length === 0) return 0;
-  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))];
-}
-
 async function runScenario(clients: Clients, ids: string[], scenario: Scenario, index: number, seed: number, seconds: number, sql: Sql): Promise<ScenarioResult> {
   const hotIndex = randomInt(seededRandom(seed), ids.length);
   const tally: Tally = { latencies: [], transfersOk: 0, transfersFailed: 0, failedResults: {}, rpcErrors: 0, rpcErrorReasons: {} };
@@ -222,52 +197,24 @@ async function runScenario(clients: Clients, ids: string[], scenario: Scenario, 
   const wallSeconds = elapsedMs(started) / 1000;
   const loop = performance.eventLoopUtilization(loopBefore);
   const sorted = tally.latencies.sort((a, b) => a - b);
-  const round = (n: number) => Math.round(n * 100) / 100;
   return {
     ...scenario,
-    seconds: round(wallSeconds),
+    seconds: round2(wallSeconds),
     requests: sorted.length,
     transfersOk: tally.transfersOk,
     transfersFailed: tally.transfersFailed,
     failedResults: tally.failedResults,
     rpcErrors: tally.rpcErrors,
     rpcErrorReasons: tally.rpcErrorReasons,
-    transfersPerSecond: round(tally.transfersOk / wallSeconds),
-    requestsPerSecond: round(sorted.length / wallSeconds),
-    latencyMs: { p50: round(percentile(sorted, 50)), p95: round(percentile(sorted, 95)), p99: round(percentile(sorted, 99)), max: round(sorted.at(-1) ?? 0) },
+    transfersPerSecond: round2(tally.transfersOk / wallSeconds),
+    requestsPerSecond: round2(sorted.length / wallSeconds),
+    latencyMs: { p50: round2(percentile(sorted, 50)), p95: round2(percentile(sorted, 95)), p99: round2(percentile(sorted, 99)), max: round2(sorted.at(-1) ?? 0) },
     outboxBacklog: await outboxBacklog(sql),
     eventLoopBusyPct: Math.round(loop.utilization * 100),
   };
 }
 
-/** -1 when it cannot be read: a report, not a reason to stop. */
-async function outboxBacklog(sql: Sql): Promise<number> {
-  try {
-    const [row] = await sql`select count(*)::int as n from account.outbox where published_at is null`;
-    return row.n as number;
-  } catch {
-    return -1;
-  }
-}
-
-/** Lets the relay catch up before a scenario, so one scenario's backlog does not slow the next. */
-async function waitForOutbox(sql: Sql, timeoutMs = 60_000): Promise<void> {
-  const until = Date.now() + timeoutMs;
-  while ((await outboxBacklog(sql)) > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 100));
-}
-
 // --- report --------------------------------------------------------------
-
-function machine() {
-  const cpus = os.cpus();
-  return {
-    cpus: cpus.length,
-    cpuModel: cpus[0]?.model ?? "unknown",
-    totalMemoryGiB: Math.round((os.totalmem() / 1024 ** 3) * 10) / 10,
-    platform: `${os.platform()} ${os.release()} ${os.arch()}`,
-    node: process.version,
-  };
-}
 
 function printTable(results: ScenarioResult[]): void {
   const header = ["scenario", "transfers/s", "requests/s", "p50 ms", "p95 ms", "p99 ms", "ok", "failed", "rpc errors", "outbox backlog", "loop busy %"];
@@ -284,11 +231,7 @@ function printTable(results: ScenarioResult[]): void {
     String(r.outboxBacklog),
     String(r.eventLoopBusyPct),
   ]);
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i].length)));
-  const line = (cells: string[]) => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join("  ");
-  console.log(line(header));
-  console.log(widths.map((w) => "-".repeat(w)).join("  "));
-  for (const row of rows) console.log(line(row));
+  printColumns(header, rows);
   for (const r of results) {
     const details = [...Object.entries(r.failedResults), ...Object.entries(r.rpcErrorReasons)];
     if (details.length > 0) console.log(`  ${r.name}: ${details.map(([k, n]) => `${k} ×${n}`).join(", ")}`);
@@ -303,14 +246,6 @@ function reconcileSummary(r: ReconcileResponse) {
     entriesChecked: Number(r.entriesChecked),
     transfersChecked: Number(r.transfersChecked),
   };
-}
-
-function writeResults(report: unknown): string {
-  const dir = path.join(projectRoot(), "bench-results");
-  mkdirSync(dir, { recursive: true });
-  const file = path.join(dir, "ledger.json");
-  writeFileSync(file, `${JSON.stringify(report, null, 2)}\n`);
-  return path.relative(process.cwd(), file);
 }
 
 // --- main ----------------------------------------------------------------
@@ -357,10 +292,9 @@ async function main(): Promise<number> {
     }
 
     const host = machine();
-    const [pg] = await sql`select current_setting('server_version') as version`.catch(() => [{ version: "unknown" }]);
-    const settings = { seconds, seed, concurrency: CONCURRENCY, accounts: ACCOUNTS, databasePoolSize: poolSize, postgres: String(pg.version) };
+    const settings = { seconds, seed, concurrency: CONCURRENCY, accounts: ACCOUNTS, databasePoolSize: poolSize, postgres: await postgresVersion(sql) };
     console.log("");
-    console.log(`machine: ${host.cpus} × ${host.cpuModel}, ${host.totalMemoryGiB} GiB, ${host.platform}, node ${host.node}, PostgreSQL ${settings.postgres}`);
+    console.log(machineLine(host, settings.postgres));
     console.log(`settings: ${seconds} s per scenario, concurrency ${CONCURRENCY}, ${ACCOUNTS} accounts, seed ${seed}, service pool ${poolSize}`);
     console.log("");
     printTable(results);
@@ -371,7 +305,7 @@ async function main(): Promise<number> {
         : `reconcile: ${reconciliation.balanced ? "balanced" : `NOT balanced (${reconciliation.breaches} breaches)`}; ` +
             `${reconciliation.accountsChecked} accounts, ${reconciliation.transfersChecked} transfers, ${reconciliation.entriesChecked} entries`,
     );
-    const file = writeResults({ finishedAt: new Date().toISOString(), machine: host, settings, scenarios: results, reconciliation });
+    const file = writeResults("ledger", { finishedAt: new Date().toISOString(), machine: host, settings, scenarios: results, reconciliation });
     console.log(`results: ${file}`);
     return 0;
   } finally {

@@ -181,7 +181,7 @@ export type Assessment = Message<"tally.risk.v1.Assessment"> & {
   createdAt?: Timestamp | undefined;
 
   /**
-   * Time spent deciding, in microseconds.
+   * Time spent deciding (gathering the facts and evaluating the rules), in microseconds.
    *
    * @generated from field: int64 duration_micros = 8;
    */

@@ -33,14 +33,11 @@ export class Assessor {
 
   async assess(transfer: Transfer | undefined, deadline?: Date): Promise<Assessment> {
     const valid = validTransfer(transfer);
-    const earlier = await this.find(valid.id);
-    if (earlier) return earlier;
-
+    // A transfer assessed before is decided again but stored once: the insert below keeps the first decision.
     const started = process.hrtime.bigint();
     const now = new Date();
-    const [fromAccount, toAccount, profile] = await Promise.all([
-      this.accounts.facts(valid.fromAccountId, deadline, now),
-      this.accounts.facts(valid.toAccountId, deadline, now),
+    const [[fromAccount, toAccount], profile] = await Promise.all([
+      this.accounts.facts([valid.fromAccountId, valid.toAccountId], deadline, now),
       this.profiles.profile(valid.fromAccountId, now),
     ]);
     const hits = await this.ruleSet.evaluate("assessment", {

@@ -1,6 +1,6 @@
 import { create } from "@bufbuild/protobuf";
 import { timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { and, eq, gt, sql } from "drizzle-orm";
+import { sql } from "drizzle-orm";
 import type { Account } from "../../../../gen/tally/account/v1/account_pb";
 import { LedgerTransferState, type LedgerTransfer } from "../../../../gen/tally/account/v1/ledger_pb";
 import { RiskProfileSchema, WindowStatsSchema, type RiskProfile } from "../../../../gen/tally/risk/v1/risk_pb";
@@ -98,49 +98,49 @@ export class Profiles {
   }
 
   /**
-   * The profile of an account as of `now`: windows are the buckets that end after now − window.
-   * Read through `db`, or a transaction that has just recorded an event (monitoring).
+   * The profile of an account as of `now`, in one round trip: windows are the buckets that end
+   * after now − window. Read through `db`, or a transaction that has just recorded an event (monitoring).
    */
   async profile(accountId: string, now = new Date(), db: RiskDb | RiskTx = this.db): Promise<RiskProfile> {
-    const since = (window: number) => new Date(now.getTime() - window - BUCKET_MS);
-    const [[lifetime], [windows], [partners], [account]] = await Promise.all([
-      db.select().from(profiles).where(eq(profiles.accountId, accountId)),
-      db
-        .select({
-          m: windowSums(since(MINUTE)),
-          h: windowSums(since(HOUR)),
-          d: windowSums(since(DAY)),
-        })
-        .from(activity)
-        .where(and(eq(activity.accountId, accountId), gt(activity.bucket, since(DAY)))),
-      db
-        .select({ n: sql<number>`count(*)::int` })
-        .from(counterparties)
-        .where(and(eq(counterparties.accountId, accountId), gt(counterparties.lastSeenAt, new Date(now.getTime() - DAY)))),
-      db.select({ openedAt: accounts.openedAt, currency: accounts.currency }).from(accounts).where(eq(accounts.id, accountId)),
-    ]);
-    const stats = (sums: string[] | null) =>
+    const since = (window: number) => iso(new Date(now.getTime() - window - BUCKET_MS));
+    const sums = (column: string, window: number) =>
+      sql.raw(`coalesce(sum(${column}) filter (where bucket > `).append(sql`${since(window)}), 0)::text`);
+    const windows = ([["m", MINUTE], ["h", HOUR], ["d", DAY]] as const).flatMap(([name, window]) =>
+      (["debit_count", "debit_sum", "credit_count", "credit_sum"] as const).map((column) => sql`${sums(column, window)} as ${sql.raw(`${name}_${column}`)}`),
+    );
+    const [row] = (await db.execute(sql`
+      with w as (
+        select ${sql.join(windows, sql`, `)} from ${activity} where account_id = ${accountId}::uuid and bucket > ${since(DAY)}),
+      c as (
+        select count(*)::int as partners from ${counterparties} where account_id = ${accountId}::uuid and last_seen_at > ${iso(new Date(now.getTime() - DAY))})
+      select w.*, c.partners, p.currency, p.first_activity_at, p.last_activity_at, p.debit_count, p.debit_sum, p.credit_count, p.credit_sum,
+             a.opened_at, a.currency as account_currency
+      from w cross join c
+      left join ${profiles} p on p.account_id = ${accountId}::uuid
+      left join ${accounts} a on a.id = ${accountId}::uuid`)) as unknown as ProfileRow[];
+    const stats = (name: "m" | "h" | "d") =>
       create(WindowStatsSchema, {
-        debitCount: BigInt(sums?.[0] ?? 0),
-        debitSum: BigInt(sums?.[1] ?? 0),
-        creditCount: BigInt(sums?.[2] ?? 0),
-        creditSum: BigInt(sums?.[3] ?? 0),
+        debitCount: BigInt(row[`${name}_debit_count`]),
+        debitSum: BigInt(row[`${name}_debit_sum`]),
+        creditCount: BigInt(row[`${name}_credit_count`]),
+        creditSum: BigInt(row[`${name}_credit_sum`]),
       });
+    const openedAt = row.opened_at ? new Date(row.opened_at) : undefined;
     return create(RiskProfileSchema, {
       accountId,
-      currency: lifetime?.currency ?? account?.currency ?? "",
-      lastMinute: stats(windows?.m ?? null),
-      lastHour: stats(windows?.h ?? null),
-      lastDay: stats(windows?.d ?? null),
-      distinctCounterparties24h: BigInt(partners?.n ?? 0),
-      openedAt: account ? timestampFromDate(account.openedAt) : undefined,
-      firstActivityAt: lifetime ? timestampFromDate(lifetime.firstActivityAt) : undefined,
-      lastActivityAt: lifetime ? timestampFromDate(lifetime.lastActivityAt) : undefined,
-      totalDebitCount: lifetime?.debitCount ?? 0n,
-      totalDebitSum: lifetime?.debitSum ?? 0n,
-      totalCreditCount: lifetime?.creditCount ?? 0n,
-      totalCreditSum: lifetime?.creditSum ?? 0n,
-      accountAgeDays: account ? BigInt(Math.max(0, Math.floor((now.getTime() - account.openedAt.getTime()) / DAY))) : 0n,
+      currency: row.currency ?? row.account_currency ?? "",
+      lastMinute: stats("m"),
+      lastHour: stats("h"),
+      lastDay: stats("d"),
+      distinctCounterparties24h: BigInt(row.partners),
+      openedAt: openedAt ? timestampFromDate(openedAt) : undefined,
+      firstActivityAt: row.first_activity_at ? timestampFromDate(new Date(row.first_activity_at)) : undefined,
+      lastActivityAt: row.last_activity_at ? timestampFromDate(new Date(row.last_activity_at)) : undefined,
+      totalDebitCount: BigInt(row.debit_count ?? 0),
+      totalDebitSum: BigInt(row.debit_sum ?? 0),
+      totalCreditCount: BigInt(row.credit_count ?? 0),
+      totalCreditSum: BigInt(row.credit_sum ?? 0),
+      accountAgeDays: openedAt ? BigInt(Math.max(0, Math.floor((now.getTime() - openedAt.getTime()) / DAY))) : 0n,
     });
   }
 
@@ -152,12 +152,21 @@ export class Profiles {
   }
 }
 
-/** The four sums of the buckets after `since`, as text (they are bigint sums). */
-const windowSums = (since: Date) => sql<string[]>`array[
-  coalesce(sum(${activity.debitCount}) filter (where ${activity.bucket} > ${iso(since)}), 0)::text,
-  coalesce(sum(${activity.debitSum}) filter (where ${activity.bucket} > ${iso(since)}), 0)::text,
-  coalesce(sum(${activity.creditCount}) filter (where ${activity.bucket} > ${iso(since)}), 0)::text,
-  coalesce(sum(${activity.creditSum}) filter (where ${activity.bucket} > ${iso(since)}), 0)::text]`;
+type WindowColumns = `${"m" | "h" | "d"}_${"debit_count" | "debit_sum" | "credit_count" | "credit_sum"}`;
+
+/** One row of the profile query: window sums as text, lifetime columns null for an account with no activity. */
+type ProfileRow = Record<WindowColumns, string> & {
+  partners: number;
+  currency: string | null;
+  first_activity_at: Date | string | null;
+  last_activity_at: Date | string | null;
+  debit_count: bigint | string | null;
+  debit_sum: bigint | string | null;
+  credit_count: bigint | string | null;
+  credit_sum: bigint | string | null;
+  opened_at: Date | string | null;
+  account_currency: string | null;
+};
 
 interface Totals {
   accountId: string;

@@ -5,6 +5,8 @@ import type { StoredHit } from "../db/schema";
 import type { RuleKindName } from "./rule-model";
 import type { RuleStore } from "./rules";
 
+const WARN_EVERY_MS = 60_000;
+
 interface Loaded {
   row: RuleRow;
   compiled: CompiledRule;
@@ -20,6 +22,7 @@ export class RuleSet {
   private revision = -1;
   private checkedAt = 0;
   private refreshing: Promise<void> | undefined;
+  private readonly lastWarned = new Map<string, number>();
   evaluationErrors = 0;
 
   constructor(
@@ -39,9 +42,13 @@ export class RuleSet {
     for (const { row, compiled } of await this.rules(kind)) {
       const outcome = compiled.evaluate(input);
       if ("error" in outcome) {
-        // A rule that cannot be evaluated on this input does not fire; it is counted and logged.
+        // A rule that cannot be evaluated on this input does not fire; it is counted, and logged once a minute.
         this.evaluationErrors++;
-        this.log.warn({ rule: row.id, version: row.version, error: outcome.error }, "rule evaluation failed");
+        const key = `${row.id}/${row.version}`;
+        if (Date.now() - (this.lastWarned.get(key) ?? 0) > WARN_EVERY_MS) {
+          this.lastWarned.set(key, Date.now());
+          this.log.warn({ rule: row.id, version: row.version, error: outcome.error }, "rule evaluation failed (guard map keys with `in` or has())");
+        }
       } else if (outcome.matched) {
         hits.push({ ruleId: row.id, ruleVersion: row.version, ruleName: row.name, action: row.action, score: row.score });
       }

@@ -1,0 +1,118 @@
+/**
+ * What the benchmarks share: settings from the environment, bounded
+ * concurrency, timing and percentiles, the outbox backlog, the machine they
+ * ran on, an aligned table, and the JSON results file.
+ */
+import { mkdirSync, writeFileSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import type postgres from "postgres";
+import { projectRoot } from "../platform/project-root";
+
+type Sql = postgres.Sql;
+
+/** A positive integer from the environment, or the fallback when unset or blank. */
+export function envInt(name: string, fallback: number): number {
+  const raw = process.env[name];
+  if (raw === undefined || raw === "") return fallback;
+  const value = Number(raw);
+  if (!Number.isInteger(value) || value <= 0) throw new Error(`${name} must be a positive integer, got ${raw}`);
+  return value;
+}
+
+/** An integer from 0 to n-1. */
+export const randomInt = (rand: () => number, n: number) => Math.floor(rand() * n);
+
+/** Runs fn over items with at most `limit` calls in flight; results keep the items' order. */
+export async function mapLimit<T, R>(items: T[], limit: number, fn: (item: T, index: number) => Promise<R>): Promise<R[]> {
+  const results = new Array<R>(items.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      const i = next++;
+      results[i] = await fn(items[i], i);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  return results;
+}
+
+export const elapsedMs = (since: bigint) => Number(process.hrtime.bigint() - since) / 1e6;
+
+export const bump = (counts: Record<string, number>, key: string) => {
+  counts[key] = (counts[key] ?? 0) + 1;
+};
+
+/** Nearest-rank percentile of an ascending array. */
+export function percentile(sorted: number[], p: number): number {
+  if (sorted.length === 0) return 0;
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))];
+}
+
+/** Rounded to two decimals, for reports. */
+export const round2 = (n: number) => Math.round(n * 100) / 100;
+
+/** The schemas whose outbox a benchmark may watch. */
+export type OutboxSchema = "account" | "risk";
+
+/** Events a service's relay has not yet published; -1 when it cannot be read: a report, not a reason to stop. */
+export async function outboxBacklog(sql: Sql, schema: OutboxSchema = "account"): Promise<number> {
+  try {
+    const [row] = await sql.unsafe(`select count(*)::int as n from ${schema}.outbox where published_at is null`);
+    return row.n as number;
+  } catch {
+    return -1;
+  }
+}
+
+/** Lets a relay catch up before a scenario, so one scenario's backlog does not slow the next. */
+export async function waitForOutbox(sql: Sql, schema: OutboxSchema = "account", timeoutMs = 60_000): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  while ((await outboxBacklog(sql, schema)) > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 100));
+}
+
+export interface Machine {
+  cpus: number;
+  cpuModel: string;
+  totalMemoryGiB: number;
+  platform: string;
+  node: string;
+}
+
+export function machine(): Machine {
+  const cpus = os.cpus();
+  return {
+    cpus: cpus.length,
+    cpuModel: cpus[0]?.model ?? "unknown",
+    totalMemoryGiB: Math.round((os.totalmem() / 1024 ** 3) * 10) / 10,
+    platform: `${os.platform()} ${os.release()} ${os.arch()}`,
+    node: process.version,
+  };
+}
+
+/** The server's version string, or "unknown". */
+export async function postgresVersion(sql: Sql): Promise<string> {
+  const [pg] = await sql`select current_setting('server_version') as version`.catch(() => [{ version: "unknown" }]);
+  return String(pg.version);
+}
+
+export const machineLine = (host: Machine, postgres: string) =>
+  `machine: ${host.cpus} × ${host.cpuModel}, ${host.totalMemoryGiB} GiB, ${host.platform}, node ${host.node}, PostgreSQL ${postgres}`;
+
+/** A table with a rule under the header: the first column left-aligned, the others right-aligned. */
+export function printColumns(header: string[], rows: string[][]): void {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i].length)));
+  const line = (cells: string[]) => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join("  ");
+  console.log(line(header));
+  console.log(widths.map((w) => "-".repeat(w)).join("  "));
+  for (const row of rows) console.log(line(row));
+}
+
+/** Writes bench-results/<name>.json; returns its path relative to the working directory. */
+export function writeResults(name: string, report: unknown): string {
+  const dir = path.join(projectRoot(), "bench-results");
+  mkdirSync(dir, { recursive: true });
+  const file = path.join(dir, `${name}.json`);
+  writeFileSync(file, `${JSON.stringify(report, null, 2)}\n`);
+  return path.relative(process.cwd(), file);
+}
