@@ -38,7 +38,7 @@ export function decodePageToken<K extends string>(token: string, keys: readonly 
   throw foreignToken();
 }
 
-const foreignToken = () => new DomainError(ErrorReason.INVALID_PAGE_TOKEN, "page_token is not one this service issued", "page_token");
+export const foreignToken = () => new DomainError(ErrorReason.INVALID_PAGE_TOKEN, "page_token is not one this service issued", "page_token");
 
 /** An id carried in a page token; anything else means the token is not ours. */
 export function cursorId(value: string): string {

@@ -234,6 +234,24 @@ describe("EventConsumer", () => {
     expect([consumer.processed, consumer.failed, consumer.redelivered, consumer.poisoned]).toEqual([5, 2, 2, 0]);
   });
 
+  it("by default never gives up on an event whose handler keeps failing, as in a long outage", async () => {
+    const stream = await newStream();
+    const [stubborn] = await publishEvents(stream, 1);
+    let deliveries = 0;
+    const durable = newDurable();
+    const consumer = newConsumer(
+      stream,
+      async (envelope) => {
+        if (envelope.id === stubborn.id && ++deliveries <= 25) throw new Error("database unavailable");
+      },
+      { durable, retryDelayMs: () => 5 },
+    );
+    await consumer.start();
+    await waitUntil("the event is handled after 25 failures", () => consumer.processed === 1);
+    await waitUntilSettled(stream, durable);
+    expect([deliveries, consumer.failed, consumer.exhausted]).toEqual([26, 25, 0]);
+  });
+
   it("terminates an event whose handler still fails on its last allowed delivery", async () => {
     const stream = await newStream();
     const published = await publishEvents(stream, 4);

@@ -36,7 +36,7 @@ export interface EventConsumerOptions {
   filterSubjects: string[];
   log: Logger;
   handle: EventHandler;
-  /** Deliveries of one message before it is given up (terminated). */
+  /** Deliveries of one message before it is given up (terminated); -1, the default, never gives up. */
   maxDeliver?: number;
   /** How long a delivered message may go unacknowledged before the server sends it again. */
   ackWaitMs?: number;
@@ -73,8 +73,8 @@ interface Session {
 /**
  * A durable pull consumer of envelopes on the event stream, with explicit
  * acks. A handled event is acked; a handler failure naks it with a delay that
- * grows with its delivery count, until maxDeliver deliveries, after which it
- * is terminated. A message that is not an envelope (a poison message) is
+ * grows with its delivery count, for ever unless maxDeliver sets a limit
+ * (then it is terminated after that many deliveries). A message that is not an envelope (a poison message) is
  * terminated at once, so it never blocks the events behind it. Delivery is at
  * least once: handlers make their effects idempotent with applyOnce.
  *
@@ -106,12 +106,15 @@ export class EventConsumer {
   private wake: (() => void) | undefined;
 
   constructor(private readonly options: EventConsumerOptions) {
-    this.maxDeliver = options.maxDeliver ?? 20;
+    // Unlimited by default: a failure that outlasts every retry (a long outage) must not drop the event.
+    this.maxDeliver = options.maxDeliver ?? -1;
     this.ackWaitMs = options.ackWaitMs ?? 30_000;
     this.concurrency = options.concurrency ?? 1;
     this.retryDelayMs = options.retryDelayMs ?? defaultRetryDelayMs;
     if (!Number.isInteger(this.concurrency) || this.concurrency < 1) throw new RangeError("concurrency must be a positive integer");
-    if (!Number.isInteger(this.maxDeliver) || this.maxDeliver < 1) throw new RangeError("maxDeliver must be a positive integer");
+    if (!Number.isInteger(this.maxDeliver) || (this.maxDeliver < 1 && this.maxDeliver !== -1)) {
+      throw new RangeError("maxDeliver must be a positive integer, or -1 for no limit");
+    }
     if (options.filterSubjects.length === 0) throw new RangeError("filterSubjects must name at least one subject");
   }
 
@@ -315,7 +318,7 @@ export class EventConsumer {
         this.failed++;
         span.recordException(err instanceof Error ? err : String(err));
         span.setStatus({ code: SpanStatusCode.ERROR, message: err instanceof Error ? err.message : String(err) });
-        if (deliveryCount >= this.maxDeliver) {
+        if (this.maxDeliver > 0 && deliveryCount >= this.maxDeliver) {
           this.exhausted++;
           log.error({ err, ...fields, maxDeliver: this.maxDeliver }, "event handler failed on its last delivery; event terminated");
           settle(log, msg, "term", () => msg.term());

@@ -31,9 +31,10 @@ CREATE TABLE "risk"."alerts" (
 	"message" text NOT NULL,
 	"event_id" uuid NOT NULL,
 	"transfer_id" uuid NOT NULL,
+	"minute" timestamp with time zone NOT NULL,
 	"account_frozen" boolean DEFAULT false NOT NULL,
 	"created_at" timestamp with time zone DEFAULT now() NOT NULL,
-	CONSTRAINT "alerts_once_idx" UNIQUE("rule_id","transfer_id")
+	CONSTRAINT "alerts_once_idx" UNIQUE("rule_id","account_id","minute")
 );
 --> statement-breakpoint
 CREATE TABLE "risk"."assessments" (

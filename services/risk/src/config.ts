@@ -1,4 +1,4 @@
-import { int, localDefault, loadConfig, platformEnv, type Env } from "../../../platform/config";
+import { ConfigError, int, localDefault, loadConfig, platformEnv, type Env } from "../../../platform/config";
 
 /** Everything the risk service reads from its environment. */
 export function riskConfig(env: Env = process.env) {
@@ -13,11 +13,21 @@ export function riskConfig(env: Env = process.env) {
       RISK_DECLINE_SCORE: int(100, 1),
       // How long a replica may use its compiled rules before checking for changes made elsewhere.
       RULES_REFRESH_MS: int(1000, 0),
-      // The durable JetStream consumer that replicas share.
+      // The durable JetStream consumer that replicas share, and how many events each replica applies at once.
       EVENTS_DURABLE: localDefault("risk", env),
+      EVENTS_CONCURRENCY: int(4, 1, 64),
+      // How long an assessment waits for the account service about an account it has not seen.
+      ACCOUNT_LOOKUP_TIMEOUT_MS: int(200, 1),
     },
     env,
   );
 }
 
 export type RiskConfig = ReturnType<typeof riskConfig>;
+
+/** The score thresholds must make sense together; checked once at start. */
+export function checkThresholds(config: RiskConfig): void {
+  if (config.RISK_REVIEW_SCORE > config.RISK_DECLINE_SCORE) {
+    throw new ConfigError(`invalid configuration: RISK_REVIEW_SCORE (${config.RISK_REVIEW_SCORE}) is above RISK_DECLINE_SCORE (${config.RISK_DECLINE_SCORE})`);
+  }
+}

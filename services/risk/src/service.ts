@@ -6,7 +6,8 @@ import type { Lifecycle } from "../../../platform/lifecycle";
 import type { Logger } from "../../../platform/logger";
 import { EventConsumer } from "../../../platform/nats/consumer";
 import { startRuntime } from "../../../platform/runtime";
-import type { RiskConfig } from "./config";
+import { lt } from "drizzle-orm";
+import { checkThresholds, type RiskConfig } from "./config";
 import { schema } from "./db/schema";
 import { Alerts } from "./domain/alerts";
 import { Assessor } from "./domain/assessor";
@@ -35,6 +36,7 @@ const PRUNE_EVERY_MS = 60_000;
  * consumer and the gRPC server.
  */
 export async function startRiskService(config: RiskConfig, log: Logger, lifecycle: Lifecycle): Promise<RiskServiceHandle> {
+  checkThresholds(config);
   const { database, broker, outbox, nudge } = await startRuntime({ service: SERVICE_NAME, config, schema, log, lifecycle });
   const db = database.db;
   const accountService = createServiceClient(AccountService, config.ACCOUNT_SERVICE_URL, {
@@ -48,7 +50,7 @@ export async function startRiskService(config: RiskConfig, log: Logger, lifecycl
   ruleSet = new RuleSet(rules, config.RULES_REFRESH_MS, log);
   await rules.ensureDefaults();
   const profiles = new Profiles(db);
-  const assessor = new Assessor(db, ruleSet, new AccountFactsSource(db, accountService, log), profiles, outbox, {
+  const assessor = new Assessor(db, ruleSet, new AccountFactsSource(db, accountService, log, config.ACCOUNT_LOOKUP_TIMEOUT_MS), profiles, outbox, {
     reviewScore: config.RISK_REVIEW_SCORE,
     declineScore: config.RISK_DECLINE_SCORE,
   }, nudge);
@@ -61,13 +63,20 @@ export async function startRiskService(config: RiskConfig, log: Logger, lifecycl
     stream: config.NATS_STREAM,
     durable: config.EVENTS_DURABLE,
     filterSubjects: [`${config.NATS_SUBJECT_PREFIX}.account.>`],
+    // Profile increments commute and the account view keeps the newest version, so events may apply side by side.
+    concurrency: config.EVENTS_CONCURRENCY,
     log,
     handle: ledgerEventHandler(db, profiles, monitoring),
   });
   await consumer.start();
   lifecycle.onStop("ledger event consumer", () => consumer.stop());
 
-  const pruning = setInterval(() => profiles.prune().catch((err) => log.warn({ err }, "profile pruning failed")), PRUNE_EVERY_MS);
+  const prune = async () => {
+    await profiles.prune();
+    // An event older than the stream keeps can no longer be redelivered: its inbox row has done its work.
+    await db.delete(schema.inbox).where(lt(schema.inbox.appliedAt, new Date(Date.now() - (config.NATS_MAX_AGE_DAYS + 1) * 86_400_000)));
+  };
+  const pruning = setInterval(() => prune().catch((err) => log.warn({ err }, "pruning failed")), PRUNE_EVERY_MS);
   lifecycle.onStop("profile pruning", () => clearInterval(pruning));
 
   const server = new GrpcServer({ host: config.GRPC_HOST, port: config.GRPC_PORT, log }).add(

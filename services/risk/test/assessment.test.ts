@@ -104,6 +104,19 @@ describe("AssessTransfer bookkeeping", () => {
     expect(stored.assessment!.transfer?.amount?.amount).toBe(2_000_000n);
   });
 
+  it("refuses another transfer under an id already assessed", async () => {
+    const [a, b] = [await openAccount(h), await openAccount(h)];
+    const transfer = transferToAssess(a.id, b.id, 10n);
+    const { assessment } = await h.risk.assessTransfer({ transfer });
+    expect(assessment!.decision).toBe(RiskDecision.APPROVE);
+    await expectRpcError(
+      h.risk.assessTransfer({ transfer: { ...transfer, amount: { amount: 500_000_000n, currency: "USD" } } }),
+      Status.ALREADY_EXISTS,
+      "EXISTS_WITH_DIFFERENT_FIELDS",
+      "transfer.id",
+    );
+  });
+
   it("judges an account it has not heard of yet by asking the account service", async () => {
     const [a, b] = [await openAccount(h), await openAccount(h)];
     // Assessed at once, before risk may have consumed the account_opened events.
@@ -120,6 +133,12 @@ describe("AssessTransfer bookkeeping", () => {
     ["a zero amount", () => ({ transfer: transferToAssess(newId(), newId(), 0n) }), "AMOUNT_MUST_BE_POSITIVE", "transfer.amount.amount"],
     ["a negative amount", () => ({ transfer: transferToAssess(newId(), newId(), -1n) }), "AMOUNT_MUST_BE_POSITIVE", "transfer.amount.amount"],
     ["an unknown currency", () => ({ transfer: transferToAssess(newId(), newId(), 1n, { amount: { amount: 1n, currency: "XYZ" } }) }), "UNKNOWN_CURRENCY", "transfer.amount.currency"],
+    ["no kind", () => ({ transfer: transferToAssess(newId(), newId(), 1n, { kind: TransferKind.UNSPECIFIED }) }), "INVALID_FIELD", "transfer.kind"],
+    ["an unknown kind", () => ({ transfer: transferToAssess(newId(), newId(), 1n, { kind: 99 as TransferKind }) }), "INVALID_FIELD", "transfer.kind"],
+    ["a NUL in metadata", () => ({ transfer: transferToAssess(newId(), newId(), 1n, { metadata: { note: "a\u0000" } }) }), "INVALID_FIELD", "transfer.metadata.note"],
+    ["metadata too large for the event stream", () => ({ transfer: transferToAssess(newId(), newId(), 1n, { metadata: { big: "x".repeat(1_500_000) } }) }), "INVALID_FIELD", "transfer.metadata.big"],
+    ["a NUL in the description", () => ({ transfer: transferToAssess(newId(), newId(), 1n, { description: "\u0000" }) }), "INVALID_FIELD", "transfer.description"],
+    ["a request id too long", () => ({ transfer: transferToAssess(newId(), newId(), 1n, { requestId: "r".repeat(200) }) }), "INVALID_FIELD", "transfer.request_id"],
   ];
   it.each(bad)("refuses %s with a reason and the field, storing nothing", async (_name, request, reason, field) => {
     const before = [await riskRows(h, "assessments"), await riskRows(h, "reviews"), await riskRows(h, "outbox")];

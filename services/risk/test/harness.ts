@@ -31,7 +31,7 @@ export async function startRiskHarness(extraEnv: Record<string, string> = {}): P
   const account = await startAccountService(accountConfig(serviceEnv(db, stream)), testLogger(), lifecycle);
   const accountTarget = `127.0.0.1:${account.port}`;
   const service = await startRiskService(
-    riskConfig(serviceEnv(db, stream, { ACCOUNT_SERVICE_URL: accountTarget, RULES_REFRESH_MS: "0", ...extraEnv })),
+    riskConfig(serviceEnv(db, stream, { ACCOUNT_SERVICE_URL: accountTarget, ...extraEnv })),
     testLogger(),
     lifecycle,
   );

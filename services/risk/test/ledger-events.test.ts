@@ -1,8 +1,11 @@
-import { toBinary } from "@bufbuild/protobuf";
+import { create, toBinary } from "@bufbuild/protobuf";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { jetstream } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
 import { AccountStatus } from "../../../gen/tally/account/v1/account_pb";
-import { EventEnvelopeSchema } from "../../../gen/tally/events/v1/events_pb";
+import { EventEnvelopeSchema, TransfersPostedSchema } from "../../../gen/tally/events/v1/events_pb";
+import { LedgerTransferState } from "../../../gen/tally/account/v1/ledger_pb";
+import { buildEnvelope } from "../../../platform/outbox/append";
 import { RuleAction, RuleKind } from "../../../gen/tally/risk/v1/risk_pb";
 import { newId } from "../../../platform/ids";
 import { eventually, readEvents } from "../../../test/support/events";
@@ -65,7 +68,7 @@ describe("monitoring rules", () => {
       rule: {
         name: "large outflow",
         kind: RuleKind.MONITORING,
-        expression: 'event.state == "posted" && event.amount >= 5000 && event.metadata["channel"] == "card"',
+        expression: 'event.state == "posted" && event.amount >= 5000 && "channel" in event.metadata && event.metadata["channel"] == "card"',
         action: RuleAction.FREEZE_ACCOUNT,
         enabled: true,
       },
@@ -88,5 +91,47 @@ describe("monitoring rules", () => {
     });
     expect(raised).toHaveLength(1);
     expect((await h.risk.listAlerts({ accountId: a.id })).alerts).toHaveLength(1);
+  });
+
+  it("raise one alert per account per minute, and none for the bank's settlement account", async () => {
+    const [a, b] = [await openAccount(h), await openAccount(h)];
+    const others = await Promise.all(Array.from({ length: 22 }, () => openAccount(h)));
+    // 22 deposits in a minute leave the settlement account: not a customer, no alert.
+    await Promise.all(others.map((o) => fund(h, o.id, 10n)));
+    await fund(h, a.id, 1_000n);
+    await post(h, ...Array.from({ length: 25 }, () => transfer(a.id, b.id, 1n)));
+    await profileWhen(h, a.id, (p) => p!.lastMinute!.debitCount === 25n);
+    const { account: bank } = await h.accounts.getSystemAccount({ currency: "USD" });
+    await eventually(async () => (await h.risk.listAlerts({ accountId: a.id })).alerts.length > 0);
+    const { alerts } = await h.risk.listAlerts({ accountId: a.id });
+    expect(alerts.map((x) => x.message.split(":")[0])).toEqual(["burst of payments"]);
+    expect((await h.risk.listAlerts({ accountId: bank!.id })).alerts).toEqual([]);
+  });
+
+  it("judge a late event as of its own time, and freeze no account for it", async () => {
+    await h.risk.createRule({
+      rule: { name: "late check", kind: RuleKind.MONITORING, expression: '"late-test" in event.metadata', action: RuleAction.FREEZE_ACCOUNT, enabled: true },
+    });
+    const [a, b] = [await openAccount(h), await openAccount(h)];
+    const twoHoursAgo = timestampFromDate(new Date(Date.now() - 2 * 3600_000));
+    const envelope = buildEnvelope("account", {
+      subjectId: a.id,
+      payload: {
+        case: "transfersPosted",
+        value: create(TransfersPostedSchema, {
+          transfers: [{ id: newId(), debitAccountId: a.id, creditAccountId: b.id, amount: 5n, currency: "USD", state: LedgerTransferState.POSTED, createdAt: twoHoursAgo, metadata: { "late-test": "1" } }],
+        }),
+      },
+    });
+    const nc = await connect({ servers: TEST_NATS_URL });
+    await jetstream(nc).publish(`${h.stream.subjectPrefix}.account.transfers_posted`, toBinary(EventEnvelopeSchema, envelope), { msgID: envelope.id });
+    await nc.close();
+    const alert = await eventually(async () => (await h.risk.listAlerts({ accountId: a.id })).alerts[0], 20_000);
+    expect(alert.accountFrozen).toBe(false);
+    expect(alert.message).toContain("too old");
+    expect((await h.accounts.getAccount({ accountId: a.id })).account!.status).toBe(AccountStatus.ACTIVE);
+    // Now, a transfer two hours old lies outside the last minute.
+    const { profile } = await h.risk.getRiskProfile({ accountId: a.id });
+    expect(profile!.lastMinute!.debitCount).toBe(0n);
   });
 });

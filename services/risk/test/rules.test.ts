@@ -49,6 +49,27 @@ it("creates, versions, disables and enables a rule, keeping every version for au
   expect(current.filter((r) => r.id === created!.id).map((r) => r.version)).toEqual([4]);
 });
 
+it("numbers concurrent changes to one rule one after another, losing none", async () => {
+  const { rule: created } = await h.risk.createRule({ rule: rule({ name: "busy" }) });
+  const changes = await Promise.all(
+    Array.from({ length: 20 }, (_, i) =>
+      i % 2 === 0 ? h.risk.updateRule({ ruleId: created!.id, rule: rule({ name: "busy", priority: i }) }) : h.risk.disableRule({ ruleId: created!.id }),
+    ),
+  );
+  const versions = changes.map((c) => c.rule!.version);
+  expect(new Set(versions.filter((v, i) => i % 2 === 0)).size).toBe(10);
+  const { rules: history } = await h.risk.listRules({ includeHistory: true, pageSize: 500 });
+  const mine = history.filter((r) => r.id === created!.id).map((r) => r.version);
+  expect(mine).toEqual(Array.from({ length: mine.length }, (_, i) => i + 1));
+});
+
+it("keeps a rule enabled or disabled across an update: EnableRule and DisableRule own that", async () => {
+  const { rule: created } = await h.risk.createRule({ rule: rule({ name: "stays off" }) });
+  await h.risk.disableRule({ ruleId: created!.id });
+  const { rule: updated } = await h.risk.updateRule({ ruleId: created!.id, rule: rule({ name: "stays off", enabled: true, priority: 9 }) });
+  expect([updated!.enabled, updated!.priority]).toEqual([false, 9]);
+});
+
 it("applies a change at once, and stops applying a disabled rule", async () => {
   const [a, b] = [await openAccount(h), await openAccount(h)];
   const assess = async () =>
@@ -110,6 +131,14 @@ describe("bad rule input changes nothing", () => {
     ["an unknown rule", () => h.risk.updateRule({ ruleId: newId(), rule: rule() }), Status.NOT_FOUND, "RULE_NOT_FOUND", "rule_id"],
     ["a malformed rule id", () => h.risk.enableRule({ ruleId: "r1" }), Status.INVALID_ARGUMENT, "INVALID_ID", "rule_id"],
     ["an unknown version", () => h.risk.getRule({ ruleId: "0190c0de-0000-7000-8000-000000000001", version: 99 }), Status.NOT_FOUND, "RULE_NOT_FOUND", "rule_id"],
+    ["a NUL in the expression", () => h.risk.createRule({ rule: rule({ expression: 'transfer.kind == "\u0000"' }) }), Status.INVALID_ARGUMENT, "INVALID_FIELD", "rule.expression"],
+    [
+      "a page token past the versions a rule can have",
+      () => h.risk.listRules({ pageToken: Buffer.from(JSON.stringify({ id: newId(), version: "8589934592" })).toString("base64url") }),
+      Status.INVALID_ARGUMENT,
+      "INVALID_PAGE_TOKEN",
+      "page_token",
+    ],
   ];
   it.each(bad)("%s", async (_name, call, code, reason, field) => {
     const before = await riskRows(h, "rules");

@@ -121,12 +121,14 @@ export const alerts = riskSchema.table(
     severity: text("severity", { enum: ["low", "medium", "high"] }).notNull(),
     message: text("message").notNull(),
     eventId: uuid("event_id").notNull(),
+    // The first transfer that raised it.
     transferId: uuid("transfer_id").notNull(),
+    // The minute of that transfer: a rule raises one alert per account per minute, however often events are delivered.
+    minute: at("minute").notNull(),
     accountFrozen: boolean("account_frozen").notNull().default(false),
     createdAt: at("created_at").notNull().defaultNow(),
   },
-  // A rule raises one alert per transfer, however often the event is delivered.
-  (t) => [unique("alerts_once_idx").on(t.ruleId, t.transferId), index("alerts_account_idx").on(t.accountId, t.id)],
+  (t) => [unique("alerts_once_idx").on(t.ruleId, t.accountId, t.minute), index("alerts_account_idx").on(t.accountId, t.id)],
 );
 
 export interface StoredHit {

@@ -2,11 +2,11 @@ import { create, toJson } from "@bufbuild/protobuf";
 import { eq } from "drizzle-orm";
 import type { Assessment } from "../../../../gen/tally/risk/v1/risk_pb";
 import { AssessmentCompletedSchema, ReviewOpenedSchema } from "../../../../gen/tally/events/v1/events_pb";
-import { TransferSchema, type Transfer } from "../../../../gen/tally/transactions/v1/transfer_pb";
+import { TransferKind, TransferSchema, type Transfer } from "../../../../gen/tally/transactions/v1/transfer_pb";
 import { DomainError, ErrorReason } from "../../../../platform/errors";
 import { newId } from "../../../../platform/ids";
 import { appendEvents, type NewEvent, type OutboxWriter } from "../../../../platform/outbox/append";
-import { requireCurrency, requireId } from "../../../../platform/validation";
+import { requireCurrency, requireId, requireMetadata, requireText } from "../../../../platform/validation";
 import { assessments, reviews } from "../db/schema";
 import type { RiskDb } from "../db/types";
 import { assessmentMessage, reviewMessage } from "../proto";
@@ -16,9 +16,10 @@ import type { Profiles } from "./profiles";
 import type { RuleSet } from "./rule-set";
 
 /**
- * Decides whether a money movement may go ahead. Each transfer is assessed
- * once: the decision is stored with the rules that fired (and a review opened
- * when it says review), and asking again returns the stored decision.
+ * Decides whether a money movement may go ahead. Each transfer id has one
+ * decision: it is stored with the rules that fired (and a review opened when
+ * it says review); asking again about the same transfer returns the stored
+ * decision, and about another transfer under the same id is refused.
  */
 export class Assessor {
   constructor(
@@ -69,7 +70,7 @@ export class Assessor {
       await appendEvents(tx, this.outbox, events);
       return assessment;
     });
-    if (!stored) return (await this.find(valid.id))!;
+    if (!stored) return this.earlier(valid);
     this.afterCommit();
     return stored;
   }
@@ -81,9 +82,21 @@ export class Assessor {
     return assessmentMessage(row);
   }
 
-  private async find(transferId: string): Promise<Assessment | undefined> {
-    const [row] = await this.db.select().from(assessments).where(eq(assessments.transferId, transferId));
-    return row ? assessmentMessage(row) : undefined;
+  /** The stored assessment of a transfer assessed before: the same transfer, or a refusal. */
+  private async earlier(transfer: Transfer): Promise<Assessment> {
+    const [row] = await this.db.select().from(assessments).where(eq(assessments.transferId, transfer.id));
+    const assessment = assessmentMessage(row);
+    const before = assessment.transfer;
+    const same =
+      before?.fromAccountId === transfer.fromAccountId &&
+      before?.toAccountId === transfer.toAccountId &&
+      before?.kind === transfer.kind &&
+      before?.amount?.amount === transfer.amount?.amount &&
+      before?.amount?.currency === transfer.amount?.currency;
+    if (!same) {
+      throw new DomainError(ErrorReason.EXISTS_WITH_DIFFERENT_FIELDS, `transfer ${transfer.id} was assessed with other fields`, "transfer.id");
+    }
+    return assessment;
   }
 }
 
@@ -101,5 +114,13 @@ function validTransfer(transfer: Transfer | undefined): Transfer {
     throw new DomainError(ErrorReason.AMOUNT_MUST_BE_POSITIVE, "transfer.amount must be positive", "transfer.amount.amount");
   }
   requireCurrency(transfer.amount.currency, "transfer.amount.currency");
+  if (!(transfer.kind in TransferKind) || transfer.kind === TransferKind.UNSPECIFIED) {
+    throw new DomainError(ErrorReason.INVALID_FIELD, "transfer.kind must be a known kind", "transfer.kind");
+  }
+  // Everything else is stored with the assessment: it must fit the database and the event stream.
+  requireMetadata(transfer.metadata, "transfer.metadata");
+  requireText(transfer.requestId, "transfer.request_id", 128);
+  requireText(transfer.description, "transfer.description", 1000);
+  requireText(transfer.failureMessage, "transfer.failure_message", 1000);
   return { ...transfer, id, fromAccountId, toAccountId };
 }

@@ -64,9 +64,9 @@ export const DEFAULT_RULES: readonly (RuleDraft & { id: string })[] = [
   {
     id: "0190c0de-0000-7000-8000-000000000006",
     name: "burst of payments",
-    description: "Raises an alert when an account sends more than 20 transfers within a minute.",
+    description: "Raises an alert when a customer sends more than 20 transfers within a minute.",
     kind: "monitoring",
-    expression: "profile.last_minute.debit_count > 20",
+    expression: 'account.kind == "customer" && event.state == "posted" && profile.last_minute.debit_count > 20',
     action: "alert",
     score: 0,
     priority: 10,

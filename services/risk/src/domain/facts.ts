@@ -24,6 +24,23 @@ const KIND: Record<TransferKind, string> = {
 
 const DAY = 24 * 3600 * 1000;
 
+/** Whole days from `from` to `now`, never negative. */
+export const ageInDays = (from: Date, now: Date): bigint => BigInt(Math.max(0, Math.floor((now.getTime() - from.getTime()) / DAY)));
+
+/** What rules know of an account from risk's view of it (unknown when there is none). */
+export function accountFacts(accountId: string, view: AccountViewRow | undefined, now: Date): AccountFacts {
+  if (!view) return create(AccountFactsSchema, { id: accountId, known: false });
+  return create(AccountFactsSchema, {
+    id: view.id,
+    customerId: view.customerId,
+    kind: view.kind,
+    status: view.status,
+    ageDays: ageInDays(view.openedAt, now),
+    metadata: view.metadata,
+    known: true,
+  });
+}
+
 export function transferFacts(transfer: Transfer): TransferFacts {
   return create(TransferFactsSchema, {
     id: transfer.id,
@@ -45,6 +62,7 @@ export class AccountFactsSource {
     private readonly db: RiskDb,
     private readonly accountService: Pick<AccountClient, "getAccount">,
     private readonly log: Logger,
+    private readonly lookupTimeoutMs: number,
   ) {}
 
   /** The facts of several accounts, in the order asked: one query, and the account service for any not seen yet. */
@@ -55,21 +73,14 @@ export class AccountFactsSource {
   }
 
   private factsOf(accountId: string, view: AccountViewRow | undefined, now: Date): AccountFacts {
-    if (!view) return create(AccountFactsSchema, { id: accountId, known: false });
-    return create(AccountFactsSchema, {
-      id: view.id,
-      customerId: view.customerId,
-      kind: view.kind,
-      status: view.status,
-      ageDays: BigInt(Math.max(0, Math.floor((now.getTime() - view.openedAt.getTime()) / DAY))),
-      metadata: view.metadata,
-      known: true,
-    });
+    return accountFacts(accountId, view, now);
   }
 
   private async fetch(accountId: string, deadline: Date | undefined): Promise<AccountViewRow | undefined> {
     try {
-      const { account } = await this.accountService.getAccount({ accountId }, { deadline });
+      // A short budget: without an answer in time the account is judged unknown, not the whole call failed.
+      const budget = new Date(Date.now() + this.lookupTimeoutMs);
+      const { account } = await this.accountService.getAccount({ accountId }, { deadline: deadline && deadline < budget ? deadline : budget });
       if (!account) return undefined;
       const view = accountViewOf(account);
       await this.db.insert(accounts).values(view).onConflictDoNothing();

@@ -7,6 +7,7 @@ import { RiskProfileSchema, WindowStatsSchema, type RiskProfile } from "../../..
 import { accounts, activity, counterparties, profiles } from "../db/schema";
 import type { RiskDb, RiskTx } from "../db/types";
 import { accountViewOf } from "./account-view";
+import { ageInDays } from "./facts";
 
 const BUCKET_MS = 10_000;
 const MINUTE = 60_000;
@@ -140,7 +141,7 @@ export class Profiles {
       totalDebitSum: BigInt(row.debit_sum ?? 0),
       totalCreditCount: BigInt(row.credit_count ?? 0),
       totalCreditSum: BigInt(row.credit_sum ?? 0),
-      accountAgeDays: openedAt ? BigInt(Math.max(0, Math.floor((now.getTime() - openedAt.getTime()) / DAY))) : 0n,
+      accountAgeDays: openedAt ? ageInDays(openedAt, now) : 0n,
     });
   }
 

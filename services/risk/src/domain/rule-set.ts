@@ -21,7 +21,9 @@ export class RuleSet {
   private loaded = new Map<RuleKindName, Loaded[]>();
   private revision = -1;
   private checkedAt = 0;
-  private refreshing: Promise<void> | undefined;
+  // Bumped by every local change; a refresh that began before one does not count as fresh.
+  private generation = 0;
+  private refreshing: { generation: number; done: Promise<void> } | undefined;
   private readonly lastWarned = new Map<string, number>();
   evaluationErrors = 0;
 
@@ -32,6 +34,7 @@ export class RuleSet {
   ) {}
 
   invalidate(): void {
+    this.generation++;
     this.checkedAt = 0;
     this.revision = -1;
   }
@@ -59,16 +62,44 @@ export class RuleSet {
   /** The rows of the enabled rules of a kind (for monitoring actions that need more than the hit). */
   async rules(kind: RuleKindName): Promise<Loaded[]> {
     if (Date.now() - this.checkedAt >= this.refreshMs) {
-      this.refreshing ??= this.refresh().finally(() => (this.refreshing = undefined));
-      await this.refreshing;
+      try {
+        await this.refreshed();
+      } catch (err) {
+        // The rules compiled last time stay in force while the database does not answer.
+        if (this.revision < 0 && this.loaded.size === 0) throw err;
+        this.log.warn({ err: (err as Error).message }, "rules not refreshed; using the ones loaded before");
+      }
     }
     return this.loaded.get(kind) ?? [];
   }
 
-  private async refresh(): Promise<void> {
+  /** Joins the refresh under way if it began after the last local change; else refreshes again after it. */
+  private async refreshed(): Promise<void> {
+    for (;;) {
+      const generation = this.generation;
+      let entry = this.refreshing;
+      if (entry?.generation !== generation) {
+        const after = entry?.done.catch(() => {}) ?? Promise.resolve();
+        const done: Promise<void> = after.then(() => this.refresh(generation));
+        entry = { generation, done };
+        const started = entry;
+        this.refreshing = started;
+        done.then(
+          () => this.refreshing === started && (this.refreshing = undefined),
+          () => this.refreshing === started && (this.refreshing = undefined),
+        );
+      }
+      await entry.done;
+      if (generation === this.generation) return;
+    }
+  }
+
+  private async refresh(generation: number): Promise<void> {
     const revision = await this.store.revision();
-    this.checkedAt = Date.now();
-    if (revision === this.revision) return;
+    if (revision === this.revision && generation === this.generation) {
+      this.checkedAt = Date.now();
+      return;
+    }
     const next = new Map<RuleKindName, Loaded[]>();
     for (const kind of ["assessment", "monitoring"] as const) {
       const rows = await this.store.enabled(kind);
@@ -85,6 +116,10 @@ export class RuleSet {
       );
     }
     this.loaded = next;
-    this.revision = revision;
+    // A change made here while this refresh ran makes the next call refresh again.
+    if (generation === this.generation) {
+      this.revision = revision;
+      this.checkedAt = Date.now();
+    }
   }
 }

@@ -2,7 +2,7 @@ import { and, asc, desc, eq, sql } from "drizzle-orm";
 import { withTransactionRetry } from "../../../../platform/db/retry";
 import { DomainError, ErrorReason, type FieldViolation } from "../../../../platform/errors";
 import { newId } from "../../../../platform/ids";
-import { cursorId, cursorSequence, decodePageToken, pageOf, pageSize, type Page } from "../../../../platform/paging";
+import { cursorId, cursorSequence, decodePageToken, foreignToken, pageOf, pageSize, type Page } from "../../../../platform/paging";
 import { rules, type RuleRow } from "../db/schema";
 import type { RiskDb } from "../db/types";
 import { compileRule } from "../rules/compile";
@@ -36,14 +36,14 @@ export class RuleStore {
     return row;
   }
 
-  /** Saves a new version with the draft's fields. */
+  /** Saves a new version with the draft's fields; whether it is enabled stays as it was (EnableRule and DisableRule own that). */
   async update(ruleId: string, draft: RuleDraft): Promise<RuleRow> {
     return this.newVersion(ruleId, (current) => {
       if (draft.kind !== current.kind) {
         throw new DomainError(ErrorReason.INVALID_FIELD, "a rule's kind cannot change; create a new rule", "rule.kind");
       }
       validate(draft);
-      return draft;
+      return { ...draft, enabled: current.enabled };
     });
   }
 
@@ -68,7 +68,7 @@ export class RuleStore {
   async list(kind: RuleKindName | undefined, includeHistory: boolean, size: number, token: string): Promise<Page<RuleRow>> {
     const limit = pageSize(size);
     const cursor = decodePageToken(token, ["id", "version"]);
-    const after = cursor ? { id: cursorId(cursor.id), version: Number(cursorSequence(cursor.version)) } : undefined;
+    const after = cursor ? { id: cursorId(cursor.id), version: cursorVersion(cursor.version) } : undefined;
     const source = includeHistory ? rules : latest(this.db);
     const rows = (await this.db
       .select()
@@ -115,7 +115,9 @@ export class RuleStore {
     const id = requireId(ruleId, "rule_id");
     const row = await withTransactionRetry(() =>
       this.db.transaction(async (tx) => {
-        const [current] = await tx.select().from(rules).where(eq(rules.id, id)).orderBy(desc(rules.version)).limit(1).for("update");
+        // Changes to one rule queue here, so each reads the version the one before it wrote.
+        await tx.execute(sql`select pg_advisory_xact_lock(hashtext(${`tally.risk.rule.${id}`}))`);
+        const [current] = await tx.select().from(rules).where(eq(rules.id, id)).orderBy(desc(rules.version)).limit(1);
         if (!current) throw new DomainError(ErrorReason.RULE_NOT_FOUND, `rule ${id} not found`, "rule_id");
         const next = change(current);
         if (!next) return current;
@@ -144,6 +146,13 @@ export class RuleStore {
   }
 }
 
+/** Versions are int4 in the table: a larger one cannot come from a token this service issued. */
+function cursorVersion(value: string): number {
+  const version = cursorSequence(value);
+  if (version > 2_147_483_647n) throw foreignToken();
+  return Number(version);
+}
+
 /** Checks a draft, compiling its expression; every problem is reported with its field. */
 function validate(draft: RuleDraft): void {
   requireText(draft.name, "rule.name", 100, true);
@@ -160,6 +169,8 @@ function validate(draft: RuleDraft): void {
   if (!Number.isInteger(draft.priority) || Math.abs(draft.priority) > 1_000_000) {
     throw new DomainError(ErrorReason.INVALID_FIELD, "priority is from -1000000 to 1000000", "rule.priority");
   }
+  // NUL first (PostgreSQL cannot store it); length and everything else are the compiler's to report.
+  requireText(draft.expression, "rule.expression", Number.MAX_SAFE_INTEGER, true);
   const { issues } = compileRule(draft.kind, draft.expression);
   if (issues.length > 0) {
     const violations: FieldViolation[] = issues.map((i) => ({

@@ -99,10 +99,13 @@ describe("compileRule", () => {
     });
 
     it("burst of payments (monitoring)", () => {
-      const rule = compiled("monitoring", "profile.last_minute.debit_count > 20");
+      const rule = compiled("monitoring", 'account.kind == "customer" && event.state == "posted" && profile.last_minute.debit_count > 20');
       const event = create(EventFactsSchema, { type: "transfers_posted", amount: 5n, state: "posted" });
-      expect(matches(rule, { event, profile: create(RiskProfileSchema, { lastMinute: window(21n) }) })).toEqual({ matched: true });
-      expect(matches(rule, { event, profile: create(RiskProfileSchema, { lastMinute: window(20n) }) })).toEqual({ matched: false });
+      const account = create(AccountFactsSchema, { kind: "customer" });
+      expect(matches(rule, { event, account, profile: create(RiskProfileSchema, { lastMinute: window(21n) }) })).toEqual({ matched: true });
+      expect(matches(rule, { event, account, profile: create(RiskProfileSchema, { lastMinute: window(20n) }) })).toEqual({ matched: false });
+      const bank = create(AccountFactsSchema, { kind: "settlement" });
+      expect(matches(rule, { event, account: bank, profile: create(RiskProfileSchema, { lastMinute: window(50n) }) })).toEqual({ matched: false });
     });
   });
 
@@ -156,7 +159,7 @@ describe("compileRule", () => {
     // dyn() hides the type from the checker; the run-time result is still not a bool.
     expect(compiled("assessment", "dyn(transfer.amount)").evaluate(assessment())).toEqual({ error: "the rule evaluated to int, not bool" });
     // An input of the wrong kind lacks the variables.
-    const monitoringInput: MonitoringInput = { event: create(EventFactsSchema), profile: create(RiskProfileSchema) };
+    const monitoringInput: MonitoringInput = { event: create(EventFactsSchema), account: create(AccountFactsSchema), profile: create(RiskProfileSchema) };
     expect(compiled("assessment", "transfer.amount > 1").evaluate(monitoringInput)).toHaveProperty("error");
   });
 
@@ -232,7 +235,7 @@ describe("parseRuleInput", () => {
     for (const json of ["{}", "", "  "]) {
       const { input, issues } = parseRuleInput("monitoring", json);
       expect(issues).toEqual([]);
-      expect(input).toEqual({ event: create(EventFactsSchema), profile: create(RiskProfileSchema) });
+      expect(input).toEqual({ event: create(EventFactsSchema), account: create(AccountFactsSchema), profile: create(RiskProfileSchema) });
     }
   });
 
@@ -245,14 +248,14 @@ describe("parseRuleInput", () => {
   it("reports input that is not an object", () => {
     for (const json of ["[]", "null", "42", '"x"']) {
       expect(parseRuleInput("monitoring", json).issues).toEqual([
-        { message: "the input must be a JSON object with the variables event, profile", line: 0, column: 0 },
+        { message: "the input must be a JSON object with the variables event, account, profile", line: 0, column: 0 },
       ]);
     }
   });
 
   it("reports unknown variables", () => {
     expect(parseRuleInput("monitoring", '{"event": {}, "transfer": {}}').issues).toEqual([
-      { message: "unknown variable 'transfer'; monitoring rules see event, profile", line: 0, column: 0 },
+      { message: "unknown variable 'transfer'; monitoring rules see event, account, profile", line: 0, column: 0 },
     ]);
   });
 

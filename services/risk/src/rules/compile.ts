@@ -36,6 +36,8 @@ export interface AssessmentInput {
 
 export interface MonitoringInput {
   event: EventFacts;
+  /** The debit account of the event's transfer, and its profile. */
+  account: AccountFacts;
   profile: RiskProfile;
 }
 
@@ -60,6 +62,7 @@ const VARIABLES: Record<RuleKindName, Readonly<Record<string, DescMessage>>> = {
   },
   monitoring: {
     event: EventFactsSchema,
+    account: AccountFactsSchema,
     profile: RiskProfileSchema,
   },
 };
