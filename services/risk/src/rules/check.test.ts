@@ -9,6 +9,7 @@ import {
   file_tally_risk_v1_risk,
 } from "../../../../gen/tally/risk/v1/risk_pb";
 import { checkExpression, lineAndColumn, type CheckIssue } from "./check";
+import { compileRule } from "./compile";
 
 const registry = createRegistry(file_tally_risk_v1_risk);
 const assessment = celEnv({
@@ -234,5 +235,26 @@ describe("lineAndColumn", () => {
     expect(lineAndColumn(starts, 4)).toEqual({ line: 1, column: 5 });
     expect(lineAndColumn(starts, 5)).toEqual({ line: 2, column: 1 });
     expect(lineAndColumn(starts, 9)).toEqual({ line: 3, column: 4 });
+  });
+});
+
+describe("cost bounds", () => {
+  const issuesOf = (expression: string) => compileRule("assessment", expression).issues.map((i) => i.message);
+
+  it("refuses macros nested more than two deep, which multiply their work", () => {
+    const list = `[${Array.from({ length: 30 }, (_, i) => i).join(", ")}]`;
+    expect(issuesOf(`${list}.all(a, ${list}.all(b, a + b >= 0))`)).toEqual([]);
+    const deep = `${list}.all(a, ${list}.all(b, ${list}.all(c, ${list}.all(d, ${list}.all(e, a + b + c + d + e >= 0)))))`;
+    expect(issuesOf(deep).join()).toContain("nest at most 2 deep");
+    expect(issuesOf(`${list}.map(a, ${list}.map(b, ${list}.map(c, [a, b, c]))).size() > 0`).join()).toContain("nest at most 2 deep");
+  });
+
+  it("refuses iterating a long list literal, and an overlong literal at all", () => {
+    const ids = (n: number) => `[${Array.from({ length: n }, (_, i) => `"id-${i}"`).join(", ")}]`;
+    expect(issuesOf(`transfer.to_account_id in ${ids(300)}`)).toEqual([]);
+    expect(issuesOf(`${ids(101)}.exists(x, x == transfer.to_account_id)`).join()).toContain("test membership with 'in'");
+    const huge = `[${Array.from({ length: 1001 }, () => "1").join(",")}]`;
+    expect(huge.length).toBeLessThan(4096);
+    expect(issuesOf(`transfer.amount in ${huge}`).join()).toContain("at most 1000 elements");
   });
 });

@@ -351,6 +351,15 @@ export function lineAndColumn(starts: readonly number[], offset: number): { line
  * (CEL's standard library plus whatever was added, such as the strings extension) and its
  * protobuf registry. `source` is the expression text, for line numbers.
  */
+/**
+ * Bounds on what one evaluation may cost. CEL has no loops but its macros
+ * (all, exists, map, filter) iterate, and nested they multiply: a rule runs
+ * on every assessment, synchronously, so its work must stay small.
+ */
+export const MAX_COMPREHENSION_DEPTH = 2;
+export const MAX_LIST_LITERAL = 1000;
+export const MAX_ITERATED_LIST_LITERAL = 100;
+
 export function checkExpression(parsed: ParsedCel, source: string, env: CelEnv): CheckIssue[] {
   return new Checker(parsed, source, env).run();
 }
@@ -364,6 +373,8 @@ class Checker {
   private readonly variables = new Map<string, CheckType>();
   /** Expression ids of macro predicates, with the macro's name, for clearer messages. */
   private readonly predicates = new Map<string, string>();
+  /** How many comprehensions enclose the expression being checked. */
+  private depth = 0;
 
   constructor(
     private readonly parsed: ParsedCel,
@@ -419,6 +430,9 @@ class Checker {
       case "callExpr":
         return this.inferCall(e, e.exprKind.value, scope);
       case "listExpr":
+        if (e.exprKind.value.elements.length > MAX_LIST_LITERAL) {
+          this.report(e, `a list literal holds at most ${MAX_LIST_LITERAL} elements`);
+        }
         return listOf(join(e.exprKind.value.elements.map((element) => this.infer(element, scope))));
       case "structExpr":
         return this.inferStruct(e, e.exprKind.value, scope);
@@ -544,6 +558,22 @@ class Checker {
    * of its initial value, and both are visible only inside the loop.
    */
   private inferComprehension(e: Expr, loop: ExprOf<"comprehensionExpr">, scope: Scope): CheckType {
+    if (this.depth >= MAX_COMPREHENSION_DEPTH) {
+      this.report(e, `macros like all(), exists(), map() and filter() nest at most ${MAX_COMPREHENSION_DEPTH} deep in a rule`);
+      return DYN;
+    }
+    if (loop.iterRange?.exprKind.case === "listExpr" && loop.iterRange.exprKind.value.elements.length > MAX_ITERATED_LIST_LITERAL) {
+      this.report(loop.iterRange, `a list literal iterated by a macro holds at most ${MAX_ITERATED_LIST_LITERAL} elements; test membership with 'in'`);
+    }
+    this.depth++;
+    try {
+      return this.inferLoop(e, loop, scope);
+    } finally {
+      this.depth--;
+    }
+  }
+
+  private inferLoop(e: Expr, loop: ExprOf<"comprehensionExpr">, scope: Scope): CheckType {
     const range = this.infer(loop.iterRange, scope);
     let first: CheckType = DYN;
     let second: CheckType = DYN;

@@ -124,7 +124,13 @@ export function compileRule(
   } catch (error) {
     return { rule: undefined, issues: [parseIssue(error, expression)] };
   }
-  const issues = checkExpression(parsed, expression, env);
+  let issues: RuleIssue[];
+  try {
+    issues = checkExpression(parsed, expression, env);
+  } catch (error) {
+    // A checker failure (a pathological expression) refuses the rule rather than failing the call.
+    issues = [issue(`the expression could not be checked: ${error instanceof Error ? error.message : String(error)}`)];
+  }
   if (issues.length > 0) return { rule: undefined, issues };
 
   let program: (bindings: Record<string, unknown>) => unknown;
