@@ -1,3 +1,4 @@
+import { lt } from "drizzle-orm";
 import { AccountService } from "../../../gen/tally/account/v1/account_service_pb";
 import { RiskService } from "../../../gen/tally/risk/v1/risk_service_pb";
 import { createServiceClient } from "../../../platform/grpc/client";
@@ -6,7 +7,6 @@ import type { Lifecycle } from "../../../platform/lifecycle";
 import type { Logger } from "../../../platform/logger";
 import { EventConsumer } from "../../../platform/nats/consumer";
 import { startRuntime } from "../../../platform/runtime";
-import { lt } from "drizzle-orm";
 import { checkThresholds, type RiskConfig } from "./config";
 import { schema } from "./db/schema";
 import { Alerts } from "./domain/alerts";
@@ -45,9 +45,9 @@ export async function startRiskService(config: RiskConfig, log: Logger, lifecycl
   });
   lifecycle.onStop("account service client", () => accountService.close());
 
-  let ruleSet: RuleSet | undefined;
-  const rules = new RuleStore(db, () => ruleSet?.invalidate());
-  ruleSet = new RuleSet(rules, config.RULES_REFRESH_MS, log);
+  const rules = new RuleStore(db);
+  const ruleSet = new RuleSet(rules, config.RULES_REFRESH_MS, log);
+  rules.onChange(() => ruleSet.invalidate());
   await rules.ensureDefaults();
   const profiles = new Profiles(db);
   const assessor = new Assessor(db, ruleSet, new AccountFactsSource(db, accountService, log, config.ACCOUNT_LOOKUP_TIMEOUT_MS), profiles, outbox, {

@@ -3,13 +3,13 @@ import type { RuleRow } from "../db/schema";
 
 /** Rules as the domain handles them, and their names in the shared model. */
 
-export type RuleKindName = RuleRow["kind"];
+export type { RuleKindName } from "../rules/compile";
 export type RuleActionName = RuleRow["action"];
 
 export interface RuleDraft {
   name: string;
   description: string;
-  kind: RuleKindName;
+  kind: RuleRow["kind"];
   expression: string;
   action: RuleActionName;
   score: number;
@@ -17,7 +17,7 @@ export interface RuleDraft {
   enabled: boolean;
 }
 
-export const KIND_BY_NAME: Record<RuleKindName, RuleKind> = {
+export const KIND_BY_NAME: Record<RuleRow["kind"], RuleKind> = {
   assessment: RuleKind.ASSESSMENT,
   monitoring: RuleKind.MONITORING,
 };
@@ -31,7 +31,7 @@ export const ACTION_BY_NAME: Record<RuleActionName, RuleAction> = {
 };
 
 /** Which actions each kind of rule may take. */
-export const ACTIONS_OF_KIND: Record<RuleKindName, readonly RuleActionName[]> = {
+export const ACTIONS_OF_KIND: Record<RuleRow["kind"], readonly RuleActionName[]> = {
   assessment: ["decline", "review", "add_score"],
   monitoring: ["alert", "freeze_account"],
 };

@@ -1,7 +1,6 @@
 import type { Logger } from "../../../../platform/logger";
-import type { RuleRow } from "../db/schema";
 import { compileRule, type CompiledRule, type RuleInput } from "../rules/compile";
-import type { StoredHit } from "../db/schema";
+import type { RuleRow, StoredHit } from "../db/schema";
 import type { RuleKindName } from "./rule-model";
 import type { RuleStore } from "./rules";
 

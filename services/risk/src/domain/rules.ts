@@ -20,10 +20,18 @@ const latest = (db: RiskDb) =>
  * does not compile or type-check.
  */
 export class RuleStore {
-  constructor(
-    private readonly db: RiskDb,
-    private readonly onChange: () => void = () => {},
-  ) {}
+  private readonly listeners: (() => void)[] = [];
+
+  constructor(private readonly db: RiskDb) {}
+
+  /** Called after every change this store makes (the rule cache listens). */
+  onChange(listener: () => void): void {
+    this.listeners.push(listener);
+  }
+
+  private changed(): void {
+    for (const listener of this.listeners) listener();
+  }
 
   async create(draft: RuleDraft): Promise<RuleRow> {
     validate(draft);
@@ -32,7 +40,7 @@ export class RuleStore {
       .insert(rules)
       .values({ ...draft, id: newId(), version: 1, createdAt: now, updatedAt: now })
       .returning();
-    this.onChange();
+    this.changed();
     return row;
   }
 
@@ -108,7 +116,7 @@ export class RuleStore {
       .values(DEFAULT_RULES.map((r) => ({ ...r, version: 1, createdAt: now, updatedAt: now })))
       .onConflictDoNothing()
       .returning({ id: rules.id });
-    if (inserted.length > 0) this.onChange();
+    if (inserted.length > 0) this.changed();
   }
 
   private async newVersion(ruleId: string, change: (current: RuleRow) => RuleDraft | undefined): Promise<RuleRow> {
@@ -141,7 +149,7 @@ export class RuleStore {
         return saved;
       }),
     );
-    this.onChange();
+    this.changed();
     return row;
   }
 }

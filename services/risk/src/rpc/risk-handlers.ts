@@ -50,7 +50,7 @@ export function riskHandlers(d: RiskDomain): HandlersOf<typeof RiskService> {
       return { rule: ruleMessage(await d.rules.setEnabled(req.ruleId, false)) };
     },
     async testRule(req) {
-      return testRule(kindOf(req.kind, "kind"), req.expression, req.inputJson === "" ? "{}" : req.inputJson);
+      return testRule(kindOf(req.kind, "kind"), req.expression, req.inputJson);
     },
     async listReviews(req) {
       const status = req.status === ReviewStatus.UNSPECIFIED ? undefined : reviewStatusOf(req.status);
@@ -63,7 +63,7 @@ export function riskHandlers(d: RiskDomain): HandlersOf<typeof RiskService> {
     async resolveReview(req, ctx) {
       const resolution = req.resolution === ReviewStatus.APPROVED ? "approved" : req.resolution === ReviewStatus.DECLINED ? "declined" : undefined;
       // The gateway names the analyst; calls from inside name no one.
-      const resolvedBy = String(ctx.metadata.get("tally-principal")[0] ?? "");
+      const resolvedBy = String(ctx.metadata.get("tally-principal")[0] ?? "").slice(0, 200);
       return { review: await d.reviews.resolve(req.reviewId, resolution, req.note, resolvedBy) };
     },
     async listAlerts(req) {
