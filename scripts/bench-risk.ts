@@ -61,6 +61,8 @@ import {
   round2,
   waitForOutbox,
   writeResults,
+  cleanUp,
+  runBenchmark,
 } from "./bench-support";
 
 const CONCURRENCY = 32;
@@ -562,16 +564,8 @@ async function main(): Promise<number> {
     clients?.risk.close();
     await sql?.end();
     await lifecycle.stop("bench done");
-    // A leftover database or stream is worth a warning, not a failed run.
-    const cleanup = await Promise.allSettled([db.drop(), stream.delete()]);
-    for (const c of cleanup) if (c.status === "rejected") console.error(`cleanup: ${String(c.reason)}`);
+    await cleanUp(db, stream);
   }
 }
 
-main().then(
-  (code) => process.exit(code),
-  (err: unknown) => {
-    console.error(err instanceof Error ? err.stack : String(err));
-    process.exit(1);
-  },
-);
+runBenchmark(main);

@@ -116,3 +116,20 @@ export function writeResults(name: string, report: unknown): string {
   writeFileSync(file, `${JSON.stringify(report, null, 2)}\n`);
   return path.relative(process.cwd(), file);
 }
+
+/** Runs a benchmark's main and exits with its code; a setup failure prints its stack and exits 1. */
+export function runBenchmark(main: () => Promise<number>): void {
+  main().then(
+    (code) => process.exit(code),
+    (err: unknown) => {
+      console.error(err instanceof Error ? err.stack : String(err));
+      process.exit(1);
+    },
+  );
+}
+
+/** Drops the benchmark's database and stream; a leftover one is worth a warning, not a failed run. */
+export async function cleanUp(...resources: { drop?: () => Promise<void>; delete?: () => Promise<void> }[]): Promise<void> {
+  const results = await Promise.allSettled(resources.map((r) => (r.drop ?? r.delete)!.call(r)));
+  for (const r of results) if (r.status === "rejected") console.error(`cleanup: ${String(r.reason)}`);
+}
