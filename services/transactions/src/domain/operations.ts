@@ -1,0 +1,223 @@
+import { eq } from "drizzle-orm";
+import type { AccountService } from "../../../../gen/tally/account/v1/account_service_pb";
+import type { Money } from "../../../../gen/tally/common/v1/money_pb";
+import { RiskDecision } from "../../../../gen/tally/transactions/v1/transfer_pb";
+import { DomainError, ErrorReason } from "../../../../platform/errors";
+import type { ClientOf } from "../../../../platform/grpc/client";
+import { newId } from "../../../../platform/ids";
+import { requireCurrency, requireId, requireMetadata, requireText } from "../../../../platform/validation";
+import { transfers, type TransferKindName, type TransferRow } from "../db/schema";
+import type { TransactionsTx } from "../db/types";
+import { riskOutcomeOf } from "../proto";
+import type { IdempotencyKeys } from "./idempotency";
+import { LEASE_MS, type Orchestrator } from "./orchestrator";
+import { postedAmount, type Transfers } from "./transfers";
+
+export interface NewMovement {
+  requestId: string;
+  fingerprint: string;
+  kind: Exclude<TransferKindName, "reversal">;
+  fromAccountId: string;
+  toAccountId: string;
+  amount: Money | undefined;
+  description: string;
+  metadata: Record<string, string>;
+  transferId: string;
+  /** For authorizations: seconds until the hold expires (0: the default). */
+  expiresInSeconds?: bigint;
+}
+
+export interface OperationLimits {
+  holdSeconds: number;
+  reviewHoldSeconds: number;
+  /** How long a replay waits for the original request to finish driving its transfer. */
+  replayWaitMs: number;
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/**
+ * What the TransactionService does, request by request: validate, record the
+ * request under its idempotency key together with its transfer, then drive
+ * the transfer as far as it goes now. A replay returns the same transfers, in
+ * their state once the original request has finished with them.
+ */
+export class Operations {
+  private readonly settlementAccounts = new Map<string, Promise<string>>();
+
+  constructor(
+    private readonly transfers: Transfers,
+    private readonly keys: IdempotencyKeys,
+    private readonly orchestrator: Orchestrator,
+    private readonly accounts: Pick<ClientOf<typeof AccountService>, "getSystemAccount">,
+    private readonly limits: OperationLimits,
+  ) {}
+
+  /** Transfers, deposits, withdrawals and authorizations. */
+  async move(m: NewMovement): Promise<TransferRow> {
+    const money = requireMoney(m.amount);
+    const description = requireText(m.description, "description", 1000);
+    const metadata = requireMetadata(m.metadata);
+    const id = m.transferId === "" ? newId() : requireId(m.transferId, "transfer_id");
+    const [from, to] = await this.endpoints(m, money.currency);
+    if (from === to) throw new DomainError(ErrorReason.ACCOUNTS_MUST_BE_DIFFERENT, "the accounts must be different", "to_account_id");
+    const expires = m.expiresInSeconds ?? 0n;
+    if (expires < 0n || expires > 366n * 86_400n) throw new DomainError(ErrorReason.INVALID_FIELD, "expires_in_seconds is from 0 to a year", "expires_in_seconds");
+    const holdSeconds = m.kind === "authorization" ? (expires > 0n ? expires : BigInt(this.limits.holdSeconds)) : BigInt(this.limits.reviewHoldSeconds);
+    const [row] = await this.run(m.requestId, m.kind, m.fingerprint, async (tx) => {
+      const [taken] = await tx.select({ id: transfers.id }).from(transfers).where(eq(transfers.id, id));
+      if (taken) throw new DomainError(ErrorReason.EXISTS_WITH_DIFFERENT_FIELDS, `transfer ${id} already exists`, "transfer_id");
+      await this.transfers.insert(tx, {
+        id,
+        requestId: m.requestId,
+        kind: m.kind,
+        status: "created",
+        step: "assess",
+        fromAccountId: from,
+        toAccountId: to,
+        amount: money.amount,
+        currency: money.currency,
+        holdSeconds,
+        description,
+        metadata,
+      });
+      return [id];
+    });
+    return row;
+  }
+
+  /** Posts all (amount 0) or part of an authorization's hold. */
+  async capture(requestId: string, fingerprint: string, transferId: string, amount: bigint): Promise<TransferRow> {
+    if (amount < 0n) throw new DomainError(ErrorReason.AMOUNT_MUST_BE_POSITIVE, "amount must not be negative", "amount");
+    const id = requireId(transferId, "transfer_id");
+    const [row] = await this.run(requestId, "capture", fingerprint, async (tx) => {
+      const hold = await this.lockHeld(tx, id, "capture");
+      if (amount > hold.amount) throw new DomainError(ErrorReason.EXCEEDS_PENDING_AMOUNT, `at most ${hold.amount} can be captured`, "amount");
+      await this.transfers.change(id, { step: "capture", ...this.orchestrator.finalizer(hold, amount) }, { step: "done" }, tx);
+      return [id];
+    });
+    return row;
+  }
+
+  /** Releases an authorization's hold. */
+  async void(requestId: string, fingerprint: string, transferId: string, reasonInput: string): Promise<TransferRow> {
+    const id = requireId(transferId, "transfer_id");
+    const reason = requireText(reasonInput, "reason", 500);
+    const [row] = await this.run(requestId, "void", fingerprint, async (tx) => {
+      const hold = await this.lockHeld(tx, id, "void");
+      await this.transfers.change(id, { step: "void", failureMessage: reason, ...this.orchestrator.finalizer(hold) }, { step: "done" }, tx);
+      return [id];
+    });
+    return row;
+  }
+
+  /** A new transfer back from the receiver, for all that remains (0) or part of a posted transfer. */
+  async reverse(requestId: string, fingerprint: string, transferId: string, amount: bigint, reasonInput: string): Promise<[TransferRow, TransferRow]> {
+    if (amount < 0n) throw new DomainError(ErrorReason.AMOUNT_MUST_BE_POSITIVE, "amount must not be negative", "amount");
+    const id = requireId(transferId, "transfer_id");
+    const reason = requireText(reasonInput, "reason", 500);
+    const reversalId = newId();
+    const [reversal, original] = await this.run(requestId, "reverse", fingerprint, async (tx) => {
+      const [target] = await tx.select().from(transfers).where(eq(transfers.id, id)).for("update");
+      if (!target) throw new DomainError(ErrorReason.TRANSFER_NOT_FOUND, `transfer ${id} not found`, "transfer_id");
+      if (target.kind === "reversal") throw new DomainError(ErrorReason.TRANSFER_NOT_REVERSIBLE, "a reversal cannot be reversed", "transfer_id");
+      const posted = postedAmount(target);
+      if (target.status === "reversed" || (target.status === "posted" && target.reversedAmount >= posted)) {
+        throw new DomainError(ErrorReason.TRANSFER_ALREADY_REVERSED, `transfer ${id} is already reversed`, "transfer_id");
+      }
+      if (target.status !== "posted") throw new DomainError(ErrorReason.TRANSFER_NOT_REVERSIBLE, `a ${target.status} transfer cannot be reversed`, "transfer_id");
+      const remaining = posted - target.reversedAmount;
+      const take = amount === 0n ? remaining : amount;
+      if (take > remaining) throw new DomainError(ErrorReason.REVERSAL_EXCEEDS_AMOUNT, `at most ${remaining} remains to reverse`, "amount");
+      // Reserved now, so concurrent reversals cannot together exceed the transfer; given back if the reversal fails.
+      await tx.update(transfers).set({ reversedAmount: target.reversedAmount + take, updatedAt: new Date() }).where(eq(transfers.id, id));
+      await this.transfers.insert(tx, {
+        id: reversalId,
+        requestId,
+        kind: "reversal",
+        status: "created",
+        step: "post",
+        fromAccountId: target.toAccountId,
+        toAccountId: target.fromAccountId,
+        amount: take,
+        currency: target.currency,
+        reversesTransferId: id,
+        description: reason,
+      });
+      return [reversalId, id];
+    });
+    return [reversal, original];
+  }
+
+  /** Records the request with its transfers (or finds the earlier one), drives them, and returns them as they then are. */
+  private async run(requestId: string, operation: string, fingerprint: string, create: (tx: TransactionsTx) => Promise<string[]>): Promise<TransferRow[]> {
+    const { transferIds, replay } = await this.keys.run(requestId, operation, fingerprint, async (tx) => {
+      const ids = await create(tx);
+      // Held by this request from its commit on: a concurrent replay waits for the outcome.
+      await this.transfers.claimIn(tx, ids, LEASE_MS);
+      return ids;
+    });
+    if (!replay) {
+      for (const id of transferIds) {
+        if ((await this.transfers.get(id)).step === "done") await this.transfers.release(id);
+        else await this.orchestrator.drive(id, true);
+      }
+      return this.transfers.find(transferIds);
+    }
+    return this.settled(transferIds);
+  }
+
+  /** The transfers once no driver holds them (the original request finishing), or as they are when the wait is over. */
+  private async settled(ids: string[]): Promise<TransferRow[]> {
+    const until = Date.now() + this.limits.replayWaitMs;
+    for (;;) {
+      const rows = await this.transfers.find(ids);
+      const busy = rows.some((r) => r.step !== "done" && r.leaseUntil !== null && r.leaseUntil > new Date());
+      if (!busy || Date.now() > until) return rows;
+      await sleep(20);
+    }
+  }
+
+  private async lockHeld(tx: TransactionsTx, id: string, action: string): Promise<TransferRow> {
+    const [hold] = await tx.select().from(transfers).where(eq(transfers.id, id)).for("update");
+    if (!hold) throw new DomainError(ErrorReason.TRANSFER_NOT_FOUND, `transfer ${id} not found`, "transfer_id");
+    if (hold.kind !== "authorization") throw new DomainError(ErrorReason.INVALID_STATE_TRANSITION, `only an authorization can ${action}`, "transfer_id");
+    if (hold.status !== "held" || hold.step !== "done") {
+      throw new DomainError(ErrorReason.INVALID_STATE_TRANSITION, `a ${hold.status} authorization cannot ${action}`, "transfer_id");
+    }
+    if (action === "capture" && riskOutcomeOf(hold)?.decision !== RiskDecision.APPROVE) {
+      throw new DomainError(ErrorReason.INVALID_STATE_TRANSITION, "the authorization awaits risk's decision", "transfer_id");
+    }
+    return hold;
+  }
+
+  /** The two accounts of a movement: deposits and withdrawals go through the currency's settlement account. */
+  private async endpoints(m: NewMovement, currency: string): Promise<[string, string]> {
+    switch (m.kind) {
+      case "deposit":
+        return [await this.settlement(currency), requireId(m.toAccountId, "account_id")];
+      case "withdrawal":
+        return [requireId(m.fromAccountId, "account_id"), await this.settlement(currency)];
+      default:
+        return [requireId(m.fromAccountId, "from_account_id"), requireId(m.toAccountId, "to_account_id")];
+    }
+  }
+
+  private settlement(currency: string): Promise<string> {
+    let id = this.settlementAccounts.get(currency);
+    if (!id) {
+      id = this.accounts.getSystemAccount({ currency }).then((r) => r.account!.id);
+      id.catch(() => this.settlementAccounts.delete(currency));
+      this.settlementAccounts.set(currency, id);
+    }
+    return id;
+  }
+}
+
+function requireMoney(amount: Money | undefined): Money {
+  if (!amount) throw new DomainError(ErrorReason.MISSING_FIELD, "amount is required", "amount");
+  if (amount.amount <= 0n) throw new DomainError(ErrorReason.AMOUNT_MUST_BE_POSITIVE, "amount must be positive", "amount.amount");
+  requireCurrency(amount.currency, "amount.currency");
+  return amount;
+}
+

@@ -1,0 +1,181 @@
+import { create } from "@bufbuild/protobuf";
+import { timestampDate } from "@bufbuild/protobuf/wkt";
+import { PostingResult } from "../../../../gen/tally/account/v1/ledger_pb";
+import { RiskDecision, RiskOutcomeSchema } from "../../../../gen/tally/transactions/v1/transfer_pb";
+import { ErrorReason, reasonName } from "../../../../platform/errors";
+import { newId as newLedgerId } from "../../../../platform/ids";
+import { RemoteError } from "../../../../platform/grpc/status";
+import type { Logger } from "../../../../platform/logger";
+import type { TransferRow } from "../db/schema";
+import { riskOutcomeJson, riskOutcomeOf } from "../proto";
+import type { LedgerGate, LedgerOutcome } from "./ledger-gate";
+import type { RiskGate } from "./risk-gate";
+import type { TransferChanges, Transfers } from "./transfers";
+
+export interface FallbackPolicy {
+  /** What to do when risk cannot answer. */
+  mode: "hold" | "decline" | "approve";
+  /** With "approve": larger amounts are held instead. */
+  approveMax: bigint;
+}
+
+export const LEASE_MS = 30_000;
+
+/** Why the ledger refused, as the reason the transfer keeps. */
+const FAILURE: Partial<Record<PostingResult, ErrorReason>> = {
+  [PostingResult.INSUFFICIENT_FUNDS]: ErrorReason.INSUFFICIENT_FUNDS,
+  [PostingResult.DEBIT_ACCOUNT_FROZEN]: ErrorReason.ACCOUNT_FROZEN,
+  [PostingResult.CREDIT_ACCOUNT_FROZEN]: ErrorReason.ACCOUNT_FROZEN,
+  [PostingResult.DEBIT_ACCOUNT_CLOSED]: ErrorReason.ACCOUNT_CLOSED,
+  [PostingResult.CREDIT_ACCOUNT_CLOSED]: ErrorReason.ACCOUNT_CLOSED,
+  [PostingResult.DEBIT_ACCOUNT_NOT_FOUND]: ErrorReason.ACCOUNT_NOT_FOUND,
+  [PostingResult.CREDIT_ACCOUNT_NOT_FOUND]: ErrorReason.ACCOUNT_NOT_FOUND,
+  [PostingResult.CURRENCY_MISMATCH]: ErrorReason.CURRENCY_MISMATCH,
+  [PostingResult.OVERFLOWS_BALANCE]: ErrorReason.AMOUNT_OUT_OF_RANGE,
+  [PostingResult.EXCEEDS_PENDING_AMOUNT]: ErrorReason.EXCEEDS_PENDING_AMOUNT,
+  [PostingResult.PENDING_TRANSFER_EXPIRED]: ErrorReason.PENDING_TRANSFER_EXPIRED,
+  [PostingResult.PENDING_TRANSFER_ALREADY_POSTED]: ErrorReason.PENDING_TRANSFER_ALREADY_POSTED,
+  [PostingResult.PENDING_TRANSFER_ALREADY_VOIDED]: ErrorReason.PENDING_TRANSFER_ALREADY_VOIDED,
+  [PostingResult.EXISTS_WITH_DIFFERENT_FIELDS]: ErrorReason.EXISTS_WITH_DIFFERENT_FIELDS,
+};
+
+const failed = (result: PostingResult): TransferChanges => ({
+  status: "failed",
+  step: "done",
+  failureReason: reasonName(FAILURE[result] ?? ErrorReason.INTERNAL),
+  failureMessage: `the ledger refused: ${PostingResult[result]}`,
+});
+
+/** The dependency did not answer: leave the step for the recovery loop. */
+const STALLED = Symbol("stalled");
+
+/**
+ * Drives a transfer through its steps — risk, then the ledger — persisting
+ * each outcome before the next, so a crash or a timeout at any point leaves a
+ * step that the recovery loop re-drives. Every step is idempotent: risk
+ * decides a transfer once, the ledger applies a ledger transfer id once.
+ */
+export class Orchestrator {
+  constructor(
+    private readonly transfers: Transfers,
+    private readonly risk: RiskGate,
+    private readonly ledger: LedgerGate,
+    private readonly fallback: FallbackPolicy,
+    private readonly log: Logger,
+    private readonly failpoint: (name: string) => void = () => {},
+  ) {}
+
+  /**
+   * Drives until the transfer rests (done, or waiting on a dependency); returns it as it then is.
+   * `claimed`: the caller claimed it already (in the transaction that created it).
+   */
+  async drive(id: string, claimed = false): Promise<TransferRow> {
+    let row = claimed ? await this.transfers.get(id) : await this.transfers.claim(id, LEASE_MS);
+    if (!row) return this.transfers.get(id); // done already, or another driver has it
+    try {
+      while (row.step !== "done") {
+        const next = await this.step(row);
+        if (next === STALLED) break;
+        row = next;
+        this.failpoint(`after-${row.step}`);
+      }
+    } finally {
+      await this.transfers.release(id);
+    }
+    return row;
+  }
+
+  private async step(row: TransferRow): Promise<TransferRow | typeof STALLED> {
+    try {
+      switch (row.step) {
+        case "assess":
+          return await this.assess(row);
+        case "post":
+          return await this.apply(row, await this.ledger.post(row), (t) => ({ status: "posted", step: "done", postedAt: t.createdAt ? timestampDate(t.createdAt) : new Date() }));
+        case "hold":
+          return await this.apply(row, await this.ledger.hold(row), (t) => ({
+            status: "held",
+            holdExpiresAt: t.expiresAt ? timestampDate(t.expiresAt) : null,
+            // Held for a fallback: ask risk again once it answers. Otherwise rest: a person or an event moves it on.
+            step: riskOutcomeOf(row)?.fallback ? "assess" : "done",
+          }));
+        case "capture":
+          return await this.apply(row, await this.ledger.capture(row, row.finalizeLedgerId!, row.captureAmount), (t) => ({
+            status: "posted",
+            step: "done",
+            capturedAmount: t.amount,
+            postedAt: t.createdAt ? timestampDate(t.createdAt) : new Date(),
+          }));
+        case "void":
+          return await this.apply(row, await this.ledger.void(row, row.finalizeLedgerId!), () => ({ status: "voided", step: "done" }));
+        default:
+          return row;
+      }
+    } catch (err) {
+      if (err instanceof RemoteError) {
+        this.log.warn({ transfer: row.id, step: row.step, reason: err.reasonName }, "step did not complete; recovery will retry it");
+        return STALLED;
+      }
+      throw err;
+    }
+  }
+
+  /** Records a ledger outcome: the step's success, or the failure it ends the transfer with. */
+  private async apply(row: TransferRow, outcome: LedgerOutcome, success: (t: Extract<LedgerOutcome, { ok: true }>["transfer"]) => TransferChanges) {
+    let changes: TransferChanges;
+    if (outcome.ok) changes = success(outcome.transfer);
+    else if (outcome.result === PostingResult.PENDING_TRANSFER_EXPIRED) changes = { status: "expired", step: "done" };
+    else if (outcome.result === PostingResult.PENDING_TRANSFER_ALREADY_VOIDED && row.step === "void") changes = { status: "voided", step: "done" };
+    else changes = failed(outcome.result);
+    return this.save(row, changes);
+  }
+
+  private async assess(row: TransferRow): Promise<TransferRow | typeof STALLED> {
+    const heldForFallback = row.status === "held";
+    const answer = await this.risk.assess(row);
+    if (!answer) {
+      // Still no answer for a transfer already held: keep waiting. Otherwise the policy decides.
+      if (heldForFallback) return STALLED;
+      return this.save(row, this.fallbackChanges(row));
+    }
+    const outcome = create(RiskOutcomeSchema, { ...answer, fallback: false });
+    const risk = riskOutcomeJson(outcome);
+    switch (outcome.decision) {
+      case RiskDecision.APPROVE:
+        if (heldForFallback) {
+          return row.kind === "authorization" ? this.save(row, { risk, step: "done" }) : this.save(row, { risk, step: "capture", ...this.finalizer(row, 0n) });
+        }
+        return this.save(row, { risk, step: row.kind === "authorization" ? "hold" : "post" });
+      case RiskDecision.REVIEW:
+        // Held until an analyst resolves the review (the resolution arrives as an event).
+        return this.save(row, { risk, step: heldForFallback ? "done" : "hold" });
+      default:
+        if (heldForFallback) return this.save(row, { risk, step: "void", ...this.finalizer(row), failureReason: reasonName(ErrorReason.RISK_DECLINED) });
+        return this.save(row, { risk, status: "declined", step: "done", failureReason: reasonName(ErrorReason.RISK_DECLINED), failureMessage: "declined by risk" });
+    }
+  }
+
+  private fallbackChanges(row: TransferRow): TransferChanges {
+    const outcome = (decision: RiskDecision) => riskOutcomeJson(create(RiskOutcomeSchema, { decision, fallback: true, reasons: ["risk unavailable"] }));
+    if (this.fallback.mode === "decline") {
+      return { risk: outcome(RiskDecision.DECLINE), status: "declined", step: "done", failureReason: reasonName(ErrorReason.RISK_UNAVAILABLE), failureMessage: "risk could not answer" };
+    }
+    if (this.fallback.mode === "approve" && row.amount <= this.fallback.approveMax) {
+      return { risk: outcome(RiskDecision.APPROVE), step: row.kind === "authorization" ? "hold" : "post" };
+    }
+    // Hold the funds; ask risk again when it answers.
+    return { risk: outcome(RiskDecision.UNSPECIFIED), step: "hold" };
+  }
+
+  /** The ledger transfer that will finalize the hold, chosen now so a re-drive posts the same one. */
+  finalizer(row: TransferRow, captureAmount?: bigint): TransferChanges {
+    return { finalizeLedgerId: row.finalizeLedgerId ?? newLedgerId(), ...(captureAmount !== undefined ? { captureAmount } : {}) };
+  }
+
+  private async save(row: TransferRow, changes: TransferChanges): Promise<TransferRow> {
+    const ends = changes.status === "posted" || changes.status === "failed";
+    const saved = row.kind === "reversal" && ends ? await this.transfers.settleReversal(row, changes) : await this.transfers.change(row.id, changes, { step: row.step });
+    if (!saved) throw new Error(`transfer ${row.id} changed under its driver`);
+    return saved;
+  }
+}

@@ -1,0 +1,59 @@
+import type { Logger } from "../../../../platform/logger";
+import type { IdempotencyKeys } from "./idempotency";
+import type { Orchestrator } from "./orchestrator";
+import type { Transfers } from "./transfers";
+
+const PRUNE_EVERY_MS = 60_000;
+
+/**
+ * Drives to a final state every transfer left between steps — by a crash, a
+ * timeout or a dependency that did not answer — once it has rested a while
+ * and no driver holds it. Every replica runs one; claims keep them apart.
+ */
+export class Recovery {
+  private timer: NodeJS.Timeout | undefined;
+  private stopped = false;
+  private running: Promise<unknown> = Promise.resolve();
+  private lastPrune = 0;
+
+  constructor(
+    private readonly transfers: Transfers,
+    private readonly orchestrator: Orchestrator,
+    private readonly keys: IdempotencyKeys,
+    private readonly log: Logger,
+    private readonly intervalMs: number,
+    private readonly afterMs: number,
+  ) {}
+
+  start(): void {
+    const tick = () => {
+      this.running = this.sweep()
+        .catch((err) => this.log.warn({ err: (err as Error).message }, "recovery sweep failed; will retry"))
+        .finally(() => {
+          if (!this.stopped) this.timer = setTimeout(tick, this.intervalMs);
+        });
+    };
+    this.timer = setTimeout(tick, this.intervalMs);
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearTimeout(this.timer);
+    await this.running;
+  }
+
+  /** One pass: re-drives what is stalled; returns how many it picked up. */
+  async sweep(): Promise<number> {
+    const ids = await this.transfers.stalled(this.afterMs, 100);
+    for (const id of ids) {
+      if (this.stopped) break;
+      await this.orchestrator.drive(id);
+    }
+    if (ids.length > 0) this.log.info({ transfers: ids.length }, "recovery re-drove stalled transfers");
+    if (Date.now() - this.lastPrune > PRUNE_EVERY_MS) {
+      this.lastPrune = Date.now();
+      await this.keys.prune();
+    }
+    return ids.length;
+  }
+}

@@ -1,0 +1,207 @@
+import { create } from "@bufbuild/protobuf";
+import { and, desc, eq, gte, inArray, isNull, lt, lte, or, sql } from "drizzle-orm";
+import {
+  TransferCreatedSchema,
+  TransferDeclinedSchema,
+  TransferExpiredSchema,
+  TransferFailedSchema,
+  TransferHeldSchema,
+  TransferPostedSchema,
+  TransferReversedSchema,
+  TransferVoidedSchema,
+} from "../../../../gen/tally/events/v1/events_pb";
+import type { Transfer } from "../../../../gen/tally/transactions/v1/transfer_pb";
+import { DomainError, ErrorReason } from "../../../../platform/errors";
+import { appendEvents, type EventPayload, type OutboxWriter } from "../../../../platform/outbox/append";
+import { cursorId, decodePageToken, foreignToken, pageOf, pageSize, type Page } from "../../../../platform/paging";
+import { requireId } from "../../../../platform/validation";
+import { transfers, type TransferRow, type TransferStatusName } from "../db/schema";
+import type { TransactionsDb, TransactionsTx } from "../db/types";
+import { transferMessage } from "../proto";
+
+export type TransferChanges = Partial<Omit<TransferRow, "id" | "createdAt">>;
+
+/** The event that announces a transfer reaching a status. */
+export function eventFor(status: TransferStatusName, transfer: Transfer, reversal?: Transfer): EventPayload | undefined {
+  switch (status) {
+    case "created":
+      return { case: "transferCreated", value: create(TransferCreatedSchema, { transfer }) };
+    case "held":
+      return { case: "transferHeld", value: create(TransferHeldSchema, { transfer }) };
+    case "posted":
+      return { case: "transferPosted", value: create(TransferPostedSchema, { transfer }) };
+    case "declined":
+      return { case: "transferDeclined", value: create(TransferDeclinedSchema, { transfer }) };
+    case "failed":
+      return { case: "transferFailed", value: create(TransferFailedSchema, { transfer }) };
+    case "voided":
+      return { case: "transferVoided", value: create(TransferVoidedSchema, { transfer }) };
+    case "expired":
+      return { case: "transferExpired", value: create(TransferExpiredSchema, { transfer }) };
+    case "reversed":
+      return { case: "transferReversed", value: create(TransferReversedSchema, { transfer, reversal }) };
+  }
+}
+
+/**
+ * Transfers as stored, and every change to them: a change of status is
+ * written with its event in one transaction (the outbox).
+ */
+export class Transfers {
+  constructor(
+    private readonly db: TransactionsDb,
+    private readonly outbox: OutboxWriter,
+    private readonly afterCommit: () => void = () => {},
+  ) {}
+
+  async get(transferId: string): Promise<TransferRow> {
+    const id = requireId(transferId, "transfer_id");
+    const [row] = await this.db.select().from(transfers).where(eq(transfers.id, id));
+    if (!row) throw new DomainError(ErrorReason.TRANSFER_NOT_FOUND, `transfer ${id} not found`, "transfer_id");
+    return row;
+  }
+
+  async find(ids: string[]): Promise<TransferRow[]> {
+    if (ids.length === 0) return [];
+    const rows = await this.db.select().from(transfers).where(inArray(transfers.id, ids));
+    return ids.map((id) => rows.find((r) => r.id === id)).filter((r): r is TransferRow => r !== undefined);
+  }
+
+  /** Inserts a new transfer and its transfer_created event, inside the caller's transaction. */
+  async insert(tx: TransactionsTx, row: typeof transfers.$inferInsert): Promise<TransferRow> {
+    const [created] = await tx.insert(transfers).values(row).returning();
+    await this.announce(tx, created);
+    return created;
+  }
+
+  /**
+   * Applies changes to a transfer (only while `expected` holds, when given) and
+   * announces a new status; returns the row as changed, or undefined when the
+   * expectation did not hold.
+   */
+  async change(id: string, changes: TransferChanges, expected?: { status?: TransferStatusName; step?: TransferRow["step"] }, tx?: TransactionsTx): Promise<TransferRow | undefined> {
+    const run = async (t: TransactionsTx) => {
+      const [row] = await t
+        .update(transfers)
+        .set({ ...changes, updatedAt: new Date() })
+        .where(
+          and(
+            eq(transfers.id, id),
+            expected?.status ? eq(transfers.status, expected.status) : undefined,
+            expected?.step ? eq(transfers.step, expected.step) : undefined,
+          ),
+        )
+        .returning();
+      if (row && changes.status) await this.announce(t, row);
+      return row;
+    };
+    if (tx) return run(tx);
+    const row = await this.db.transaction(run);
+    if (row && changes.status) this.afterCommit();
+    return row;
+  }
+
+  /**
+   * Settles a reversal that reached its end, together with the transfer it reverses: a failed
+   * reversal gives back the amount it reserved; a posted one that completes the reversal marks
+   * the original reversed, with its event.
+   */
+  async settleReversal(reversal: TransferRow, changes: TransferChanges): Promise<TransferRow | undefined> {
+    const saved = await this.db.transaction(async (tx) => {
+      const row = await this.change(reversal.id, changes, { step: reversal.step }, tx);
+      if (!row || !row.reversesTransferId) return row;
+      const [original] = await tx.select().from(transfers).where(eq(transfers.id, row.reversesTransferId)).for("update");
+      if (row.status === "failed") {
+        await tx.update(transfers).set({ reversedAmount: original.reversedAmount - row.amount, updatedAt: new Date() }).where(eq(transfers.id, original.id));
+      } else if (row.status === "posted" && original.reversedAmount >= postedAmount(original) && original.status !== "reversed") {
+        const [reversed] = await tx.update(transfers).set({ status: "reversed", updatedAt: new Date() }).where(eq(transfers.id, original.id)).returning();
+        await this.announce(tx, reversed, row);
+      }
+      return row;
+    });
+    this.afterCommit();
+    return saved;
+  }
+
+  /** Writes the event of the transfer's current status. */
+  async announce(tx: TransactionsTx, row: TransferRow, reversal?: TransferRow): Promise<void> {
+    const payload = eventFor(row.status, transferMessage(row), reversal ? transferMessage(reversal) : undefined);
+    if (payload) await appendEvents(tx, this.outbox, [{ subjectId: row.id, payload }]);
+  }
+
+  /** Claims a transfer to drive it, unless another driver holds an unexpired claim. */
+  async claim(id: string, leaseMs: number): Promise<TransferRow | undefined> {
+    const now = new Date();
+    const [row] = await this.db
+      .update(transfers)
+      .set({ leaseUntil: new Date(now.getTime() + leaseMs) })
+      .where(and(eq(transfers.id, id), sql`step <> 'done'`, or(isNull(transfers.leaseUntil), lt(transfers.leaseUntil, now))))
+      .returning();
+    return row;
+  }
+
+  /** Claims transfers inside the transaction that creates or changes them, so no one else drives them before their creator. */
+  async claimIn(tx: TransactionsTx, ids: string[], leaseMs: number): Promise<void> {
+    await tx.update(transfers).set({ leaseUntil: new Date(Date.now() + leaseMs) }).where(inArray(transfers.id, ids));
+  }
+
+  async release(id: string): Promise<void> {
+    await this.db.update(transfers).set({ leaseUntil: null }).where(eq(transfers.id, id));
+  }
+
+  /** Transfers left between steps for longer than `olderThanMs`, whose claim (if any) lapsed. */
+  async stalled(olderThanMs: number, limit: number): Promise<string[]> {
+    const now = new Date();
+    const rows = await this.db
+      .select({ id: transfers.id })
+      .from(transfers)
+      .where(
+        and(
+          sql`step <> 'done'`,
+          lte(transfers.updatedAt, new Date(now.getTime() - olderThanMs)),
+          or(isNull(transfers.leaseUntil), lt(transfers.leaseUntil, now)),
+        ),
+      )
+      .orderBy(transfers.updatedAt)
+      .limit(limit);
+    return rows.map((r) => r.id);
+  }
+
+  /** Transfers touching an account, newest first, filtered by status and creation time. */
+  async list(
+    accountIdInput: string,
+    statuses: TransferStatusName[],
+    range: { start?: Date; end?: Date },
+    size: number,
+    token: string,
+  ): Promise<Page<TransferRow>> {
+    const accountId = requireId(accountIdInput, "account_id");
+    const limit = pageSize(size);
+    const cursor = decodePageToken(token, ["at", "id"]);
+    const before = cursor ? { at: cursorTime(cursor.at), id: cursorId(cursor.id) } : undefined;
+    const rows = await this.db
+      .select()
+      .from(transfers)
+      .where(
+        and(
+          or(eq(transfers.fromAccountId, accountId), eq(transfers.toAccountId, accountId)),
+          statuses.length > 0 ? inArray(transfers.status, statuses) : undefined,
+          range.start ? gte(transfers.createdAt, range.start) : undefined,
+          range.end ? lt(transfers.createdAt, range.end) : undefined,
+          before ? sql`(${transfers.createdAt}, ${transfers.id}) < (${before.at.toISOString()}::timestamptz, ${before.id}::uuid)` : undefined,
+        ),
+      )
+      .orderBy(desc(transfers.createdAt), desc(transfers.id))
+      .limit(limit + 1);
+    return pageOf(rows, limit, (last) => ({ at: last.createdAt.toISOString(), id: last.id }));
+  }
+}
+
+/** What a transfer moved: an authorization moved what was captured. */
+export const postedAmount = (row: TransferRow): bigint => (row.kind === "authorization" ? row.capturedAmount : row.amount);
+
+function cursorTime(value: string): Date {
+  const at = new Date(value);
+  if (Number.isNaN(at.getTime())) throw foreignToken();
+  return at;
+}

@@ -1,0 +1,139 @@
+import { timestampDate } from "@bufbuild/protobuf/wkt";
+import {
+  AuthorizeTransferRequestSchema,
+  CaptureTransferRequestSchema,
+  CreateDepositRequestSchema,
+  CreateTransferRequestSchema,
+  CreateWithdrawalRequestSchema,
+  ReverseTransferRequestSchema,
+  VoidTransferRequestSchema,
+  type CreateTransferRequest,
+  type TransactionService,
+} from "../../../../gen/tally/transactions/v1/transaction_service_pb";
+import { TransferStatus } from "../../../../gen/tally/transactions/v1/transfer_pb";
+import { DomainError, ErrorReason } from "../../../../platform/errors";
+import type { HandlersOf } from "../../../../platform/grpc/server";
+import type { TransferStatusName } from "../db/schema";
+import { fingerprint } from "../domain/idempotency";
+import type { Operations } from "../domain/operations";
+import type { Transfers } from "../domain/transfers";
+import { STATUS, transferMessage } from "../proto";
+
+export const MAX_BATCH = 1000;
+const BATCH_CONCURRENCY = 16;
+
+/** TransactionService over gRPC: decode, call the domain, encode. */
+export function transactionHandlers(ops: Operations, store: Transfers): HandlersOf<typeof TransactionService> {
+  const createTransfer = async (req: CreateTransferRequest) =>
+    transferMessage(
+      await ops.move({
+        requestId: req.requestId,
+        fingerprint: fingerprint(CreateTransferRequestSchema, req),
+        kind: "transfer",
+        fromAccountId: req.fromAccountId,
+        toAccountId: req.toAccountId,
+        amount: req.amount,
+        description: req.description,
+        metadata: req.metadata,
+        transferId: req.transferId,
+      }),
+    );
+  return {
+    async createTransfer(req) {
+      return { transfer: await createTransfer(req) };
+    },
+    async createDeposit(req) {
+      const row = await ops.move({
+        requestId: req.requestId,
+        fingerprint: fingerprint(CreateDepositRequestSchema, req),
+        kind: "deposit",
+        fromAccountId: "",
+        toAccountId: req.accountId,
+        amount: req.amount,
+        description: req.description,
+        metadata: req.metadata,
+        transferId: req.transferId,
+      });
+      return { transfer: transferMessage(row) };
+    },
+    async createWithdrawal(req) {
+      const row = await ops.move({
+        requestId: req.requestId,
+        fingerprint: fingerprint(CreateWithdrawalRequestSchema, req),
+        kind: "withdrawal",
+        fromAccountId: req.accountId,
+        toAccountId: "",
+        amount: req.amount,
+        description: req.description,
+        metadata: req.metadata,
+        transferId: req.transferId,
+      });
+      return { transfer: transferMessage(row) };
+    },
+    async authorizeTransfer(req) {
+      const row = await ops.move({
+        requestId: req.requestId,
+        fingerprint: fingerprint(AuthorizeTransferRequestSchema, req),
+        kind: "authorization",
+        fromAccountId: req.fromAccountId,
+        toAccountId: req.toAccountId,
+        amount: req.amount,
+        description: req.description,
+        metadata: req.metadata,
+        transferId: req.transferId,
+        expiresInSeconds: req.expiresInSeconds,
+      });
+      return { transfer: transferMessage(row) };
+    },
+    async captureTransfer(req) {
+      const row = await ops.capture(req.requestId, fingerprint(CaptureTransferRequestSchema, req), req.transferId, req.amount);
+      return { transfer: transferMessage(row) };
+    },
+    async voidTransfer(req) {
+      const row = await ops.void(req.requestId, fingerprint(VoidTransferRequestSchema, req), req.transferId, req.reason);
+      return { transfer: transferMessage(row) };
+    },
+    async reverseTransfer(req) {
+      const [reversal, original] = await ops.reverse(req.requestId, fingerprint(ReverseTransferRequestSchema, req), req.transferId, req.amount, req.reason);
+      return { reversal: transferMessage(reversal), original: transferMessage(original) };
+    },
+    async getTransfer(req) {
+      return { transfer: transferMessage(await store.get(req.transferId)) };
+    },
+    async listTransfers(req) {
+      const statuses = req.statuses.map(statusName);
+      const range = {
+        start: req.created?.startTime ? timestampDate(req.created.startTime) : undefined,
+        end: req.created?.endTime ? timestampDate(req.created.endTime) : undefined,
+      };
+      const page = await store.list(req.accountId, statuses, range, req.pageSize, req.pageToken);
+      return { transfers: page.items.map(transferMessage), nextPageToken: page.nextPageToken };
+    },
+    async batchCreateTransfers(req) {
+      if (req.transfers.length === 0) throw new DomainError(ErrorReason.BATCH_EMPTY, "transfers must not be empty", "transfers");
+      if (req.transfers.length > MAX_BATCH) throw new DomainError(ErrorReason.BATCH_TOO_LARGE, `at most ${MAX_BATCH} transfers per batch`, "transfers");
+      const results = new Array(req.transfers.length);
+      let next = 0;
+      // Each item is its own request (own key, own result); a few run at a time.
+      const worker = async () => {
+        for (let i = next++; i < req.transfers.length; i = next++) {
+          try {
+            results[i] = { index: i, transfer: await createTransfer(req.transfers[i]) };
+          } catch (err) {
+            if (!(err instanceof DomainError)) throw err;
+            results[i] = { index: i, errorReason: err.reason, errorMessage: `${err.field ? `${err.field}: ` : ""}${err.message}` };
+          }
+        }
+      };
+      await Promise.all(Array.from({ length: Math.min(BATCH_CONCURRENCY, req.transfers.length) }, worker));
+      return { results };
+    },
+  };
+}
+
+function statusName(status: TransferStatus): TransferStatusName {
+  const name = (Object.entries(STATUS) as [TransferStatusName, TransferStatus][]).find(([, value]) => value === status)?.[0];
+  if (!name) throw new DomainError(ErrorReason.INVALID_FIELD, `unknown status ${status}`, "statuses");
+  return name;
+}
+

@@ -1,0 +1,36 @@
+import { TransferStatus, type Transfer } from "../../../gen/tally/transactions/v1/transfer_pb";
+import { newId } from "../../../platform/ids";
+import { eventually } from "../../../test/support/events";
+import type { TransactionsHarness } from "./harness";
+
+export { balanceOf, expectRpcError, fund, openAccount, post, settlement, transfer, withSql } from "../../account/test/fixtures";
+
+export const usd = (amount: bigint) => ({ amount, currency: "USD" });
+
+export const transferRequest = (from: string, to: string, amount: bigint, extra: Record<string, unknown> = {}) => ({
+  requestId: newId(),
+  fromAccountId: from,
+  toAccountId: to,
+  amount: usd(amount),
+  ...extra,
+});
+
+/** Waits until the transfer reaches a status (events and recovery move it asynchronously). */
+export function statusBecomes(h: TransactionsHarness, transferId: string, status: TransferStatus, timeoutMs = 20_000): Promise<Transfer> {
+  return eventually(async () => {
+    const { transfer } = await h.transactions.getTransfer({ transferId });
+    return transfer!.status === status ? transfer! : undefined;
+  }, timeoutMs);
+}
+
+/** Counts rows of a table in the transactions schema. */
+export async function rowsIn(h: TransactionsHarness, table: string): Promise<number> {
+  const postgres = (await import("postgres")).default;
+  const sql = postgres(h.db.url, { max: 1, onnotice: () => {} });
+  try {
+    const [row] = await sql.unsafe(`select count(*)::int as n from transactions.${table}`);
+    return row.n as number;
+  } finally {
+    await sql.end();
+  }
+}

@@ -1,0 +1,222 @@
+import { status as Status } from "@grpc/grpc-js";
+import { ReviewStatus } from "../../../gen/tally/risk/v1/risk_pb";
+import { RiskDecision, TransferKind, TransferStatus } from "../../../gen/tally/transactions/v1/transfer_pb";
+import { newId } from "../../../platform/ids";
+import { eventually, readEvents } from "../../../test/support/events";
+import { balanceOf, expectRpcError, fund, openAccount, rowsIn, statusBecomes, transferRequest, usd } from "./fixtures";
+import { startTransactionsHarness, type TransactionsHarness } from "./harness";
+
+let h: TransactionsHarness;
+beforeAll(async () => {
+  h = await startTransactionsHarness();
+});
+afterAll(() => h.stop());
+
+async function funded(amount = 10_000_000n) {
+  const a = await openAccount(h);
+  await fund(h, a.id, amount);
+  return a;
+}
+
+describe("CreateTransfer", () => {
+  it("posts an approved transfer: risk, then the ledger, then the event", async () => {
+    const [a, b] = [await funded(), await openAccount(h)];
+    const { transfer } = await h.transactions.createTransfer(transferRequest(a.id, b.id, 2_500n, { description: "rent", metadata: { ref: "r1" } }));
+    expect(transfer).toMatchObject({ kind: TransferKind.TRANSFER, status: TransferStatus.POSTED, description: "rent", metadata: { ref: "r1" } });
+    expect(transfer!.risk?.decision).toBe(RiskDecision.APPROVE);
+    expect(transfer!.postedAt).toBeDefined();
+    expect((await balanceOf(h, b.id)).posted).toBe(2_500n);
+    const events = await eventually(async () => {
+      const mine = (await readEvents(h.stream.name)).filter((e) => e.envelope.subjectId === transfer!.id && e.envelope.source === "transactions");
+      return mine.length >= 2 ? mine : undefined;
+    });
+    expect(events.map((e) => e.envelope.type)).toEqual(["transfer_created", "transfer_posted"]);
+  });
+
+  it("declines what risk declines, and moves nothing", async () => {
+    const [a, b] = [await funded(), await openAccount(h)];
+    const { transfer } = await h.transactions.createTransfer(transferRequest(a.id, b.id, 100_000_000n));
+    expect([transfer!.status, transfer!.risk?.decision]).toEqual([TransferStatus.DECLINED, RiskDecision.DECLINE]);
+    expect((await balanceOf(h, b.id)).posted).toBe(0n);
+  });
+
+  it("fails a transfer the ledger refuses, with the ledger's reason", async () => {
+    const [a, b] = [await funded(100n), await openAccount(h)];
+    const { transfer } = await h.transactions.createTransfer(transferRequest(a.id, b.id, 101n));
+    expect(transfer!.status).toBe(TransferStatus.FAILED);
+    expect(transfer!.failureMessage).toContain("INSUFFICIENT_FUNDS");
+  });
+
+  it("holds a transfer sent to review; an analyst's approval posts it", async () => {
+    const [a, b] = [await funded(), await openAccount(h)];
+    const { transfer } = await h.transactions.createTransfer(transferRequest(a.id, b.id, 2_000_000n));
+    expect([transfer!.status, transfer!.risk?.decision]).toEqual([TransferStatus.HELD, RiskDecision.REVIEW]);
+    expect((await balanceOf(h, a.id)).debitsPending).toBe(2_000_000n);
+    const review = await eventually(async () => (await h.risk.listReviews({ accountId: a.id })).reviews[0]);
+    await h.risk.resolveReview({ reviewId: review.id, resolution: ReviewStatus.APPROVED, note: "ok" });
+    const posted = await statusBecomes(h, transfer!.id, TransferStatus.POSTED);
+    expect(posted.risk?.reviewId).toBe(review.id);
+    expect(await balanceOf(h, b.id)).toMatchObject({ posted: 2_000_000n });
+    expect((await balanceOf(h, a.id)).debitsPending).toBe(0n);
+  });
+
+  it("voids a transfer whose review is declined", async () => {
+    const [a, b] = [await funded(), await openAccount(h)];
+    const { transfer } = await h.transactions.createTransfer(transferRequest(a.id, b.id, 3_000_000n));
+    const review = await eventually(async () => (await h.risk.listReviews({ accountId: a.id })).reviews[0]);
+    await h.risk.resolveReview({ reviewId: review.id, resolution: ReviewStatus.DECLINED, note: "fraud ring" });
+    const voided = await statusBecomes(h, transfer!.id, TransferStatus.VOIDED);
+    expect(voided.failureMessage).toBe("fraud ring");
+    expect(await balanceOf(h, a.id)).toMatchObject({ debitsPending: 0n, posted: 10_000_000n });
+  });
+});
+
+describe("deposits and withdrawals go through the settlement account", () => {
+  it("deposits into and withdraws from a customer account", async () => {
+    const a = await openAccount(h);
+    const { transfer: deposit } = await h.transactions.createDeposit({ requestId: newId(), accountId: a.id, amount: usd(50_000n) });
+    expect([deposit!.kind, deposit!.status]).toEqual([TransferKind.DEPOSIT, TransferStatus.POSTED]);
+    const { account: bank } = await h.accounts.getSystemAccount({ currency: "USD" });
+    expect(deposit!.fromAccountId).toBe(bank!.id);
+    const { transfer: withdrawal } = await h.transactions.createWithdrawal({ requestId: newId(), accountId: a.id, amount: usd(20_000n) });
+    expect([withdrawal!.kind, withdrawal!.status, withdrawal!.toAccountId]).toEqual([TransferKind.WITHDRAWAL, TransferStatus.POSTED, bank!.id]);
+    expect((await balanceOf(h, a.id)).posted).toBe(30_000n);
+  });
+});
+
+describe("authorizations", () => {
+  it("hold, then capture part; the rest is released", async () => {
+    const [a, b] = [await funded(10_000n), await openAccount(h)];
+    const { transfer: hold } = await h.transactions.authorizeTransfer({ ...transferRequest(a.id, b.id, 6_000n), expiresInSeconds: 3600n });
+    expect([hold!.status, hold!.kind]).toEqual([TransferStatus.HELD, TransferKind.AUTHORIZATION]);
+    expect(hold!.holdExpiresAt).toBeDefined();
+    expect((await balanceOf(h, a.id)).available).toBe(4_000n);
+    const { transfer: captured } = await h.transactions.captureTransfer({ requestId: newId(), transferId: hold!.id, amount: 2_500n });
+    expect([captured!.status, captured!.capturedAmount]).toEqual([TransferStatus.POSTED, 2_500n]);
+    expect(await balanceOf(h, a.id)).toMatchObject({ posted: 7_500n, debitsPending: 0n });
+    await expectRpcError(h.transactions.captureTransfer({ requestId: newId(), transferId: hold!.id }), Status.FAILED_PRECONDITION, "INVALID_STATE_TRANSITION", "transfer_id");
+  });
+
+  it("void releases the hold", async () => {
+    const [a, b] = [await funded(10_000n), await openAccount(h)];
+    const { transfer: hold } = await h.transactions.authorizeTransfer(transferRequest(a.id, b.id, 6_000n));
+    const { transfer: voided } = await h.transactions.voidTransfer({ requestId: newId(), transferId: hold!.id, reason: "cancelled order" });
+    expect(voided!.status).toBe(TransferStatus.VOIDED);
+    expect((await balanceOf(h, a.id)).available).toBe(10_000n);
+  });
+
+  it("expire with the ledger's hold, and can no longer be captured", async () => {
+    const [a, b] = [await funded(10_000n), await openAccount(h)];
+    const { transfer: hold } = await h.transactions.authorizeTransfer({ ...transferRequest(a.id, b.id, 1_000n), expiresInSeconds: 1n });
+    await statusBecomes(h, hold!.id, TransferStatus.EXPIRED);
+    expect((await balanceOf(h, a.id)).available).toBe(10_000n);
+    await expectRpcError(h.transactions.captureTransfer({ requestId: newId(), transferId: hold!.id }), Status.FAILED_PRECONDITION, "INVALID_STATE_TRANSITION", "transfer_id");
+  });
+});
+
+describe("reversals", () => {
+  it("reverse a posted transfer with a new, linked transfer, once", async () => {
+    const [a, b] = [await funded(10_000n), await openAccount(h)];
+    const { transfer } = await h.transactions.createTransfer(transferRequest(a.id, b.id, 3_000n));
+    const { reversal, original } = await h.transactions.reverseTransfer({ requestId: newId(), transferId: transfer!.id, reason: "refund" });
+    expect(reversal).toMatchObject({ kind: TransferKind.REVERSAL, status: TransferStatus.POSTED, reversesTransferId: transfer!.id, fromAccountId: b.id, toAccountId: a.id });
+    expect(reversal!.amount?.amount).toBe(3_000n);
+    expect([original!.status, original!.reversedAmount]).toEqual([TransferStatus.REVERSED, 3_000n]);
+    expect((await balanceOf(h, a.id)).posted).toBe(10_000n);
+    await expectRpcError(h.transactions.reverseTransfer({ requestId: newId(), transferId: transfer!.id }), Status.FAILED_PRECONDITION, "TRANSFER_ALREADY_REVERSED", "transfer_id");
+    await expectRpcError(h.transactions.reverseTransfer({ requestId: newId(), transferId: reversal!.id }), Status.FAILED_PRECONDITION, "TRANSFER_NOT_REVERSIBLE", "transfer_id");
+  });
+
+  it("reverse in parts, never beyond the amount", async () => {
+    const [a, b] = [await funded(10_000n), await openAccount(h)];
+    const { transfer } = await h.transactions.createTransfer(transferRequest(a.id, b.id, 1_000n));
+    const { original } = await h.transactions.reverseTransfer({ requestId: newId(), transferId: transfer!.id, amount: 400n });
+    expect([original!.status, original!.reversedAmount]).toEqual([TransferStatus.POSTED, 400n]);
+    await expectRpcError(h.transactions.reverseTransfer({ requestId: newId(), transferId: transfer!.id, amount: 601n }), Status.FAILED_PRECONDITION, "REVERSAL_EXCEEDS_AMOUNT", "amount");
+    const { original: done } = await h.transactions.reverseTransfer({ requestId: newId(), transferId: transfer!.id });
+    expect([done!.status, done!.reversedAmount]).toEqual([TransferStatus.REVERSED, 1_000n]);
+  });
+});
+
+describe("idempotency", () => {
+  it("executes a request sent 20 times at once once, and answers all 20 alike", async () => {
+    const [a, b] = [await funded(), await openAccount(h)];
+    const request = transferRequest(a.id, b.id, 700n);
+    const replies = await Promise.all(Array.from({ length: 20 }, () => h.transactions.createTransfer(request)));
+    for (const reply of replies) expect(reply).toEqual(replies[0]);
+    expect(replies[0].transfer!.status).toBe(TransferStatus.POSTED);
+    expect((await balanceOf(h, b.id)).posted).toBe(700n);
+    const { transfers } = await h.transactions.listTransfers({ accountId: b.id });
+    expect(transfers).toHaveLength(1);
+  });
+
+  it("returns the same outcome for a replay, failures included, and refuses another body under the key", async () => {
+    const [a, b] = [await funded(100n), await openAccount(h)];
+    const request = transferRequest(a.id, b.id, 500n);
+    const first = await h.transactions.createTransfer(request);
+    expect(first.transfer!.status).toBe(TransferStatus.FAILED);
+    await fund(h, a.id, 1_000n);
+    const again = await h.transactions.createTransfer(request);
+    expect(again.transfer).toEqual(first.transfer);
+    await expectRpcError(h.transactions.createTransfer({ ...request, amount: usd(501n) }), Status.ALREADY_EXISTS, "IDEMPOTENCY_KEY_REUSED", "request_id");
+    await expectRpcError(h.transactions.createDeposit({ requestId: request.requestId, accountId: a.id, amount: usd(500n) }), Status.ALREADY_EXISTS, "IDEMPOTENCY_KEY_REUSED", "request_id");
+  });
+});
+
+describe("GetTransfer and ListTransfers", () => {
+  it("list an account's transfers newest first, by status, in pages", async () => {
+    const [a, b] = [await funded(100_000n), await openAccount(h)];
+    const ids: string[] = [];
+    for (let i = 0; i < 5; i++) ids.push((await h.transactions.createTransfer(transferRequest(a.id, b.id, BigInt(10 + i)))).transfer!.id);
+    await h.transactions.createTransfer(transferRequest(a.id, b.id, 1_000_000_000n)); // declined
+    const seen: string[] = [];
+    let pageToken = "";
+    do {
+      const page = await h.transactions.listTransfers({ accountId: b.id, statuses: [TransferStatus.POSTED], pageSize: 2, pageToken });
+      seen.push(...page.transfers.map((t) => t.id));
+      pageToken = page.nextPageToken;
+    } while (pageToken);
+    expect(seen).toEqual([...ids].reverse());
+    const declined = await h.transactions.listTransfers({ accountId: a.id, statuses: [TransferStatus.DECLINED] });
+    expect(declined.transfers).toHaveLength(1);
+  });
+});
+
+describe("bad input gets a clear error and changes nothing", () => {
+  const bad: [string, () => Promise<unknown>, Status, string, string][] = [
+    ["no request id", () => h.transactions.createTransfer({ ...transferRequest(newId(), newId(), 1n), requestId: "" }), Status.INVALID_ARGUMENT, "MISSING_FIELD", "request_id"],
+    ["no amount", () => h.transactions.createTransfer({ ...transferRequest(newId(), newId(), 1n), amount: undefined }), Status.INVALID_ARGUMENT, "MISSING_FIELD", "amount"],
+    ["a zero amount", () => h.transactions.createTransfer(transferRequest(newId(), newId(), 0n)), Status.INVALID_ARGUMENT, "AMOUNT_MUST_BE_POSITIVE", "amount.amount"],
+    ["an unknown currency", () => h.transactions.createTransfer(transferRequest(newId(), newId(), 1n, { amount: { amount: 1n, currency: "ABC" } })), Status.INVALID_ARGUMENT, "UNKNOWN_CURRENCY", "amount.currency"],
+    ["a malformed account", () => h.transactions.createTransfer(transferRequest("x", newId(), 1n)), Status.INVALID_ARGUMENT, "INVALID_ID", "from_account_id"],
+    ["the same account twice", () => { const id = newId(); return h.transactions.createTransfer(transferRequest(id, id, 1n)); }, Status.INVALID_ARGUMENT, "ACCOUNTS_MUST_BE_DIFFERENT", "to_account_id"],
+    ["a NUL in metadata", () => h.transactions.createTransfer(transferRequest(newId(), newId(), 1n, { metadata: { a: "\u0000" } })), Status.INVALID_ARGUMENT, "INVALID_FIELD", "metadata.a"],
+    ["an unknown transfer to capture", () => h.transactions.captureTransfer({ requestId: newId(), transferId: newId() }), Status.NOT_FOUND, "TRANSFER_NOT_FOUND", "transfer_id"],
+    ["an unknown transfer to reverse", () => h.transactions.reverseTransfer({ requestId: newId(), transferId: newId() }), Status.NOT_FOUND, "TRANSFER_NOT_FOUND", "transfer_id"],
+    ["a negative capture", () => h.transactions.captureTransfer({ requestId: newId(), transferId: newId(), amount: -1n }), Status.INVALID_ARGUMENT, "AMOUNT_MUST_BE_POSITIVE", "amount"],
+    ["a forged page token", () => h.transactions.listTransfers({ accountId: newId(), pageToken: "zz" }), Status.INVALID_ARGUMENT, "INVALID_PAGE_TOKEN", "page_token"],
+    ["an empty batch", () => h.transactions.batchCreateTransfers({ transfers: [] }), Status.INVALID_ARGUMENT, "BATCH_EMPTY", "transfers"],
+    ["an oversized batch", () => h.transactions.batchCreateTransfers({ transfers: Array.from({ length: 1001 }, () => transferRequest(newId(), newId(), 1n)) }), Status.INVALID_ARGUMENT, "BATCH_TOO_LARGE", "transfers"],
+  ];
+  it.each(bad)("%s", async (_name, call, code, reason, field) => {
+    const before = [await rowsIn(h, "transfers"), await rowsIn(h, "idempotency_keys"), await rowsIn(h, "outbox")];
+    await expectRpcError(call(), code, reason, field);
+    expect([await rowsIn(h, "transfers"), await rowsIn(h, "idempotency_keys"), await rowsIn(h, "outbox")]).toEqual(before);
+  });
+});
+
+describe("BatchCreateTransfers", () => {
+  it("answers every item on its own", async () => {
+    const [a, b] = [await funded(1_000n), await openAccount(h)];
+    const { results } = await h.transactions.batchCreateTransfers({
+      transfers: [transferRequest(a.id, b.id, 100n), transferRequest(a.id, b.id, 0n), transferRequest(a.id, b.id, 5_000n), transferRequest(a.id, b.id, 200n)],
+    });
+    expect(results.map((r) => [r.index, r.transfer?.status ?? r.errorReason])).toEqual([
+      [0, TransferStatus.POSTED],
+      [1, 5],
+      [2, TransferStatus.FAILED],
+      [3, TransferStatus.POSTED],
+    ]);
+    expect((await balanceOf(h, b.id)).posted).toBe(300n);
+  });
+});
