@@ -53,7 +53,7 @@ export function percentile(sorted: number[], p: number): number {
 export const round2 = (n: number) => Math.round(n * 100) / 100;
 
 /** The schemas whose outbox a benchmark may watch. */
-export type OutboxSchema = "account" | "risk";
+export type OutboxSchema = "account" | "risk" | "transactions";
 
 /** Events a service's relay has not yet published; -1 when it cannot be read: a report, not a reason to stop. */
 export async function outboxBacklog(sql: Sql, schema: OutboxSchema = "account"): Promise<number> {

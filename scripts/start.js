@@ -20,6 +20,7 @@ if (!Number.isInteger(replicas) || replicas < 1 || replicas > 9) {
 /** The services that exist so far, each with its first port. */
 const SERVICES = [
   { name: "account", main: "dist/services/account/src/main.js", port: 50051, portVar: "GRPC_PORT" },
+  { name: "transactions", main: "dist/services/transactions/src/main.js", port: 50052, portVar: "GRPC_PORT" },
   { name: "risk", main: "dist/services/risk/src/main.js", port: 50053, portVar: "GRPC_PORT" },
 ];
 

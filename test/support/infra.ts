@@ -72,3 +72,16 @@ export function serviceEnv(db: TestDatabase, stream: TestStream, extra: Record<s
     ...extra,
   };
 }
+
+/** A port nothing listens on right now (for a server to be started there later). */
+export async function freePort(): Promise<number> {
+  const { createServer } = await import("node:net");
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+  });
+}

@@ -68,7 +68,7 @@ export async function expectRpcError(call: Promise<unknown>, code: Status, reaso
 }
 
 /** Counts and sums of everything the ledger stores: equal before and after means nothing changed. */
-export async function ledgerSnapshot(h: AccountHarness): Promise<Record<string, string>> {
+export async function ledgerSnapshot(h: Pick<AccountHarness, "db">): Promise<Record<string, string>> {
   const postgres = (await import("postgres")).default;
   const sql = postgres(h.db.url, { max: 1, onnotice: () => {} });
   try {
@@ -85,7 +85,7 @@ export async function ledgerSnapshot(h: AccountHarness): Promise<Record<string, 
 }
 
 /** Runs SQL against the service's database (for checks, and for tampering tests). */
-export async function withSql<T>(h: AccountHarness, run: (sql: import("postgres").Sql) => Promise<T>): Promise<T> {
+export async function withSql<T>(h: Pick<AccountHarness, "db">, run: (sql: import("postgres").Sql) => Promise<T>): Promise<T> {
   const postgres = (await import("postgres")).default;
   const sql = postgres(h.db.url, { max: 1, onnotice: () => {}, types: { bigint: postgres.BigInt } });
   try {

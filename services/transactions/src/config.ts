@@ -23,12 +23,15 @@ export function transactionsConfig(env: Env = process.env) {
       REVIEW_HOLD_SECONDS: int(14 * 24 * 3600, 1),
       // Idempotency keys are kept at least this long, then pruned.
       IDEMPOTENCY_TTL_HOURS: int(24, 1),
+      // How long a driver's claim on a transfer lasts: a crashed driver's transfers wait this long for recovery.
+      DRIVE_LEASE_MS: int(15_000, 100),
       // How often each replica looks for transfers left between steps, and how old they must be.
       RECOVERY_INTERVAL_MS: int(1_000, 10),
       RECOVERY_AFTER_MS: int(5_000, 0),
       // The durable consumers its replicas share.
       EVENTS_DURABLE: localDefault("transactions", env),
-      // Test-only fault injection: die (SIGKILL) at this step of the orchestration, e.g. "after-assess".
+      // Test-only fault injection: die (SIGKILL) at this point of the orchestration: "before-<step>",
+      // or "applied-<step>" (the ledger has applied the step, the transfer not yet recorded it).
       FAILPOINT: z.string().default(""),
     },
     env,

@@ -49,7 +49,7 @@ export async function startTransactionsService(config: TransactionsConfig, log: 
     // Test-only: a process killed between steps, as a crash would.
     if (config.FAILPOINT === name) process.kill(process.pid, "SIGKILL");
   };
-  const orchestrator = new Orchestrator(store, riskGate, new LedgerGate(ledger), { mode: config.RISK_FALLBACK, approveMax: BigInt(config.RISK_FALLBACK_APPROVE_MAX) }, log, failpoint);
+  const orchestrator = new Orchestrator(store, riskGate, new LedgerGate(ledger), { mode: config.RISK_FALLBACK, approveMax: BigInt(config.RISK_FALLBACK_APPROVE_MAX) }, log, config.DRIVE_LEASE_MS, failpoint);
   const keys = new IdempotencyKeys(db, config.IDEMPOTENCY_TTL_HOURS);
   const operations = new Operations(store, keys, orchestrator, accounts, {
     holdSeconds: config.HOLD_SECONDS,

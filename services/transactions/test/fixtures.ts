@@ -7,12 +7,12 @@ export { balanceOf, expectRpcError, fund, openAccount, post, settlement, transfe
 
 export const usd = (amount: bigint) => ({ amount, currency: "USD" });
 
-export const transferRequest = (from: string, to: string, amount: bigint, extra: Record<string, unknown> = {}) => ({
+export const transferRequest = <E extends object = object>(from: string, to: string, amount: bigint, extra?: E) => ({
   requestId: newId(),
   fromAccountId: from,
   toAccountId: to,
   amount: usd(amount),
-  ...extra,
+  ...(extra as E),
 });
 
 /** Waits until the transfer reaches a status (events and recovery move it asynchronously). */

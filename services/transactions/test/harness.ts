@@ -15,13 +15,23 @@ import { startTransactionsService, type TransactionsServiceHandle } from "../src
 const clientOptions = { defaultTimeoutMs: 15_000 };
 
 /** The three services on free ports, sharing one fresh database and one private stream, with real clients. */
-export async function startTransactionsHarness(options: { transactionsEnv?: Record<string, string>; withRisk?: boolean } = {}) {
+export interface HarnessOptions {
+  transactionsEnv?: Record<string, string>;
+  /** false: risk is not started (unreachable), or started later on riskPort. */
+  withRisk?: boolean;
+  riskPort?: number;
+  /** false: no transactions service in this process (a test runs it as a child process). */
+  withTransactions?: boolean;
+}
+
+export async function startTransactionsHarness(options: HarnessOptions = {}) {
   const db = await createTestDatabase();
   const stream = testStream();
   const lifecycle = new Lifecycle(testLogger());
   const account = await startAccountService(accountConfig(serviceEnv(db, stream, { HOLD_EXPIRY_INTERVAL_MS: "100" })), testLogger(), lifecycle);
   const accountTarget = `127.0.0.1:${account.port}`;
-  let riskTarget = "127.0.0.1:1"; // nothing listens there: risk unreachable
+  // Without risk, calls go to a port where nothing listens (yet): risk is unreachable.
+  let riskTarget = `127.0.0.1:${options.riskPort ?? 1}`;
   if (options.withRisk !== false) {
     const risk = await startRiskService(riskConfig(serviceEnv(db, stream, { ACCOUNT_SERVICE_URL: accountTarget })), testLogger(), lifecycle);
     riskTarget = `127.0.0.1:${risk.port}`;
@@ -31,11 +41,12 @@ export async function startTransactionsHarness(options: { transactionsEnv?: Reco
     RISK_SERVICE_URL: riskTarget,
     RECOVERY_INTERVAL_MS: "100",
     RECOVERY_AFTER_MS: "300",
+    DRIVE_LEASE_MS: "2000",
     ...options.transactionsEnv,
   });
-  const service = await startTransactionsService(transactionsConfig(env), testLogger(), lifecycle);
+  const service = options.withTransactions === false ? undefined : await startTransactionsService(transactionsConfig(env), testLogger(), lifecycle);
   const clients = {
-    transactions: createServiceClient(TransactionService, `127.0.0.1:${service.port}`, clientOptions),
+    transactions: createServiceClient(TransactionService, `127.0.0.1:${service?.port ?? 1}`, clientOptions),
     accounts: createServiceClient(AccountService, accountTarget, clientOptions),
     ledger: createServiceClient(LedgerService, accountTarget, clientOptions),
     risk: createServiceClient(RiskService, riskTarget, clientOptions),
@@ -43,9 +54,19 @@ export async function startTransactionsHarness(options: { transactionsEnv?: Reco
   return {
     ...clients,
     service: service as TransactionsServiceHandle,
+    accountTarget,
     db: db as TestDatabase,
     stream: stream as TestStream,
     env,
+    /** Starts risk later, on the port the transactions service was told about (riskPort). */
+    async startRisk() {
+      const risk = await startRiskService(
+        riskConfig(serviceEnv(db, stream, { ACCOUNT_SERVICE_URL: accountTarget, GRPC_PORT: String(options.riskPort) })),
+        testLogger(),
+        lifecycle,
+      );
+      return risk.port;
+    },
     async stop() {
       for (const c of Object.values(clients)) c.close();
       await lifecycle.stop("test done");

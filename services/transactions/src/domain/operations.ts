@@ -10,7 +10,7 @@ import { transfers, type TransferKindName, type TransferRow } from "../db/schema
 import type { TransactionsTx } from "../db/types";
 import { riskOutcomeOf } from "../proto";
 import type { IdempotencyKeys } from "./idempotency";
-import { LEASE_MS, type Orchestrator } from "./orchestrator";
+import type { Orchestrator } from "./orchestrator";
 import { postedAmount, type Transfers } from "./transfers";
 
 export interface NewMovement {
@@ -154,7 +154,7 @@ export class Operations {
     const { transferIds, replay } = await this.keys.run(requestId, operation, fingerprint, async (tx) => {
       const ids = await create(tx);
       // Held by this request from its commit on: a concurrent replay waits for the outcome.
-      await this.transfers.claimIn(tx, ids, LEASE_MS);
+      await this.transfers.claimIn(tx, ids, this.orchestrator.leaseMs);
       return ids;
     });
     if (!replay) {

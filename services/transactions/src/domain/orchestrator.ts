@@ -19,7 +19,6 @@ export interface FallbackPolicy {
   approveMax: bigint;
 }
 
-export const LEASE_MS = 30_000;
 
 /** Why the ledger refused, as the reason the transfer keeps. */
 const FAILURE: Partial<Record<PostingResult, ErrorReason>> = {
@@ -48,6 +47,8 @@ const failed = (result: PostingResult): TransferChanges => ({
 
 /** The dependency did not answer: leave the step for the recovery loop. */
 const STALLED = Symbol("stalled");
+/** Another driver moved the transfer on (this one's claim had lapsed): it is theirs now. */
+const TAKEN = Symbol("taken");
 
 /**
  * Drives a transfer through its steps — risk, then the ledger — persisting
@@ -62,6 +63,7 @@ export class Orchestrator {
     private readonly ledger: LedgerGate,
     private readonly fallback: FallbackPolicy,
     private readonly log: Logger,
+    readonly leaseMs: number,
     private readonly failpoint: (name: string) => void = () => {},
   ) {}
 
@@ -70,22 +72,27 @@ export class Orchestrator {
    * `claimed`: the caller claimed it already (in the transaction that created it).
    */
   async drive(id: string, claimed = false): Promise<TransferRow> {
-    let row = claimed ? await this.transfers.get(id) : await this.transfers.claim(id, LEASE_MS);
+    let row = claimed ? await this.transfers.get(id) : await this.transfers.claim(id, this.leaseMs);
     if (!row) return this.transfers.get(id); // done already, or another driver has it
+    let ours = true;
     try {
       while (row.step !== "done") {
+        this.failpoint(`before-${row.step}`);
         const next = await this.step(row);
         if (next === STALLED) break;
+        if (next === TAKEN) {
+          ours = false;
+          return this.transfers.get(id);
+        }
         row = next;
-        this.failpoint(`after-${row.step}`);
       }
     } finally {
-      await this.transfers.release(id);
+      if (ours) await this.transfers.release(id);
     }
     return row;
   }
 
-  private async step(row: TransferRow): Promise<TransferRow | typeof STALLED> {
+  private async step(row: TransferRow): Promise<TransferRow | typeof STALLED | typeof TAKEN> {
     try {
       switch (row.step) {
         case "assess":
@@ -121,7 +128,9 @@ export class Orchestrator {
   }
 
   /** Records a ledger outcome: the step's success, or the failure it ends the transfer with. */
-  private async apply(row: TransferRow, outcome: LedgerOutcome, success: (t: Extract<LedgerOutcome, { ok: true }>["transfer"]) => TransferChanges) {
+  private async apply(row: TransferRow, outcome: LedgerOutcome, success: (t: Extract<LedgerOutcome, { ok: true }>["transfer"]) => TransferChanges): Promise<TransferRow | typeof TAKEN> {
+    // The ledger has applied it; the transfer does not know yet.
+    this.failpoint(`applied-${row.step}`);
     let changes: TransferChanges;
     if (outcome.ok) changes = success(outcome.transfer);
     else if (outcome.result === PostingResult.PENDING_TRANSFER_EXPIRED) changes = { status: "expired", step: "done" };
@@ -130,7 +139,7 @@ export class Orchestrator {
     return this.save(row, changes);
   }
 
-  private async assess(row: TransferRow): Promise<TransferRow | typeof STALLED> {
+  private async assess(row: TransferRow): Promise<TransferRow | typeof STALLED | typeof TAKEN> {
     const heldForFallback = row.status === "held";
     const answer = await this.risk.assess(row);
     if (!answer) {
@@ -172,10 +181,9 @@ export class Orchestrator {
     return { finalizeLedgerId: row.finalizeLedgerId ?? newLedgerId(), ...(captureAmount !== undefined ? { captureAmount } : {}) };
   }
 
-  private async save(row: TransferRow, changes: TransferChanges): Promise<TransferRow> {
+  private async save(row: TransferRow, changes: TransferChanges): Promise<TransferRow | typeof TAKEN> {
     const ends = changes.status === "posted" || changes.status === "failed";
     const saved = row.kind === "reversal" && ends ? await this.transfers.settleReversal(row, changes) : await this.transfers.change(row.id, changes, { step: row.step });
-    if (!saved) throw new Error(`transfer ${row.id} changed under its driver`);
-    return saved;
+    return saved ?? TAKEN;
   }
 }

@@ -1,0 +1,121 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import path from "node:path";
+import { TransactionService } from "../../../gen/tally/transactions/v1/transaction_service_pb";
+import { RiskDecision, TransferStatus } from "../../../gen/tally/transactions/v1/transfer_pb";
+import { createServiceClient } from "../../../platform/grpc/client";
+import { checkHealth } from "../../../platform/grpc/health-check";
+import { newId } from "../../../platform/ids";
+import { eventually, readEvents } from "../../../test/support/events";
+import { freePort } from "../../../test/support/infra";
+import { balanceOf, fund, openAccount, statusBecomes, transferRequest, withSql } from "./fixtures";
+import { startTransactionsHarness, type TransactionsHarness } from "./harness";
+
+describe("when risk cannot answer", () => {
+  let h: TransactionsHarness;
+  let riskPort: number;
+  beforeAll(async () => {
+    riskPort = await freePort();
+    h = await startTransactionsHarness({
+      withRisk: false,
+      riskPort,
+      transactionsEnv: { RISK_BREAKER_FAILURES: "2", RISK_BREAKER_COOLDOWN_MS: "300" },
+    });
+  });
+  afterAll(() => h.stop());
+
+  it("holds the funds (the default policy), opens the breaker, and settles once risk is back", async () => {
+    const [a, b] = [await openAccount(h), await openAccount(h)];
+    await fund(h, a.id, 10_000n);
+    const held = [];
+    for (let i = 0; i < 3; i++) held.push((await h.transactions.createTransfer(transferRequest(a.id, b.id, 1_000n))).transfer!);
+    for (const t of held) {
+      expect(t.status).toBe(TransferStatus.HELD);
+      expect(t.risk).toMatchObject({ fallback: true, decision: RiskDecision.UNSPECIFIED });
+    }
+    expect(h.service.riskGate.state).toBe("open");
+    expect(await balanceOf(h, a.id)).toMatchObject({ debitsPending: 3_000n, posted: 10_000n });
+
+    await h.startRisk();
+    // The recovery loop asks risk again once the breaker lets a call through; risk approves.
+    for (const t of held) {
+      const posted = await statusBecomes(h, t.id, TransferStatus.POSTED, 30_000);
+      expect(posted.risk).toMatchObject({ fallback: false, decision: RiskDecision.APPROVE });
+    }
+    expect(await balanceOf(h, b.id)).toMatchObject({ posted: 3_000n });
+    expect(await balanceOf(h, a.id)).toMatchObject({ debitsPending: 0n, posted: 7_000n });
+    await eventually(async () => h.service.riskGate.state === "closed");
+  });
+});
+
+describe("with RISK_FALLBACK=approve", () => {
+  let h: TransactionsHarness;
+  beforeAll(async () => {
+    h = await startTransactionsHarness({ withRisk: false, transactionsEnv: { RISK_FALLBACK: "approve", RISK_FALLBACK_APPROVE_MAX: "1000" } });
+  });
+  afterAll(() => h.stop());
+
+  it("approves blindly only up to the limit, and holds what is above it", async () => {
+    const [a, b] = [await openAccount(h), await openAccount(h)];
+    await fund(h, a.id, 10_000n);
+    const small = (await h.transactions.createTransfer(transferRequest(a.id, b.id, 1_000n))).transfer!;
+    expect([small.status, small.risk?.fallback, small.risk?.decision]).toEqual([TransferStatus.POSTED, true, RiskDecision.APPROVE]);
+    const large = (await h.transactions.createTransfer(transferRequest(a.id, b.id, 1_001n))).transfer!;
+    expect([large.status, large.risk?.fallback]).toEqual([TransferStatus.HELD, true]);
+  });
+});
+
+describe("a transactions process killed between steps", () => {
+  let h: TransactionsHarness;
+  let child: ChildProcess | undefined;
+  beforeAll(async () => {
+    h = await startTransactionsHarness({ withTransactions: false });
+  });
+  afterAll(async () => {
+    child?.kill("SIGKILL");
+    await h.stop();
+  });
+
+  async function startProcess(port: number, failpoint: string): Promise<ChildProcess> {
+    const proc = spawn(process.execPath, ["-r", "@swc-node/register", "services/transactions/src/main.ts"], {
+      cwd: path.resolve(__dirname, "../../.."),
+      env: { ...process.env, ...h.env, GRPC_PORT: String(port), FAILPOINT: failpoint, OTEL_SDK_DISABLED: "true", LOG_LEVEL: "silent" },
+      stdio: "ignore",
+    });
+    await eventually(async () => checkHealth(`127.0.0.1:${port}`), 30_000);
+    return proc;
+  }
+
+  it.each(["before-post", "applied-post"])("at %s: after a restart the transfer reaches one final state, in the ledger once", async (failpoint) => {
+    const [a, b] = [await openAccount(h), await openAccount(h)];
+    await fund(h, a.id, 10_000n);
+    const port = await freePort();
+    child = await startProcess(port, failpoint);
+    const exited = new Promise((resolve) => child!.once("exit", resolve));
+    const client = createServiceClient(TransactionService, `127.0.0.1:${port}`, { defaultTimeoutMs: 10_000 });
+    const request = transferRequest(a.id, b.id, 1_234n, { transferId: newId() });
+    // The process dies (SIGKILL) mid-orchestration: the caller gets no answer.
+    await expect(client.createTransfer(request)).rejects.toBeDefined();
+    await exited;
+    client.close();
+
+    child = await startProcess(port, "");
+    const restarted = createServiceClient(TransactionService, `127.0.0.1:${port}`, { defaultTimeoutMs: 10_000 });
+    const posted = await eventually(async () => {
+      const { transfer } = await restarted.getTransfer({ transferId: request.transferId });
+      return transfer!.status === TransferStatus.POSTED ? transfer : undefined;
+    }, 30_000);
+    // The client retries with its key and gets the same transfer.
+    expect((await restarted.createTransfer(request)).transfer).toEqual(posted);
+    restarted.close();
+    child.kill("SIGTERM");
+
+    expect((await balanceOf(h, b.id)).posted).toBe(1_234n);
+    const entries = await withSql(h, (sql) => sql`select count(*)::int as n from account.entries where transfer_id = ${request.transferId}`);
+    expect(entries[0].n).toBe(2);
+    const finals = await eventually(async () => {
+      const events = (await readEvents(h.stream.name)).filter((e) => e.envelope.subjectId === request.transferId && e.envelope.type === "transfer_posted");
+      return events.length > 0 ? events : undefined;
+    });
+    expect(finals).toHaveLength(1);
+  }, 120_000);
+});
