@@ -6,6 +6,7 @@ import { GrpcServer } from "../../../platform/grpc/server";
 import type { Lifecycle } from "../../../platform/lifecycle";
 import type { Logger } from "../../../platform/logger";
 import { EventConsumer } from "../../../platform/nats/consumer";
+import { PeriodicTask } from "../../../platform/periodic";
 import { startRuntime } from "../../../platform/runtime";
 import { checkThresholds, type RiskConfig } from "./config";
 import { schema } from "./db/schema";
@@ -76,8 +77,9 @@ export async function startRiskService(config: RiskConfig, log: Logger, lifecycl
     // An event older than the stream keeps can no longer be redelivered: its inbox row has done its work.
     await db.delete(schema.inbox).where(lt(schema.inbox.appliedAt, new Date(Date.now() - (config.NATS_MAX_AGE_DAYS + 1) * 86_400_000)));
   };
-  const pruning = setInterval(() => prune().catch((err) => log.warn({ err }, "pruning failed")), PRUNE_EVERY_MS);
-  lifecycle.onStop("profile pruning", () => clearInterval(pruning));
+  const pruning = new PeriodicTask("pruning", prune, PRUNE_EVERY_MS, log);
+  pruning.start();
+  lifecycle.onStop("pruning", () => pruning.stop());
 
   const server = new GrpcServer({ host: config.GRPC_HOST, port: config.GRPC_PORT, log }).add(
     RiskService,

@@ -1,6 +1,7 @@
 import { and, asc, isNotNull, lte, eq } from "drizzle-orm";
 import { withTransactionRetry } from "../../../../platform/db/retry";
 import type { Logger } from "../../../../platform/logger";
+import { PeriodicTask } from "../../../../platform/periodic";
 import type { OutboxWriter } from "../../../../platform/outbox/append";
 import { ledgerTransfers } from "../db/schema";
 import type { AccountDb } from "../db/types";
@@ -12,9 +13,7 @@ import { expireHolds } from "./posting";
  * lock the same account rows in the same order, so each hold expires once.
  */
 export class HoldExpiry {
-  private timer: NodeJS.Timeout | undefined;
-  private stopped = false;
-  private running: Promise<unknown> = Promise.resolve();
+  private readonly periodic: PeriodicTask;
 
   constructor(
     private readonly db: AccountDb,
@@ -23,24 +22,17 @@ export class HoldExpiry {
     private readonly intervalMs: number,
     private readonly afterCommit: () => void = () => {},
     private readonly batchSize = 200,
-  ) {}
+  ) {
+    this.periodic = new PeriodicTask("hold expiry", () => this.releaseAllDue(), intervalMs, log);
+  }
 
   /** Sweeps every interval; a sweep never overlaps the next. */
   start(): void {
-    const tick = () => {
-      this.running = this.releaseAllDue()
-        .catch((err) => this.log.warn({ err }, "hold expiry failed; will retry"))
-        .finally(() => {
-          if (!this.stopped) this.timer = setTimeout(tick, this.intervalMs);
-        });
-    };
-    this.timer = setTimeout(tick, this.intervalMs);
+    this.periodic.start();
   }
 
-  async stop(): Promise<void> {
-    this.stopped = true;
-    clearTimeout(this.timer);
-    await this.running;
+  stop(): Promise<void> {
+    return this.periodic.stop();
   }
 
   /** Sweeps until nothing is due, so a burst of expiries is not released a batch per interval. */

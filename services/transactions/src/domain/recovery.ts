@@ -1,4 +1,5 @@
 import type { Logger } from "../../../../platform/logger";
+import { PeriodicTask } from "../../../../platform/periodic";
 import type { IdempotencyKeys } from "./idempotency";
 import type { Orchestrator } from "./orchestrator";
 import type { Transfers } from "./transfers";
@@ -11,9 +12,8 @@ const PRUNE_EVERY_MS = 60_000;
  * and no driver holds it. Every replica runs one; claims keep them apart.
  */
 export class Recovery {
-  private timer: NodeJS.Timeout | undefined;
+  private readonly periodic: PeriodicTask;
   private stopped = false;
-  private running: Promise<unknown> = Promise.resolve();
   private lastPrune = 0;
 
   constructor(
@@ -21,25 +21,19 @@ export class Recovery {
     private readonly orchestrator: Orchestrator,
     private readonly keys: IdempotencyKeys,
     private readonly log: Logger,
-    private readonly intervalMs: number,
+    intervalMs: number,
     private readonly afterMs: number,
-  ) {}
-
-  start(): void {
-    const tick = () => {
-      this.running = this.sweep()
-        .catch((err) => this.log.warn({ err: (err as Error).message }, "recovery sweep failed; will retry"))
-        .finally(() => {
-          if (!this.stopped) this.timer = setTimeout(tick, this.intervalMs);
-        });
-    };
-    this.timer = setTimeout(tick, this.intervalMs);
+  ) {
+    this.periodic = new PeriodicTask("recovery", () => this.sweep(), intervalMs, log);
   }
 
-  async stop(): Promise<void> {
+  start(): void {
+    this.periodic.start();
+  }
+
+  stop(): Promise<void> {
     this.stopped = true;
-    clearTimeout(this.timer);
-    await this.running;
+    return this.periodic.stop();
   }
 
   /** One pass: re-drives what is stalled; returns how many it picked up. */
