@@ -34,18 +34,20 @@ export class IdempotencyKeys {
     private readonly ttlHours: number,
   ) {}
 
+  /** Records the key with the transfers the request will create (ids chosen beforehand), and creates them. */
   async run(
     requestIdInput: string,
     operation: string,
     requestHash: string,
-    create: (tx: TransactionsTx) => Promise<string[]>,
+    transferIds: string[],
+    create: (tx: TransactionsTx) => Promise<void>,
   ): Promise<{ transferIds: string[]; replay: boolean }> {
     const requestId = requireToken(requestIdInput, "request_id", 128);
     return withTransactionRetry(() =>
       this.db.transaction(async (tx) => {
         const [claimed] = await tx
           .insert(idempotencyKeys)
-          .values({ requestId, operation, requestHash, state: "completed", expiresAt: new Date(Date.now() + this.ttlHours * 3600_000) })
+          .values({ requestId, operation, requestHash, state: "completed", outcome: { transferIds }, expiresAt: new Date(Date.now() + this.ttlHours * 3600_000) })
           .onConflictDoNothing()
           .returning();
         if (!claimed) {
@@ -57,8 +59,7 @@ export class IdempotencyKeys {
           const outcome = earlier.outcome;
           return { transferIds: outcome && "transferIds" in outcome ? outcome.transferIds : [], replay: true };
         }
-        const transferIds = await create(tx);
-        await tx.update(idempotencyKeys).set({ outcome: { transferIds } }).where(eq(idempotencyKeys.requestId, requestId));
+        await create(tx);
         return { transferIds, replay: false };
       }),
     );

@@ -64,7 +64,7 @@ export class Operations {
     const expires = m.expiresInSeconds ?? 0n;
     if (expires < 0n || expires > 366n * 86_400n) throw new DomainError(ErrorReason.INVALID_FIELD, "expires_in_seconds is from 0 to a year", "expires_in_seconds");
     const holdSeconds = m.kind === "authorization" ? (expires > 0n ? expires : BigInt(this.limits.holdSeconds)) : BigInt(this.limits.reviewHoldSeconds);
-    const [row] = await this.run(m.requestId, m.kind, m.fingerprint, async (tx) => {
+    const [row] = await this.run(m.requestId, m.kind, m.fingerprint, [id], async (tx) => {
       const [taken] = await tx.select({ id: transfers.id }).from(transfers).where(eq(transfers.id, id));
       if (taken) throw new DomainError(ErrorReason.EXISTS_WITH_DIFFERENT_FIELDS, `transfer ${id} already exists`, "transfer_id");
       await this.transfers.insert(tx, {
@@ -81,7 +81,6 @@ export class Operations {
         description,
         metadata,
       });
-      return [id];
     });
     return row;
   }
@@ -90,11 +89,10 @@ export class Operations {
   async capture(requestId: string, fingerprint: string, transferId: string, amount: bigint): Promise<TransferRow> {
     if (amount < 0n) throw new DomainError(ErrorReason.AMOUNT_MUST_BE_POSITIVE, "amount must not be negative", "amount");
     const id = requireId(transferId, "transfer_id");
-    const [row] = await this.run(requestId, "capture", fingerprint, async (tx) => {
+    const [row] = await this.run(requestId, "capture", fingerprint, [id], async (tx) => {
       const hold = await this.lockHeld(tx, id, "capture");
       if (amount > hold.amount) throw new DomainError(ErrorReason.EXCEEDS_PENDING_AMOUNT, `at most ${hold.amount} can be captured`, "amount");
       await this.transfers.change(id, { step: "capture", ...this.orchestrator.finalizer(hold, amount) }, { step: "done" }, tx);
-      return [id];
     });
     return row;
   }
@@ -103,10 +101,9 @@ export class Operations {
   async void(requestId: string, fingerprint: string, transferId: string, reasonInput: string): Promise<TransferRow> {
     const id = requireId(transferId, "transfer_id");
     const reason = requireText(reasonInput, "reason", 500);
-    const [row] = await this.run(requestId, "void", fingerprint, async (tx) => {
+    const [row] = await this.run(requestId, "void", fingerprint, [id], async (tx) => {
       const hold = await this.lockHeld(tx, id, "void");
       await this.transfers.change(id, { step: "void", failureMessage: reason, ...this.orchestrator.finalizer(hold) }, { step: "done" }, tx);
-      return [id];
     });
     return row;
   }
@@ -117,7 +114,7 @@ export class Operations {
     const id = requireId(transferId, "transfer_id");
     const reason = requireText(reasonInput, "reason", 500);
     const reversalId = newId();
-    const [reversal, original] = await this.run(requestId, "reverse", fingerprint, async (tx) => {
+    const [reversal, original] = await this.run(requestId, "reverse", fingerprint, [reversalId, id], async (tx) => {
       const [target] = await tx.select().from(transfers).where(eq(transfers.id, id)).for("update");
       if (!target) throw new DomainError(ErrorReason.TRANSFER_NOT_FOUND, `transfer ${id} not found`, "transfer_id");
       if (target.kind === "reversal") throw new DomainError(ErrorReason.TRANSFER_NOT_REVERSIBLE, "a reversal cannot be reversed", "transfer_id");
@@ -144,25 +141,26 @@ export class Operations {
         reversesTransferId: id,
         description: reason,
       });
-      return [reversalId, id];
     });
     return [reversal, original];
   }
 
   /** Records the request with its transfers (or finds the earlier one), drives them, and returns them as they then are. */
-  private async run(requestId: string, operation: string, fingerprint: string, create: (tx: TransactionsTx) => Promise<string[]>): Promise<TransferRow[]> {
-    const { transferIds, replay } = await this.keys.run(requestId, operation, fingerprint, async (tx) => {
-      const ids = await create(tx);
+  private async run(requestId: string, operation: string, fingerprint: string, ids: string[], create: (tx: TransactionsTx) => Promise<void>): Promise<TransferRow[]> {
+    const { transferIds, replay } = await this.keys.run(requestId, operation, fingerprint, ids, async (tx) => {
+      await create(tx);
       // Held by this request from its commit on: a concurrent replay waits for the outcome.
       await this.transfers.claimIn(tx, ids, this.orchestrator.leaseMs);
-      return ids;
     });
     if (!replay) {
-      for (const id of transferIds) {
-        if ((await this.transfers.get(id)).step === "done") await this.transfers.release(id);
-        else await this.orchestrator.drive(id, true);
+      const rows = await this.transfers.find(transferIds);
+      const driven = [];
+      for (const row of rows) {
+        if (row.step === "done") await this.transfers.release(row.id);
+        else driven.push(await this.orchestrator.drive(row.id, row));
       }
-      return this.transfers.find(transferIds);
+      // One transfer: as driven. Several (a reversal and its original): driving one changes the other.
+      return rows.length === 1 && driven.length === 1 ? driven : this.transfers.find(transferIds);
     }
     return this.settled(transferIds);
   }

@@ -71,8 +71,8 @@ export class Orchestrator {
    * Drives until the transfer rests (done, or waiting on a dependency); returns it as it then is.
    * `claimed`: the caller claimed it already (in the transaction that created it).
    */
-  async drive(id: string, claimed = false): Promise<TransferRow> {
-    let row = claimed ? await this.transfers.get(id) : await this.transfers.claim(id, this.leaseMs);
+  async drive(id: string, claimed?: TransferRow): Promise<TransferRow> {
+    let row = claimed ?? (await this.transfers.claim(id, this.leaseMs));
     if (!row) return this.transfers.get(id); // done already, or another driver has it
     let ours = true;
     try {
@@ -87,7 +87,7 @@ export class Orchestrator {
         row = next;
       }
     } finally {
-      if (ours) await this.transfers.release(id);
+      if (ours && row.step !== "done") await this.transfers.release(id);
     }
     return row;
   }
@@ -181,7 +181,9 @@ export class Orchestrator {
     return { finalizeLedgerId: row.finalizeLedgerId ?? newLedgerId(), ...(captureAmount !== undefined ? { captureAmount } : {}) };
   }
 
-  private async save(row: TransferRow, changes: TransferChanges): Promise<TransferRow | typeof TAKEN> {
+  private async save(row: TransferRow, input: TransferChanges): Promise<TransferRow | typeof TAKEN> {
+    // Resting: the claim ends with the same write.
+    const changes = input.step === "done" ? { ...input, leaseUntil: null } : input;
     const ends = changes.status === "posted" || changes.status === "failed";
     const saved = row.kind === "reversal" && ends ? await this.transfers.settleReversal(row, changes) : await this.transfers.change(row.id, changes, { step: row.step });
     return saved ?? TAKEN;

@@ -80,7 +80,7 @@ export class Transfers {
    * expectation did not hold.
    */
   async change(id: string, changes: TransferChanges, expected?: { status?: TransferStatusName; step?: TransferRow["step"] }, tx?: TransactionsTx): Promise<TransferRow | undefined> {
-    const run = async (t: TransactionsTx) => {
+    const run = async (t: TransactionsDb | TransactionsTx) => {
       const [row] = await t
         .update(transfers)
         .set({ ...changes, updatedAt: new Date() })
@@ -92,10 +92,12 @@ export class Transfers {
           ),
         )
         .returning();
-      if (row && changes.status) await this.announce(t, row);
+      if (row && changes.status) await this.announce(t as TransactionsTx, row);
       return row;
     };
     if (tx) return run(tx);
+    // A change of step alone is one statement; a change of status carries its event, in one transaction.
+    if (!changes.status) return run(this.db);
     const row = await this.db.transaction(run);
     if (row && changes.status) this.afterCommit();
     return row;
