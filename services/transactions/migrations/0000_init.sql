@@ -40,6 +40,7 @@ CREATE TABLE "transactions"."transfers" (
 	"currency" text NOT NULL,
 	"captured_amount" bigint DEFAULT 0 NOT NULL,
 	"reversed_amount" bigint DEFAULT 0 NOT NULL,
+	"reversal_reserved" bigint DEFAULT 0 NOT NULL,
 	"reverses_transfer_id" uuid,
 	"hold_expires_at" timestamp with time zone,
 	"hold_seconds" bigint DEFAULT 0 NOT NULL,

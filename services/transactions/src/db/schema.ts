@@ -27,7 +27,9 @@ export const transfers = transactionsSchema.table(
     amount: bigint("amount", { mode: "bigint" }).notNull(),
     currency: text("currency").notNull(),
     capturedAmount: money("captured_amount"),
+    // Undone by posted reversals; and set aside by reversals still on their way (so together they never exceed the transfer).
     reversedAmount: money("reversed_amount"),
+    reversalReserved: money("reversal_reserved"),
     reversesTransferId: uuid("reverses_transfer_id"),
     holdExpiresAt: at("hold_expires_at"),
     // Seconds the ledger hold lasts (authorizations, and transfers held for review).

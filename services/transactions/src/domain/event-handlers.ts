@@ -1,5 +1,5 @@
 import { create } from "@bufbuild/protobuf";
-import { eq } from "drizzle-orm";
+import { eq, inArray } from "drizzle-orm";
 import { LedgerTransferState } from "../../../../gen/tally/account/v1/ledger_pb";
 import type { EventEnvelope } from "../../../../gen/tally/events/v1/events_pb";
 import { ReviewStatus } from "../../../../gen/tally/risk/v1/risk_pb";
@@ -63,7 +63,16 @@ export function ledgerEventHandler(db: TransactionsDb, store: Transfers) {
     const expired = envelope.payload.value.transfers.filter((t) => t.state === LedgerTransferState.PENDING_EXPIRED).map((t) => t.id);
     if (expired.length === 0) return;
     await applyOnce(db, inbox, LEDGER_CONSUMER, envelope.id, async (tx) => {
-      for (const id of expired) await store.change(id, { status: "expired", step: "done" }, { status: "held", step: "done" }, tx);
+      const rows = await tx.select().from(transfers).where(inArray(transfers.id, expired)).for("update");
+      for (const row of rows) {
+        // Its hold step not recorded yet (a driver mid-way, or crashed): take the event again later.
+        if (row.status === "created") throw new Error(`transfer ${row.id} is not recorded as held yet`);
+        // Resting, or waiting to ask risk again: the hold is gone, so is the transfer. (A capture or void in
+        // flight learns it from the ledger itself.)
+        if (row.status === "held" && (row.step === "done" || row.step === "assess")) {
+          await store.change(row.id, { status: "expired", step: "done", leaseUntil: null }, { status: "held", step: row.step }, tx);
+        }
+      }
     });
   };
 }

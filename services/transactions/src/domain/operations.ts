@@ -60,7 +60,10 @@ export class Operations {
     const metadata = requireMetadata(m.metadata);
     const id = m.transferId === "" ? newId() : requireId(m.transferId, "transfer_id");
     const [from, to] = await this.endpoints(m, money.currency);
-    if (from === to) throw new DomainError(ErrorReason.ACCOUNTS_MUST_BE_DIFFERENT, "the accounts must be different", "to_account_id");
+    if (from === to) {
+      const field = m.kind === "deposit" || m.kind === "withdrawal" ? "account_id" : "to_account_id";
+      throw new DomainError(ErrorReason.ACCOUNTS_MUST_BE_DIFFERENT, "the accounts must be different", field);
+    }
     const expires = m.expiresInSeconds ?? 0n;
     if (expires < 0n || expires > 366n * 86_400n) throw new DomainError(ErrorReason.INVALID_FIELD, "expires_in_seconds is from 0 to a year", "expires_in_seconds");
     const holdSeconds = m.kind === "authorization" ? (expires > 0n ? expires : BigInt(this.limits.holdSeconds)) : BigInt(this.limits.reviewHoldSeconds);
@@ -119,15 +122,15 @@ export class Operations {
       if (!target) throw new DomainError(ErrorReason.TRANSFER_NOT_FOUND, `transfer ${id} not found`, "transfer_id");
       if (target.kind === "reversal") throw new DomainError(ErrorReason.TRANSFER_NOT_REVERSIBLE, "a reversal cannot be reversed", "transfer_id");
       const posted = postedAmount(target);
-      if (target.status === "reversed" || (target.status === "posted" && target.reversedAmount >= posted)) {
-        throw new DomainError(ErrorReason.TRANSFER_ALREADY_REVERSED, `transfer ${id} is already reversed`, "transfer_id");
-      }
+      if (target.status === "reversed") throw new DomainError(ErrorReason.TRANSFER_ALREADY_REVERSED, `transfer ${id} is already reversed`, "transfer_id");
       if (target.status !== "posted") throw new DomainError(ErrorReason.TRANSFER_NOT_REVERSIBLE, `a ${target.status} transfer cannot be reversed`, "transfer_id");
-      const remaining = posted - target.reversedAmount;
+      const remaining = posted - target.reversedAmount - target.reversalReserved;
       const take = amount === 0n ? remaining : amount;
-      if (take > remaining) throw new DomainError(ErrorReason.REVERSAL_EXCEEDS_AMOUNT, `at most ${remaining} remains to reverse`, "amount");
-      // Reserved now, so concurrent reversals cannot together exceed the transfer; given back if the reversal fails.
-      await tx.update(transfers).set({ reversedAmount: target.reversedAmount + take, updatedAt: new Date() }).where(eq(transfers.id, id));
+      if (take === 0n || take > remaining) {
+        throw new DomainError(ErrorReason.REVERSAL_EXCEEDS_AMOUNT, `${remaining} remains to reverse (${target.reversalReserved} in reversals on their way)`, "amount");
+      }
+      // Set aside now, so concurrent reversals cannot together exceed the transfer; settled when the reversal ends.
+      await tx.update(transfers).set({ reversalReserved: target.reversalReserved + take, updatedAt: new Date() }).where(eq(transfers.id, id));
       await this.transfers.insert(tx, {
         id: reversalId,
         requestId,

@@ -1,6 +1,7 @@
 import { create } from "@bufbuild/protobuf";
+import { status as Status } from "@grpc/grpc-js";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
-import { PostingResult } from "../../../../gen/tally/account/v1/ledger_pb";
+import { LedgerTransferState, PostingResult } from "../../../../gen/tally/account/v1/ledger_pb";
 import { RiskDecision, RiskOutcomeSchema } from "../../../../gen/tally/transactions/v1/transfer_pb";
 import { ErrorReason, reasonName } from "../../../../platform/errors";
 import { newId as newLedgerId } from "../../../../platform/ids";
@@ -44,6 +45,9 @@ const failed = (result: PostingResult): TransferChanges => ({
   failureReason: reasonName(FAILURE[result] ?? ErrorReason.INTERNAL),
   failureMessage: `the ledger refused: ${PostingResult[result]}`,
 });
+
+// The ledger refused the request as a whole: posting it again cannot help.
+const LEDGER_REFUSALS = new Set([Status.INVALID_ARGUMENT, Status.FAILED_PRECONDITION, Status.NOT_FOUND, Status.ALREADY_EXISTS, Status.OUT_OF_RANGE]);
 
 /** The dependency did not answer: leave the step for the recovery loop. */
 const STALLED = Symbol("stalled");
@@ -100,12 +104,17 @@ export class Orchestrator {
         case "post":
           return await this.apply(row, await this.ledger.post(row), (t) => ({ status: "posted", step: "done", postedAt: t.createdAt ? timestampDate(t.createdAt) : new Date() }));
         case "hold":
-          return await this.apply(row, await this.ledger.hold(row), (t) => ({
-            status: "held",
-            holdExpiresAt: t.expiresAt ? timestampDate(t.expiresAt) : null,
-            // Held for a fallback: ask risk again once it answers. Otherwise rest: a person or an event moves it on.
-            step: riskOutcomeOf(row)?.fallback ? "assess" : "done",
-          }));
+          return await this.apply(row, await this.ledger.hold(row), (t) =>
+            // A re-drive may find the hold already gone: it expired while the transfer did not know of it.
+            t.state === LedgerTransferState.PENDING_EXPIRED
+              ? { status: "expired", step: "done" }
+              : {
+                  status: "held",
+                  holdExpiresAt: t.expiresAt ? timestampDate(t.expiresAt) : null,
+                  // Held for a fallback: ask risk again once it answers. Otherwise rest: a person or an event moves it on.
+                  step: riskOutcomeOf(row)?.fallback ? "assess" : "done",
+                },
+          );
         case "capture":
           return await this.apply(row, await this.ledger.capture(row, row.finalizeLedgerId!, row.captureAmount), (t) => ({
             status: "posted",
@@ -119,8 +128,12 @@ export class Orchestrator {
           return row;
       }
     } catch (err) {
+      if (err instanceof RemoteError && LEDGER_REFUSALS.has(err.code) && row.step !== "assess") {
+        return this.save(row, { status: "failed", step: "done", failureReason: err.reasonName, failureMessage: `the ledger refused the request: ${err.message}` });
+      }
       if (err instanceof RemoteError) {
         this.log.warn({ transfer: row.id, step: row.step, reason: err.reasonName }, "step did not complete; recovery will retry it");
+        await this.transfers.touch(row.id);
         return STALLED;
       }
       throw err;
@@ -135,7 +148,11 @@ export class Orchestrator {
     if (outcome.ok) changes = success(outcome.transfer);
     else if (outcome.result === PostingResult.PENDING_TRANSFER_EXPIRED) changes = { status: "expired", step: "done" };
     else if (outcome.result === PostingResult.PENDING_TRANSFER_ALREADY_VOIDED && row.step === "void") changes = { status: "voided", step: "done" };
-    else changes = failed(outcome.result);
+    else if (row.step === "capture" || row.step === "void") {
+      // The hold stands (say, an account was frozen meanwhile): the transfer stays held, with the refusal noted, to be captured or voided again.
+      const { status: _failed, step: _done, ...refusal } = failed(outcome.result);
+      changes = { ...refusal, step: "done", finalizeLedgerId: null, captureAmount: 0n };
+    } else changes = failed(outcome.result);
     return this.save(row, changes);
   }
 
@@ -144,10 +161,17 @@ export class Orchestrator {
     const answer = await this.risk.assess(row);
     if (!answer) {
       // Still no answer for a transfer already held: keep waiting. Otherwise the policy decides.
-      if (heldForFallback) return STALLED;
+      if (heldForFallback) {
+        await this.transfers.touch(row.id);
+        return STALLED;
+      }
       return this.save(row, this.fallbackChanges(row));
     }
-    const outcome = create(RiskOutcomeSchema, { ...answer, fallback: false });
+    if ("refused" in answer) {
+      const refusal = { failureReason: answer.refused.reasonName, failureMessage: `risk refused the request: ${answer.refused.message}` };
+      return heldForFallback ? this.save(row, { step: "void", ...this.finalizer(row), ...refusal }) : this.save(row, { status: "failed", step: "done", ...refusal });
+    }
+    const outcome = create(RiskOutcomeSchema, { ...answer.outcome, fallback: false });
     const risk = riskOutcomeJson(outcome);
     switch (outcome.decision) {
       case RiskDecision.APPROVE:

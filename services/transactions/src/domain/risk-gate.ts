@@ -15,9 +15,13 @@ export interface RiskGateOptions {
   breakerCooldownMs: number;
 }
 
-// Risk cannot answer: unreachable, too slow, overloaded, failing. Its refusals of bad input are answers.
-const UNAVAILABLE = new Set([Status.UNAVAILABLE, Status.DEADLINE_EXCEEDED, Status.RESOURCE_EXHAUSTED, Status.INTERNAL, Status.UNKNOWN, Status.CANCELLED]);
-const isUnavailable = (err: Error) => !(err instanceof RemoteError) || UNAVAILABLE.has(err.code);
+// Risk refused the request itself: asking again cannot help, and the transfer ends on it.
+const REFUSALS = new Set([Status.INVALID_ARGUMENT, Status.FAILED_PRECONDITION, Status.ALREADY_EXISTS, Status.OUT_OF_RANGE]);
+const isRefusal = (err: unknown): err is RemoteError => err instanceof RemoteError && REFUSALS.has(err.code);
+// Anything else (unreachable, slow, overloaded, failing, a wrong peer) means risk cannot answer.
+const isUnavailable = (err: Error) => !isRefusal(err);
+
+export type RiskAnswer = { outcome: RiskOutcome } | { refused: RemoteError } | undefined;
 
 /**
  * Asks risk about a transfer, with a short deadline, behind a circuit breaker:
@@ -44,23 +48,26 @@ export class RiskGate {
     return (["closed", "open", "half-open", "isolated"] as const)[this.breaker.state];
   }
 
-  async assess(row: TransferRow): Promise<RiskOutcome | undefined> {
+  /** Risk's decision; its refusal of the request; or undefined when it cannot answer (the fallback decides). */
+  async assess(row: TransferRow): Promise<RiskAnswer> {
     try {
-      const { assessment } = await this.breaker.execute(() =>
-        this.risk.assessTransfer({ transfer: transferMessage(row) }, { timeoutMs: this.options.deadlineMs }),
-      );
-      return create(RiskOutcomeSchema, {
-        decision: assessment?.decision ?? RiskDecision.UNSPECIFIED,
-        score: assessment?.score ?? 0,
-        reasons: (assessment?.hits ?? []).map((h) => `${h.ruleName} (v${h.ruleVersion})`),
-        assessmentId: assessment?.id ?? "",
+      const { assessment } = await this.breaker.execute(async () => {
+        const reply = await this.risk.assessTransfer({ transfer: transferMessage(row) }, { timeoutMs: this.options.deadlineMs });
+        if (!reply.assessment || reply.assessment.decision === RiskDecision.UNSPECIFIED) throw new Error("risk answered without a decision");
+        return reply;
       });
+      return {
+        outcome: create(RiskOutcomeSchema, {
+          decision: assessment!.decision,
+          score: assessment!.score,
+          reasons: assessment!.hits.map((h) => `${h.ruleName} (v${h.ruleVersion})`),
+          assessmentId: assessment!.id,
+        }),
+      };
     } catch (err) {
-      if (err instanceof BrokenCircuitError || isUnavailable(err as Error)) {
-        this.log.warn({ transfer: row.id, err: (err as Error).message }, "risk cannot answer; the fallback policy decides");
-        return undefined;
-      }
-      throw err;
+      if (isRefusal(err)) return { refused: err };
+      this.log.warn({ transfer: row.id, err: (err as Error).message, breaker: err instanceof BrokenCircuitError ? "open" : this.state }, "risk cannot answer; the fallback policy decides");
+      return undefined;
     }
   }
 }

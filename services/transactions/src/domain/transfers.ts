@@ -13,7 +13,7 @@ import {
 import type { Transfer } from "../../../../gen/tally/transactions/v1/transfer_pb";
 import { DomainError, ErrorReason } from "../../../../platform/errors";
 import { appendEvents, type EventPayload, type OutboxWriter } from "../../../../platform/outbox/append";
-import { cursorId, decodePageToken, foreignToken, pageOf, pageSize, type Page } from "../../../../platform/paging";
+import { cursorId, decodePageToken, pageOf, pageSize, type Page } from "../../../../platform/paging";
 import { requireId } from "../../../../platform/validation";
 import { transfers, type TransferRow, type TransferStatusName } from "../db/schema";
 import type { TransactionsDb, TransactionsTx } from "../db/types";
@@ -104,21 +104,23 @@ export class Transfers {
   }
 
   /**
-   * Settles a reversal that reached its end, together with the transfer it reverses: a failed
-   * reversal gives back the amount it reserved; a posted one that completes the reversal marks
-   * the original reversed, with its event.
+   * Settles a reversal that reached its end, together with the transfer it reverses: the amount it
+   * set aside is released, and counted as reversed when it posted; the original is marked reversed,
+   * with its event, once posted reversals undo all of it.
    */
   async settleReversal(reversal: TransferRow, changes: TransferChanges): Promise<TransferRow | undefined> {
     const saved = await this.db.transaction(async (tx) => {
       const row = await this.change(reversal.id, changes, { step: reversal.step }, tx);
       if (!row || !row.reversesTransferId) return row;
       const [original] = await tx.select().from(transfers).where(eq(transfers.id, row.reversesTransferId)).for("update");
-      if (row.status === "failed") {
-        await tx.update(transfers).set({ reversedAmount: original.reversedAmount - row.amount, updatedAt: new Date() }).where(eq(transfers.id, original.id));
-      } else if (row.status === "posted" && original.reversedAmount >= postedAmount(original) && original.status !== "reversed") {
-        const [reversed] = await tx.update(transfers).set({ status: "reversed", updatedAt: new Date() }).where(eq(transfers.id, original.id)).returning();
-        await this.announce(tx, reversed, row);
-      }
+      const reversedAmount = original.reversedAmount + (row.status === "posted" ? row.amount : 0n);
+      const complete = row.status === "posted" && reversedAmount >= postedAmount(original);
+      const [updated] = await tx
+        .update(transfers)
+        .set({ reversedAmount, reversalReserved: original.reversalReserved - row.amount, ...(complete ? { status: "reversed" as const } : {}), updatedAt: new Date() })
+        .where(eq(transfers.id, original.id))
+        .returning();
+      if (complete) await this.announce(tx, updated, row);
       return row;
     });
     this.afterCommit();
@@ -145,6 +147,11 @@ export class Transfers {
   /** Claims transfers inside the transaction that creates or changes them, so no one else drives them before their creator. */
   async claimIn(tx: TransactionsTx, ids: string[], leaseMs: number): Promise<void> {
     await tx.update(transfers).set({ leaseUntil: new Date(Date.now() + leaseMs) }).where(inArray(transfers.id, ids));
+  }
+
+  /** Marks a transfer as just tried, so the recovery loop takes the ones waiting longest first. */
+  async touch(id: string): Promise<void> {
+    await this.db.update(transfers).set({ updatedAt: new Date() }).where(eq(transfers.id, id));
   }
 
   async release(id: string): Promise<void> {
@@ -179,8 +186,8 @@ export class Transfers {
   ): Promise<Page<TransferRow>> {
     const accountId = requireId(accountIdInput, "account_id");
     const limit = pageSize(size);
-    const cursor = decodePageToken(token, ["at", "id"]);
-    const before = cursor ? { at: cursorTime(cursor.at), id: cursorId(cursor.id) } : undefined;
+    const cursor = decodePageToken(token, ["before"]);
+    const before = cursor ? cursorId(cursor.before) : undefined;
     const rows = await this.db
       .select()
       .from(transfers)
@@ -190,20 +197,16 @@ export class Transfers {
           statuses.length > 0 ? inArray(transfers.status, statuses) : undefined,
           range.start ? gte(transfers.createdAt, range.start) : undefined,
           range.end ? lt(transfers.createdAt, range.end) : undefined,
-          before ? sql`(${transfers.createdAt}, ${transfers.id}) < (${before.at.toISOString()}::timestamptz, ${before.id}::uuid)` : undefined,
+          // The cursor's own row gives its exact (microsecond) creation time.
+          before ? sql`(${transfers.createdAt}, ${transfers.id}) < (select created_at, id from ${transfers} where id = ${before}::uuid)` : undefined,
         ),
       )
       .orderBy(desc(transfers.createdAt), desc(transfers.id))
       .limit(limit + 1);
-    return pageOf(rows, limit, (last) => ({ at: last.createdAt.toISOString(), id: last.id }));
+    return pageOf(rows, limit, (last) => ({ before: last.id }));
   }
 }
 
 /** What a transfer moved: an authorization moved what was captured. */
 export const postedAmount = (row: TransferRow): bigint => (row.kind === "authorization" ? row.capturedAmount : row.amount);
 
-function cursorTime(value: string): Date {
-  const at = new Date(value);
-  if (Number.isNaN(at.getTime())) throw foreignToken();
-  return at;
-}

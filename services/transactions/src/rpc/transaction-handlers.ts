@@ -103,8 +103,8 @@ export function transactionHandlers(ops: Operations, store: Transfers): Handlers
     async listTransfers(req) {
       const statuses = req.statuses.map(statusName);
       const range = {
-        start: req.created?.startTime ? timestampDate(req.created.startTime) : undefined,
-        end: req.created?.endTime ? timestampDate(req.created.endTime) : undefined,
+        start: req.created?.startTime ? validTime(timestampDate(req.created.startTime), "created.start_time") : undefined,
+        end: req.created?.endTime ? validTime(timestampDate(req.created.endTime), "created.end_time") : undefined,
       };
       const page = await store.list(req.accountId, statuses, range, req.pageSize, req.pageToken);
       return { transfers: page.items.map(transferMessage), nextPageToken: page.nextPageToken };
@@ -120,8 +120,9 @@ export function transactionHandlers(ops: Operations, store: Transfers): Handlers
           try {
             results[i] = { index: i, transfer: await createTransfer(req.transfers[i]) };
           } catch (err) {
-            if (!(err instanceof DomainError)) throw err;
-            results[i] = { index: i, errorReason: err.reason, errorMessage: `${err.field ? `${err.field}: ` : ""}${err.message}` };
+            // An unexpected failure is that item's result: the others have executed and stand.
+            const known = err instanceof DomainError ? err : new DomainError(ErrorReason.INTERNAL, "internal error");
+            results[i] = { index: i, errorReason: known.reason, errorMessage: `${known.field ? `${known.field}: ` : ""}${known.message}` };
           }
         }
       };
@@ -129,6 +130,11 @@ export function transactionHandlers(ops: Operations, store: Transfers): Handlers
       return { results };
     },
   };
+}
+
+function validTime(at: Date, field: string): Date {
+  if (Number.isNaN(at.getTime())) throw new DomainError(ErrorReason.INVALID_FIELD, `${field} is out of range`, field);
+  return at;
 }
 
 function statusName(status: TransferStatus): TransferStatusName {
