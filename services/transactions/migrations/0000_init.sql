@@ -4,8 +4,7 @@ CREATE TABLE "transactions"."idempotency_keys" (
 	"request_id" text PRIMARY KEY NOT NULL,
 	"operation" text NOT NULL,
 	"request_hash" text NOT NULL,
-	"state" text NOT NULL,
-	"outcome" jsonb,
+	"outcome" jsonb NOT NULL,
 	"created_at" timestamp with time zone DEFAULT now() NOT NULL,
 	"expires_at" timestamp with time zone NOT NULL
 );

@@ -11,6 +11,7 @@ import { startRuntime } from "../../../platform/runtime";
 import type { TransactionsConfig } from "./config";
 import { schema } from "./db/schema";
 import { LEDGER_CONSUMER, ledgerEventHandler, REVIEW_CONSUMER, reviewResolvedHandler } from "./domain/event-handlers";
+import { AccountDirectory } from "./domain/account-directory";
 import { IdempotencyKeys } from "./domain/idempotency";
 import { LedgerGate } from "./domain/ledger-gate";
 import { Operations } from "./domain/operations";
@@ -39,7 +40,7 @@ export async function startTransactionsService(config: TransactionsConfig, log: 
   const clientOptions = { defaultTimeoutMs: config.GRPC_DEADLINE_MS };
   // Ledger postings are idempotent by their ids, so a lost connection is retried.
   const ledger = createServiceClient(LedgerService, config.ACCOUNT_SERVICE_URL, { ...clientOptions, retryableMethods: ["postTransfers"] });
-  const accounts = createServiceClient(AccountService, config.ACCOUNT_SERVICE_URL, { ...clientOptions, retryableMethods: ["getSystemAccount"] });
+  const accounts = createServiceClient(AccountService, config.ACCOUNT_SERVICE_URL, { ...clientOptions, retryableMethods: ["getSystemAccount", "getAccount"] });
   const risk = createServiceClient(RiskService, config.RISK_SERVICE_URL, clientOptions);
   lifecycle.onStop("service clients", () => [ledger, accounts, risk].forEach((c) => c.close()));
 
@@ -51,7 +52,7 @@ export async function startTransactionsService(config: TransactionsConfig, log: 
   };
   const orchestrator = new Orchestrator(store, riskGate, new LedgerGate(ledger), { mode: config.RISK_FALLBACK, approveMax: BigInt(config.RISK_FALLBACK_APPROVE_MAX) }, log, config.DRIVE_LEASE_MS, failpoint);
   const keys = new IdempotencyKeys(db, config.IDEMPOTENCY_TTL_HOURS);
-  const operations = new Operations(store, keys, orchestrator, accounts, {
+  const operations = new Operations(store, keys, orchestrator, accounts, new AccountDirectory(accounts), {
     holdSeconds: config.HOLD_SECONDS,
     reviewHoldSeconds: config.REVIEW_HOLD_SECONDS,
     replayWaitMs: config.GRPC_DEADLINE_MS,

@@ -23,6 +23,15 @@ describe("when risk cannot answer", () => {
   });
   afterAll(() => h.stop());
 
+  it("lets a hold waiting for risk expire with the ledger's hold", async () => {
+    const [a, b] = [await openAccount(h), await openAccount(h)];
+    await fund(h, a.id, 1_000n);
+    const { transfer } = await h.transactions.authorizeTransfer({ ...transferRequest(a.id, b.id, 300n), expiresInSeconds: 1n });
+    expect([transfer!.status, transfer!.risk?.fallback]).toEqual([TransferStatus.HELD, true]);
+    await statusBecomes(h, transfer!.id, TransferStatus.EXPIRED);
+    expect((await balanceOf(h, a.id)).available).toBe(1_000n);
+  });
+
   it("holds the funds (the default policy), opens the breaker, and settles once risk is back", async () => {
     const [a, b] = [await openAccount(h), await openAccount(h)];
     await fund(h, a.id, 10_000n);

@@ -97,6 +97,19 @@ describe("authorizations", () => {
     await expectRpcError(h.transactions.captureTransfer({ requestId: newId(), transferId: hold!.id }), Status.FAILED_PRECONDITION, "INVALID_STATE_TRANSITION", "transfer_id");
   });
 
+  it("stay held when the ledger refuses a capture, to be captured once the refusal is gone", async () => {
+    const [a, b] = [await funded(10_000n), await openAccount(h)];
+    const { transfer: hold } = await h.transactions.authorizeTransfer(transferRequest(a.id, b.id, 6_000n));
+    await h.accounts.freezeAccount({ accountId: b.id, reason: "investigation" });
+    const { transfer: refused } = await h.transactions.captureTransfer({ requestId: newId(), transferId: hold!.id });
+    expect([refused!.status, refused!.failureMessage]).toEqual([TransferStatus.HELD, "the ledger refused: CREDIT_ACCOUNT_FROZEN"]);
+    expect((await balanceOf(h, a.id)).debitsPending).toBe(6_000n);
+    await h.accounts.unfreezeAccount({ accountId: b.id });
+    const { transfer: captured } = await h.transactions.captureTransfer({ requestId: newId(), transferId: hold!.id });
+    expect(captured!.status).toBe(TransferStatus.POSTED);
+    expect((await balanceOf(h, b.id)).posted).toBe(6_000n);
+  });
+
   it("void releases the hold", async () => {
     const [a, b] = [await funded(10_000n), await openAccount(h)];
     const { transfer: hold } = await h.transactions.authorizeTransfer(transferRequest(a.id, b.id, 6_000n));
@@ -138,6 +151,25 @@ describe("reversals", () => {
   });
 });
 
+describe("reversals racing", () => {
+  it("never exceed the transfer, and mark it reversed only by what actually posted", async () => {
+    const [a, b, c] = [await funded(10_000n), await openAccount(h), await openAccount(h)];
+    const { transfer } = await h.transactions.createTransfer(transferRequest(a.id, b.id, 1_000n));
+    // The receiver spends half: a reversal of more than 500 cannot post.
+    await h.transactions.createTransfer(transferRequest(b.id, c.id, 500n));
+    const [small, large] = await Promise.all([
+      h.transactions.reverseTransfer({ requestId: newId(), transferId: transfer!.id, amount: 400n }),
+      h.transactions.reverseTransfer({ requestId: newId(), transferId: transfer!.id, amount: 600n }),
+    ]);
+    expect([small.reversal!.status, large.reversal!.status]).toEqual([TransferStatus.POSTED, TransferStatus.FAILED]);
+    const { transfer: original } = await h.transactions.getTransfer({ transferId: transfer!.id });
+    expect([original!.status, original!.reversedAmount]).toEqual([TransferStatus.POSTED, 400n]);
+    await fund(h, b.id, 1_000n);
+    const { original: done } = await h.transactions.reverseTransfer({ requestId: newId(), transferId: transfer!.id });
+    expect([done!.status, done!.reversedAmount]).toEqual([TransferStatus.REVERSED, 1_000n]);
+  });
+});
+
 describe("idempotency", () => {
   it("executes a request sent 20 times at once once, and answers all 20 alike", async () => {
     const [a, b] = [await funded(), await openAccount(h)];
@@ -160,6 +192,15 @@ describe("idempotency", () => {
     expect(again.transfer).toEqual(first.transfer);
     await expectRpcError(h.transactions.createTransfer({ ...request, amount: usd(501n) }), Status.ALREADY_EXISTS, "IDEMPOTENCY_KEY_REUSED", "request_id");
     await expectRpcError(h.transactions.createDeposit({ requestId: request.requestId, accountId: a.id, amount: usd(500n) }), Status.ALREADY_EXISTS, "IDEMPOTENCY_KEY_REUSED", "request_id");
+  });
+
+  it("answers a replay with the first answer, even after the transfer moved on", async () => {
+    const [a, b] = [await funded(10_000n), await openAccount(h)];
+    const request = transferRequest(a.id, b.id, 700n);
+    const first = await h.transactions.authorizeTransfer(request);
+    expect(first.transfer!.status).toBe(TransferStatus.HELD);
+    await h.transactions.captureTransfer({ requestId: newId(), transferId: first.transfer!.id });
+    expect(await h.transactions.authorizeTransfer(request)).toEqual(first);
   });
 });
 
@@ -196,6 +237,9 @@ describe("bad input gets a clear error and changes nothing", () => {
     ["a negative capture", () => h.transactions.captureTransfer({ requestId: newId(), transferId: newId(), amount: -1n }), Status.INVALID_ARGUMENT, "AMOUNT_MUST_BE_POSITIVE", "amount"],
     ["a forged page token", () => h.transactions.listTransfers({ accountId: newId(), pageToken: "zz" }), Status.INVALID_ARGUMENT, "INVALID_PAGE_TOKEN", "page_token"],
     ["an empty batch", () => h.transactions.batchCreateTransfers({ transfers: [] }), Status.INVALID_ARGUMENT, "BATCH_EMPTY", "transfers"],
+    ["an unknown account", () => h.transactions.createTransfer(transferRequest(newId(), newId(), 1n)), Status.NOT_FOUND, "ACCOUNT_NOT_FOUND", "from_account_id"],
+    ["a deposit to an unknown account", () => h.transactions.createDeposit({ requestId: newId(), accountId: newId(), amount: usd(1n) }), Status.NOT_FOUND, "ACCOUNT_NOT_FOUND", "account_id"],
+    ["an out-of-range time filter", () => h.transactions.listTransfers({ accountId: newId(), created: { startTime: { seconds: 100_000_000_000_000n } } }), Status.INVALID_ARGUMENT, "INVALID_FIELD", "created.start_time"],
     ["an oversized batch", () => h.transactions.batchCreateTransfers({ transfers: Array.from({ length: 1001 }, () => transferRequest(newId(), newId(), 1n)) }), Status.INVALID_ARGUMENT, "BATCH_TOO_LARGE", "transfers"],
   ];
   it.each(bad)("%s", async (_name, call, code, reason, field) => {
@@ -218,5 +262,14 @@ describe("BatchCreateTransfers", () => {
       [3, TransferStatus.POSTED],
     ]);
     expect((await balanceOf(h, b.id)).posted).toBe(300n);
+  });
+});
+
+describe("accounts are checked before anything is recorded", () => {
+  it("refuses a currency the account does not hold", async () => {
+    const [a, b] = [await funded(1_000n), await openAccount(h, { currency: "EUR" })];
+    const before = await rowsIn(h, "transfers");
+    await expectRpcError(h.transactions.createTransfer(transferRequest(a.id, b.id, 10n)), Status.FAILED_PRECONDITION, "CURRENCY_MISMATCH", "amount.currency");
+    expect(await rowsIn(h, "transfers")).toBe(before);
   });
 });

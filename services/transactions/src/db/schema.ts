@@ -1,3 +1,4 @@
+import type { JsonValue } from "@bufbuild/protobuf";
 import { sql } from "drizzle-orm";
 import { bigint, index, jsonb, pgSchema, text, timestamp, uuid } from "drizzle-orm/pg-core";
 import { inboxTable } from "../../../../platform/inbox/table";
@@ -58,7 +59,7 @@ export const transfers = transactionsSchema.table(
   ],
 );
 
-/** Idempotency keys: a request id, the body it came with, and the outcome once there is one. */
+/** Idempotency keys: a request id, the fingerprint of the body it came with, and its outcome. */
 export const idempotencyKeys = transactionsSchema.table(
   "idempotency_keys",
   {
@@ -66,18 +67,15 @@ export const idempotencyKeys = transactionsSchema.table(
     operation: text("operation").notNull(),
     // sha256 of the request without its request id.
     requestHash: text("request_hash").notNull(),
-    state: text("state", { enum: ["started", "completed"] }).notNull(),
-    // The transfers the request produced (ids), or the error it ended with.
-    outcome: jsonb("outcome").$type<StoredOutcome>(),
+    outcome: jsonb("outcome").$type<StoredOutcome>().notNull(),
     createdAt: at("created_at").notNull().defaultNow(),
     expiresAt: at("expires_at").notNull(),
   },
   (t) => [index("idempotency_keys_expires_idx").on(t.expiresAt)],
 );
 
-export type StoredOutcome =
-  | { transferIds: string[] }
-  | { error: { reason: number; message: string; violations: { field: string; description: string }[]; metadata: Record<string, string> } };
+/** The transfers a request created, and the answer it gave (proto3 JSON), once it has given it. */
+export type StoredOutcome = { transferIds: string[]; answer?: JsonValue[] };
 
 export const inbox = inboxTable(transactionsSchema);
 export const outbox = outboxTable(transactionsSchema);

@@ -1,5 +1,6 @@
 import { createHash } from "node:crypto";
-import { toJson, type DescMessage, type MessageShape } from "@bufbuild/protobuf";
+import { fromJson, toJson, type DescMessage, type MessageShape } from "@bufbuild/protobuf";
+import { TransferSchema, type Transfer } from "../../../../gen/tally/transactions/v1/transfer_pb";
 import { eq, lt } from "drizzle-orm";
 import { withTransactionRetry } from "../../../../platform/db/retry";
 import { DomainError, ErrorReason } from "../../../../platform/errors";
@@ -47,7 +48,7 @@ export class IdempotencyKeys {
       this.db.transaction(async (tx) => {
         const [claimed] = await tx
           .insert(idempotencyKeys)
-          .values({ requestId, operation, requestHash, state: "completed", outcome: { transferIds }, expiresAt: new Date(Date.now() + this.ttlHours * 3600_000) })
+          .values({ requestId, operation, requestHash, outcome: { transferIds }, expiresAt: new Date(Date.now() + this.ttlHours * 3600_000) })
           .onConflictDoNothing()
           .returning();
         if (!claimed) {
@@ -56,13 +57,29 @@ export class IdempotencyKeys {
           if (earlier.operation !== operation || earlier.requestHash !== requestHash) {
             throw new DomainError(ErrorReason.IDEMPOTENCY_KEY_REUSED, "request_id was used before for a different request", "request_id");
           }
-          const outcome = earlier.outcome;
-          return { transferIds: outcome && "transferIds" in outcome ? outcome.transferIds : [], replay: true };
+          return { transferIds: earlier.outcome.transferIds, replay: true };
         }
         await create(tx);
         return { transferIds, replay: false };
       }),
     );
+  }
+
+  /** Stores the answer the request gave, for its replays. */
+  async recordAnswer(requestId: string, answer: Transfer[]): Promise<void> {
+    const [key] = await this.db.select({ outcome: idempotencyKeys.outcome }).from(idempotencyKeys).where(eq(idempotencyKeys.requestId, requestId));
+    const transferIds = key?.outcome && "transferIds" in key.outcome ? key.outcome.transferIds : [];
+    await this.db
+      .update(idempotencyKeys)
+      .set({ outcome: { transferIds, answer: answer.map((t) => toJson(TransferSchema, t)) } })
+      .where(eq(idempotencyKeys.requestId, requestId));
+  }
+
+  /** The answer a request gave, once it has. */
+  async answer(requestId: string): Promise<Transfer[] | undefined> {
+    const [key] = await this.db.select({ outcome: idempotencyKeys.outcome }).from(idempotencyKeys).where(eq(idempotencyKeys.requestId, requestId));
+    const answer = key?.outcome && "answer" in key.outcome ? key.outcome.answer : undefined;
+    return answer?.map((json) => fromJson(TransferSchema, json));
   }
 
   /** Keys past their time, kept at least the configured hours. */

@@ -1,14 +1,15 @@
 import { eq } from "drizzle-orm";
 import type { AccountService } from "../../../../gen/tally/account/v1/account_service_pb";
 import type { Money } from "../../../../gen/tally/common/v1/money_pb";
-import { RiskDecision } from "../../../../gen/tally/transactions/v1/transfer_pb";
+import { RiskDecision, type Transfer } from "../../../../gen/tally/transactions/v1/transfer_pb";
 import { DomainError, ErrorReason } from "../../../../platform/errors";
 import type { ClientOf } from "../../../../platform/grpc/client";
 import { newId } from "../../../../platform/ids";
-import { requireCurrency, requireId, requireMetadata, requireText } from "../../../../platform/validation";
+import { requireCurrency, requireId, requireMetadata, requireText, requireToken } from "../../../../platform/validation";
 import { transfers, type TransferKindName, type TransferRow } from "../db/schema";
 import type { TransactionsTx } from "../db/types";
-import { riskOutcomeOf } from "../proto";
+import { riskOutcomeOf, transferMessage } from "../proto";
+import type { AccountDirectory } from "./account-directory";
 import type { IdempotencyKeys } from "./idempotency";
 import type { Orchestrator } from "./orchestrator";
 import { postedAmount, type Transfers } from "./transfers";
@@ -50,11 +51,13 @@ export class Operations {
     private readonly keys: IdempotencyKeys,
     private readonly orchestrator: Orchestrator,
     private readonly accounts: Pick<ClientOf<typeof AccountService>, "getSystemAccount">,
+    private readonly directory: AccountDirectory,
     private readonly limits: OperationLimits,
   ) {}
 
   /** Transfers, deposits, withdrawals and authorizations. */
-  async move(m: NewMovement): Promise<TransferRow> {
+  async move(m: NewMovement): Promise<Transfer> {
+    requireToken(m.requestId, "request_id", 128);
     const money = requireMoney(m.amount);
     const description = requireText(m.description, "description", 1000);
     const metadata = requireMetadata(m.metadata);
@@ -64,6 +67,10 @@ export class Operations {
       const field = m.kind === "deposit" || m.kind === "withdrawal" ? "account_id" : "to_account_id";
       throw new DomainError(ErrorReason.ACCOUNTS_MUST_BE_DIFFERENT, "the accounts must be different", field);
     }
+    // Unknown accounts and the wrong currency are bad input: refused before anything is recorded.
+    const customerFields: [string, string][] =
+      m.kind === "deposit" ? [[to, "account_id"]] : m.kind === "withdrawal" ? [[from, "account_id"]] : [[from, "from_account_id"], [to, "to_account_id"]];
+    await Promise.all(customerFields.map(([id, field]) => this.directory.requireAccount(id, money.currency, field)));
     const expires = m.expiresInSeconds ?? 0n;
     if (expires < 0n || expires > 366n * 86_400n) throw new DomainError(ErrorReason.INVALID_FIELD, "expires_in_seconds is from 0 to a year", "expires_in_seconds");
     const holdSeconds = m.kind === "authorization" ? (expires > 0n ? expires : BigInt(this.limits.holdSeconds)) : BigInt(this.limits.reviewHoldSeconds);
@@ -89,7 +96,7 @@ export class Operations {
   }
 
   /** Posts all (amount 0) or part of an authorization's hold. */
-  async capture(requestId: string, fingerprint: string, transferId: string, amount: bigint): Promise<TransferRow> {
+  async capture(requestId: string, fingerprint: string, transferId: string, amount: bigint): Promise<Transfer> {
     if (amount < 0n) throw new DomainError(ErrorReason.AMOUNT_MUST_BE_POSITIVE, "amount must not be negative", "amount");
     const id = requireId(transferId, "transfer_id");
     const [row] = await this.run(requestId, "capture", fingerprint, [id], async (tx) => {
@@ -101,7 +108,7 @@ export class Operations {
   }
 
   /** Releases an authorization's hold. */
-  async void(requestId: string, fingerprint: string, transferId: string, reasonInput: string): Promise<TransferRow> {
+  async void(requestId: string, fingerprint: string, transferId: string, reasonInput: string): Promise<Transfer> {
     const id = requireId(transferId, "transfer_id");
     const reason = requireText(reasonInput, "reason", 500);
     const [row] = await this.run(requestId, "void", fingerprint, [id], async (tx) => {
@@ -112,7 +119,7 @@ export class Operations {
   }
 
   /** A new transfer back from the receiver, for all that remains (0) or part of a posted transfer. */
-  async reverse(requestId: string, fingerprint: string, transferId: string, amount: bigint, reasonInput: string): Promise<[TransferRow, TransferRow]> {
+  async reverse(requestId: string, fingerprint: string, transferId: string, amount: bigint, reasonInput: string): Promise<[Transfer, Transfer]> {
     if (amount < 0n) throw new DomainError(ErrorReason.AMOUNT_MUST_BE_POSITIVE, "amount must not be negative", "amount");
     const id = requireId(transferId, "transfer_id");
     const reason = requireText(reasonInput, "reason", 500);
@@ -148,8 +155,11 @@ export class Operations {
     return [reversal, original];
   }
 
-  /** Records the request with its transfers (or finds the earlier one), drives them, and returns them as they then are. */
-  private async run(requestId: string, operation: string, fingerprint: string, ids: string[], create: (tx: TransactionsTx) => Promise<void>): Promise<TransferRow[]> {
+  /**
+   * Records the request with its transfers (or finds the earlier one), drives them, and returns
+   * them as they then are; that answer is stored with the key, so a replay gets the same answer.
+   */
+  private async run(requestId: string, operation: string, fingerprint: string, ids: string[], create: (tx: TransactionsTx) => Promise<void>): Promise<Transfer[]> {
     const { transferIds, replay } = await this.keys.run(requestId, operation, fingerprint, ids, async (tx) => {
       await create(tx);
       // Held by this request from its commit on: a concurrent replay waits for the outcome.
@@ -163,18 +173,20 @@ export class Operations {
         else driven.push(await this.orchestrator.drive(row.id, row));
       }
       // One transfer: as driven. Several (a reversal and its original): driving one changes the other.
-      return rows.length === 1 && driven.length === 1 ? driven : this.transfers.find(transferIds);
+      const answer = (rows.length === 1 && driven.length === 1 ? driven : await this.transfers.find(transferIds)).map(transferMessage);
+      await this.keys.recordAnswer(requestId, answer);
+      return answer;
     }
-    return this.settled(transferIds);
+    return this.earlierAnswer(requestId, transferIds);
   }
 
-  /** The transfers once no driver holds them (the original request finishing), or as they are when the wait is over. */
-  private async settled(ids: string[]): Promise<TransferRow[]> {
+  /** The answer the original request gave, once it has given it; past the wait, the transfers as they are. */
+  private async earlierAnswer(requestId: string, ids: string[]): Promise<Transfer[]> {
     const until = Date.now() + this.limits.replayWaitMs;
     for (;;) {
-      const rows = await this.transfers.find(ids);
-      const busy = rows.some((r) => r.step !== "done" && r.leaseUntil !== null && r.leaseUntil > new Date());
-      if (!busy || Date.now() > until) return rows;
+      const answer = await this.keys.answer(requestId);
+      if (answer) return answer;
+      if (Date.now() > until) return (await this.transfers.find(ids)).map(transferMessage);
       await sleep(20);
     }
   }

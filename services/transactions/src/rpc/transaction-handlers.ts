@@ -24,26 +24,24 @@ const BATCH_CONCURRENCY = 16;
 
 /** TransactionService over gRPC: decode, call the domain, encode. */
 export function transactionHandlers(ops: Operations, store: Transfers): HandlersOf<typeof TransactionService> {
-  const createTransfer = async (req: CreateTransferRequest) =>
-    transferMessage(
-      await ops.move({
-        requestId: req.requestId,
-        fingerprint: fingerprint(CreateTransferRequestSchema, req),
-        kind: "transfer",
-        fromAccountId: req.fromAccountId,
-        toAccountId: req.toAccountId,
-        amount: req.amount,
-        description: req.description,
-        metadata: req.metadata,
-        transferId: req.transferId,
-      }),
-    );
+  const createTransfer = (req: CreateTransferRequest) =>
+    ops.move({
+      requestId: req.requestId,
+      fingerprint: fingerprint(CreateTransferRequestSchema, req),
+      kind: "transfer",
+      fromAccountId: req.fromAccountId,
+      toAccountId: req.toAccountId,
+      amount: req.amount,
+      description: req.description,
+      metadata: req.metadata,
+      transferId: req.transferId,
+    });
   return {
     async createTransfer(req) {
       return { transfer: await createTransfer(req) };
     },
     async createDeposit(req) {
-      const row = await ops.move({
+      const transfer = await ops.move({
         requestId: req.requestId,
         fingerprint: fingerprint(CreateDepositRequestSchema, req),
         kind: "deposit",
@@ -54,10 +52,10 @@ export function transactionHandlers(ops: Operations, store: Transfers): Handlers
         metadata: req.metadata,
         transferId: req.transferId,
       });
-      return { transfer: transferMessage(row) };
+      return { transfer };
     },
     async createWithdrawal(req) {
-      const row = await ops.move({
+      const transfer = await ops.move({
         requestId: req.requestId,
         fingerprint: fingerprint(CreateWithdrawalRequestSchema, req),
         kind: "withdrawal",
@@ -68,10 +66,10 @@ export function transactionHandlers(ops: Operations, store: Transfers): Handlers
         metadata: req.metadata,
         transferId: req.transferId,
       });
-      return { transfer: transferMessage(row) };
+      return { transfer };
     },
     async authorizeTransfer(req) {
-      const row = await ops.move({
+      const transfer = await ops.move({
         requestId: req.requestId,
         fingerprint: fingerprint(AuthorizeTransferRequestSchema, req),
         kind: "authorization",
@@ -83,19 +81,19 @@ export function transactionHandlers(ops: Operations, store: Transfers): Handlers
         transferId: req.transferId,
         expiresInSeconds: req.expiresInSeconds,
       });
-      return { transfer: transferMessage(row) };
+      return { transfer };
     },
     async captureTransfer(req) {
-      const row = await ops.capture(req.requestId, fingerprint(CaptureTransferRequestSchema, req), req.transferId, req.amount);
-      return { transfer: transferMessage(row) };
+      const transfer = await ops.capture(req.requestId, fingerprint(CaptureTransferRequestSchema, req), req.transferId, req.amount);
+      return { transfer };
     },
     async voidTransfer(req) {
-      const row = await ops.void(req.requestId, fingerprint(VoidTransferRequestSchema, req), req.transferId, req.reason);
-      return { transfer: transferMessage(row) };
+      const transfer = await ops.void(req.requestId, fingerprint(VoidTransferRequestSchema, req), req.transferId, req.reason);
+      return { transfer };
     },
     async reverseTransfer(req) {
       const [reversal, original] = await ops.reverse(req.requestId, fingerprint(ReverseTransferRequestSchema, req), req.transferId, req.amount, req.reason);
-      return { reversal: transferMessage(reversal), original: transferMessage(original) };
+      return { reversal, original };
     },
     async getTransfer(req) {
       return { transfer: transferMessage(await store.get(req.transferId)) };
