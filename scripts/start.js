@@ -22,6 +22,7 @@ const SERVICES = [
   { name: "account", main: "dist/services/account/src/main.js", port: 50051, portVar: "GRPC_PORT" },
   { name: "transactions", main: "dist/services/transactions/src/main.js", port: 50052, portVar: "GRPC_PORT" },
   { name: "risk", main: "dist/services/risk/src/main.js", port: 50053, portVar: "GRPC_PORT" },
+  { name: "gateway", main: "dist/gateway/src/main.js", port: 8080, portVar: "HTTP_PORT", http: true },
 ];
 
 const children = [];
@@ -47,14 +48,17 @@ function run(service, replica) {
     }
   });
   children.push(child);
-  return { label, target: `127.0.0.1:${port}` };
+  return { label, target: `127.0.0.1:${port}`, http: service.http === true };
 }
 
 async function waitHealthy(instances) {
   const { checkHealth } = require(path.join(root, "dist/platform/grpc/health-check"));
+  const { reachable } = require("./infra");
   const until = Date.now() + 60_000;
   for (const instance of instances) {
-    while (!(await checkHealth(instance.target))) {
+    const [host, port] = instance.target.split(":");
+    const healthy = () => (instance.http ? reachable(host, Number(port)) : checkHealth(instance.target));
+    while (!(await healthy())) {
       if (Date.now() > until) throw new Error(`${instance.label} did not become healthy within 60s`);
       await new Promise((r) => setTimeout(r, 250));
     }
@@ -88,16 +92,17 @@ async function main() {
   process.on("SIGTERM", () => stop(0));
   const instances = SERVICES.flatMap((s) => Array.from({ length: replicas }, (_, r) => run(s, r)));
   await waitHealthy(instances);
-  const first = instances[0].target;
   process.stdout.write(
     [
       "",
       "Tally is up.",
-      ...instances.map((i) => `  ${i.label.padEnd(12)} gRPC ${i.target}`),
+      ...instances.map((i) => `  ${i.label.padEnd(12)} ${i.http ? "gRPC, gRPC-Web, Connect" : "gRPC (internal)"} ${i.target}`),
       "",
-      "Try it (buf curl reads the schema straight from proto/):",
+      "Try it through the gateway (buf curl reads the schema straight from proto/):",
       `  npx buf curl --schema proto --protocol grpc --http2-prior-knowledge \\`,
-      `    -d '{"currency":"USD"}' http://${first}/tally.account.v1.AccountService/GetSystemAccount`,
+      `    -d '{"currency":"USD"}' http://127.0.0.1:8080/tally.account.v1.AccountService/GetSystemAccount`,
+      `  curl -s -H 'content-type: application/json' -d '{"currency":"USD"}' \\`,
+      `    http://127.0.0.1:8080/tally.account.v1.AccountService/GetSystemAccount`,
       "",
       "Ctrl-C stops everything.",
       "",

@@ -1,0 +1,125 @@
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import { createConnectTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
+import { status as Status } from "@grpc/grpc-js";
+import { AccountService } from "../../gen/tally/account/v1/account_service_pb";
+import { LedgerService } from "../../gen/tally/account/v1/ledger_service_pb";
+import { ErrorInfoSchema, BadRequestSchema } from "../../gen/google/rpc/error_details_pb";
+import { RiskService } from "../../gen/tally/risk/v1/risk_service_pb";
+import { TransactionService } from "../../gen/tally/transactions/v1/transaction_service_pb";
+import { TransferStatus } from "../../gen/tally/transactions/v1/transfer_pb";
+import { createServiceClient } from "../../platform/grpc/client";
+import { Lifecycle } from "../../platform/lifecycle";
+import { newId } from "../../platform/ids";
+import { testLogger } from "../../test/support/infra";
+import { expectRpcError, fund, openAccount } from "../../services/transactions/test/fixtures";
+import { startTransactionsHarness, type TransactionsHarness } from "../../services/transactions/test/harness";
+import { gatewayConfig } from "../src/config";
+import { startGateway } from "../src/gateway";
+
+let h: TransactionsHarness;
+let lifecycle: Lifecycle;
+let base: string;
+let target: string;
+
+beforeAll(async () => {
+  h = await startTransactionsHarness();
+  lifecycle = new Lifecycle(testLogger());
+  const gateway = await startGateway(
+    gatewayConfig({
+      HTTP_HOST: "127.0.0.1",
+      HTTP_PORT: "0",
+      LOG_LEVEL: "silent",
+      ACCOUNT_SERVICE_URL: h.accountTarget,
+      TRANSACTIONS_SERVICE_URL: `127.0.0.1:${h.service.port}`,
+      RISK_SERVICE_URL: h.env.RISK_SERVICE_URL,
+    }),
+    testLogger(),
+    lifecycle,
+  );
+  target = `127.0.0.1:${gateway.port}`;
+  base = `http://${target}`;
+});
+afterAll(async () => {
+  await lifecycle.stop("test done");
+  await h.stop();
+});
+
+describe("one port, every protocol", () => {
+  it("serves gRPC over HTTP/2 to a grpc-js client", async () => {
+    const client = createServiceClient(AccountService, target, { defaultTimeoutMs: 10_000 });
+    const { account } = await client.getSystemAccount({ currency: "USD" });
+    expect(account?.currency).toBe("USD");
+    client.close();
+  });
+
+  it("serves Connect with JSON over HTTP/1.1 and binary over HTTP/2", async () => {
+    for (const transport of [
+      createConnectTransport({ baseUrl: base, httpVersion: "1.1", useBinaryFormat: false }),
+      createConnectTransport({ baseUrl: base, httpVersion: "2", useBinaryFormat: true }),
+    ]) {
+      const client = createClient(AccountService, transport);
+      expect((await client.getSystemAccount({ currency: "EUR" })).account?.currency).toBe("EUR");
+    }
+  });
+
+  it("serves gRPC-Web", async () => {
+    const client = createClient(AccountService, createGrpcWebTransport({ baseUrl: base, httpVersion: "1.1" }));
+    expect((await client.getSystemAccount({ currency: "GBP" })).account?.currency).toBe("GBP");
+  });
+
+  it("serves Connect JSON to a plain HTTP POST, as curl would send it", async () => {
+    const res = await fetch(`${base}/tally.account.v1.AccountService/GetSystemAccount`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ currency: "JPY" }),
+    });
+    expect(res.status).toBe(200);
+    const body = (await res.json()) as { account: { currency: string; kind: string } };
+    expect(body.account).toMatchObject({ currency: "JPY", kind: "ACCOUNT_KIND_SETTLEMENT" });
+  });
+
+  it("moves money end to end through the gateway", async () => {
+    const [a, b] = [await openAccount(h), await openAccount(h)];
+    await fund(h, a.id, 1_000n);
+    const client = createClient(TransactionService, createConnectTransport({ baseUrl: base, httpVersion: "2" }));
+    const { transfer } = await client.createTransfer({ requestId: newId(), fromAccountId: a.id, toAccountId: b.id, amount: { amount: 250n, currency: "USD" } });
+    expect(transfer?.status).toBe(TransferStatus.POSTED);
+  });
+});
+
+describe("errors keep their reason and fields on every protocol", () => {
+  it("over gRPC", async () => {
+    const client = createServiceClient(AccountService, target, { defaultTimeoutMs: 10_000 });
+    await expectRpcError(client.getAccount({ accountId: "nope" }), Status.INVALID_ARGUMENT, "INVALID_ID", "account_id");
+    client.close();
+  });
+
+  it("over Connect", async () => {
+    const client = createClient(AccountService, createConnectTransport({ baseUrl: base, httpVersion: "1.1" }));
+    const err = await client.getAccount({ accountId: newId() }).then(
+      () => undefined,
+      (e: unknown) => ConnectError.from(e),
+    );
+    expect(err?.code).toBe(Code.NotFound);
+    expect(err?.findDetails(ErrorInfoSchema)[0]?.reason).toBe("ACCOUNT_NOT_FOUND");
+    expect(err?.findDetails(BadRequestSchema)[0]?.fieldViolations[0]?.field).toBe("account_id");
+  });
+});
+
+describe("internal methods are not reachable", () => {
+  it("LedgerService is not served at all", async () => {
+    const client = createServiceClient(LedgerService, target, { defaultTimeoutMs: 10_000 });
+    await expect(client.reconcile({})).rejects.toMatchObject({ code: Status.UNIMPLEMENTED });
+    client.close();
+  });
+
+  it("RiskService.AssessTransfer is not, though its public methods are", async () => {
+    const client = createClient(RiskService, createConnectTransport({ baseUrl: base, httpVersion: "1.1" }));
+    const err = await client.assessTransfer({}).then(
+      () => undefined,
+      (e: unknown) => ConnectError.from(e),
+    );
+    expect(err?.code).toBe(Code.Unimplemented);
+    expect((await client.listRules({})).rules.length).toBeGreaterThan(0);
+  });
+});
