@@ -5,6 +5,7 @@ import type { Logger } from "../../platform/logger";
 import { createBackends } from "./backends";
 import type { GatewayConfig } from "./config";
 import { createOnePortServer } from "./one-port";
+import { restHandler } from "./rest";
 import { registerRoutes } from "./routes";
 
 export interface GatewayHandle {
@@ -13,14 +14,17 @@ export interface GatewayHandle {
 }
 
 /**
- * The only public entry point: one port speaking gRPC (HTTP/2), gRPC-Web and
- * Connect (HTTP/1.1 and HTTP/2), forwarding each public method to its service.
+ * The only public entry point: one port speaking gRPC (HTTP/2), gRPC-Web,
+ * Connect (HTTP/1.1 and HTTP/2) and REST JSON, forwarding each public method
+ * to its service.
  */
 export async function startGateway(config: GatewayConfig, log: Logger, lifecycle: Lifecycle): Promise<GatewayHandle> {
   const backends = createBackends(config);
   lifecycle.onStop("backend clients", () => backends.forEach((b) => b.client.close()));
   const handler = connectNodeAdapter({
     routes: (router) => registerRoutes(router, backends, { defaultDeadlineMs: config.GRPC_DEADLINE_MS, maxDeadlineMs: config.MAX_DEADLINE_MS }),
+    // Whatever is not a gRPC, gRPC-Web or Connect call is REST JSON, transcoded from the protos.
+    fallback: restHandler(backends, config.GRPC_DEADLINE_MS),
   });
   const server = createOnePortServer(handler);
   const port = await new Promise<number>((resolve, reject) => {

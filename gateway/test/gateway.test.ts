@@ -123,3 +123,51 @@ describe("internal methods are not reachable", () => {
     expect((await client.listRules({})).rules.length).toBeGreaterThan(0);
   });
 });
+
+describe("REST JSON, transcoded from the google.api.http annotations", () => {
+  const rest = async (method: string, path: string, body?: unknown) => {
+    const res = await fetch(`${base}${path}`, {
+      method,
+      headers: body === undefined ? {} : { "content-type": "application/json" },
+      body: body === undefined ? undefined : typeof body === "string" ? body : JSON.stringify(body),
+    });
+    return { status: res.status, body: (await res.json()) as Record<string, any> };
+  };
+
+  it("creates and reads with path, query and body mapped onto the request", async () => {
+    const created = await rest("POST", "/v1/accounts", { requestId: newId(), customerId: "rest-alice", currency: "USD", overdraftLimit: "100" });
+    expect(created.status).toBe(200);
+    const id = created.body.account.id as string;
+    expect(created.body.account).toMatchObject({ customerId: "rest-alice", overdraftLimit: "100", status: "ACCOUNT_STATUS_ACTIVE" });
+    expect((await rest("GET", `/v1/accounts/${id}`)).body.account.id).toBe(id);
+    expect((await rest("GET", `/v1/accounts/${id}/balance`)).body.balance).toMatchObject({ accountId: id, overdraftLimit: "100" });
+    expect((await rest("GET", "/v1/customers/rest-alice/accounts?page_size=1")).body.accounts).toHaveLength(1);
+    expect((await rest("POST", `/v1/accounts/${id}:freeze`, { reason: "check" })).body.account.status).toBe("ACCOUNT_STATUS_FROZEN");
+  });
+
+  it("moves money with POST /v1/transfers and lists it with repeated query parameters", async () => {
+    const [a, b] = [await openAccount(h), await openAccount(h)];
+    await fund(h, a.id, 1_000n);
+    const { status, body } = await rest("POST", "/v1/transfers", { requestId: newId(), fromAccountId: a.id, toAccountId: b.id, amount: { amount: "300", currency: "USD" } });
+    expect([status, body.transfer.status, body.transfer.amount.amount]).toEqual([200, "TRANSFER_STATUS_POSTED", "300"]);
+    const listed = await rest("GET", `/v1/accounts/${b.id}/transfers?statuses=TRANSFER_STATUS_POSTED&statuses=TRANSFER_STATUS_HELD`);
+    expect(listed.body.transfers.map((t: { id: string }) => t.id)).toEqual([body.transfer.id]);
+  });
+
+  it("answers errors as JSON with the HTTP status, the reason and the fields", async () => {
+    const missing = await rest("GET", `/v1/accounts/${newId()}`);
+    expect(missing).toMatchObject({ status: 404, body: { error: { code: 404, status: "NOT_FOUND", reason: "ACCOUNT_NOT_FOUND", fieldViolations: [{ field: "account_id" }] } } });
+    const bad = await rest("POST", "/v1/accounts", { requestId: newId(), customerId: "x", currency: "usd" });
+    expect(bad).toMatchObject({ status: 400, body: { error: { status: "INVALID_ARGUMENT", reason: "UNKNOWN_CURRENCY", fieldViolations: [{ field: "currency" }] } } });
+    const malformed = await rest("POST", "/v1/accounts", "{not json");
+    expect(malformed).toMatchObject({ status: 400, body: { error: { reason: "MALFORMED_REQUEST" } } });
+    const unfit = await rest("POST", "/v1/accounts", { currency: 7, nonsense: true });
+    expect(unfit).toMatchObject({ status: 400, body: { error: { reason: "MALFORMED_REQUEST" } } });
+    expect((await rest("GET", "/v1/nowhere")).status).toBe(404);
+  });
+
+  it("has no route to internal methods", async () => {
+    // AssessTransfer has no annotation, and is not public; the ledger has neither.
+    expect((await rest("POST", "/v1/assessments", {})).status).toBe(404);
+  });
+});

@@ -1,0 +1,166 @@
+import type { IncomingMessage, ServerResponse } from "node:http";
+import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
+import { fromJson, getOption, toJson, type DescMethod, type JsonObject, type JsonValue } from "@bufbuild/protobuf";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { http as httpRule } from "../../gen/google/api/annotations_pb";
+import { BadRequestSchema, ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb";
+import { DomainError, ErrorReason } from "../../platform/errors";
+import type { Backend } from "./backends";
+import { toConnectError } from "./errors";
+import { publicMethods } from "./exposure";
+
+// What connect-node hands its fallback handler: either HTTP version's request and response.
+type Request = IncomingMessage | Http2ServerRequest;
+type Response = (Omit<ServerResponse, "write"> | Omit<Http2ServerResponse, "write">) & { write(chunk: string | Uint8Array): boolean };
+
+interface Route {
+  verb: string;
+  pattern: RegExp;
+  params: string[];
+  body: string;
+  method: DescMethod;
+  call: (request: unknown, options: { deadline: Date }) => Promise<unknown>;
+}
+
+const MAX_BODY_BYTES = 1024 * 1024;
+
+/** HTTP status for each gRPC code, as Google's APIs map them. */
+const HTTP_STATUS: Record<number, number> = {
+  [Code.Canceled]: 499,
+  [Code.Unknown]: 500,
+  [Code.InvalidArgument]: 400,
+  [Code.DeadlineExceeded]: 504,
+  [Code.NotFound]: 404,
+  [Code.AlreadyExists]: 409,
+  [Code.PermissionDenied]: 403,
+  [Code.ResourceExhausted]: 429,
+  [Code.FailedPrecondition]: 400,
+  [Code.Aborted]: 409,
+  [Code.OutOfRange]: 400,
+  [Code.Unimplemented]: 501,
+  [Code.Internal]: 500,
+  [Code.Unavailable]: 503,
+  [Code.DataLoss]: 500,
+  [Code.Unauthenticated]: 401,
+};
+
+/** "/v1/accounts/{account_id}:freeze" → a regular expression with one group per field. */
+function compile(template: string): { pattern: RegExp; params: string[] } {
+  const params: string[] = [];
+  const source = template
+    .split(/(\{[^}]+\})/)
+    .map((part) => {
+      const field = /^\{([a-z_][a-z0-9_.]*)\}$/.exec(part);
+      if (!field) return part.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+      params.push(field[1]);
+      return "([^/:]+)";
+    })
+    .join("");
+  return { pattern: new RegExp(`^${source}$`), params };
+}
+
+/** The REST routes of every public method, read from its google.api.http annotation. */
+export function restRoutes(backends: Backend[]): Route[] {
+  const routes: Route[] = [];
+  for (const { service, client } of backends) {
+    for (const method of publicMethods(service)) {
+      const rule = getOption(method, httpRule);
+      for (const binding of rule ? [rule, ...rule.additionalBindings] : []) {
+        if (!binding.pattern.case || binding.pattern.case === "custom") continue;
+        routes.push({ verb: binding.pattern.case.toUpperCase(), ...compile(binding.pattern.value), body: binding.body, method, call: client[method.localName] });
+      }
+    }
+  }
+  return routes;
+}
+
+/** Sets a possibly dotted field path ("created.start_time") in a JSON object; repeated query keys become lists. */
+function assign(target: JsonObject, path: string, value: string, repeated: boolean): void {
+  const keys = path.split(".");
+  let node = target;
+  for (const key of keys.slice(0, -1)) node = (node[key] ??= {}) as JsonObject;
+  const last = keys[keys.length - 1];
+  if (repeated) node[last] = [...((node[last] as JsonValue[] | undefined) ?? []), value];
+  else node[last] = value;
+}
+
+async function readBody(req: Request): Promise<string> {
+  let size = 0;
+  const chunks: Buffer[] = [];
+  for await (const chunk of req as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size > MAX_BODY_BYTES) throw new DomainError(ErrorReason.REQUEST_TOO_LARGE, `the request body is over ${MAX_BODY_BYTES} bytes`);
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks).toString("utf8");
+}
+
+function send(res: Response, status: number, body: JsonValue): void {
+  const text = JSON.stringify(body);
+  (res as unknown as ServerResponse).writeHead(status, { "content-type": "application/json", "content-length": Buffer.byteLength(text) });
+  res.end(text);
+}
+
+/** The error as JSON: Google's error shape, with Tally's reason and the fields at fault. */
+export function sendError(res: Response, err: unknown): void {
+  const error = toConnectError(err);
+  const info = error.findDetails(ErrorInfoSchema)[0];
+  const violations = error.findDetails(BadRequestSchema)[0]?.fieldViolations ?? [];
+  send(res, HTTP_STATUS[error.code] ?? 500, {
+    error: {
+      code: HTTP_STATUS[error.code] ?? 500,
+      status: Code[error.code].replace(/[A-Z]/g, (c, i) => (i > 0 ? `_${c}` : c)).toUpperCase(),
+      message: error.rawMessage,
+      reason: info?.reason ?? "",
+      fieldViolations: violations.map((v) => ({ field: v.field, description: v.description })),
+    },
+  });
+}
+
+/**
+ * REST JSON from the google.api.http annotations, for every public method,
+ * transcoded generically: path and query parameters and the body become the
+ * request message (proto3 JSON); the response message is the response body.
+ */
+export function restHandler(backends: Backend[], deadlineMs: number) {
+  const routes = restRoutes(backends);
+  return async (req: Request, res: Response): Promise<void> => {
+    try {
+      const url = new URL(req.url ?? "/", "http://gateway");
+      const verb = req.method ?? "GET";
+      let match: RegExpExecArray | null = null;
+      const route = routes.find((r) => r.verb === verb && (match = r.pattern.exec(url.pathname)) !== null);
+      if (!route || !match) throw new ConnectError(`no route for ${verb} ${url.pathname}`, Code.NotFound);
+      const fields: JsonObject = {};
+      if (route.body !== "") {
+        const text = await readBody(req);
+        let body: JsonValue = {};
+        try {
+          body = text.trim() === "" ? {} : (JSON.parse(text) as JsonValue);
+        } catch {
+          throw new DomainError(ErrorReason.MALFORMED_REQUEST, "the request body is not valid JSON");
+        }
+        if (route.body === "*") {
+          if (typeof body !== "object" || body === null || Array.isArray(body)) throw new DomainError(ErrorReason.MALFORMED_REQUEST, "the request body must be a JSON object");
+          Object.assign(fields, body);
+        } else fields[route.body] = body;
+      } else {
+        for (const key of new Set(url.searchParams.keys())) {
+          const values = url.searchParams.getAll(key);
+          for (const value of values) assign(fields, key, value, values.length > 1);
+        }
+      }
+      route.params.forEach((name, i) => assign(fields, name, decodeURIComponent(match![i + 1]), false));
+      let request;
+      try {
+        request = fromJson(route.method.input, fields);
+      } catch (err) {
+        throw new DomainError(ErrorReason.MALFORMED_REQUEST, `the request does not fit ${route.method.input.typeName}: ${(err as Error).message}`);
+      }
+      const response = await route.call(request, { deadline: new Date(Date.now() + deadlineMs) });
+      send(res, 200, toJson(route.method.output, response as never));
+    } catch (err) {
+      sendError(res, err);
+    }
+  };
+}
