@@ -5,6 +5,7 @@ import type { Logger } from "../../platform/logger";
 import { createBackends } from "./backends";
 import type { GatewayConfig } from "./config";
 import { createOnePortServer } from "./one-port";
+import { backendTargets, probes } from "./probes";
 import { restHandler } from "./rest";
 import { registerRoutes } from "./routes";
 
@@ -23,8 +24,8 @@ export async function startGateway(config: GatewayConfig, log: Logger, lifecycle
   lifecycle.onStop("backend clients", () => backends.forEach((b) => b.client.close()));
   const handler = connectNodeAdapter({
     routes: (router) => registerRoutes(router, backends, { defaultDeadlineMs: config.GRPC_DEADLINE_MS, maxDeadlineMs: config.MAX_DEADLINE_MS }),
-    // Whatever is not a gRPC, gRPC-Web or Connect call is REST JSON, transcoded from the protos.
-    fallback: restHandler(backends, config.GRPC_DEADLINE_MS),
+    // Whatever is not a gRPC, gRPC-Web or Connect call is a probe, or REST JSON transcoded from the protos.
+    fallback: probes(backendTargets(config), restHandler(backends, config.GRPC_DEADLINE_MS)),
   });
   const server = createOnePortServer(handler);
   const port = await new Promise<number>((resolve, reject) => {

@@ -171,3 +171,25 @@ describe("REST JSON, transcoded from the google.api.http annotations", () => {
     expect((await rest("POST", "/v1/assessments", {})).status).toBe(404);
   });
 });
+
+describe("probes", () => {
+  it("/healthz answers while the process runs; /readyz only when every service is SERVING", async () => {
+    expect((await fetch(`${base}/healthz`)).status).toBe(200);
+    const ready = await fetch(`${base}/readyz`);
+    expect(ready.status).toBe(200);
+    expect(((await ready.json()) as { status: string }).status).toBe("ready");
+  });
+
+  it("/readyz says not ready when a service does not answer", async () => {
+    const lonely = new Lifecycle(testLogger());
+    const gateway = await startGateway(
+      gatewayConfig({ HTTP_HOST: "127.0.0.1", HTTP_PORT: "0", LOG_LEVEL: "silent", ACCOUNT_SERVICE_URL: h.accountTarget, TRANSACTIONS_SERVICE_URL: "127.0.0.1:1", RISK_SERVICE_URL: h.env.RISK_SERVICE_URL }),
+      testLogger(),
+      lonely,
+    );
+    const res = await fetch(`http://127.0.0.1:${gateway.port}/readyz`);
+    expect(res.status).toBe(503);
+    expect(((await res.json()) as { backends: Record<string, string> }).backends["127.0.0.1:1"]).toBe("NOT_SERVING");
+    await lonely.stop("test done");
+  });
+});
