@@ -33,6 +33,6 @@ export async function startGateway(config: GatewayConfig, log: Logger, lifecycle
     server.listen(config.HTTP_PORT, config.HTTP_HOST, () => resolve((server.address() as net.AddressInfo).port));
   });
   log.info({ port }, "gateway listening");
-  lifecycle.onStop("gateway server", () => new Promise<void>((resolve) => server.close(() => resolve())));
+  lifecycle.onStop("gateway server", () => server.shutdown(config.SHUTDOWN_GRACE_MS));
   return { port, server };
 }

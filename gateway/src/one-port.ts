@@ -11,10 +11,13 @@ const HTTP2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
  * the first bytes of each connection say which, and it is handed to an
  * HTTP/2 or an HTTP/1.1 server that share one handler.
  */
-export function createOnePortServer(handler: Handler): net.Server {
+export function createOnePortServer(handler: Handler): net.Server & { shutdown(graceMs: number): Promise<void> } {
   const h1 = http.createServer(handler as http.RequestListener);
   const h2 = http2.createServer({}, handler as (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void);
-  return net.createServer((socket) => {
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer((socket) => {
+    sockets.add(socket);
+    socket.once("close", () => sockets.delete(socket));
     socket.once("readable", () => {
       const head: Buffer | null = socket.read(HTTP2_PREFACE.length) ?? socket.read();
       if (head === null) {
@@ -26,4 +29,17 @@ export function createOnePortServer(handler: Handler): net.Server {
       (isHttp2 ? h2 : h1).emit("connection", socket);
     });
   });
+  /** Stops accepting, lets open connections finish for up to graceMs, then closes what is left (idle keep-alives). */
+  const shutdown = (graceMs: number) =>
+    new Promise<void>((resolve) => {
+      const timer = setTimeout(() => {
+        for (const socket of sockets) socket.destroy();
+      }, graceMs);
+      h1.closeIdleConnections();
+      server.close(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+  return Object.assign(server, { shutdown });
 }

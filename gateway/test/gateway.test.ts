@@ -29,6 +29,7 @@ beforeAll(async () => {
       HTTP_HOST: "127.0.0.1",
       HTTP_PORT: "0",
       LOG_LEVEL: "silent",
+      SHUTDOWN_GRACE_MS: "500",
       ACCOUNT_SERVICE_URL: h.accountTarget,
       TRANSACTIONS_SERVICE_URL: `127.0.0.1:${h.service.port}`,
       RISK_SERVICE_URL: h.env.RISK_SERVICE_URL,
@@ -183,7 +184,7 @@ describe("probes", () => {
   it("/readyz says not ready when a service does not answer", async () => {
     const lonely = new Lifecycle(testLogger());
     const gateway = await startGateway(
-      gatewayConfig({ HTTP_HOST: "127.0.0.1", HTTP_PORT: "0", LOG_LEVEL: "silent", ACCOUNT_SERVICE_URL: h.accountTarget, TRANSACTIONS_SERVICE_URL: "127.0.0.1:1", RISK_SERVICE_URL: h.env.RISK_SERVICE_URL }),
+      gatewayConfig({ HTTP_HOST: "127.0.0.1", HTTP_PORT: "0", LOG_LEVEL: "silent", SHUTDOWN_GRACE_MS: "500", ACCOUNT_SERVICE_URL: h.accountTarget, TRANSACTIONS_SERVICE_URL: "127.0.0.1:1", RISK_SERVICE_URL: h.env.RISK_SERVICE_URL }),
       testLogger(),
       lonely,
     );

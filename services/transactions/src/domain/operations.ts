@@ -70,7 +70,7 @@ export class Operations {
     // Unknown accounts and the wrong currency are bad input: refused before anything is recorded.
     const customerFields: [string, string][] =
       m.kind === "deposit" ? [[to, "account_id"]] : m.kind === "withdrawal" ? [[from, "account_id"]] : [[from, "from_account_id"], [to, "to_account_id"]];
-    await Promise.all(customerFields.map(([id, field]) => this.directory.requireAccount(id, money.currency, field)));
+    for (const [id, field] of customerFields) await this.directory.requireAccount(id, money.currency, field);
     const expires = m.expiresInSeconds ?? 0n;
     if (expires < 0n || expires > 366n * 86_400n) throw new DomainError(ErrorReason.INVALID_FIELD, "expires_in_seconds is from 0 to a year", "expires_in_seconds");
     const holdSeconds = m.kind === "authorization" ? (expires > 0n ? expires : BigInt(this.limits.holdSeconds)) : BigInt(this.limits.reviewHoldSeconds);
