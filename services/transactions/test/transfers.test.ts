@@ -4,6 +4,10 @@ import { RiskDecision, TransferKind, TransferStatus } from "../../../gen/tally/t
 import { newId } from "../../../platform/ids";
 import { eventually, readEvents } from "../../../test/support/events";
 import { balanceOf, expectRpcError, fund, openAccount, rowsIn, statusBecomes, transferRequest, usd } from "./fixtures";
+import { connectDatabase } from "../../../platform/db/connect";
+import { testLogger } from "../../../test/support/infra";
+import { schema } from "../src/db/schema";
+import { IdempotencyKeys } from "../src/domain/idempotency";
 import { startTransactionsHarness, type TransactionsHarness } from "./harness";
 
 let h: TransactionsHarness;
@@ -271,5 +275,23 @@ describe("accounts are checked before anything is recorded", () => {
     const before = await rowsIn(h, "transfers");
     await expectRpcError(h.transactions.createTransfer(transferRequest(a.id, b.id, 10n)), Status.FAILED_PRECONDITION, "CURRENCY_MISMATCH", "amount.currency");
     expect(await rowsIn(h, "transfers")).toBe(before);
+  });
+});
+
+describe("idempotency keys", () => {
+  it("are kept for their time to live, then pruned", async () => {
+    const [a, b] = [await funded(1_000n), await openAccount(h)];
+    await h.transactions.createTransfer(transferRequest(a.id, b.id, 1n));
+    const database = connectDatabase({ url: h.db.url, poolSize: 1, log: testLogger(), applicationName: "test" }, schema);
+    try {
+      const keys = new IdempotencyKeys(database.db, 24);
+      const before = await rowsIn(h, "idempotency_keys");
+      await keys.prune(new Date(Date.now() + 23 * 3600_000));
+      expect(await rowsIn(h, "idempotency_keys")).toBe(before);
+      await keys.prune(new Date(Date.now() + 25 * 3600_000));
+      expect(await rowsIn(h, "idempotency_keys")).toBe(0);
+    } finally {
+      await database.close();
+    }
   });
 });
