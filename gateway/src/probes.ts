@@ -1,6 +1,8 @@
-import type { IncomingMessage, ServerResponse } from "node:http";
+import type { IncomingMessage } from "node:http";
+import type { JsonObject } from "@bufbuild/protobuf";
 import { checkHealth } from "../../platform/grpc/health-check";
 import type { GatewayConfig } from "./config";
+import { sendJson, type Response } from "./rest";
 
 export const backendTargets = (config: GatewayConfig): string[] => [config.ACCOUNT_SERVICE_URL, config.TRANSACTIONS_SERVICE_URL, config.RISK_SERVICE_URL];
 
@@ -12,11 +14,7 @@ type Handler<Req, Res> = (req: Req, res: Res) => unknown;
  * Anything else goes on to `next`.
  */
 export function probes<Req extends Pick<IncomingMessage, "url" | "method">, Res>(targets: string[], next: Handler<Req, Res>): Handler<Req, Res> {
-  const answer = (res: Res, status: number, body: object) => {
-    const text = JSON.stringify(body);
-    (res as unknown as ServerResponse).writeHead(status, { "content-type": "application/json", "content-length": Buffer.byteLength(text) });
-    (res as unknown as ServerResponse).end(text);
-  };
+  const answer = (res: Res, status: number, body: JsonObject) => sendJson(res as unknown as Response, status, body);
   return async (req, res) => {
     const path = (req.url ?? "").split("?")[0];
     if (req.method === "GET" && path === "/healthz") return answer(res, 200, { status: "ok" });

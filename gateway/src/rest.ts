@@ -11,7 +11,7 @@ import { publicMethods } from "./exposure";
 
 // What connect-node hands its fallback handler: either HTTP version's request and response.
 type Request = IncomingMessage | Http2ServerRequest;
-type Response = (Omit<ServerResponse, "write"> | Omit<Http2ServerResponse, "write">) & { write(chunk: string | Uint8Array): boolean };
+export type Response = (Omit<ServerResponse, "write"> | Omit<Http2ServerResponse, "write">) & { write(chunk: string | Uint8Array): boolean };
 
 interface Route {
   verb: string;
@@ -95,7 +95,8 @@ async function readBody(req: Request): Promise<string> {
   return Buffer.concat(chunks).toString("utf8");
 }
 
-function send(res: Response, status: number, body: JsonValue): void {
+/** A JSON response with its length. */
+export function sendJson(res: Response, status: number, body: JsonValue): void {
   const text = JSON.stringify(body);
   (res as unknown as ServerResponse).writeHead(status, { "content-type": "application/json", "content-length": Buffer.byteLength(text) });
   res.end(text);
@@ -106,7 +107,7 @@ export function sendError(res: Response, err: unknown): void {
   const error = toConnectError(err);
   const info = error.findDetails(ErrorInfoSchema)[0];
   const violations = error.findDetails(BadRequestSchema)[0]?.fieldViolations ?? [];
-  send(res, HTTP_STATUS[error.code] ?? 500, {
+  sendJson(res, HTTP_STATUS[error.code] ?? 500, {
     error: {
       code: HTTP_STATUS[error.code] ?? 500,
       status: Code[error.code].replace(/[A-Z]/g, (c, i) => (i > 0 ? `_${c}` : c)).toUpperCase(),
@@ -158,7 +159,7 @@ export function restHandler(backends: Backend[], deadlineMs: number) {
         throw new DomainError(ErrorReason.MALFORMED_REQUEST, `the request does not fit ${route.method.input.typeName}: ${(err as Error).message}`);
       }
       const response = await route.call(request, { deadline: new Date(Date.now() + deadlineMs) });
-      send(res, 200, toJson(route.method.output, response as never));
+      sendJson(res, 200, toJson(route.method.output, response as never));
     } catch (err) {
       sendError(res, err);
     }
