@@ -44,6 +44,8 @@ import {
   waitForOutbox,
   writeResults,
   cleanUp,
+  fundFromSettlement,
+  openAccounts,
   runBenchmark,
 } from "./bench-support";
 
@@ -103,28 +105,7 @@ function connectClients(target: string) {
 
 // --- setup ---------------------------------------------------------------
 
-async function createAccounts(clients: Clients): Promise<string[]> {
-  const started = process.hrtime.bigint();
-  const ids = await mapLimit(Array.from({ length: ACCOUNTS }, (_, i) => i), CONCURRENCY, async (i) => {
-    const { account } = await clients.accounts.createAccount({ requestId: newId(), customerId: `bench-${i}`, currency: CURRENCY });
-    return account!.id;
-  });
-  console.log(`setup: opened ${ids.length} accounts in ${(elapsedMs(started) / 1000).toFixed(1)} s`);
-  return ids;
-}
 
-/** Money in from the settlement account; batches in sequence, since each one locks the settlement row anyway. */
-async function fundAccounts(clients: Clients, ids: string[]): Promise<void> {
-  const started = process.hrtime.bigint();
-  const settlement = (await clients.accounts.getSystemAccount({ currency: CURRENCY })).account!.id;
-  for (let start = 0; start < ids.length; start += FUNDING_BATCH) {
-    const transfers = ids.slice(start, start + FUNDING_BATCH).map((id) => transfer(settlement, id, FUNDING_PER_ACCOUNT));
-    const { results } = await clients.ledger.postTransfers({ transfers });
-    const failed = results.find((r) => r.result !== PostingResult.OK);
-    if (failed) throw new Error(`funding failed: ${PostingResult[failed.result]} for transfer ${failed.transferId}`);
-  }
-  console.log(`setup: funded ${ids.length} accounts in ${(elapsedMs(started) / 1000).toFixed(1)} s`);
-}
 
 const transfer = (debitAccountId: string, creditAccountId: string, amount: bigint): TransferInit => ({
   id: newId(),
@@ -272,8 +253,8 @@ async function main(): Promise<number> {
       const service = await startAccountService(config, testLogger(), lifecycle);
       clients = connectClients(`127.0.0.1:${service.port}`);
       sql = postgres(db.url, { max: 1, onnotice: () => {} });
-      ids = await createAccounts(clients);
-      await fundAccounts(clients, ids);
+      ids = await openAccounts(clients, ACCOUNTS, CURRENCY, CONCURRENCY);
+      await fundFromSettlement(clients, ids, FUNDING_PER_ACCOUNT, CURRENCY, FUNDING_BATCH);
     } catch (err) {
       console.error(`setup failed: ${err instanceof Error ? err.stack : String(err)}`);
       return 1;

@@ -7,6 +7,11 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import type postgres from "postgres";
+import type { AccountService } from "../gen/tally/account/v1/account_service_pb";
+import { PostingMode, PostingResult } from "../gen/tally/account/v1/ledger_pb";
+import type { LedgerService } from "../gen/tally/account/v1/ledger_service_pb";
+import type { ClientOf } from "../platform/grpc/client";
+import { newId } from "../platform/ids";
 import { projectRoot } from "../platform/project-root";
 
 type Sql = postgres.Sql;
@@ -132,4 +137,35 @@ export function runBenchmark(main: () => Promise<number>): void {
 export async function cleanUp(...resources: { drop?: () => Promise<void>; delete?: () => Promise<void> }[]): Promise<void> {
   const results = await Promise.allSettled(resources.map((r) => (r.drop ?? r.delete)!.call(r)));
   for (const r of results) if (r.status === "rejected") console.error(`cleanup: ${String(r.reason)}`);
+}
+
+type SetupClients = {
+  accounts: ClientOf<typeof AccountService>;
+  ledger: ClientOf<typeof LedgerService>;
+};
+
+/** Opens `count` customer accounts (bench-0, bench-1, …), a few at a time; returns their ids. */
+export async function openAccounts(clients: SetupClients, count: number, currency: string, concurrency: number): Promise<string[]> {
+  const started = process.hrtime.bigint();
+  const ids = await mapLimit(Array.from({ length: count }, (_, i) => i), concurrency, async (i) => {
+    const { account } = await clients.accounts.createAccount({ requestId: newId(), customerId: `bench-${i}`, currency });
+    return account!.id;
+  });
+  console.log(`setup: opened ${ids.length} accounts in ${(elapsedMs(started) / 1000).toFixed(1)} s`);
+  return ids;
+}
+
+/** Money in from the settlement account; batches in sequence, since each one locks the settlement row anyway. */
+export async function fundFromSettlement(clients: SetupClients, ids: string[], amount: bigint, currency: string, batch = 1000): Promise<void> {
+  const started = process.hrtime.bigint();
+  const settlement = (await clients.accounts.getSystemAccount({ currency })).account!.id;
+  for (let start = 0; start < ids.length; start += batch) {
+    const transfers = ids
+      .slice(start, start + batch)
+      .map((id) => ({ id: newId(), debitAccountId: settlement, creditAccountId: id, amount, currency, mode: PostingMode.POST }));
+    const { results } = await clients.ledger.postTransfers({ transfers });
+    const failed = results.find((r) => r.result !== PostingResult.OK);
+    if (failed) throw new Error(`funding failed: ${PostingResult[failed.result]} for transfer ${failed.transferId}`);
+  }
+  console.log(`setup: funded ${ids.length} accounts in ${(elapsedMs(started) / 1000).toFixed(1)} s`);
 }

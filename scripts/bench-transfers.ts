@@ -65,6 +65,8 @@ import {
   waitForOutbox,
   writeResults,
   cleanUp,
+  fundFromSettlement,
+  openAccounts,
   runBenchmark,
   type OutboxSchema,
 } from "./bench-support";
@@ -150,35 +152,7 @@ function connectClients(accountTarget: string, riskTarget: string, transactionsT
 
 // --- setup ---------------------------------------------------------------
 
-async function createAccounts(clients: Clients): Promise<string[]> {
-  const started = process.hrtime.bigint();
-  const ids = await mapLimit(Array.from({ length: ACCOUNTS }, (_, i) => i), CONCURRENCY, async (i) => {
-    const { account } = await clients.accounts.createAccount({ requestId: newId(), customerId: `bench-${i}`, currency: CURRENCY });
-    return account!.id;
-  });
-  console.log(`setup: opened ${ids.length} accounts in ${(elapsedMs(started) / 1000).toFixed(1)} s`);
-  return ids;
-}
 
-/** Money in from the settlement account; batches in sequence, since each one locks the settlement row anyway. */
-async function fundAccounts(clients: Clients, ids: string[]): Promise<void> {
-  const started = process.hrtime.bigint();
-  const settlement = (await clients.accounts.getSystemAccount({ currency: CURRENCY })).account!.id;
-  for (let start = 0; start < ids.length; start += FUNDING_BATCH) {
-    const transfers = ids.slice(start, start + FUNDING_BATCH).map((id) => ({
-      id: newId(),
-      debitAccountId: settlement,
-      creditAccountId: id,
-      amount: FUNDING_PER_ACCOUNT,
-      currency: CURRENCY,
-      mode: PostingMode.POST,
-    }));
-    const { results } = await clients.ledger.postTransfers({ transfers });
-    const failed = results.find((r) => r.result !== PostingResult.OK);
-    if (failed) throw new Error(`funding failed: ${PostingResult[failed.result]} for transfer ${failed.transferId}`);
-  }
-  console.log(`setup: funded ${ids.length} accounts in ${(elapsedMs(started) / 1000).toFixed(1)} s`);
-}
 
 /** Risk learns of accounts and transfers from events: waits until the last funding shows in its profile. */
 async function waitForProfile(clients: Clients, accountId: string, timeoutMs = 60_000): Promise<void> {
@@ -457,8 +431,8 @@ async function main(): Promise<number> {
       };
       clients = connectClients(accountTarget, riskTarget, `127.0.0.1:${transactions.port}`);
       sql = postgres(db.url, { max: 1, onnotice: () => {} });
-      ids = await createAccounts(clients);
-      await fundAccounts(clients, ids);
+      ids = await openAccounts(clients, ACCOUNTS, CURRENCY, CONCURRENCY);
+      await fundFromSettlement(clients, ids, FUNDING_PER_ACCOUNT, CURRENCY, FUNDING_BATCH);
       await waitForProfile(clients, ids[ids.length - 1]);
     } catch (err) {
       console.error(`setup failed: ${err instanceof Error ? err.stack : String(err)}`);
