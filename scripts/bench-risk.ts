@@ -559,9 +559,7 @@ async function main(): Promise<number> {
     console.log(`results: ${file}`);
     return 0;
   } finally {
-    clients?.accounts.close();
-    clients?.ledger.close();
-    clients?.risk.close();
+    for (const client of Object.values(clients ?? {})) client.close();
     await sql?.end();
     await lifecycle.stop("bench done");
     await cleanUp(db, stream);

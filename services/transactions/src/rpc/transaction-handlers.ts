@@ -1,4 +1,6 @@
+import type { DescMessage, MessageShape } from "@bufbuild/protobuf";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
+import type { Money } from "../../../../gen/tally/common/v1/money_pb";
 import {
   AuthorizeTransferRequestSchema,
   CaptureTransferRequestSchema,
@@ -15,73 +17,52 @@ import { DomainError, ErrorReason } from "../../../../platform/errors";
 import type { HandlersOf } from "../../../../platform/grpc/server";
 import type { TransferStatusName } from "../db/schema";
 import { fingerprint } from "../domain/idempotency";
-import type { Operations } from "../domain/operations";
+import type { NewMovement, Operations } from "../domain/operations";
 import type { Transfers } from "../domain/transfers";
 import { STATUS, transferMessage } from "../proto";
+
+type MovementRequest = { requestId: string; amount?: Money; description: string; metadata: Record<string, string>; transferId: string };
 
 export const MAX_BATCH = 1000;
 const BATCH_CONCURRENCY = 16;
 
 /** TransactionService over gRPC: decode, call the domain, encode. */
 export function transactionHandlers(ops: Operations, store: Transfers): HandlersOf<typeof TransactionService> {
-  const createTransfer = (req: CreateTransferRequest) =>
+  /** The fields every movement request shares, and the fingerprint of the whole request. */
+  const move = <S extends DescMessage>(
+    schema: S,
+    req: MessageShape<S> & MovementRequest,
+    kind: NewMovement["kind"],
+    accounts: { from?: string; to?: string },
+    expiresInSeconds?: bigint,
+  ) =>
     ops.move({
       requestId: req.requestId,
-      fingerprint: fingerprint(CreateTransferRequestSchema, req),
-      kind: "transfer",
-      fromAccountId: req.fromAccountId,
-      toAccountId: req.toAccountId,
+      fingerprint: fingerprint(schema, req),
+      kind,
+      fromAccountId: accounts.from ?? "",
+      toAccountId: accounts.to ?? "",
       amount: req.amount,
       description: req.description,
       metadata: req.metadata,
       transferId: req.transferId,
+      expiresInSeconds,
     });
+  const createTransfer = (req: CreateTransferRequest) =>
+    move(CreateTransferRequestSchema, req, "transfer", { from: req.fromAccountId, to: req.toAccountId });
   return {
     async createTransfer(req) {
       return { transfer: await createTransfer(req) };
     },
     async createDeposit(req) {
-      const transfer = await ops.move({
-        requestId: req.requestId,
-        fingerprint: fingerprint(CreateDepositRequestSchema, req),
-        kind: "deposit",
-        fromAccountId: "",
-        toAccountId: req.accountId,
-        amount: req.amount,
-        description: req.description,
-        metadata: req.metadata,
-        transferId: req.transferId,
-      });
-      return { transfer };
+      return { transfer: await move(CreateDepositRequestSchema, req, "deposit", { to: req.accountId }) };
     },
     async createWithdrawal(req) {
-      const transfer = await ops.move({
-        requestId: req.requestId,
-        fingerprint: fingerprint(CreateWithdrawalRequestSchema, req),
-        kind: "withdrawal",
-        fromAccountId: req.accountId,
-        toAccountId: "",
-        amount: req.amount,
-        description: req.description,
-        metadata: req.metadata,
-        transferId: req.transferId,
-      });
-      return { transfer };
+      return { transfer: await move(CreateWithdrawalRequestSchema, req, "withdrawal", { from: req.accountId }) };
     },
     async authorizeTransfer(req) {
-      const transfer = await ops.move({
-        requestId: req.requestId,
-        fingerprint: fingerprint(AuthorizeTransferRequestSchema, req),
-        kind: "authorization",
-        fromAccountId: req.fromAccountId,
-        toAccountId: req.toAccountId,
-        amount: req.amount,
-        description: req.description,
-        metadata: req.metadata,
-        transferId: req.transferId,
-        expiresInSeconds: req.expiresInSeconds,
-      });
-      return { transfer };
+      const accounts = { from: req.fromAccountId, to: req.toAccountId };
+      return { transfer: await move(AuthorizeTransferRequestSchema, req, "authorization", accounts, req.expiresInSeconds) };
     },
     async captureTransfer(req) {
       const transfer = await ops.capture(req.requestId, fingerprint(CaptureTransferRequestSchema, req), req.transferId, req.amount);
