@@ -1,14 +1,27 @@
-import type { DescService } from "@bufbuild/protobuf";
+import type { DescMethod, DescService } from "@bufbuild/protobuf";
+import { status as Status } from "@grpc/grpc-js";
+import { BrokenCircuitError, ConsecutiveBreaker, circuitBreaker, handleWhen } from "cockatiel";
 import { AccountService } from "../../gen/tally/account/v1/account_service_pb";
 import { RiskService } from "../../gen/tally/risk/v1/risk_service_pb";
 import { TransactionService } from "../../gen/tally/transactions/v1/transaction_service_pb";
-import { createServiceClient } from "../../platform/grpc/client";
+import { DomainError, ErrorReason } from "../../platform/errors";
+import { createServiceClient, type CallOptions, type ClientOf } from "../../platform/grpc/client";
+import { RemoteError } from "../../platform/grpc/status";
+import type { Logger } from "../../platform/logger";
 import type { GatewayConfig } from "./config";
 
-/** One backend: a public service and the grpc-js client that reaches its replicas. */
-export interface Backend {
-  service: DescService;
-  client: Record<string, (request: unknown, options?: { deadline?: Date; timeoutMs?: number }) => Promise<unknown>> & { close(): void };
+/** Calls one method of a backend service on one of its replicas. */
+export type MethodCall = (request: unknown, options?: CallOptions) => Promise<unknown>;
+
+export interface Backends {
+  account: ClientOf<typeof AccountService>;
+  transactions: ClientOf<typeof TransactionService>;
+  risk: ClientOf<typeof RiskService>;
+  /** The public services, for routing. */
+  services: DescService[];
+  /** The call that reaches a method's service. */
+  callOf(method: DescMethod): MethodCall;
+  close(): void;
 }
 
 // Reads are safe to retry on UNAVAILABLE; creates carry idempotency keys, so they are too.
@@ -18,11 +31,47 @@ const IDEMPOTENT = {
   risk: ["getAssessment", "getRule", "listRules", "testRule", "listReviews", "getReview", "listAlerts", "getRiskProfile"],
 };
 
-export function createBackends(config: GatewayConfig): Backend[] {
+const isUnavailable = (err: unknown) => err instanceof RemoteError && err.code === Status.UNAVAILABLE;
+
+/**
+ * Puts a circuit breaker in front of every method of a client: after a run of
+ * calls that found the service unavailable (every replica down, after
+ * grpc-js's own retries), calls fail at once for a cool-down instead of each
+ * waiting to fail, then one call tests whether the service is back.
+ */
+function withBreaker<C extends { close(): void }>(name: string, client: C, config: GatewayConfig, log: Logger): C {
+  const breaker = circuitBreaker(handleWhen(isUnavailable), { halfOpenAfter: config.BREAKER_COOLDOWN_MS, breaker: new ConsecutiveBreaker(config.BREAKER_FAILURES) });
+  breaker.onBreak(() => log.warn({ backend: name }, "backend unavailable: circuit opened"));
+  breaker.onReset(() => log.info({ backend: name }, "backend answers again: circuit closed"));
+  const guarded: Record<string, unknown> = { close: () => client.close() };
+  for (const [method, call] of Object.entries(client)) {
+    if (method === "close") continue;
+    guarded[method] = (request: unknown, options?: CallOptions) =>
+      breaker.execute(() => (call as unknown as MethodCall)(request, options)).catch((err: unknown) => {
+        if (!(err instanceof BrokenCircuitError)) throw err;
+        throw new DomainError(ErrorReason.UNAVAILABLE, `the ${name} service is unavailable; try again shortly`, [], { backend: name, circuit: "open" });
+      });
+  }
+  return guarded as C;
+}
+
+/** grpc-js clients for the three services, round-robin over each one's replicas, each behind a breaker. */
+export function createBackends(config: GatewayConfig, log: Logger): Backends {
   const options = (retryableMethods: string[]) => ({ defaultTimeoutMs: config.GRPC_DEADLINE_MS, retryableMethods });
-  return [
-    { service: AccountService, client: createServiceClient(AccountService, config.ACCOUNT_SERVICE_URL, options(IDEMPOTENT.account)) },
-    { service: TransactionService, client: createServiceClient(TransactionService, config.TRANSACTIONS_SERVICE_URL, options(IDEMPOTENT.transactions)) },
-    { service: RiskService, client: createServiceClient(RiskService, config.RISK_SERVICE_URL, options(IDEMPOTENT.risk)) },
-  ] as unknown as Backend[];
+  const account = withBreaker("account", createServiceClient(AccountService, config.ACCOUNT_SERVICE_URL, options(IDEMPOTENT.account)), config, log);
+  const transactions = withBreaker("transactions", createServiceClient(TransactionService, config.TRANSACTIONS_SERVICE_URL, options(IDEMPOTENT.transactions)), config, log);
+  const risk = withBreaker("risk", createServiceClient(RiskService, config.RISK_SERVICE_URL, options(IDEMPOTENT.risk)), config, log);
+  const clients = new Map<DescService, Record<string, unknown>>([
+    [AccountService, account],
+    [TransactionService, transactions],
+    [RiskService, risk],
+  ]);
+  return {
+    account,
+    transactions,
+    risk,
+    services: [...clients.keys()],
+    callOf: (method) => clients.get(method.parent)![method.localName] as MethodCall,
+    close: () => clients.forEach((c) => (c.close as () => void)()),
+  };
 }

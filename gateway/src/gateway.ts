@@ -1,11 +1,18 @@
+import fs from "node:fs";
 import type net from "node:net";
+import { cors as connectCors } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
+import corsMiddleware from "cors";
 import type { Lifecycle } from "../../platform/lifecycle";
 import type { Logger } from "../../platform/logger";
+import { createAuthenticator } from "./auth/authenticate";
+import { OwnershipDirectory } from "./auth/ownership";
 import { createBackends } from "./backends";
 import type { GatewayConfig } from "./config";
-import { createOnePortServer } from "./one-port";
-import { backendTargets, probes } from "./probes";
+import { createForwarder } from "./forward";
+import { createOnePortServer, createTlsServer } from "./one-port";
+import { backendGroups, probes } from "./probes";
+import { RateLimiter } from "./rate-limit";
 import { restHandler } from "./rest";
 import { registerRoutes } from "./routes";
 
@@ -14,25 +21,52 @@ export interface GatewayHandle {
   server: net.Server;
 }
 
+type Handler = Parameters<typeof createOnePortServer>[0];
+
+/** Lets the configured browser origins call the API; the headers are Connect's own plus Tally's. */
+function withCors(origins: string[], handler: Handler): Handler {
+  if (origins.length === 0) return handler;
+  const cors = corsMiddleware({
+    origin: origins,
+    methods: [...connectCors.allowedMethods, "PUT", "PATCH", "DELETE"],
+    allowedHeaders: [...connectCors.allowedHeaders, "Authorization", "Idempotency-Key", "X-Server-Timeout"],
+    exposedHeaders: [...connectCors.exposedHeaders, "Retry-After", "WWW-Authenticate"],
+    maxAge: 7200,
+  });
+  return (req, res) => cors(req as never, res as never, () => handler(req, res));
+}
+
 /**
  * The only public entry point: one port speaking gRPC (HTTP/2), gRPC-Web,
- * Connect (HTTP/1.1 and HTTP/2) and REST JSON, forwarding each public method
- * to its service.
+ * Connect (HTTP/1.1 and HTTP/2) and REST JSON, in cleartext or over TLS.
+ * Every call of every protocol goes through one forwarder: authentication,
+ * rate limit, authorization, then the service.
  */
 export async function startGateway(config: GatewayConfig, log: Logger, lifecycle: Lifecycle): Promise<GatewayHandle> {
-  const backends = createBackends(config);
-  lifecycle.onStop("backend clients", () => backends.forEach((b) => b.client.close()));
-  const handler = connectNodeAdapter({
-    routes: (router) => registerRoutes(router, backends, { defaultDeadlineMs: config.GRPC_DEADLINE_MS, maxDeadlineMs: config.MAX_DEADLINE_MS }),
-    // Whatever is not a gRPC, gRPC-Web or Connect call is a probe, or REST JSON transcoded from the protos.
-    fallback: probes(backendTargets(config), restHandler(backends, config.GRPC_DEADLINE_MS)),
+  const backends = createBackends(config, log);
+  lifecycle.onStop("backend clients", () => backends.close());
+  const forward = createForwarder({
+    backends,
+    authenticate: createAuthenticator(config),
+    limiter: new RateLimiter(config.RATE_LIMIT_PER_SECOND, config.RATE_LIMIT_BURST),
+    directory: new OwnershipDirectory(backends),
+    options: { defaultDeadlineMs: config.GRPC_DEADLINE_MS, maxDeadlineMs: config.MAX_DEADLINE_MS },
   });
-  const server = createOnePortServer(handler);
+  const handler = connectNodeAdapter({
+    routes: (router) => registerRoutes(router, backends.services, forward),
+    readMaxBytes: config.MAX_REQUEST_BYTES,
+    // A misspelt field is refused, not silently dropped: money moves only as asked.
+    jsonOptions: { ignoreUnknownFields: false },
+    // Whatever is not a gRPC, gRPC-Web or Connect call is a probe, or REST JSON transcoded from the protos.
+    fallback: probes(backendGroups(config), restHandler(backends.services, forward, config.MAX_REQUEST_BYTES)),
+  });
+  const tls = config.TLS_CERT_FILE && config.TLS_KEY_FILE ? { cert: fs.readFileSync(config.TLS_CERT_FILE), key: fs.readFileSync(config.TLS_KEY_FILE) } : undefined;
+  const server = tls ? createTlsServer(withCors(config.CORS_ORIGINS, handler), tls) : createOnePortServer(withCors(config.CORS_ORIGINS, handler));
   const port = await new Promise<number>((resolve, reject) => {
     server.once("error", reject);
     server.listen(config.HTTP_PORT, config.HTTP_HOST, () => resolve((server.address() as net.AddressInfo).port));
   });
-  log.info({ port }, "gateway listening");
+  log.info({ port, tls: tls !== undefined }, "gateway listening");
   lifecycle.onStop("gateway server", () => server.shutdown(config.SHUTDOWN_GRACE_MS));
   return { port, server };
 }

@@ -4,20 +4,41 @@ import net from "node:net";
 
 type Handler = (req: http.IncomingMessage | http2.Http2ServerRequest, res: http.ServerResponse | http2.Http2ServerResponse) => void;
 
+export type GatewayServer = net.Server & { shutdown(graceMs: number): Promise<void> };
+
 const HTTP2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+
+/**
+ * Adds shutdown(graceMs): stop accepting, let open connections finish for up
+ * to graceMs, then close what is left (idle keep-alives, open HTTP/2 sessions).
+ */
+function withShutdown(server: net.Server, closeIdle: () => void): GatewayServer {
+  const sockets = new Set<net.Socket>();
+  server.on("connection", (socket: net.Socket) => {
+    sockets.add(socket);
+    socket.once("close", () => sockets.delete(socket));
+  });
+  const shutdown = (graceMs: number) =>
+    new Promise<void>((resolve) => {
+      const timer = setTimeout(() => sockets.forEach((s) => s.destroy()), graceMs);
+      closeIdle();
+      server.close(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+  return Object.assign(server, { shutdown });
+}
 
 /**
  * One cleartext port for HTTP/1.1 and HTTP/2 (prior knowledge, as gRPC uses):
  * the first bytes of each connection say which, and it is handed to an
  * HTTP/2 or an HTTP/1.1 server that share one handler.
  */
-export function createOnePortServer(handler: Handler): net.Server & { shutdown(graceMs: number): Promise<void> } {
+export function createOnePortServer(handler: Handler): GatewayServer {
   const h1 = http.createServer(handler as http.RequestListener);
   const h2 = http2.createServer({}, handler as (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void);
-  const sockets = new Set<net.Socket>();
   const server = net.createServer((socket) => {
-    sockets.add(socket);
-    socket.once("close", () => sockets.delete(socket));
     socket.once("readable", () => {
       const head: Buffer | null = socket.read(HTTP2_PREFACE.length) ?? socket.read();
       if (head === null) {
@@ -29,17 +50,11 @@ export function createOnePortServer(handler: Handler): net.Server & { shutdown(g
       (isHttp2 ? h2 : h1).emit("connection", socket);
     });
   });
-  /** Stops accepting, lets open connections finish for up to graceMs, then closes what is left (idle keep-alives). */
-  const shutdown = (graceMs: number) =>
-    new Promise<void>((resolve) => {
-      const timer = setTimeout(() => {
-        for (const socket of sockets) socket.destroy();
-      }, graceMs);
-      h1.closeIdleConnections();
-      server.close(() => {
-        clearTimeout(timer);
-        resolve();
-      });
-    });
-  return Object.assign(server, { shutdown });
+  return withShutdown(server, () => h1.closeIdleConnections());
+}
+
+/** The same over TLS: ALPN picks HTTP/2 ("h2") or HTTP/1.1, so gRPC, browsers and curl share the port. */
+export function createTlsServer(handler: Handler, credentials: { cert: Buffer; key: Buffer }): GatewayServer {
+  const server = http2.createSecureServer({ ...credentials, allowHTTP1: true }, handler as (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void);
+  return withShutdown(server, () => undefined);
 }

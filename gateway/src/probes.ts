@@ -1,27 +1,35 @@
 import type { IncomingMessage } from "node:http";
 import type { JsonObject } from "@bufbuild/protobuf";
 import { checkHealth } from "../../platform/grpc/health-check";
+import { addressesOf } from "../../platform/grpc/target";
 import type { GatewayConfig } from "./config";
 import { sendJson, type Response } from "./rest";
 
-export const backendTargets = (config: GatewayConfig): string[] => [config.ACCOUNT_SERVICE_URL, config.TRANSACTIONS_SERVICE_URL, config.RISK_SERVICE_URL];
+/** Each service the gateway forwards to, with its replicas' addresses. */
+export const backendGroups = (config: GatewayConfig): Record<string, string[]> => ({
+  account: addressesOf(config.ACCOUNT_SERVICE_URL),
+  transactions: addressesOf(config.TRANSACTIONS_SERVICE_URL),
+  risk: addressesOf(config.RISK_SERVICE_URL),
+});
 
 type Handler<Req, Res> = (req: Req, res: Res) => unknown;
 
 /**
  * /healthz: the gateway process answers. /readyz: every service it forwards to
- * reports SERVING on grpc.health.v1, so traffic sent here can be served.
- * Anything else goes on to `next`.
+ * has at least one replica reporting SERVING on grpc.health.v1, so traffic sent
+ * here can be served. Neither needs a token. Anything else goes on to `next`.
  */
-export function probes<Req extends Pick<IncomingMessage, "url" | "method">, Res>(targets: string[], next: Handler<Req, Res>): Handler<Req, Res> {
+export function probes<Req extends Pick<IncomingMessage, "url" | "method">, Res>(groups: Record<string, string[]>, next: Handler<Req, Res>): Handler<Req, Res> {
   const answer = (res: Res, status: number, body: JsonObject) => sendJson(res as unknown as Response, status, body);
   return async (req, res) => {
     const path = (req.url ?? "").split("?")[0];
     if (req.method === "GET" && path === "/healthz") return answer(res, 200, { status: "ok" });
     if (req.method === "GET" && path === "/readyz") {
-      const serving = await Promise.all(targets.map((t) => checkHealth(t, "", 1000)));
-      const backends = Object.fromEntries(targets.map((t, i) => [t, serving[i] ? "SERVING" : "NOT_SERVING"]));
-      return answer(res, serving.every(Boolean) ? 200 : 503, { status: serving.every(Boolean) ? "ready" : "not ready", backends });
+      const addresses = Object.values(groups).flat();
+      const serving = new Map(await Promise.all(addresses.map(async (a) => [a, await checkHealth(a, "", 1000)] as const)));
+      const ready = Object.values(groups).every((replicas) => replicas.some((a) => serving.get(a)));
+      const backends = Object.fromEntries(Object.entries(groups).map(([name, replicas]) => [name, Object.fromEntries(replicas.map((a) => [a, serving.get(a) ? "SERVING" : "NOT_SERVING"]))]));
+      return answer(res, ready ? 200 : 503, { status: ready ? "ready" : "not ready", backends });
     }
     return next(req, res);
   };

@@ -1,13 +1,13 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
-import { fromJson, getOption, toJson, type DescMethod, type JsonObject, type JsonValue } from "@bufbuild/protobuf";
+import { fromJson, getOption, toJson, type DescMethod, type DescService, type JsonObject, type JsonValue } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { http as httpRule } from "../../gen/google/api/annotations_pb";
 import { BadRequestSchema, ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb";
 import { DomainError, ErrorReason } from "../../platform/errors";
-import type { Backend } from "./backends";
 import { toConnectError } from "./errors";
 import { publicMethods } from "./exposure";
+import type { Forward, IncomingCall } from "./forward";
 
 // What connect-node hands its fallback handler: either HTTP version's request and response.
 type Request = IncomingMessage | Http2ServerRequest;
@@ -19,10 +19,7 @@ interface Route {
   params: string[];
   body: string;
   method: DescMethod;
-  call: (request: unknown, options: { deadline: Date }) => Promise<unknown>;
 }
-
-const MAX_BODY_BYTES = 1024 * 1024;
 
 /** HTTP status for each gRPC code, as Google's APIs map them. */
 const HTTP_STATUS: Record<number, number> = {
@@ -60,14 +57,14 @@ function compile(template: string): { pattern: RegExp; params: string[] } {
 }
 
 /** The REST routes of every public method, read from its google.api.http annotation. */
-export function restRoutes(backends: Backend[]): Route[] {
+export function restRoutes(services: DescService[]): Route[] {
   const routes: Route[] = [];
-  for (const { service, client } of backends) {
+  for (const service of services) {
     for (const method of publicMethods(service)) {
       const rule = getOption(method, httpRule);
       for (const binding of rule ? [rule, ...rule.additionalBindings] : []) {
         if (!binding.pattern.case || binding.pattern.case === "custom") continue;
-        routes.push({ verb: binding.pattern.case.toUpperCase(), ...compile(binding.pattern.value), body: binding.body, method, call: client[method.localName] });
+        routes.push({ verb: binding.pattern.case.toUpperCase(), ...compile(binding.pattern.value), body: binding.body, method });
       }
     }
   }
@@ -84,21 +81,22 @@ function assign(target: JsonObject, path: string, value: string, repeated: boole
   else node[last] = value;
 }
 
-async function readBody(req: Request): Promise<string> {
+async function readBody(req: Request, maxBytes: number): Promise<string> {
+  if (Number(req.headers["content-length"] ?? 0) > maxBytes) throw new DomainError(ErrorReason.REQUEST_TOO_LARGE, `the request body is over ${maxBytes} bytes`);
   let size = 0;
   const chunks: Buffer[] = [];
   for await (const chunk of req as AsyncIterable<Buffer>) {
     size += chunk.length;
-    if (size > MAX_BODY_BYTES) throw new DomainError(ErrorReason.REQUEST_TOO_LARGE, `the request body is over ${MAX_BODY_BYTES} bytes`);
+    if (size > maxBytes) throw new DomainError(ErrorReason.REQUEST_TOO_LARGE, `the request body is over ${maxBytes} bytes`);
     chunks.push(chunk);
   }
   return Buffer.concat(chunks).toString("utf8");
 }
 
 /** A JSON response with its length. */
-export function sendJson(res: Response, status: number, body: JsonValue): void {
+export function sendJson(res: Response, status: number, body: JsonValue, headers: Record<string, string> = {}): void {
   const text = JSON.stringify(body);
-  (res as unknown as ServerResponse).writeHead(status, { "content-type": "application/json", "content-length": Buffer.byteLength(text) });
+  (res as unknown as ServerResponse).writeHead(status, { ...headers, "content-type": "application/json", "content-length": Buffer.byteLength(text) });
   res.end(text);
 }
 
@@ -107,15 +105,27 @@ export function sendError(res: Response, err: unknown): void {
   const error = toConnectError(err);
   const info = error.findDetails(ErrorInfoSchema)[0];
   const violations = error.findDetails(BadRequestSchema)[0]?.fieldViolations ?? [];
-  sendJson(res, HTTP_STATUS[error.code] ?? 500, {
+  // A body over the limit is 413 in HTTP, though gRPC has only RESOURCE_EXHAUSTED for it.
+  const status = info?.reason === "REQUEST_TOO_LARGE" ? 413 : (HTTP_STATUS[error.code] ?? 500);
+  sendJson(res, status, {
     error: {
-      code: HTTP_STATUS[error.code] ?? 500,
+      code: status,
       status: Code[error.code].replace(/[A-Z]/g, (c, i) => (i > 0 ? `_${c}` : c)).toUpperCase(),
       message: error.rawMessage,
       reason: info?.reason ?? "",
       fieldViolations: violations.map((v) => ({ field: v.field, description: v.description })),
     },
-  });
+  }, Object.fromEntries(error.metadata));
+}
+
+/** The incoming call as the forwarder sees it; a deadline comes as X-Server-Timeout in seconds, as Google's REST APIs take it. */
+function incoming(req: Request): IncomingCall {
+  const header = (name: string) => {
+    const value = req.headers[name];
+    return Array.isArray(value) ? value.join(", ") : value;
+  };
+  const seconds = Number(header("x-server-timeout"));
+  return { header, timeoutMs: Number.isFinite(seconds) && seconds > 0 ? seconds * 1000 : undefined };
 }
 
 /**
@@ -123,8 +133,8 @@ export function sendError(res: Response, err: unknown): void {
  * transcoded generically: path and query parameters and the body become the
  * request message (proto3 JSON); the response message is the response body.
  */
-export function restHandler(backends: Backend[], deadlineMs: number) {
-  const routes = restRoutes(backends);
+export function restHandler(services: DescService[], forward: Forward, maxBodyBytes: number) {
+  const routes = restRoutes(services);
   return async (req: Request, res: Response): Promise<void> => {
     try {
       const url = new URL(req.url ?? "/", "http://gateway");
@@ -134,7 +144,7 @@ export function restHandler(backends: Backend[], deadlineMs: number) {
       if (!route || !match) throw new ConnectError(`no route for ${verb} ${url.pathname}`, Code.NotFound);
       const fields: JsonObject = {};
       if (route.body !== "") {
-        const text = await readBody(req);
+        const text = await readBody(req, maxBodyBytes);
         let body: JsonValue = {};
         try {
           body = text.trim() === "" ? {} : (JSON.parse(text) as JsonValue);
@@ -158,9 +168,11 @@ export function restHandler(backends: Backend[], deadlineMs: number) {
       } catch (err) {
         throw new DomainError(ErrorReason.MALFORMED_REQUEST, `the request does not fit ${route.method.input.typeName}: ${(err as Error).message}`);
       }
-      const response = await route.call(request, { deadline: new Date(Date.now() + deadlineMs) });
+      const response = await forward(route.method, request, incoming(req));
       sendJson(res, 200, toJson(route.method.output, response as never));
     } catch (err) {
+      // Answered before the body was read (too large): over HTTP/1.1 the connection cannot carry another request.
+      if (req.httpVersionMajor === 1 && !req.complete) (res as ServerResponse).setHeader("connection", "close");
       sendError(res, err);
     }
   };

@@ -1,38 +1,26 @@
-import type { DescService } from "@bufbuild/protobuf";
+import type { DescService, Message } from "@bufbuild/protobuf";
 import type { ConnectRouter, HandlerContext } from "@connectrpc/connect";
-import type { Backend } from "./backends";
 import { toConnectError } from "./errors";
 import { publicMethods } from "./exposure";
-
-export interface ForwardOptions {
-  defaultDeadlineMs: number;
-  maxDeadlineMs: number;
-}
-
-/** The backend call's deadline: the client's, capped; the default when it names none. */
-export function deadlineOf(ctx: Pick<HandlerContext, "timeoutMs">, options: ForwardOptions): Date {
-  const asked = ctx.timeoutMs();
-  const ms = asked === undefined ? options.defaultDeadlineMs : Math.min(Math.max(asked, 1), options.maxDeadlineMs);
-  return new Date(Date.now() + ms);
-}
+import type { Forward } from "./forward";
 
 /**
- * Registers every public method of every backend on the Connect router, each
- * forwarding to its service over gRPC. Methods not marked public are not
- * registered, so no protocol reaches them.
+ * Registers every public method of every service on the Connect router (gRPC,
+ * gRPC-Web and Connect), each handed to the forwarder. Methods not marked
+ * public are not registered, so no protocol reaches them.
  */
-export function registerRoutes(router: ConnectRouter, backends: Backend[], options: ForwardOptions): void {
-  for (const { service, client } of backends) {
-    const implementation: Record<string, (request: unknown, ctx: HandlerContext) => Promise<unknown>> = {};
+export function registerRoutes(router: ConnectRouter, services: DescService[], forward: Forward): void {
+  for (const service of services) {
+    const implementation: Record<string, (request: Message, ctx: HandlerContext) => Promise<Message>> = {};
     for (const method of publicMethods(service)) {
       implementation[method.localName] = async (request, ctx) => {
         try {
-          return await client[method.localName](request, { deadline: deadlineOf(ctx, options) });
+          return await forward(method, request, { header: (name) => ctx.requestHeader.get(name) ?? undefined, timeoutMs: ctx.timeoutMs() });
         } catch (err) {
           throw toConnectError(err);
         }
       };
     }
-    router.service(service as DescService as never, implementation as never);
+    router.service(service as never, implementation as never);
   }
 }

@@ -3,6 +3,7 @@ import type { GenService, GenServiceMethods } from "@bufbuild/protobuf/codegenv2
 import * as grpc from "@grpc/grpc-js";
 import { grpcPath, grpcServiceDefinition } from "./service-definition";
 import { fromServiceError } from "./status";
+import { channelTarget } from "./target";
 
 export interface CallOptions {
   /** Absolute deadline, e.g. the incoming call's; otherwise now + the client's default. */
@@ -28,7 +29,8 @@ export interface ClientOptions {
 /**
  * A promise-based grpc-js client for a protobuf-es service. Every call has a
  * deadline; failures reject with a RemoteError carrying the peer's reason.
- * Targets like "dns:///account:50051" are balanced round-robin over every address.
+ * The target is one address or a comma-separated list of replicas' addresses;
+ * calls are balanced round-robin over every address (see channelTarget).
  */
 export function createServiceClient<T extends GenServiceMethods>(
   service: GenService<T>,
@@ -54,7 +56,7 @@ export function createServiceClient<T extends GenServiceMethods>(
       },
     })),
   };
-  const channel = new grpc.Client(target, grpc.credentials.createInsecure(), {
+  const channel = new grpc.Client(channelTarget(target), grpc.credentials.createInsecure(), {
     "grpc.service_config": JSON.stringify(serviceConfig),
     "grpc.keepalive_time_ms": 30_000,
     "grpc.max_receive_message_length": 16 * 1024 * 1024,

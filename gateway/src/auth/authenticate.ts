@@ -1,0 +1,50 @@
+import { createRemoteJWKSet, errors, jwtVerify, type JWTVerifyGetKey } from "jose";
+import { DomainError, ErrorReason } from "../../../platform/errors";
+import type { GatewayConfig } from "../config";
+import { rolesFromClaim, type Principal } from "./principal";
+
+export type Authenticate = (authorization: string | undefined) => Promise<Principal>;
+
+// Asymmetric algorithms an identity provider signs with; a JWKS never verifies HS256 (or "none").
+const JWKS_ALGORITHMS = ["RS256", "PS256", "ES256", "EdDSA"];
+
+const refuse = (message: string) => new DomainError(ErrorReason.UNAUTHENTICATED, message);
+
+function why(err: unknown): string {
+  // Not the token's fault: the identity provider's keys could not be had.
+  if (err instanceof errors.JWKSTimeout || !(err instanceof errors.JOSEError)) {
+    throw new DomainError(ErrorReason.UNAVAILABLE, "the keys that verify tokens cannot be fetched now");
+  }
+  if (err instanceof errors.JWTExpired) return "the token has expired";
+  if (err instanceof errors.JWTClaimValidationFailed) return `the token's ${err.claim} claim is not accepted`;
+  if (err instanceof errors.JWSSignatureVerificationFailed) return "the token's signature does not verify";
+  if (err instanceof errors.JOSEAlgNotAllowed) return "the token is signed with an algorithm that is not accepted";
+  if (err instanceof errors.JWKSNoMatchingKey) return "the token is signed with an unknown key";
+  return "the token is not a valid JWT";
+}
+
+/**
+ * Verifies "Authorization: Bearer <JWT>" with jose: signature, algorithm,
+ * issuer, audience and expiry. Development signs with a shared HS256 secret;
+ * production names the identity provider's JWKS URL.
+ */
+export function createAuthenticator(config: Pick<GatewayConfig, "AUTH_JWKS_URL" | "AUTH_HS256_SECRET" | "AUTH_ISSUER" | "AUTH_AUDIENCE">): Authenticate {
+  const jwks: JWTVerifyGetKey | undefined = config.AUTH_JWKS_URL ? createRemoteJWKSet(new URL(config.AUTH_JWKS_URL)) : undefined;
+  const secret = new TextEncoder().encode(config.AUTH_HS256_SECRET ?? "");
+  const options = { issuer: config.AUTH_ISSUER, audience: config.AUTH_AUDIENCE, algorithms: jwks ? JWKS_ALGORITHMS : ["HS256"], clockTolerance: 5, requiredClaims: ["sub", "exp"] };
+  return async (authorization) => {
+    const [scheme, token, ...rest] = (authorization ?? "").trim().split(/\s+/);
+    if (!authorization) throw refuse("a bearer token is required");
+    if (scheme.toLowerCase() !== "bearer" || !token || rest.length > 0) throw refuse('the Authorization header must be "Bearer <token>"');
+    let payload;
+    try {
+      ({ payload } = jwks ? await jwtVerify(token, jwks, options) : await jwtVerify(token, secret, options));
+    } catch (err) {
+      throw refuse(why(err));
+    }
+    const subject = payload.sub ?? "";
+    if (subject === "") throw refuse("the token names no subject");
+    const customerId = typeof payload.customer_id === "string" && payload.customer_id !== "" ? payload.customer_id : subject;
+    return { subject, roles: rolesFromClaim(payload.roles), customerId };
+  };
+}

@@ -1,0 +1,70 @@
+import type { DescMethod, Message } from "@bufbuild/protobuf";
+import { Metadata } from "@grpc/grpc-js";
+import { DomainError, ErrorReason } from "../../platform/errors";
+import { requireToken } from "../../platform/validation";
+import type { Authenticate } from "./auth/authenticate";
+import { accessOf, authorize } from "./auth/authorize";
+import type { OwnershipDirectory } from "./auth/ownership";
+import type { Backends } from "./backends";
+import type { RateLimiter } from "./rate-limit";
+
+/** What the gateway needs to know of an incoming call, whatever its protocol. */
+export interface IncomingCall {
+  header(name: string): string | undefined;
+  /** The client's deadline, in milliseconds from now, if it named one. */
+  timeoutMs: number | undefined;
+}
+
+/** Runs one public method for a client: the same steps on every protocol. */
+export type Forward = (method: DescMethod, request: Message, call: IncomingCall) => Promise<Message>;
+
+export interface ForwardOptions {
+  defaultDeadlineMs: number;
+  maxDeadlineMs: number;
+}
+
+/** The backend call's deadline: the client's, capped; the default when it names none. */
+export function deadlineOf(timeoutMs: number | undefined, options: ForwardOptions): Date {
+  const ms = timeoutMs === undefined ? options.defaultDeadlineMs : Math.min(Math.max(timeoutMs, 1), options.maxDeadlineMs);
+  return new Date(Date.now() + ms);
+}
+
+/** The Idempotency-Key header is the request id of a method that takes one; naming two different ones is an error. */
+function applyIdempotencyKey(method: DescMethod, request: Message, key: string | undefined): void {
+  const field = method.input.fields.find((f) => f.name === "request_id");
+  if (key === undefined || !field) return;
+  const fields = request as unknown as Record<string, string>;
+  requireToken(key, "Idempotency-Key", 128);
+  if (fields[field.localName] === "") fields[field.localName] = key;
+  else if (fields[field.localName] !== key) {
+    throw new DomainError(ErrorReason.INVALID_FIELD, "the Idempotency-Key header and request_id name different requests", "request_id");
+  }
+}
+
+/**
+ * Authenticates the caller, spends one of their rate-limit tokens, checks the
+ * method's policy (and, for customers, ownership), turns Idempotency-Key into
+ * the request id, and calls the service with the client's capped deadline and
+ * the caller's identity in `tally-principal`.
+ */
+export function createForwarder(deps: {
+  backends: Backends;
+  authenticate: Authenticate;
+  limiter: RateLimiter;
+  directory: OwnershipDirectory;
+  options: ForwardOptions;
+}): Forward {
+  const access = new Map(deps.backends.services.flatMap((s) => s.methods).map((m) => [m, accessOf(m)]));
+  return async (method, request, call) => {
+    const principal = await deps.authenticate(call.header("authorization"));
+    deps.limiter.take(principal.subject);
+    const deadline = deadlineOf(call.timeoutMs, deps.options);
+    applyIdempotencyKey(method, request, call.header("idempotency-key"));
+    const answer = await authorize(principal, method, access.get(method)!, request, deps.directory, deadline);
+    if (answer) return answer;
+    const metadata = new Metadata();
+    // Metadata values are printable ASCII; anything else in a subject travels percent-encoded.
+    metadata.set("tally-principal", /^[\x20-\x7e]*$/.test(principal.subject) ? principal.subject : encodeURIComponent(principal.subject));
+    return (await deps.backends.callOf(method)(request, { deadline, metadata })) as Message;
+  };
+}

@@ -1,0 +1,173 @@
+import { execFile } from "node:child_process";
+import { mkdtempSync, readFileSync } from "node:fs";
+import https from "node:https";
+import os from "node:os";
+import path from "node:path";
+import { promisify } from "node:util";
+import { toJson } from "@bufbuild/protobuf";
+import { Code, ConnectError, createClient, type Transport } from "@connectrpc/connect";
+import { createConnectTransport, createGrpcTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
+import * as grpc from "@grpc/grpc-js";
+import { status as Status } from "@grpc/grpc-js";
+import { AccountSchema } from "../../gen/tally/account/v1/account_pb";
+import { AccountService } from "../../gen/tally/account/v1/account_service_pb";
+import { LedgerService } from "../../gen/tally/account/v1/ledger_service_pb";
+import { BadRequestSchema, ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb";
+import { RiskService } from "../../gen/tally/risk/v1/risk_service_pb";
+import { TransactionService } from "../../gen/tally/transactions/v1/transaction_service_pb";
+import { TransferStatus } from "../../gen/tally/transactions/v1/transfer_pb";
+import { createServiceClient } from "../../platform/grpc/client";
+import { grpcServiceDefinition } from "../../platform/grpc/service-definition";
+import { newId } from "../../platform/ids";
+import { projectRoot } from "../../platform/project-root";
+import { expectRpcError, fund, openAccount } from "../../services/transactions/test/fixtures";
+import { bearer, grpcAuth, startGatewayFor, startGatewayHarness, tokenFor, type GatewayHarness } from "./harness";
+
+const run = promisify(execFile);
+
+let h: GatewayHarness;
+let token: string;
+let base: string;
+let target: string;
+
+beforeAll(async () => {
+  h = await startGatewayHarness();
+  ({ base, target } = h.gateway);
+  token = await tokenFor("admin");
+});
+afterAll(() => h.stop());
+
+/** Every client a caller might bring, each reaching the gateway on its one port. */
+function transports(baseUrl: string, auth: string): Record<string, Transport> {
+  const interceptors = [bearer(auth)];
+  return {
+    "Connect JSON over HTTP/1.1": createConnectTransport({ baseUrl, httpVersion: "1.1", interceptors }),
+    "Connect binary over HTTP/2": createConnectTransport({ baseUrl, httpVersion: "2", useBinaryFormat: true, interceptors }),
+    "gRPC (Connect client)": createGrpcTransport({ baseUrl, interceptors }),
+    "gRPC-Web": createGrpcWebTransport({ baseUrl, httpVersion: "1.1", interceptors }),
+  };
+}
+
+describe("one port, every protocol", () => {
+  it("gives the same answer to the same call through grpc-js, every Connect transport, REST JSON and buf curl", async () => {
+    const account = await openAccount(h, { customerId: "same-answer" });
+    const expected = toJson(AccountSchema, account);
+    const answers: Record<string, unknown> = {};
+
+    const grpcJs = createServiceClient(AccountService, target, { defaultTimeoutMs: 10_000 });
+    answers["grpc-js"] = toJson(AccountSchema, (await grpcJs.getAccount({ accountId: account.id }, grpcAuth(token))).account!);
+    grpcJs.close();
+    for (const [name, transport] of Object.entries(transports(base, token))) {
+      answers[name] = toJson(AccountSchema, (await createClient(AccountService, transport).getAccount({ accountId: account.id })).account!);
+    }
+    const rest = await fetch(`${base}/v1/accounts/${account.id}`, { headers: { authorization: `Bearer ${token}` } });
+    answers["REST JSON (fetch)"] = ((await rest.json()) as { account: unknown }).account;
+    for (const protocol of ["grpc", "connect", "grpcweb"]) {
+      const { stdout } = await run(
+        path.join(projectRoot(), "node_modules/.bin/buf"),
+        ["curl", "--schema", "proto", "--protocol", protocol, "--http2-prior-knowledge", "-H", `Authorization: Bearer ${token}`, "-d", JSON.stringify({ accountId: account.id }), `${base}/tally.account.v1.AccountService/GetAccount`],
+        { cwd: projectRoot() },
+      );
+      answers[`buf curl --protocol ${protocol}`] = (JSON.parse(stdout) as { account: unknown }).account;
+    }
+    expect(Object.keys(answers)).toHaveLength(9);
+    for (const answer of Object.values(answers)) expect(answer).toEqual(expected);
+  });
+
+  it("moves money end to end through the gateway", async () => {
+    const [a, b] = [await openAccount(h), await openAccount(h)];
+    await fund(h, a.id, 1_000n);
+    const client = createClient(TransactionService, transports(base, token)["Connect binary over HTTP/2"]);
+    const { transfer } = await client.createTransfer({ requestId: newId(), fromAccountId: a.id, toAccountId: b.id, amount: { amount: 250n, currency: "USD" } });
+    expect(transfer?.status).toBe(TransferStatus.POSTED);
+  });
+});
+
+describe("errors keep their reason and fields on every protocol", () => {
+  it("over grpc-js", async () => {
+    const client = createServiceClient(AccountService, target, { defaultTimeoutMs: 10_000 });
+    await expectRpcError(client.getAccount({ accountId: "nope" }, grpcAuth(token)), Status.INVALID_ARGUMENT, "INVALID_ID", "account_id");
+    client.close();
+  });
+
+  it.each(["Connect JSON over HTTP/1.1", "gRPC (Connect client)", "gRPC-Web"])("over %s", async (name) => {
+    const client = createClient(AccountService, transports(base, token)[name]);
+    const err = await client.getAccount({ accountId: newId() }).then(
+      () => undefined,
+      (e: unknown) => ConnectError.from(e),
+    );
+    expect(err?.code).toBe(Code.NotFound);
+    expect(err?.findDetails(ErrorInfoSchema)[0]?.reason).toBe("ACCOUNT_NOT_FOUND");
+    expect(err?.findDetails(BadRequestSchema)[0]?.fieldViolations[0]?.field).toBe("account_id");
+  });
+});
+
+describe("internal methods are not reachable", () => {
+  it("LedgerService is not served at all", async () => {
+    const client = createServiceClient(LedgerService, target, { defaultTimeoutMs: 10_000 });
+    await expect(client.reconcile({}, grpcAuth(token))).rejects.toMatchObject({ code: Status.UNIMPLEMENTED });
+    client.close();
+  });
+
+  it("RiskService.AssessTransfer is not, though its public methods are", async () => {
+    const client = createClient(RiskService, transports(base, token)["Connect JSON over HTTP/1.1"]);
+    const err = await client.assessTransfer({}).then(
+      () => undefined,
+      (e: unknown) => ConnectError.from(e),
+    );
+    expect(err?.code).toBe(Code.Unimplemented);
+    expect((await client.listRules({})).rules.length).toBeGreaterThan(0);
+  });
+});
+
+describe("TLS", () => {
+  let tls: Awaited<ReturnType<typeof startGatewayFor>>;
+  let ca: Buffer;
+
+  beforeAll(async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), "tally-tls-"));
+    const [cert, key] = [path.join(dir, "cert.pem"), path.join(dir, "key.pem")];
+    await run("openssl", ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1", "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost", "-keyout", key, "-out", cert]);
+    ca = readFileSync(cert);
+    tls = await startGatewayFor(h, { TLS_CERT_FILE: cert, TLS_KEY_FILE: key });
+  });
+  afterAll(() => tls.stop());
+
+  it("serves gRPC, Connect over HTTP/1.1 and HTTP/2, gRPC-Web and REST on the one TLS port", async () => {
+    // A grpc-js channel with TLS credentials (the platform client speaks cleartext to services inside).
+    const channel = new grpc.Client(tls.target, grpc.credentials.createSsl(ca));
+    const { requestSerialize, responseDeserialize } = grpcServiceDefinition(AccountService).getSystemAccount;
+    const viaGrpc = await new Promise<{ account?: { currency: string } }>((resolve, reject) =>
+      channel.makeUnaryRequest("/tally.account.v1.AccountService/GetSystemAccount", requestSerialize, responseDeserialize, { currency: "USD" }, grpcAuth(token).metadata, (err, res) =>
+        err ? reject(err) : resolve(res as never),
+      ),
+    );
+    expect(viaGrpc.account?.currency).toBe("USD");
+    channel.close();
+
+    const nodeOptions = { ca };
+    const interceptors = [bearer(token)];
+    for (const transport of [
+      createConnectTransport({ baseUrl: tls.base, httpVersion: "1.1", nodeOptions, interceptors }),
+      createConnectTransport({ baseUrl: tls.base, httpVersion: "2", nodeOptions, interceptors }),
+      createGrpcWebTransport({ baseUrl: tls.base, httpVersion: "2", nodeOptions, interceptors }),
+      createGrpcTransport({ baseUrl: tls.base, nodeOptions, interceptors }),
+    ]) {
+      expect((await createClient(AccountService, transport).getSystemAccount({ currency: "EUR" })).account?.currency).toBe("EUR");
+    }
+    const rest = await new Promise<string>((resolve, reject) =>
+      https
+        .get(`${tls.base}/v1/system-accounts/GBP`, { ca, headers: { authorization: `Bearer ${token}` } }, (res) => {
+          let body = "";
+          res.on("data", (c: Buffer) => (body += c.toString()));
+          res.on("end", () => resolve(body));
+        })
+        .on("error", reject),
+    );
+    expect(JSON.parse(rest)).toMatchObject({ account: { currency: "GBP" } });
+  });
+
+  it("does not speak cleartext there", async () => {
+    await expect(fetch(`http://${tls.target}/healthz`)).rejects.toThrow();
+  });
+});

@@ -1,0 +1,123 @@
+import { createClient } from "@connectrpc/connect";
+import { createConnectTransport } from "@connectrpc/connect-node";
+import { TransactionService } from "../../gen/tally/transactions/v1/transaction_service_pb";
+import { newId } from "../../platform/ids";
+import { balanceOf, fund, openAccount } from "../../services/transactions/test/fixtures";
+import { bearer, startGatewayFor, startGatewayHarness, tokenFor, type GatewayHarness } from "./harness";
+
+let h: GatewayHarness;
+let token: string;
+
+beforeAll(async () => {
+  h = await startGatewayHarness({ MAX_REQUEST_BYTES: String(64 * 1024) });
+  token = await tokenFor("admin");
+});
+afterAll(() => h.stop());
+
+async function rest(method: string, path: string, body?: unknown, headers: Record<string, string> = {}) {
+  const res = await fetch(`${h.gateway.base}${path}`, {
+    method,
+    headers: { authorization: `Bearer ${token}`, ...(body === undefined ? {} : { "content-type": "application/json" }), ...headers },
+    body: body === undefined ? undefined : typeof body === "string" ? body : JSON.stringify(body),
+  });
+  return { status: res.status, headers: res.headers, body: (await res.json()) as Record<string, any> };
+}
+
+describe("REST JSON, transcoded from the google.api.http annotations", () => {
+  it("creates and reads with path, query and body mapped onto the request", async () => {
+    const created = await rest("POST", "/v1/accounts", { requestId: newId(), customerId: "rest-alice", currency: "USD", overdraftLimit: "100" });
+    expect(created.status).toBe(200);
+    const id = created.body.account.id as string;
+    expect(created.body.account).toMatchObject({ customerId: "rest-alice", overdraftLimit: "100", status: "ACCOUNT_STATUS_ACTIVE" });
+    expect((await rest("GET", `/v1/accounts/${id}`)).body.account.id).toBe(id);
+    expect((await rest("GET", `/v1/accounts/${id}/balance`)).body.balance).toMatchObject({ accountId: id, overdraftLimit: "100" });
+    expect((await rest("GET", "/v1/customers/rest-alice/accounts?page_size=1")).body.accounts).toHaveLength(1);
+    expect((await rest("POST", `/v1/accounts/${id}:freeze`, { reason: "check" })).body.account.status).toBe("ACCOUNT_STATUS_FROZEN");
+  });
+
+  it("moves money with POST /v1/transfers and lists it with repeated query parameters", async () => {
+    const [a, b] = [await openAccount(h), await openAccount(h)];
+    await fund(h, a.id, 1_000n);
+    const { status, body } = await rest("POST", "/v1/transfers", { requestId: newId(), fromAccountId: a.id, toAccountId: b.id, amount: { amount: "300", currency: "USD" } });
+    expect([status, body.transfer.status, body.transfer.amount.amount]).toEqual([200, "TRANSFER_STATUS_POSTED", "300"]);
+    const listed = await rest("GET", `/v1/accounts/${b.id}/transfers?statuses=TRANSFER_STATUS_POSTED&statuses=TRANSFER_STATUS_HELD`);
+    expect(listed.body.transfers.map((t: { id: string }) => t.id)).toEqual([body.transfer.id]);
+  });
+
+  it("answers errors as JSON with the HTTP status, the reason and the fields", async () => {
+    const missing = await rest("GET", `/v1/accounts/${newId()}`);
+    expect(missing).toMatchObject({ status: 404, body: { error: { code: 404, status: "NOT_FOUND", reason: "ACCOUNT_NOT_FOUND", fieldViolations: [{ field: "account_id" }] } } });
+    const bad = await rest("POST", "/v1/accounts", { requestId: newId(), customerId: "x", currency: "usd" });
+    expect(bad).toMatchObject({ status: 400, body: { error: { status: "INVALID_ARGUMENT", reason: "UNKNOWN_CURRENCY", fieldViolations: [{ field: "currency" }] } } });
+    expect((await rest("GET", "/v1/nowhere")).status).toBe(404);
+  });
+
+  it("has no route to internal methods", async () => {
+    // AssessTransfer has no annotation, and is not public; the ledger has neither.
+    expect((await rest("POST", "/v1/assessments", {})).status).toBe(404);
+  });
+});
+
+describe("malformed input gets a clear 4xx and changes nothing", () => {
+  let from: string;
+  let to: string;
+  const transfers = async () => (await h.transactions.listTransfers({ accountId: from })).transfers.length;
+
+  beforeAll(async () => {
+    [from, to] = [(await openAccount(h)).id, (await openAccount(h)).id];
+    await fund(h, from, 1_000n);
+  });
+
+  const valid = () => ({ requestId: newId(), fromAccountId: from, toAccountId: to, amount: { amount: "10", currency: "USD" } });
+  const cases: [string, () => { path?: string; body: unknown; headers?: Record<string, string> }, number, string][] = [
+    ["bad JSON", () => ({ body: '{"requestId": ' }), 400, "MALFORMED_REQUEST"],
+    ["a JSON array", () => ({ body: "[1, 2]" }), 400, "MALFORMED_REQUEST"],
+    ["a wrong type", () => ({ body: { ...valid(), amount: { amount: "ten", currency: "USD" } } }), 400, "MALFORMED_REQUEST"],
+    ["a number where an object belongs", () => ({ body: { ...valid(), amount: 10 } }), 400, "MALFORMED_REQUEST"],
+    ["an unknown field", () => ({ body: { ...valid(), ammount: { amount: "10", currency: "USD" } } }), 400, "MALFORMED_REQUEST"],
+    ["a fractional amount", () => ({ body: { ...valid(), amount: { amount: "10.5", currency: "USD" } } }), 400, "MALFORMED_REQUEST"],
+    ["a huge body", () => ({ body: { ...valid(), description: "x".repeat(200 * 1024) } }), 413, "REQUEST_TOO_LARGE"],
+    ["a bad path parameter", () => ({ path: "/v1/transfers/not-a-uuid:void", body: {} }), 400, "INVALID_ID"],
+    ["a path parameter with a slash in it", () => ({ path: `/v1/transfers/${newId()}%2F..:void`, body: {} }), 400, "INVALID_ID"],
+  ];
+
+  it.each(cases)("over REST: %s", async (_, make, status, reason) => {
+    const before = [await transfers(), await balanceOf(h, from)];
+    const { path, body } = make();
+    const res = await rest("POST", path ?? "/v1/transfers", body);
+    expect(res).toMatchObject({ status, body: { error: { code: status, reason } } });
+    expect([await transfers(), await balanceOf(h, from)]).toEqual(before);
+  });
+
+  it("over Connect JSON: bad JSON, wrong types, unknown fields and a huge body", async () => {
+    const before = [await transfers(), await balanceOf(h, from)];
+    const post = (body: string) =>
+      fetch(`${h.gateway.base}/tally.transactions.v1.TransactionService/CreateTransfer`, { method: "POST", headers: { authorization: `Bearer ${token}`, "content-type": "application/json" }, body });
+    for (const body of ['{"requestId": ', JSON.stringify({ ...valid(), amount: 10 }), JSON.stringify({ ...valid(), ammount: {} })]) {
+      const res = await post(body);
+      expect([res.status, ((await res.json()) as { code: string }).code]).toEqual([400, "invalid_argument"]);
+    }
+    const huge = await post(JSON.stringify({ ...valid(), description: "x".repeat(200 * 1024) }));
+    expect([huge.status, ((await huge.json()) as { code: string }).code]).toEqual([429, "resource_exhausted"]);
+    const client = createClient(TransactionService, createConnectTransport({ baseUrl: h.gateway.base, httpVersion: "2", useBinaryFormat: true, interceptors: [bearer(token)] }));
+    await expect(client.createTransfer({ ...valid(), amount: { amount: 10n, currency: "USD" }, description: "x".repeat(200 * 1024) })).rejects.toMatchObject({ code: 8 });
+    expect([await transfers(), await balanceOf(h, from)]).toEqual(before);
+  });
+});
+
+describe("probes", () => {
+  it("/healthz answers while the process runs; /readyz only when every service is SERVING; neither needs a token", async () => {
+    expect((await fetch(`${h.gateway.base}/healthz`)).status).toBe(200);
+    const ready = await fetch(`${h.gateway.base}/readyz`);
+    expect(ready.status).toBe(200);
+    expect(((await ready.json()) as { status: string }).status).toBe("ready");
+  });
+
+  it("/readyz says not ready when a service has no replica answering", async () => {
+    const lonely = await startGatewayFor(h, { TRANSACTIONS_SERVICE_URL: "127.0.0.1:1" });
+    const res = await fetch(`${lonely.base}/readyz`);
+    expect(res.status).toBe(503);
+    expect(((await res.json()) as { backends: Record<string, Record<string, string>> }).backends.transactions).toEqual({ "127.0.0.1:1": "NOT_SERVING" });
+    await lonely.stop();
+  });
+});
