@@ -21,6 +21,6 @@ export function mintToken(request: TokenRequest): Promise<string> {
     .setAudience(request.audience)
     .setSubject(request.subject)
     .setIssuedAt()
-    .setExpirationTime(`${request.ttlSeconds ?? 3600}s`)
+    .setExpirationTime(Math.floor(Date.now() / 1000) + (request.ttlSeconds ?? 3600))
     .sign(new TextEncoder().encode(request.secret));
 }

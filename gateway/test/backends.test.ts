@@ -1,0 +1,59 @@
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import { createConnectTransport } from "@connectrpc/connect-node";
+import { AccountService } from "../../gen/tally/account/v1/account_service_pb";
+import { ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb";
+import { RiskService } from "../../gen/tally/risk/v1/risk_service_pb";
+import { eventually } from "../../test/support/events";
+import { freePort } from "../../test/support/infra";
+import { bearer, startGatewayFor, startGatewayHarness, tokenFor, type GatewayHarness } from "./harness";
+import { startProbeBackend } from "./probe-backend";
+
+let h: GatewayHarness;
+let riskPort: number;
+beforeAll(async () => {
+  riskPort = await freePort();
+  // Risk starts down: the breaker test brings it up.
+  h = await startGatewayHarness({ BREAKER_FAILURES: "3", BREAKER_COOLDOWN_MS: "300" }, { withRisk: false, riskPort });
+});
+afterAll(() => h.stop());
+
+const failure = (e: unknown) => {
+  const err = ConnectError.from(e);
+  return { code: err.code, reason: err.findDetails(ErrorInfoSchema)[0]?.reason, circuit: err.findDetails(ErrorInfoSchema)[0]?.metadata.circuit };
+};
+
+describe("replicas", () => {
+  it("spreads calls round-robin over every replica of a service, and routes around one that dies", async () => {
+    const replicas = [await startProbeBackend(), await startProbeBackend()];
+    const gateway = await startGatewayFor(h, { ACCOUNT_SERVICE_URL: replicas.map((r) => r.target).join(",") });
+    const client = createClient(AccountService, createConnectTransport({ baseUrl: gateway.base, httpVersion: "2", interceptors: [bearer(await tokenFor("teller"))] }));
+    for (let i = 0; i < 20; i++) await client.getSystemAccount({ currency: "USD" });
+    const [first, second] = replicas.map((r) => r.calls.length);
+    // Round-robin from the moment both connections are up: an even split give or take the first calls.
+    expect([first + second, Math.abs(first - second) <= 4]).toEqual([20, true]);
+
+    await replicas[0].stop();
+    for (let i = 0; i < 20; i++) await client.getSystemAccount({ currency: "USD" });
+    expect([replicas[0].calls.length, replicas[1].calls.length]).toEqual([first, second + 20]);
+    await gateway.stop();
+    await replicas[1].stop();
+  });
+});
+
+describe("a breaker per service", () => {
+  it("fails fast once a service keeps being unavailable, and closes again when it is back", async () => {
+    const analyst = createClient(RiskService, createConnectTransport({ baseUrl: h.gateway.base, httpVersion: "1.1", interceptors: [bearer(await tokenFor("analyst"))] }));
+    const attempts = [];
+    for (let i = 0; i < 5; i++) attempts.push(await analyst.listRules({}).then(() => "ok", failure));
+    // Three calls find risk unavailable; then the circuit opens and calls are refused without trying.
+    expect(attempts.slice(0, 3)).toEqual(Array(3).fill({ code: Code.Unavailable, reason: "UNAVAILABLE", circuit: undefined }));
+    expect(attempts.slice(3)).toEqual(Array(2).fill({ code: Code.Unavailable, reason: "UNAVAILABLE", circuit: "open" }));
+    // Other services are not affected.
+    const teller = createClient(AccountService, createConnectTransport({ baseUrl: h.gateway.base, httpVersion: "1.1", interceptors: [bearer(await tokenFor("teller"))] }));
+    expect((await teller.getSystemAccount({ currency: "USD" })).account?.currency).toBe("USD");
+
+    await h.startRisk();
+    const { rules } = await eventually(() => analyst.listRules({}).catch(() => undefined), 10_000);
+    expect(rules.length).toBeGreaterThan(0);
+  });
+});
