@@ -63,6 +63,7 @@ import {
   writeResults,
   cleanUp,
   runBenchmark,
+  waitForProfile,
 } from "./bench-support";
 
 const CONCURRENCY = 32;
@@ -183,19 +184,6 @@ async function fundAccounts(clients: Clients, accounts: BenchAccount[], rand: ()
   }
   console.log(`setup: funded ${funded.length} accounts in ${(elapsedMs(started) / 1000).toFixed(1)} s`);
   return funded[funded.length - 1];
-}
-
-/** Risk learns of accounts and transfers from events: waits until the last funding shows in its profile. */
-async function waitForProfile(clients: Clients, accountId: string, timeoutMs = 60_000): Promise<void> {
-  const started = process.hrtime.bigint();
-  const until = Date.now() + timeoutMs;
-  for (;;) {
-    const { profile } = await clients.risk.getRiskProfile({ accountId });
-    if ((profile?.totalCreditCount ?? 0n) > 0n) break;
-    if (Date.now() > until) throw new Error(`risk's profile of ${accountId} showed no activity within ${timeoutMs / 1000} s`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  console.log(`setup: events reached risk's profiles in ${(elapsedMs(started) / 1000).toFixed(1)} s`);
 }
 
 /** How many rules of each kind are enabled (the latest version of each rule). */

@@ -10,6 +10,7 @@ import type postgres from "postgres";
 import type { AccountService } from "../gen/tally/account/v1/account_service_pb";
 import { PostingMode, PostingResult } from "../gen/tally/account/v1/ledger_pb";
 import type { LedgerService } from "../gen/tally/account/v1/ledger_service_pb";
+import type { RiskService } from "../gen/tally/risk/v1/risk_service_pb";
 import type { ClientOf } from "../platform/grpc/client";
 import { newId } from "../platform/ids";
 import { projectRoot } from "../platform/project-root";
@@ -168,4 +169,17 @@ export async function fundFromSettlement(clients: SetupClients, ids: string[], a
     if (failed) throw new Error(`funding failed: ${PostingResult[failed.result]} for transfer ${failed.transferId}`);
   }
   console.log(`setup: funded ${ids.length} accounts in ${(elapsedMs(started) / 1000).toFixed(1)} s`);
+}
+
+/** Risk learns of accounts and transfers from events: waits until the last funding shows in its profile. */
+export async function waitForProfile(clients: { risk: Pick<ClientOf<typeof RiskService>, "getRiskProfile"> }, accountId: string, timeoutMs = 60_000): Promise<void> {
+  const started = process.hrtime.bigint();
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    const { profile } = await clients.risk.getRiskProfile({ accountId });
+    if ((profile?.totalCreditCount ?? 0n) > 0n) break;
+    if (Date.now() > until) throw new Error(`risk's profile of ${accountId} showed no activity within ${timeoutMs / 1000} s`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  console.log(`setup: events reached risk's profiles in ${(elapsedMs(started) / 1000).toFixed(1)} s`);
 }

@@ -19,21 +19,28 @@ if (!Number.isInteger(replicas) || replicas < 1 || replicas > 9) {
 
 /** The services that exist so far, each with its first port. */
 const SERVICES = [
-  { name: "account", main: "dist/services/account/src/main.js", port: 50051, portVar: "GRPC_PORT" },
-  { name: "transactions", main: "dist/services/transactions/src/main.js", port: 50052, portVar: "GRPC_PORT" },
-  { name: "risk", main: "dist/services/risk/src/main.js", port: 50053, portVar: "GRPC_PORT" },
+  { name: "account", main: "dist/services/account/src/main.js", port: 50051, portVar: "GRPC_PORT", urlVar: "ACCOUNT_SERVICE_URL" },
+  { name: "transactions", main: "dist/services/transactions/src/main.js", port: 50052, portVar: "GRPC_PORT", urlVar: "TRANSACTIONS_SERVICE_URL" },
+  { name: "risk", main: "dist/services/risk/src/main.js", port: 50053, portVar: "GRPC_PORT", urlVar: "RISK_SERVICE_URL" },
   { name: "gateway", main: "dist/gateway/src/main.js", port: 8080, portVar: "HTTP_PORT", http: true },
 ];
 
 const children = [];
 let stopping = false;
 
+const portOf = (service, replica) => service.port + replica * 100;
+
+// Every process that calls a service is told all its replicas' addresses, and balances over them.
+const serviceUrls = Object.fromEntries(
+  SERVICES.filter((s) => s.urlVar).map((s) => [s.urlVar, Array.from({ length: replicas }, (_, r) => `127.0.0.1:${portOf(s, r)}`).join(",")]),
+);
+
 function run(service, replica) {
-  const port = service.port + replica * 100;
+  const port = portOf(service, replica);
   const label = replicas > 1 ? `${service.name}-${replica + 1}` : service.name;
   const child = spawn(process.execPath, [path.join(root, service.main)], {
     cwd: root,
-    env: { ...process.env, [service.portVar]: String(port), SERVICE_INSTANCE_ID: label },
+    env: { ...serviceUrls, ...process.env, [service.portVar]: String(port), SERVICE_INSTANCE_ID: label },
     stdio: ["ignore", "pipe", "pipe"],
     // Out of the terminal's process group: Ctrl-C reaches only this script, which sends each one SIGTERM once.
     detached: true,
@@ -92,22 +99,39 @@ async function main() {
   process.on("SIGTERM", () => stop(0));
   const instances = SERVICES.flatMap((s) => Array.from({ length: replicas }, (_, r) => run(s, r)));
   await waitHealthy(instances);
+  const gateway = `http://127.0.0.1:${portOf(SERVICES[3], 0)}`;
   process.stdout.write(
     [
       "",
       "Tally is up.",
-      ...instances.map((i) => `  ${i.label.padEnd(12)} ${i.http ? "gRPC, gRPC-Web, Connect" : "gRPC (internal)"} ${i.target}`),
+      ...instances.map((i) => `  ${i.label.padEnd(12)} ${i.http ? "gRPC, gRPC-Web, Connect, REST JSON" : "gRPC (internal)"} ${i.target}`),
       "",
-      "Try it through the gateway (buf curl reads the schema straight from proto/):",
-      `  npx buf curl --schema proto --protocol grpc --http2-prior-knowledge \\`,
-      `    -d '{"currency":"USD"}' http://127.0.0.1:8080/tally.account.v1.AccountService/GetSystemAccount`,
-      `  curl -s -H 'content-type: application/json' -d '{"currency":"USD"}' \\`,
-      `    http://127.0.0.1:8080/tally.account.v1.AccountService/GetSystemAccount`,
+      ...(await tokenLines()),
+      "Try it through the gateway:",
+      `  curl -s -H "Authorization: Bearer $TELLER_TOKEN" ${gateway}/v1/system-accounts/USD`,
+      `  curl -s -H "Authorization: Bearer $TELLER_TOKEN" -H 'content-type: application/json' -d '{"currency":"USD"}' \\`,
+      `    ${gateway}/tally.account.v1.AccountService/GetSystemAccount`,
+      `  npx buf curl --schema proto --protocol grpc --http2-prior-knowledge -H "Authorization: Bearer $TELLER_TOKEN" \\`,
+      `    -d '{"currency":"USD"}' ${gateway}/tally.account.v1.AccountService/GetSystemAccount`,
       "",
       "Ctrl-C stops everything.",
       "",
     ].join("\n"),
   );
+}
+
+/** A ready-to-use development token per role, as shell exports; none when tokens come from an identity provider. */
+async function tokenLines() {
+  const { gatewayConfig } = require(path.join(root, "dist/gateway/src/config"));
+  const { mintToken } = require(path.join(root, "dist/gateway/src/auth/tokens"));
+  const config = gatewayConfig(process.env);
+  if (!config.AUTH_HS256_SECRET || config.AUTH_JWKS_URL) return ["Tokens come from the identity provider at AUTH_JWKS_URL.", ""];
+  const mint = (role, customerId) =>
+    mintToken({ secret: config.AUTH_HS256_SECRET, issuer: config.AUTH_ISSUER, audience: config.AUTH_AUDIENCE, subject: customerId || `${role}-1`, roles: [role], customerId, ttlSeconds: 12 * 3600 });
+  const lines = ["Development tokens, valid 12 hours (paste into your shell; `npm run token -- <role>` mints more):"];
+  for (const role of ["teller", "analyst", "admin", "service"]) lines.push(`  export ${role.toUpperCase()}_TOKEN=${await mint(role)}`);
+  lines.push(`  export CUSTOMER_TOKEN=${await mint("customer", "demo-customer")}   # customer demo-customer`);
+  return [...lines, ""];
 }
 
 main().catch((err) => {

@@ -1,3 +1,4 @@
+import { execFile } from "node:child_process";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
@@ -7,7 +8,8 @@ import { exportJWK, generateKeyPair, SignJWT, type KeyLike } from "jose";
 import { AccountService } from "../../gen/tally/account/v1/account_service_pb";
 import { ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb";
 import { createServiceClient } from "../../platform/grpc/client";
-import { expectRpcError } from "../../services/transactions/test/fixtures";
+import { projectRoot } from "../../platform/project-root";
+import { expectRpcError, openAccount } from "../../services/transactions/test/fixtures";
 import { bearer, grpcAuth, startGatewayFor, startGatewayHarness, TEST_AUDIENCE, TEST_ISSUER, TEST_SECRET, tokenFor, type GatewayHarness } from "./harness";
 
 let h: GatewayHarness;
@@ -74,6 +76,27 @@ describe("bearer JWTs signed with the development HS256 secret", () => {
   it("authenticates a token with no known role, then denies it every method", async () => {
     const roleless = await tokenFor("teller", undefined, { roles: [] });
     expect(await get(h.gateway.base, SYSTEM_ACCOUNT, `Bearer ${roleless}`)).toMatchObject({ status: 403, body: { error: { reason: "PERMISSION_DENIED" } } });
+  });
+});
+
+describe("the token CLI", () => {
+  const mint = (...args: string[]) =>
+    new Promise<string>((resolve, reject) =>
+      execFile(
+        process.execPath,
+        ["-r", "@swc-node/register", "gateway/src/mint-token.ts", ...args],
+        { cwd: projectRoot(), env: { ...process.env, AUTH_HS256_SECRET: TEST_SECRET, AUTH_ISSUER: TEST_ISSUER, AUTH_AUDIENCE: TEST_AUDIENCE } },
+        (err, stdout, stderr) => (err ? reject(new Error(stderr)) : resolve(stdout.trim())),
+      ),
+    );
+
+  it("mints a token per role that the gateway accepts, a customer's bound to their accounts", async () => {
+    const account = await openAccount(h, { customerId: "cli-customer" });
+    const customer = await mint("customer", "--customer", "cli-customer");
+    expect((await get(h.gateway.base, `/v1/accounts/${account.id}`, `Bearer ${customer}`)).status).toBe(200);
+    expect((await get(h.gateway.base, SYSTEM_ACCOUNT, `Bearer ${customer}`)).status).toBe(403);
+    expect((await get(h.gateway.base, SYSTEM_ACCOUNT, `Bearer ${await mint("teller")}`)).status).toBe(200);
+    await expect(mint("wizard")).rejects.toThrow(/roles: customer, teller, analyst, admin, service/);
   });
 });
 
