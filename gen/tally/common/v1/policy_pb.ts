@@ -37,8 +37,12 @@ export type MethodPolicy = Message<"tally.common.v1.MethodPolicy"> & {
   roles: Role[];
 
   /**
-   * For customers: the request field naming the resource they must own
-   * (an account id or a transfer id). Empty when the method owns no resource.
+   * For customers: the request field naming the resource they must own.
+   * A field ending in account_id names an account (owned when its
+   * customer_id is theirs); one ending in transfer_id names a transfer (owned
+   * when its source account is theirs, or for reads, either account);
+   * customer_id names the customer (their own, or filled in when empty).
+   * Empty when the method owns no resource.
    *
    * @generated from field: string owned_resource_field = 3;
    */
