@@ -31,7 +31,8 @@ const IDEMPOTENT = {
   risk: ["getAssessment", "getRule", "listRules", "testRule", "listReviews", "getReview", "listAlerts", "getRiskProfile"],
 };
 
-const isUnavailable = (err: unknown) => err instanceof RemoteError && err.code === Status.UNAVAILABLE;
+// The service could not be reached or is shutting down; not a service that answered that something behind it is down (RISK_UNAVAILABLE).
+const isUnavailable = (err: unknown) => err instanceof RemoteError && err.code === Status.UNAVAILABLE && err.reason === ErrorReason.UNAVAILABLE;
 
 /**
  * Puts a circuit breaker in front of every method of a client: after a run of

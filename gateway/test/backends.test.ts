@@ -3,6 +3,7 @@ import { createConnectTransport } from "@connectrpc/connect-node";
 import { AccountService } from "../../gen/tally/account/v1/account_service_pb";
 import { ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb";
 import { RiskService } from "../../gen/tally/risk/v1/risk_service_pb";
+import { DomainError, ErrorReason } from "../../platform/errors";
 import { eventually } from "../../test/support/events";
 import { freePort } from "../../test/support/infra";
 import { bearer, startGatewayFor, startGatewayHarness, tokenFor, type GatewayHarness } from "./harness";
@@ -55,5 +56,18 @@ describe("a breaker per service", () => {
     await h.startRisk();
     const { rules } = await eventually(() => analyst.listRules({}).catch(() => undefined), 10_000);
     expect(rules.length).toBeGreaterThan(0);
+  });
+
+  it("does not open for a service that answers UNAVAILABLE about something behind it", async () => {
+    const probe = await startProbeBackend({ failWith: new DomainError(ErrorReason.RISK_UNAVAILABLE, "risk could not answer") });
+    const gateway = await startGatewayFor(h, { ACCOUNT_SERVICE_URL: probe.target, BREAKER_FAILURES: "3" });
+    const client = createClient(AccountService, createConnectTransport({ baseUrl: gateway.base, httpVersion: "1.1", interceptors: [bearer(await tokenFor("teller"))] }));
+    const attempts = [];
+    for (let i = 0; i < 5; i++) attempts.push(await client.getSystemAccount({ currency: "USD" }).then(() => "ok", failure));
+    expect(attempts).toEqual(Array(5).fill({ code: Code.Unavailable, reason: "RISK_UNAVAILABLE", circuit: undefined }));
+    // Every call reached the service (grpc-js retries UNAVAILABLE on idempotent methods, so some more than once).
+    expect(probe.calls.length).toBeGreaterThanOrEqual(5);
+    await gateway.stop();
+    await probe.stop();
   });
 });

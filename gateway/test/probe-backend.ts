@@ -18,9 +18,9 @@ export interface ProbeBackend {
  * the gateway sends a service: deadlines and metadata are not visible in the
  * real service's answers. Every other method fails.
  */
-export async function startProbeBackend(port = 0): Promise<ProbeBackend> {
+export async function startProbeBackend(options: { port?: number; failWith?: DomainError } = {}): Promise<ProbeBackend> {
   const calls: ProbeBackend["calls"] = [];
-  const server = new GrpcServer({ host: "127.0.0.1", port, log: testLogger() });
+  const server = new GrpcServer({ host: "127.0.0.1", port: options.port ?? 0, log: testLogger() });
   const unimplemented = async () => {
     throw new DomainError(ErrorReason.INTERNAL, "the probe answers GetSystemAccount only");
   };
@@ -28,6 +28,7 @@ export async function startProbeBackend(port = 0): Promise<ProbeBackend> {
     ...Object.fromEntries(AccountService.methods.map((m) => [m.localName, unimplemented])),
     getSystemAccount: async (req, ctx) => {
       calls.push({ deadline: ctx.deadline, principal: ctx.metadata.get("tally-principal").map(String) });
+      if (options.failWith) throw options.failWith;
       return { account: create(AccountSchema, { id: "00000000-0000-7000-8000-000000000000", currency: req.currency }) };
     },
   } as HandlersOf<typeof AccountService>;
