@@ -7,6 +7,8 @@ type Handler = (req: http.IncomingMessage | http2.Http2ServerRequest, res: http.
 export type GatewayServer = net.Server & { shutdown(graceMs: number): Promise<void> };
 
 const HTTP2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+// A connection that says nothing for this long is closed before any server sees it.
+const FIRST_BYTES_TIMEOUT_MS = 10_000;
 
 /**
  * Adds shutdown(graceMs): stop accepting, let open connections finish for up
@@ -39,7 +41,14 @@ export function createOnePortServer(handler: Handler): GatewayServer {
   const h1 = http.createServer(handler as http.RequestListener);
   const h2 = http2.createServer({}, handler as (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void);
   const server = net.createServer((socket) => {
+    // Until a server takes the connection, its errors (a reset) and its silence are handled here.
+    const drop = () => socket.destroy();
+    socket.on("error", drop);
+    socket.setTimeout(FIRST_BYTES_TIMEOUT_MS, drop);
     socket.once("readable", () => {
+      socket.off("error", drop);
+      socket.setTimeout(0);
+      socket.off("timeout", drop);
       const head: Buffer | null = socket.read(HTTP2_PREFACE.length) ?? socket.read();
       if (head === null) {
         socket.destroy();

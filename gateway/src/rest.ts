@@ -71,14 +71,33 @@ export function restRoutes(services: DescService[]): Route[] {
   return routes;
 }
 
+// Names that would reach an object's prototype rather than a field of the request.
+const UNSAFE_KEYS = new Set(["__proto__", "constructor", "prototype"]);
+
 /** Sets a possibly dotted field path ("created.start_time") in a JSON object; repeated query keys become lists. */
 function assign(target: JsonObject, path: string, value: string, repeated: boolean): void {
   const keys = path.split(".");
+  if (keys.some((k) => k === "" || UNSAFE_KEYS.has(k))) throw new DomainError(ErrorReason.MALFORMED_REQUEST, `${path.slice(0, 64)} names no field`, path.slice(0, 64));
   let node = target;
-  for (const key of keys.slice(0, -1)) node = (node[key] ??= {}) as JsonObject;
+  for (const key of keys.slice(0, -1)) {
+    const next = Object.hasOwn(node, key) ? node[key] : (node[key] = {});
+    if (typeof next !== "object" || next === null || Array.isArray(next)) {
+      throw new DomainError(ErrorReason.MALFORMED_REQUEST, `${path.slice(0, 64)} conflicts with another parameter`, path.slice(0, 64));
+    }
+    node = next;
+  }
   const last = keys[keys.length - 1];
   if (repeated) node[last] = [...((node[last] as JsonValue[] | undefined) ?? []), value];
   else node[last] = value;
+}
+
+/** A path segment, percent-decoded; a malformed escape is the client's error. */
+function decodeSegment(segment: string, field: string): string {
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    throw new DomainError(ErrorReason.MALFORMED_REQUEST, `${field} is not validly percent-encoded`, field);
+  }
 }
 
 async function readBody(req: Request, maxBytes: number): Promise<string> {
@@ -142,7 +161,7 @@ export function restHandler(services: DescService[], forward: Forward, maxBodyBy
       let match: RegExpExecArray | null = null;
       const route = routes.find((r) => r.verb === verb && (match = r.pattern.exec(url.pathname)) !== null);
       if (!route || !match) throw new ConnectError(`no route for ${verb} ${url.pathname}`, Code.NotFound);
-      const fields: JsonObject = {};
+      let fields: JsonObject = {};
       if (route.body !== "") {
         const text = await readBody(req, maxBodyBytes);
         let body: JsonValue = {};
@@ -153,7 +172,8 @@ export function restHandler(services: DescService[], forward: Forward, maxBodyBy
         }
         if (route.body === "*") {
           if (typeof body !== "object" || body === null || Array.isArray(body)) throw new DomainError(ErrorReason.MALFORMED_REQUEST, "the request body must be a JSON object");
-          Object.assign(fields, body);
+          // The parsed body itself: copying it with Object.assign would let a "__proto__" key set the copy's prototype.
+          fields = body;
         } else fields[route.body] = body;
       } else {
         for (const key of new Set(url.searchParams.keys())) {
@@ -161,7 +181,7 @@ export function restHandler(services: DescService[], forward: Forward, maxBodyBy
           for (const value of values) assign(fields, key, value, values.length > 1);
         }
       }
-      route.params.forEach((name, i) => assign(fields, name, decodeURIComponent(match![i + 1]), false));
+      route.params.forEach((name, i) => assign(fields, name, decodeSegment(match![i + 1], name), false));
       let request;
       try {
         request = fromJson(route.method.input, fields);

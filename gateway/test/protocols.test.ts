@@ -120,6 +120,23 @@ describe("internal methods are not reachable", () => {
   });
 });
 
+describe("connections that go wrong", () => {
+  it("a client that resets its connection before saying anything does not disturb the gateway", async () => {
+    const net = await import("node:net");
+    for (let i = 0; i < 3; i++) {
+      await new Promise<void>((resolve, reject) => {
+        const socket = net.connect(h.gateway.port, "127.0.0.1", () => {
+          socket.resetAndDestroy();
+          resolve();
+        });
+        socket.on("error", reject);
+      });
+    }
+    await new Promise((r) => setTimeout(r, 100));
+    expect((await fetch(`${base}/healthz`)).status).toBe(200);
+  });
+});
+
 describe("TLS", () => {
   let tls: Awaited<ReturnType<typeof startGatewayFor>>;
   let ca: Buffer;

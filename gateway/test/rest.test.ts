@@ -79,6 +79,7 @@ describe("malformed input gets a clear 4xx and changes nothing", () => {
     ["a huge body", () => ({ body: { ...valid(), description: "x".repeat(200 * 1024) } }), 413, "REQUEST_TOO_LARGE"],
     ["a bad path parameter", () => ({ path: "/v1/transfers/not-a-uuid:void", body: {} }), 400, "INVALID_ID"],
     ["a path parameter with a slash in it", () => ({ path: `/v1/transfers/${newId()}%2F..:void`, body: {} }), 400, "INVALID_ID"],
+    ["a path parameter with a broken escape", () => ({ path: "/v1/transfers/%E0:void", body: {} }), 400, "MALFORMED_REQUEST"],
   ];
 
   it.each(cases)("over REST: %s", async (_, make, status, reason) => {
@@ -102,6 +103,26 @@ describe("malformed input gets a clear 4xx and changes nothing", () => {
     const client = createClient(TransactionService, createConnectTransport({ baseUrl: h.gateway.base, httpVersion: "2", useBinaryFormat: true, interceptors: [bearer(token)] }));
     await expect(client.createTransfer({ ...valid(), amount: { amount: 10n, currency: "USD" }, description: "x".repeat(200 * 1024) })).rejects.toMatchObject({ code: 8 });
     expect([await transfers(), await balanceOf(h, from)]).toEqual(before);
+  });
+});
+
+describe("query parameters cannot reach past the request's fields", () => {
+  it.each(["__proto__.roles=admin", "constructor.prototype.roles=admin", "page_size=1&page_size.x=2", "created..start_time=1"])("refuses %s as malformed, without a token even", async (query) => {
+    const res = await fetch(`${h.gateway.base}/v1/accounts/${newId()}/transfers?${query}`);
+    expect(res.status).toBe(400);
+    expect(((await res.json()) as { error: { reason: string } }).error.reason).toBe("MALFORMED_REQUEST");
+  });
+
+  it("leaves no trace on the process: a token without roles is still denied, one without a customer_id still its own", async () => {
+    await fetch(`${h.gateway.base}/v1/accounts/${newId()}/transfers?__proto__.roles=admin&__proto__.customer_id=victim`);
+    expect(({} as Record<string, unknown>).roles).toBeUndefined();
+    const roleless = await tokenFor("teller", undefined, { roles: [] });
+    expect((await rest("GET", "/v1/system-accounts/USD", undefined, { authorization: `Bearer ${roleless}` })).status).toBe(403);
+  });
+
+  it("a JSON body's __proto__ key is just an unknown field", async () => {
+    const res = await rest("POST", "/v1/accounts", '{"__proto__": {"customerId": "x"}, "currency": "USD"}');
+    expect(res).toMatchObject({ status: 400, body: { error: { reason: "MALFORMED_REQUEST" } } });
   });
 });
 

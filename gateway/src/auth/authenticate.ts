@@ -42,9 +42,11 @@ export function createAuthenticator(config: Pick<GatewayConfig, "AUTH_JWKS_URL" 
     } catch (err) {
       throw refuse(why(err));
     }
-    const subject = payload.sub ?? "";
+    // Only the token's own claims count, never anything inherited.
+    const claim = (name: string): unknown => (Object.hasOwn(payload, name) ? payload[name] : undefined);
+    const subject = typeof claim("sub") === "string" ? (claim("sub") as string) : "";
     if (subject === "") throw refuse("the token names no subject");
-    const customerId = typeof payload.customer_id === "string" && payload.customer_id !== "" ? payload.customer_id : subject;
-    return { subject, roles: rolesFromClaim(payload.roles), customerId };
+    const customerId = typeof claim("customer_id") === "string" && claim("customer_id") !== "" ? (claim("customer_id") as string) : subject;
+    return { subject, roles: rolesFromClaim(claim("roles")), customerId };
   };
 }
