@@ -10,7 +10,7 @@ interface ProcessConfig {
 /**
  * Runs a service as a process: reads its configuration (a bad one exits
  * naming the variable), starts it, and stops it gracefully on SIGTERM or
- * SIGINT, flushing telemetry last.
+ * SIGINT, flushing telemetry last. Its metrics are served from the start.
  */
 export function runServiceProcess<C extends ProcessConfig>(
   name: string,
@@ -25,6 +25,8 @@ export function runServiceProcess<C extends ProcessConfig>(
     lifecycle.onStop("telemetry", telemetry.shutdown);
     lifecycle.exitOnSignals();
     try {
+      const metrics = await telemetry.serveMetrics(log);
+      if (metrics) lifecycle.onStop("metrics server", metrics.close);
       await start(config, log, lifecycle);
     } catch (err) {
       log.fatal({ err }, `${name} service failed to start`);

@@ -13,6 +13,8 @@ export interface IncomingCall {
   header(name: string): string | undefined;
   /** The client's deadline, in milliseconds from now, if it named one. */
   timeoutMs: number | undefined;
+  /** How the client called: grpc, grpcweb, connect or rest. */
+  protocol: string;
 }
 
 /** Runs one public method for a client: the same steps on every protocol. */

@@ -13,6 +13,7 @@ import { createForwarder } from "./forward";
 import { createOnePortServer, createTlsServer } from "./one-port";
 import { backendGroups, probes } from "./probes";
 import { RateLimiter } from "./rate-limit";
+import { instrumented, TRACE_ID_HEADER, withTracing } from "./tracing";
 import { restHandler } from "./rest";
 import { registerRoutes } from "./routes";
 
@@ -30,7 +31,7 @@ function withCors(origins: string[], handler: Handler): Handler {
     origin: origins,
     methods: [...connectCors.allowedMethods, "PUT", "PATCH", "DELETE"],
     allowedHeaders: [...connectCors.allowedHeaders, "Authorization", "Idempotency-Key", "X-Server-Timeout"],
-    exposedHeaders: [...connectCors.exposedHeaders, "Retry-After", "WWW-Authenticate"],
+    exposedHeaders: [...connectCors.exposedHeaders, "Retry-After", "WWW-Authenticate", TRACE_ID_HEADER],
     maxAge: 7200,
   });
   return (req, res) => cors(req as never, res as never, () => handler(req, res));
@@ -39,19 +40,21 @@ function withCors(origins: string[], handler: Handler): Handler {
 /**
  * The only public entry point: one port speaking gRPC (HTTP/2), gRPC-Web,
  * Connect (HTTP/1.1 and HTTP/2) and REST JSON, in cleartext or over TLS.
- * Every call of every protocol goes through one forwarder: authentication,
- * rate limit, authorization, then the service.
+ * Every call of every protocol gets one server span and goes through one
+ * forwarder: authentication, rate limit, authorization, then the service.
  */
 export async function startGateway(config: GatewayConfig, log: Logger, lifecycle: Lifecycle): Promise<GatewayHandle> {
   const backends = createBackends(config, log);
   lifecycle.onStop("backend clients", () => backends.close());
-  const forward = createForwarder({
-    backends,
-    authenticate: createAuthenticator(config),
-    limiter: new RateLimiter(config.RATE_LIMIT_PER_SECOND, config.RATE_LIMIT_BURST),
-    directory: new OwnershipDirectory(backends),
-    options: { defaultDeadlineMs: config.GRPC_DEADLINE_MS, maxDeadlineMs: config.MAX_DEADLINE_MS },
-  });
+  const forward = instrumented(
+    createForwarder({
+      backends,
+      authenticate: createAuthenticator(config),
+      limiter: new RateLimiter(config.RATE_LIMIT_PER_SECOND, config.RATE_LIMIT_BURST),
+      directory: new OwnershipDirectory(backends),
+      options: { defaultDeadlineMs: config.GRPC_DEADLINE_MS, maxDeadlineMs: config.MAX_DEADLINE_MS },
+    }),
+  );
   const handler = connectNodeAdapter({
     routes: (router) => registerRoutes(router, backends.services, forward),
     readMaxBytes: config.MAX_REQUEST_BYTES,
@@ -61,7 +64,8 @@ export async function startGateway(config: GatewayConfig, log: Logger, lifecycle
     fallback: probes(backendGroups(config), restHandler(backends.services, forward, config.MAX_REQUEST_BYTES)),
   });
   const tls = config.TLS_CERT_FILE && config.TLS_KEY_FILE ? { cert: fs.readFileSync(config.TLS_CERT_FILE), key: fs.readFileSync(config.TLS_KEY_FILE) } : undefined;
-  const server = tls ? createTlsServer(withCors(config.CORS_ORIGINS, handler), tls) : createOnePortServer(withCors(config.CORS_ORIGINS, handler));
+  const traced = withCors(config.CORS_ORIGINS, withTracing(handler));
+  const server = tls ? createTlsServer(traced, tls) : createOnePortServer(traced);
   const port = await new Promise<number>((resolve, reject) => {
     server.once("error", reject);
     server.listen(config.HTTP_PORT, config.HTTP_HOST, () => resolve((server.address() as net.AddressInfo).port));

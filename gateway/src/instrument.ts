@@ -2,4 +2,7 @@
 import { startTelemetry } from "../../platform/telemetry/start";
 import { SERVICE_NAME } from "./service-name";
 
-export const telemetry = startTelemetry(SERVICE_NAME);
+// Where Prometheus finds this service's metrics unless METRICS_PORT says otherwise.
+const METRICS_PORT = 9464;
+
+export const telemetry = startTelemetry(SERVICE_NAME, METRICS_PORT);

@@ -144,7 +144,7 @@ function incoming(req: Request): IncomingCall {
     return Array.isArray(value) ? value.join(", ") : value;
   };
   const seconds = Number(header("x-server-timeout"));
-  return { header, timeoutMs: Number.isFinite(seconds) && seconds > 0 ? seconds * 1000 : undefined };
+  return { header, timeoutMs: Number.isFinite(seconds) && seconds > 0 ? seconds * 1000 : undefined, protocol: "rest" };
 }
 
 /**

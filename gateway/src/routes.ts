@@ -15,7 +15,11 @@ export function registerRoutes(router: ConnectRouter, services: DescService[], f
     for (const method of publicMethods(service)) {
       implementation[method.localName] = async (request, ctx) => {
         try {
-          return await forward(method, request, { header: (name) => ctx.requestHeader.get(name) ?? undefined, timeoutMs: ctx.timeoutMs() });
+          return await forward(method, request, {
+            header: (name) => ctx.requestHeader.get(name) ?? undefined,
+            timeoutMs: ctx.timeoutMs(),
+            protocol: ctx.protocolName,
+          });
         } catch (err) {
           throw toConnectError(err);
         }

@@ -1,6 +1,7 @@
 import { drizzle, type PostgresJsDatabase } from "drizzle-orm/postgres-js";
 import postgres from "postgres";
 import type { Logger } from "../logger";
+import { databaseTarget, tracedSql } from "./tracing";
 
 export interface Database<TSchema extends Record<string, unknown>> {
   /** postgres.js, for the few statements drizzle does not express (bulk updates, locks). */
@@ -17,12 +18,12 @@ export interface ConnectOptions {
   applicationName: string;
 }
 
-/** A pool to PostgreSQL through postgres.js, with drizzle on top. bigint columns come back as bigint. */
+/** A pool to PostgreSQL through postgres.js, with drizzle on top and a span per query. bigint columns come back as bigint. */
 export function connectDatabase<TSchema extends Record<string, unknown>>(
   options: ConnectOptions,
   schema: TSchema,
 ): Database<TSchema> {
-  const sql = postgres(options.url, {
+  const pool = postgres(options.url, {
     max: options.poolSize,
     types: { bigint: postgres.BigInt },
     connection: { application_name: options.applicationName },
@@ -30,6 +31,7 @@ export function connectDatabase<TSchema extends Record<string, unknown>>(
     idle_timeout: 60,
     connect_timeout: 10,
   });
+  const sql = tracedSql(pool, databaseTarget(options.url));
   const db = drizzle(sql, { schema });
   return {
     sql,

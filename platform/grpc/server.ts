@@ -3,10 +3,12 @@ import type { GenService, GenServiceMethods } from "@bufbuild/protobuf/codegenv2
 import * as grpc from "@grpc/grpc-js";
 import { HealthImplementation } from "grpc-health-check";
 import { databaseErrorCode } from "../db/errors";
-import { DomainError, ErrorReason } from "../errors";
+import { trace } from "@opentelemetry/api";
+import { DomainError, ErrorReason, reasonName } from "../errors";
 import type { Logger } from "../logger";
+import { rpcServerMetrics } from "../telemetry/rpc-metrics";
 import { grpcServiceDefinition, grpcPath, MalformedMessage } from "./service-definition";
-import { toServiceError } from "./status";
+import { grpcCodeOf, toServiceError } from "./status";
 
 /** What a handler knows of its call besides the request. */
 export interface CallContext {
@@ -37,12 +39,14 @@ export interface GrpcServerOptions {
 
 /**
  * A grpc-js server for protobuf-es services, with grpc.health.v1, domain
- * errors mapped to status + reason in one place, and a graceful stop.
+ * errors mapped to status + reason in one place, RPC metrics, and a graceful
+ * stop. Its calls' server spans come from the gRPC instrumentation.
  */
 export class GrpcServer {
   readonly health = new HealthImplementation({ "": "NOT_SERVING" });
   private readonly server: grpc.Server;
   private readonly serviceNames: string[] = [];
+  private readonly metrics = rpcServerMetrics("grpc");
   private boundPort = 0;
 
   constructor(private readonly options: GrpcServerOptions) {
@@ -97,11 +101,19 @@ export class GrpcServer {
   }
 
   private unary(path: string, handler: UnaryHandler<GenServiceMethods[string]>): grpc.handleUnaryCall<unknown, unknown> {
-    const log = this.options.log;
+    const { log } = this.options;
+    const method = path.slice(1);
+    const fail = (callback: grpc.sendUnaryData<unknown>, err: DomainError, startedAt: number) => {
+      const code = grpcCodeOf(err.reason);
+      const reason = reasonName(err.reason);
+      trace.getActiveSpan()?.setAttribute("tally.error.reason", reason);
+      this.metrics.record(method, startedAt, code, reason);
+      callback(toServiceError(err, code) as grpc.ServiceError);
+    };
     return (call, callback) => {
+      const startedAt = performance.now();
       if (call.request instanceof MalformedMessage) {
-        const err = new DomainError(ErrorReason.MALFORMED_REQUEST, `request is not a valid protobuf message: ${call.request.error.message}`);
-        callback(toServiceError(err) as grpc.ServiceError);
+        fail(callback, new DomainError(ErrorReason.MALFORMED_REQUEST, `request is not a valid protobuf message: ${call.request.error.message}`), startedAt);
         return;
       }
       const controller = new AbortController();
@@ -117,11 +129,12 @@ export class GrpcServer {
       handler(call.request as never, context).then(
         (response) => {
           answered = true;
+          this.metrics.record(method, startedAt, grpc.status.OK);
           callback(null, response);
         },
         (err: unknown) => {
           answered = true;
-          callback(toServiceError(classify(err, path, log)) as grpc.ServiceError);
+          fail(callback, classify(err, path, log), startedAt);
         },
       );
     };

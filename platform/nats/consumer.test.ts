@@ -2,13 +2,13 @@ import { randomBytes } from "node:crypto";
 import { create, toBinary } from "@bufbuild/protobuf";
 import { AckPolicy, DeliverPolicy } from "@nats-io/jetstream";
 import { headers as natsHeaders, nanos } from "@nats-io/transport-node";
-import { context, propagation, SpanKind, SpanStatusCode, trace } from "@opentelemetry/api";
-import { node as tracing } from "@opentelemetry/sdk-node";
+import { SpanKind, SpanStatusCode, trace } from "@opentelemetry/api";
 import { generateDrizzleJson, generateMigration } from "drizzle-kit/api";
 import { count, eq } from "drizzle-orm";
 import { pgSchema, serial, uuid } from "drizzle-orm/pg-core";
 import { AccountOpenedSchema, EventEnvelopeSchema, type EventEnvelope } from "../../gen/tally/events/v1/events_pb";
 import { createTestDatabase, testLogger, testStream, TEST_NATS_URL, type TestDatabase, type TestStream } from "../../test/support/infra";
+import { recordSpans } from "../../test/support/tracing";
 import { connectDatabase, type Database } from "../db/connect";
 import { newId } from "../ids";
 import { applyOnce } from "../inbox/apply-once";
@@ -459,16 +459,7 @@ describe("EventConsumer", () => {
 });
 
 describe("EventConsumer tracing", () => {
-  const exporter = new tracing.InMemorySpanExporter();
-  const provider = new tracing.NodeTracerProvider({ spanProcessors: [new tracing.SimpleSpanProcessor(exporter)] });
-
-  beforeAll(() => provider.register());
-  afterAll(async () => {
-    await provider.shutdown();
-    trace.disable();
-    context.disable();
-    propagation.disable();
-  });
+  const exporter = recordSpans();
 
   it("handles each event in a consumer span that continues the producer's trace", async () => {
     const stream = await newStream();

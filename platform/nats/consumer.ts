@@ -12,7 +12,7 @@ import {
   type JsMsg,
 } from "@nats-io/jetstream";
 import { ClosedConnectionError, DrainingConnectionError, Match, nanos, type MsgHdrs } from "@nats-io/transport-node";
-import { context, propagation, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type TextMapGetter } from "@opentelemetry/api";
+import { context, metrics, propagation, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type BatchObservableCallback, type TextMapGetter } from "@opentelemetry/api";
 import { EventEnvelopeSchema, type EventEnvelope } from "../../gen/tally/events/v1/events_pb";
 import { isId } from "../ids";
 import type { Logger } from "../logger";
@@ -50,6 +50,40 @@ export interface EventConsumerOptions {
 export const defaultRetryDelayMs = (attempt: number): number => Math.min(30_000, 200 * 2 ** Math.max(0, attempt - 1));
 
 const tracer = trace.getTracer("tally.inbox");
+
+/**
+ * What Prometheus sees of a consumer: messages by outcome, redeliveries and
+ * poison messages as counters, handling time, and (read from JetStream when
+ * scraped) how many messages wait to be delivered and how many are delivered
+ * but not yet acknowledged.
+ */
+function consumerMetrics(options: EventConsumerOptions) {
+  const meter = metrics.getMeter("tally.inbox");
+  const group = { "messaging.consumer.group.name": options.durable };
+  const outcomes = meter.createCounter("messaging.consumer.messages", { unit: "{message}", description: "Messages handled, by outcome" });
+  const redeliveries = meter.createCounter("messaging.consumer.redeliveries", { unit: "{message}", description: "Deliveries that were not a message's first" });
+  const poison = meter.createCounter("messaging.consumer.poison_messages", { unit: "{message}", description: "Messages that were not event envelopes, terminated" });
+  const duration = meter.createHistogram("messaging.process.duration", {
+    unit: "s",
+    description: "Time to handle one message",
+    advice: { explicitBucketBoundaries: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10] },
+  });
+  const lag = meter.createObservableGauge("messaging.consumer.lag", { unit: "{message}", description: "Messages in the stream not yet delivered to this consumer" });
+  const unacked = meter.createObservableGauge("messaging.consumer.unacknowledged", { unit: "{message}", description: "Messages delivered and not yet acknowledged" });
+  const observe: BatchObservableCallback = async (result) => {
+    const info = await options.jsm.consumers.info(options.stream, options.durable);
+    result.observe(lag, info.num_pending, group);
+    result.observe(unacked, info.num_ack_pending, group);
+  };
+  return {
+    outcome: (outcome: "processed" | "failed" | "poisoned" | "exhausted") => outcomes.add(1, { ...group, outcome }),
+    redelivered: () => redeliveries.add(1, group),
+    poisoned: () => poison.add(1, group),
+    handled: (startedAt: number) => duration.record((performance.now() - startedAt) / 1000, group),
+    watch: () => meter.addBatchObservableCallback(observe, [lag, unacked]),
+    unwatch: () => meter.removeBatchObservableCallback(observe, [lag, unacked]),
+  };
+}
 
 const headerGetter: TextMapGetter<MsgHdrs | undefined> = {
   keys: (headers) => headers?.keys() ?? [],
@@ -98,6 +132,7 @@ export class EventConsumer {
   private readonly concurrency: number;
   private readonly retryDelayMs: (attempt: number) => number;
   private readonly inFlight = new Set<Promise<void>>();
+  private readonly metrics: ReturnType<typeof consumerMetrics>;
   private starting: Promise<void> | undefined;
   private stopping: Promise<void> | undefined;
   private stopRequested = false;
@@ -111,6 +146,7 @@ export class EventConsumer {
     this.ackWaitMs = options.ackWaitMs ?? 30_000;
     this.concurrency = options.concurrency ?? 1;
     this.retryDelayMs = options.retryDelayMs ?? defaultRetryDelayMs;
+    this.metrics = consumerMetrics(options);
     if (!Number.isInteger(this.concurrency) || this.concurrency < 1) throw new RangeError("concurrency must be a positive integer");
     if (!Number.isInteger(this.maxDeliver) || (this.maxDeliver < 1 && this.maxDeliver !== -1)) {
       throw new RangeError("maxDeliver must be a positive integer, or -1 for no limit");
@@ -128,6 +164,7 @@ export class EventConsumer {
         await this.ensureConsumer();
         if (this.stopRequested) return;
         this.loop = this.run();
+        this.metrics.watch();
         const { stream, durable, filterSubjects } = this.options;
         this.options.log.info({ stream, durable, filterSubjects, concurrency: this.concurrency }, "event consumer started");
       })().catch((err: unknown) => {
@@ -143,6 +180,7 @@ export class EventConsumer {
   stop(): Promise<void> {
     if (!this.stopping) {
       this.stopRequested = true;
+      this.metrics.unwatch();
       this.stopping = (async () => {
         await this.starting?.catch(() => {});
         this.wake?.();
@@ -281,11 +319,16 @@ export class EventConsumer {
     const { deliveryCount, streamSequence } = msg.info;
     const subject = msg.subject;
     const redeliveryCount = deliveryCount - 1;
-    if (redeliveryCount > 0) this.redelivered++;
+    if (redeliveryCount > 0) {
+      this.redelivered++;
+      this.metrics.redelivered();
+    }
 
     const envelope = decode(msg.data);
     if (envelope instanceof Error) {
       this.poisoned++;
+      this.metrics.poisoned();
+      this.metrics.outcome("poisoned");
       log.error({ err: envelope, subject, seq: streamSequence, durable, redeliveryCount }, "poison message terminated");
       settle(log, msg, "term", () => msg.term());
       return;
@@ -308,11 +351,13 @@ export class EventConsumer {
       },
       parent,
     );
+    const startedAt = performance.now();
     await context.with(trace.setSpan(parent, span), async () => {
       const fields = { subject, seq: streamSequence, eventId: envelope.id, type: envelope.type, durable, redeliveryCount };
       try {
         await handle(envelope, { subject, redeliveryCount, streamSequence });
         this.processed++;
+        this.metrics.outcome("processed");
         settle(log, msg, "ack", () => msg.ack());
       } catch (err) {
         this.failed++;
@@ -320,14 +365,17 @@ export class EventConsumer {
         span.setStatus({ code: SpanStatusCode.ERROR, message: err instanceof Error ? err.message : String(err) });
         if (this.maxDeliver > 0 && deliveryCount >= this.maxDeliver) {
           this.exhausted++;
+          this.metrics.outcome("exhausted");
           log.error({ err, ...fields, maxDeliver: this.maxDeliver }, "event handler failed on its last delivery; event terminated");
           settle(log, msg, "term", () => msg.term());
         } else {
           const delayMs = this.retryDelayMs(deliveryCount);
+          this.metrics.outcome("failed");
           log.warn({ err, ...fields, delayMs }, "event handler failed; will retry");
           settle(log, msg, "nak", () => msg.nak(delayMs));
         }
       } finally {
+        this.metrics.handled(startedAt);
         span.end();
       }
     });

@@ -1,7 +1,7 @@
-import { context, propagation, ROOT_CONTEXT, SpanKind, trace } from "@opentelemetry/api";
+import { context, metrics, propagation, ROOT_CONTEXT, SpanKind, trace, type BatchObservableCallback } from "@opentelemetry/api";
 import type { JetStreamClient } from "@nats-io/jetstream";
 import { headers as natsHeaders } from "@nats-io/transport-node";
-import { asc, inArray, isNull, lt, sql } from "drizzle-orm";
+import { asc, count, inArray, isNull, lt, min, sql } from "drizzle-orm";
 import { getTableConfig, type PgDatabase, type PgQueryResultHKT } from "drizzle-orm/pg-core";
 import type { Logger } from "../logger";
 import type { OutboxTable } from "./table";
@@ -34,13 +34,26 @@ export class OutboxRelay {
   private lastPrune = 0;
   published = 0;
   duplicates = 0;
+  private readonly meter = metrics.getMeter("tally.outbox");
+  private readonly lag = this.meter.createHistogram("outbox.publish.lag", {
+    unit: "s",
+    description: "From an event's commit to its publication",
+    advice: { explicitBucketBoundaries: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60] },
+  });
+  private readonly backlog = this.meter.createObservableGauge("outbox.backlog", { unit: "{event}", description: "Events committed but not yet published" });
+  private readonly oldest = this.meter.createObservableGauge("outbox.oldest_unpublished.age", { unit: "s", description: "Age of the oldest unpublished event" });
+  private readonly observe: BatchObservableCallback = (result) => this.observeBacklog(result);
+  private readonly outbox: string;
 
-  constructor(private readonly options: RelayOptions) {}
+  constructor(private readonly options: RelayOptions) {
+    this.outbox = getTableConfig(options.table).schema ?? "public";
+  }
 
   start(): void {
     if (this.running) return;
     this.running = true;
     this.loop = this.run();
+    this.meter.addBatchObservableCallback(this.observe, [this.backlog, this.oldest]);
   }
 
   /** Publishes soon: called after a commit that wrote events. */
@@ -50,6 +63,7 @@ export class OutboxRelay {
   }
 
   async stop(): Promise<void> {
+    this.meter.removeBatchObservableCallback(this.observe, [this.backlog, this.oldest]);
     this.running = false;
     this.wake?.();
     await this.loop;
@@ -62,7 +76,7 @@ export class OutboxRelay {
       // One publisher at a time per outbox keeps the stream in the order events were written;
       // the others stand by and take over the moment it stops.
       const [{ leader }] = (await tx.execute(
-        sql`select pg_try_advisory_xact_lock(hashtext(${`tally.outbox.${getTableConfig(table).schema}`})) as leader`,
+        sql`select pg_try_advisory_xact_lock(hashtext(${`tally.outbox.${this.outbox}`})) as leader`,
       )) as unknown as { leader: boolean }[];
       if (!leader) return 0;
       const rows = await tx
@@ -95,6 +109,8 @@ export class OutboxRelay {
         .where(inArray(table.seq, rows.map((r) => r.seq)));
       this.published += rows.length;
       this.duplicates += acks.filter((a) => a.duplicate).length;
+      const now = Date.now();
+      for (const row of rows) this.lag.record((now - row.createdAt.getTime()) / 1000, { outbox: this.outbox });
       return rows.length;
     });
   }
@@ -124,6 +140,14 @@ export class OutboxRelay {
       });
       this.wake = undefined;
     }
+  }
+
+  /** Read when metrics are scraped: how many events wait, and for how long the oldest has. */
+  private async observeBacklog(result: Parameters<BatchObservableCallback>[0]): Promise<void> {
+    const { db, table } = this.options;
+    const [row] = await db.select({ waiting: count(), since: min(table.createdAt) }).from(table).where(isNull(table.publishedAt));
+    result.observe(this.backlog, row.waiting, { outbox: this.outbox });
+    result.observe(this.oldest, row.since ? Math.max(0, (Date.now() - new Date(row.since).getTime()) / 1000) : 0, { outbox: this.outbox });
   }
 
   /** Sent rows are kept a while for inspection, then deleted. */

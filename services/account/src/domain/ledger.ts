@@ -1,4 +1,6 @@
+import { metrics, trace } from "@opentelemetry/api";
 import { inArray } from "drizzle-orm";
+import { PostingResult } from "../../../../gen/tally/account/v1/ledger_pb";
 import { isId } from "../../../../platform/ids";
 import { withTransactionRetry } from "../../../../platform/db/retry";
 import { DomainError, ErrorReason } from "../../../../platform/errors";
@@ -23,6 +25,12 @@ const unique = (ids: string[]) => [...new Set(ids.filter(isId))];
  * event are written together.
  */
 export class Ledger {
+  private readonly batchSize = metrics.getMeter("tally.ledger").createHistogram("ledger.batch.size", {
+    unit: "{transfer}",
+    description: "Transfers posted per ledger transaction",
+    advice: { explicitBucketBoundaries: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000] },
+  });
+
   constructor(
     private readonly db: AccountDb,
     private readonly outbox: OutboxWriter,
@@ -36,6 +44,8 @@ export class Ledger {
     }
     const outcomes = await withTransactionRetry(() => this.db.transaction((tx) => this.apply(tx, requests)));
     this.afterCommit();
+    this.batchSize.record(requests.length);
+    annotate(requests, outcomes);
     return outcomes;
   }
 
@@ -69,5 +79,23 @@ export class Ledger {
     const { outcomes, effects } = applyBatch(requests, view, new Date());
     await writeEffects(tx, effects, this.outbox);
     return outcomes;
+  }
+}
+
+/** The posting on the caller's span: the batch's size, and each transfer's accounts, amount and result as an event. */
+function annotate(requests: PostingRequest[], outcomes: PostingOutcome[]): void {
+  const span = trace.getActiveSpan();
+  if (!span?.isRecording()) return;
+  span.setAttribute("tally.ledger.batch_size", requests.length);
+  for (const outcome of outcomes) {
+    const request = requests[outcome.index];
+    span.addEvent("transfer posted", {
+      "tally.transfer.id": outcome.transferId,
+      "tally.account.debit_id": request.debitAccountId,
+      "tally.account.credit_id": request.creditAccountId,
+      "tally.amount": String(request.amount),
+      "tally.currency": request.currency,
+      "tally.ledger.result": PostingResult[outcome.result] ?? String(outcome.result),
+    });
   }
 }

@@ -1,4 +1,5 @@
 import { create, toJson } from "@bufbuild/protobuf";
+import { metrics, trace } from "@opentelemetry/api";
 import { eq } from "drizzle-orm";
 import type { Assessment } from "../../../../gen/tally/risk/v1/risk_pb";
 import { AssessmentCompletedSchema, ReviewOpenedSchema } from "../../../../gen/tally/events/v1/events_pb";
@@ -7,7 +8,7 @@ import { DomainError, ErrorReason } from "../../../../platform/errors";
 import { newId } from "../../../../platform/ids";
 import { appendEvents, type NewEvent, type OutboxWriter } from "../../../../platform/outbox/append";
 import { requireCurrency, requireId, requireMetadata, requireText } from "../../../../platform/validation";
-import { assessments, reviews } from "../db/schema";
+import { assessments, reviews, type StoredHit } from "../db/schema";
 import type { RiskDb } from "../db/types";
 import { assessmentMessage, reviewMessage } from "../proto";
 import { decide, type Thresholds } from "./decision";
@@ -22,6 +23,11 @@ import type { RuleSet } from "./rule-set";
  * decision, and about another transfer under the same id is refused.
  */
 export class Assessor {
+  private readonly decisions = metrics.getMeter("tally.risk").createCounter("risk.decisions", {
+    unit: "{assessment}",
+    description: "Transfers assessed, by decision",
+  });
+
   constructor(
     private readonly db: RiskDb,
     private readonly ruleSet: RuleSet,
@@ -72,6 +78,8 @@ export class Assessor {
     });
     if (!stored) return this.earlier(valid);
     this.afterCommit();
+    this.decisions.add(1, { decision });
+    annotate(valid, decision, score, hits);
     return stored;
   }
 
@@ -97,6 +105,30 @@ export class Assessor {
       throw new DomainError(ErrorReason.EXISTS_WITH_DIFFERENT_FIELDS, `transfer ${transfer.id} was assessed with other fields`, "transfer.id");
     }
     return assessment;
+  }
+}
+
+/** The decision on the caller's span, with each rule that fired as an event. */
+function annotate(transfer: Transfer, decision: string, score: number, hits: StoredHit[]): void {
+  const span = trace.getActiveSpan();
+  if (!span?.isRecording()) return;
+  span.setAttributes({
+    "tally.transfer.id": transfer.id,
+    "tally.account.from_id": transfer.fromAccountId,
+    "tally.account.to_id": transfer.toAccountId,
+    "tally.amount": String(transfer.amount?.amount ?? 0n),
+    "tally.currency": transfer.amount?.currency ?? "",
+    "tally.risk.decision": decision,
+    "tally.risk.score": score,
+  });
+  for (const hit of hits) {
+    span.addEvent("rule fired", {
+      "tally.risk.rule.id": hit.ruleId,
+      "tally.risk.rule.version": hit.ruleVersion,
+      "tally.risk.rule.name": hit.ruleName,
+      "tally.risk.rule.action": hit.action,
+      "tally.risk.rule.score": hit.score,
+    });
   }
 }
 

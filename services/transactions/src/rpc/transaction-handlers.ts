@@ -1,5 +1,6 @@
 import type { DescMessage, MessageShape } from "@bufbuild/protobuf";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
+import { trace } from "@opentelemetry/api";
 import type { Money } from "../../../../gen/tally/common/v1/money_pb";
 import {
   AuthorizeTransferRequestSchema,
@@ -12,7 +13,7 @@ import {
   type CreateTransferRequest,
   type TransactionService,
 } from "../../../../gen/tally/transactions/v1/transaction_service_pb";
-import { TransferStatus } from "../../../../gen/tally/transactions/v1/transfer_pb";
+import { TransferKind, TransferStatus, type Transfer } from "../../../../gen/tally/transactions/v1/transfer_pb";
 import { DomainError, ErrorReason } from "../../../../platform/errors";
 import type { HandlersOf } from "../../../../platform/grpc/server";
 import type { TransferStatusName } from "../db/schema";
@@ -36,18 +37,20 @@ export function transactionHandlers(ops: Operations, store: Transfers): Handlers
     accounts: { from?: string; to?: string },
     expiresInSeconds?: bigint,
   ) =>
-    ops.move({
-      requestId: req.requestId,
-      fingerprint: fingerprint(schema, req),
-      kind,
-      fromAccountId: accounts.from ?? "",
-      toAccountId: accounts.to ?? "",
-      amount: req.amount,
-      description: req.description,
-      metadata: req.metadata,
-      transferId: req.transferId,
-      expiresInSeconds,
-    });
+    ops
+      .move({
+        requestId: req.requestId,
+        fingerprint: fingerprint(schema, req),
+        kind,
+        fromAccountId: accounts.from ?? "",
+        toAccountId: accounts.to ?? "",
+        amount: req.amount,
+        description: req.description,
+        metadata: req.metadata,
+        transferId: req.transferId,
+        expiresInSeconds,
+      })
+      .then(annotate);
   const createTransfer = (req: CreateTransferRequest) =>
     move(CreateTransferRequestSchema, req, "transfer", { from: req.fromAccountId, to: req.toAccountId });
   return {
@@ -65,16 +68,16 @@ export function transactionHandlers(ops: Operations, store: Transfers): Handlers
       return { transfer: await move(AuthorizeTransferRequestSchema, req, "authorization", accounts, req.expiresInSeconds) };
     },
     async captureTransfer(req) {
-      const transfer = await ops.capture(req.requestId, fingerprint(CaptureTransferRequestSchema, req), req.transferId, req.amount);
+      const transfer = annotate(await ops.capture(req.requestId, fingerprint(CaptureTransferRequestSchema, req), req.transferId, req.amount));
       return { transfer };
     },
     async voidTransfer(req) {
-      const transfer = await ops.void(req.requestId, fingerprint(VoidTransferRequestSchema, req), req.transferId, req.reason);
+      const transfer = annotate(await ops.void(req.requestId, fingerprint(VoidTransferRequestSchema, req), req.transferId, req.reason));
       return { transfer };
     },
     async reverseTransfer(req) {
       const [reversal, original] = await ops.reverse(req.requestId, fingerprint(ReverseTransferRequestSchema, req), req.transferId, req.amount, req.reason);
-      return { reversal, original };
+      return { reversal: annotate(reversal), original };
     },
     async getTransfer(req) {
       return { transfer: transferMessage(await store.get(req.transferId)) };
@@ -109,6 +112,20 @@ export function transactionHandlers(ops: Operations, store: Transfers): Handlers
       return { results };
     },
   };
+}
+
+/** The movement on the caller's span: which transfer, between which accounts, how much, and where it ended. */
+function annotate(transfer: Transfer): Transfer {
+  trace.getActiveSpan()?.setAttributes({
+    "tally.transfer.id": transfer.id,
+    "tally.transfer.kind": TransferKind[transfer.kind] ?? String(transfer.kind),
+    "tally.transfer.status": TransferStatus[transfer.status] ?? String(transfer.status),
+    "tally.account.from_id": transfer.fromAccountId,
+    "tally.account.to_id": transfer.toAccountId,
+    "tally.amount": String(transfer.amount?.amount ?? 0n),
+    "tally.currency": transfer.amount?.currency ?? "",
+  });
+  return transfer;
 }
 
 function validTime(at: Date, field: string): Date {
