@@ -54,6 +54,7 @@ export async function startGateway(config: GatewayConfig, log: Logger, lifecycle
       directory: new OwnershipDirectory(backends),
       options: { defaultDeadlineMs: config.GRPC_DEADLINE_MS, maxDeadlineMs: config.MAX_DEADLINE_MS },
     }),
+    log,
   );
   const handler = connectNodeAdapter({
     routes: (router) => registerRoutes(router, backends.services, forward),

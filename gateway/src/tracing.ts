@@ -3,6 +3,7 @@ import type http2 from "node:http2";
 import { Code } from "@connectrpc/connect";
 import { context, isSpanContextValid, propagation, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace } from "@opentelemetry/api";
 import { ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb";
+import type { Logger } from "../../platform/logger";
 import { rpcServerMetrics } from "../../platform/telemetry/rpc-metrics";
 import { toConnectError } from "./errors";
 import type { Forward } from "./forward";
@@ -58,27 +59,32 @@ export function withTracing(handler: Handler): Handler {
 
 /**
  * Names the gateway's span after the method it serves, with the caller's
- * protocol, and counts the call in the RPC metrics, by method, protocol and
- * status.
+ * protocol; counts the call in the RPC metrics, by method, protocol and
+ * status; and logs it at debug level.
  */
-export function instrumented(forward: Forward): Forward {
+export function instrumented(forward: Forward, log: Logger): Forward {
   const metrics = rpcServerMetrics("connect_rpc");
   return async (method, request, call) => {
     const startedAt = performance.now();
     const name = `${method.parent.typeName}/${method.name}`;
+    const protocol = { "tally.protocol": call.protocol };
     const span = trace.getActiveSpan();
     span?.updateName(name);
-    span?.setAttributes({ "rpc.method": name, "tally.protocol": call.protocol });
+    span?.setAttributes({ "rpc.method": name, ...protocol });
+    const answered = (code: Code | 0, reason?: string) => {
+      metrics.record(name, startedAt, code, reason, protocol);
+      log.debug({ method: name, protocol: call.protocol, code: code === 0 ? "OK" : Code[code], reason, ms: Math.round(performance.now() - startedAt) }, "call answered");
+    };
     try {
       const response = await forward(method, request, call);
-      metrics.record(name, startedAt, 0, undefined, { "tally.protocol": call.protocol });
+      answered(0);
       return response;
     } catch (err) {
       const error = toConnectError(err);
       const reason = error.findDetails(ErrorInfoSchema)[0]?.reason;
       span?.setAttributes({ "rpc.response.status_code": error.code, ...(reason ? { "tally.error.reason": reason } : {}) });
       if (SERVER_FAULTS.has(error.code)) span?.setStatus({ code: SpanStatusCode.ERROR, message: error.rawMessage });
-      metrics.record(name, startedAt, error.code, reason, { "tally.protocol": call.protocol });
+      answered(error.code, reason);
       throw err;
     }
   };

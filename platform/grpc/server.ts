@@ -108,6 +108,7 @@ export class GrpcServer {
       const reason = reasonName(err.reason);
       trace.getActiveSpan()?.setAttribute("tally.error.reason", reason);
       this.metrics.record(method, startedAt, code, reason);
+      log.debug({ method, code: grpc.status[code], reason, ms: Math.round(performance.now() - startedAt) }, "rpc answered");
       callback(toServiceError(err, code) as grpc.ServiceError);
     };
     return (call, callback) => {
@@ -130,6 +131,7 @@ export class GrpcServer {
         (response) => {
           answered = true;
           this.metrics.record(method, startedAt, grpc.status.OK);
+          log.debug({ method, code: "OK", ms: Math.round(performance.now() - startedAt) }, "rpc answered");
           callback(null, response);
         },
         (err: unknown) => {

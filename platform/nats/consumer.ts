@@ -358,6 +358,7 @@ export class EventConsumer {
         await handle(envelope, { subject, redeliveryCount, streamSequence });
         this.processed++;
         this.metrics.outcome("processed");
+        log.debug(fields, "event handled");
         settle(log, msg, "ack", () => msg.ack());
       } catch (err) {
         this.failed++;

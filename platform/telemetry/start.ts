@@ -40,6 +40,7 @@ export function startTelemetry(serviceName: string, defaultMetricsPort: number, 
   diag.setLogger({ error: () => {}, warn: () => {}, info: () => {}, debug: () => {}, verbose: () => {} }, DiagLogLevel.NONE);
   const prometheus = new PrometheusExporter({ preventServerStart: true });
   const exporter = traceExporter(config);
+  const collector = exporter ? collectorAddress(config) : undefined;
   const sdk = new NodeSDK({
     resource: resourceFromAttributes({
       "service.name": serviceName,
@@ -56,8 +57,11 @@ export function startTelemetry(serviceName: string, defaultMetricsPort: number, 
     logRecordProcessors: [],
     instrumentations: [
       new GrpcInstrumentation(),
-      // Outgoing HTTP only (JWKS fetches): the gateway makes its own server spans, for every protocol alike.
-      new HttpInstrumentation({ ignoreIncomingRequestHook: () => true }),
+      // Outgoing HTTP only (JWKS fetches), not the exports themselves: the gateway makes its own server spans, for every protocol alike.
+      new HttpInstrumentation({
+        ignoreIncomingRequestHook: () => true,
+        ignoreOutgoingRequestHook: (req) => collector !== undefined && `${req.hostname ?? req.host}:${req.port}` === collector,
+      }),
     ],
   });
   sdk.start();
@@ -77,11 +81,20 @@ function readConfig(defaultMetricsPort: number): TelemetryConfig {
   }
 }
 
+const otlpEndpoint = (config: TelemetryConfig) =>
+  (config.OTEL_EXPORTER_OTLP_ENDPOINT ?? `http://localhost:${config.OTEL_EXPORTER_OTLP_PROTOCOL === "grpc" ? 4317 : 4318}`).replace(/\/$/, "");
+
+/** host:port of the collector, as an outgoing request names it. */
+function collectorAddress(config: TelemetryConfig): string {
+  const url = new URL(otlpEndpoint(config));
+  return `${url.hostname}:${url.port || (url.protocol === "https:" ? 443 : 80)}`;
+}
+
 function traceExporter(config: TelemetryConfig): SpanExporter | undefined {
   if (config.OTEL_TRACES_EXPORTER === "none") return undefined;
   if (config.OTEL_TRACES_EXPORTER === "console") return new ConsoleSpanExporter();
   const protocol = config.OTEL_EXPORTER_OTLP_PROTOCOL;
-  const endpoint = (config.OTEL_EXPORTER_OTLP_ENDPOINT ?? `http://localhost:${protocol === "grpc" ? 4317 : 4318}`).replace(/\/$/, "");
+  const endpoint = otlpEndpoint(config);
   // Loaded on demand: each pulls in its own transport, and the gRPC one must not load grpc-js before it is instrumented.
   /* eslint-disable @typescript-eslint/no-require-imports */
   if (protocol === "grpc") {

@@ -1,0 +1,155 @@
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import { gunzipSync } from "node:zlib";
+import protobuf from "protobufjs";
+
+/**
+ * An OTLP/HTTP trace receiver for tests: what a collector such as Jaeger
+ * would receive, decoded. The schema is the part of opentelemetry-proto's
+ * ExportTraceServiceRequest the tests read, with its field numbers.
+ */
+const OTLP_TRACES = `
+syntax = "proto3";
+package otlp;
+message ExportTraceServiceRequest { repeated ResourceSpans resource_spans = 1; }
+message ResourceSpans { Resource resource = 1; repeated ScopeSpans scope_spans = 2; }
+message Resource { repeated KeyValue attributes = 1; }
+message ScopeSpans { InstrumentationScope scope = 1; repeated Span spans = 2; }
+message InstrumentationScope { string name = 1; string version = 2; }
+message Span {
+  bytes trace_id = 1;
+  bytes span_id = 2;
+  bytes parent_span_id = 4;
+  string name = 5;
+  int32 kind = 6;
+  fixed64 start_time_unix_nano = 7;
+  fixed64 end_time_unix_nano = 8;
+  repeated KeyValue attributes = 9;
+  repeated Event events = 11;
+  Status status = 15;
+}
+message Event { fixed64 time_unix_nano = 1; string name = 2; repeated KeyValue attributes = 3; }
+message Status { string message = 2; int32 code = 3; }
+message KeyValue { string key = 1; AnyValue value = 2; }
+message AnyValue {
+  oneof value { string string_value = 1; bool bool_value = 2; int64 int_value = 3; double double_value = 4; }
+}
+`;
+
+const Request = protobuf.parse(OTLP_TRACES).root.lookupType("otlp.ExportTraceServiceRequest");
+
+/** OTLP span kinds. */
+export const KIND = { INTERNAL: 1, SERVER: 2, CLIENT: 3, PRODUCER: 4, CONSUMER: 5 } as const;
+
+export type AttributeValue = string | boolean | number;
+
+export interface ReceivedSpan {
+  service: string;
+  instance: string;
+  scope: string;
+  traceId: string;
+  spanId: string;
+  /** "" for a root span. */
+  parentSpanId: string;
+  name: string;
+  kind: number;
+  attributes: Record<string, AttributeValue>;
+  events: { name: string; attributes: Record<string, AttributeValue> }[];
+  /** 0 unset, 1 ok, 2 error. */
+  statusCode: number;
+}
+
+interface Decoded {
+  resourceSpans?: {
+    resource?: { attributes?: KeyValue[] };
+    scopeSpans?: {
+      scope?: { name?: string };
+      spans?: {
+        traceId: Uint8Array;
+        spanId: Uint8Array;
+        parentSpanId?: Uint8Array;
+        name: string;
+        kind?: number;
+        attributes?: KeyValue[];
+        events?: { name: string; attributes?: KeyValue[] }[];
+        status?: { code?: number };
+      }[];
+    }[];
+  }[];
+}
+interface KeyValue {
+  key: string;
+  value?: { stringValue?: string; boolValue?: boolean; intValue?: { toNumber(): number } | number; doubleValue?: number };
+}
+
+const hex = (bytes: Uint8Array | undefined) => Buffer.from(bytes ?? []).toString("hex");
+
+function attributesOf(list: KeyValue[] = []): Record<string, AttributeValue> {
+  const out: Record<string, AttributeValue> = {};
+  for (const { key, value } of list) {
+    if (!value) continue;
+    const int = value.intValue;
+    out[key] = value.stringValue ?? value.boolValue ?? (typeof int === "object" && int !== null ? int.toNumber() : int) ?? value.doubleValue ?? "";
+  }
+  return out;
+}
+
+export function decodeSpans(body: Uint8Array): ReceivedSpan[] {
+  const request = Request.toObject(Request.decode(body), { defaults: false }) as Decoded;
+  return (request.resourceSpans ?? []).flatMap((rs) => {
+    const resource = attributesOf(rs.resource?.attributes);
+    return (rs.scopeSpans ?? []).flatMap((ss) =>
+      (ss.spans ?? []).map((span) => ({
+        service: String(resource["service.name"] ?? ""),
+        instance: String(resource["service.instance.id"] ?? ""),
+        scope: ss.scope?.name ?? "",
+        traceId: hex(span.traceId),
+        spanId: hex(span.spanId),
+        parentSpanId: hex(span.parentSpanId),
+        name: span.name,
+        kind: span.kind ?? 0,
+        attributes: attributesOf(span.attributes),
+        events: (span.events ?? []).map((e) => ({ name: e.name, attributes: attributesOf(e.attributes) })),
+        statusCode: span.status?.code ?? 0,
+      })),
+    );
+  });
+}
+
+export interface OtlpReceiver {
+  /** The base URL to give as OTEL_EXPORTER_OTLP_ENDPOINT. */
+  endpoint: string;
+  spans: ReceivedSpan[];
+  /** Every span of one trace received so far. */
+  trace(traceId: string): ReceivedSpan[];
+  close(): Promise<void>;
+}
+
+export async function startOtlpReceiver(): Promise<OtlpReceiver> {
+  const spans: ReceivedSpan[] = [];
+  const server: Server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on("data", (c: Buffer) => chunks.push(c));
+    req.on("end", () => {
+      if (req.method !== "POST" || req.url !== "/v1/traces") return void res.writeHead(404).end();
+      try {
+        const body = Buffer.concat(chunks);
+        spans.push(...decodeSpans(req.headers["content-encoding"] === "gzip" ? gunzipSync(body) : body));
+        res.writeHead(200, { "content-type": "application/x-protobuf" }).end();
+      } catch (err) {
+        res.writeHead(400).end(String(err));
+      }
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return {
+    endpoint: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    spans,
+    trace: (traceId) => spans.filter((s) => s.traceId === traceId),
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
+  };
+}
