@@ -1,6 +1,6 @@
 import { z } from "zod";
 import { thrownBy } from "../test/support/thrown";
-import { bool, ConfigError, int, loadConfig, platformEnv, type Env } from "./config";
+import { bool, ConfigError, int, loadConfig, platformEnv, telemetryConfig, type Env } from "./config";
 
 const configErrorOf = (run: () => unknown) => thrownBy(ConfigError, run);
 
@@ -116,5 +116,37 @@ describe("platformEnv", () => {
 
   it("refuses a subject prefix that is not dot-separated lower-case tokens", () => {
     expect(configErrorOf(() => load({ NATS_SUBJECT_PREFIX: "Tally.>" })).message).toContain("NATS_SUBJECT_PREFIX: ");
+  });
+});
+
+describe("telemetryConfig", () => {
+  it("defaults to OTLP over HTTP/protobuf, every trace sampled unless the caller's says otherwise, metrics on the service's port", () => {
+    expect(telemetryConfig(9465, {})).toMatchObject({
+      OTEL_SDK_DISABLED: false,
+      OTEL_TRACES_EXPORTER: "otlp",
+      OTEL_EXPORTER_OTLP_PROTOCOL: "http/protobuf",
+      OTEL_TRACES_SAMPLER: "parentbased_always_on",
+      OTEL_TRACES_SAMPLER_ARG: 1,
+      METRICS_PORT: 9465,
+    });
+    expect(telemetryConfig(9465, {}).OTEL_EXPORTER_OTLP_ENDPOINT).toBeUndefined();
+  });
+
+  it("takes OpenTelemetry's own variables", () => {
+    const config = telemetryConfig(9465, {
+      OTEL_EXPORTER_OTLP_ENDPOINT: "http://jaeger:4317",
+      OTEL_EXPORTER_OTLP_PROTOCOL: "grpc",
+      OTEL_TRACES_SAMPLER: "parentbased_traceidratio",
+      OTEL_TRACES_SAMPLER_ARG: "0.25",
+      METRICS_PORT: "0",
+    });
+    expect(config).toMatchObject({ OTEL_EXPORTER_OTLP_PROTOCOL: "grpc", OTEL_TRACES_SAMPLER_ARG: 0.25, METRICS_PORT: 0 });
+  });
+
+  it("names a protocol, sampler or ratio it cannot use, rather than quietly falling back", () => {
+    const err = configErrorOf(() =>
+      telemetryConfig(9465, { OTEL_EXPORTER_OTLP_PROTOCOL: "thrift", OTEL_TRACES_SAMPLER: "sometimes", OTEL_TRACES_SAMPLER_ARG: "2", OTEL_EXPORTER_OTLP_ENDPOINT: "jaeger" }),
+    );
+    for (const name of ["OTEL_EXPORTER_OTLP_PROTOCOL", "OTEL_TRACES_SAMPLER", "OTEL_TRACES_SAMPLER_ARG", "OTEL_EXPORTER_OTLP_ENDPOINT"]) expect(err.message).toContain(`${name}: `);
   });
 });

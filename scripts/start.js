@@ -17,18 +17,20 @@ if (!Number.isInteger(replicas) || replicas < 1 || replicas > 9) {
   process.exit(2);
 }
 
-/** The services that exist so far, each with its first port. */
+/** The processes, each with its first port and the first port of its /metrics. */
 const SERVICES = [
-  { name: "account", main: "dist/services/account/src/main.js", port: 50051, portVar: "GRPC_PORT", urlVar: "ACCOUNT_SERVICE_URL" },
-  { name: "transactions", main: "dist/services/transactions/src/main.js", port: 50052, portVar: "GRPC_PORT", urlVar: "TRANSACTIONS_SERVICE_URL" },
-  { name: "risk", main: "dist/services/risk/src/main.js", port: 50053, portVar: "GRPC_PORT", urlVar: "RISK_SERVICE_URL" },
-  { name: "gateway", main: "dist/gateway/src/main.js", port: 8080, portVar: "HTTP_PORT", http: true },
+  { name: "account", main: "dist/services/account/src/main.js", port: 50051, metricsPort: 9465, portVar: "GRPC_PORT", urlVar: "ACCOUNT_SERVICE_URL" },
+  { name: "transactions", main: "dist/services/transactions/src/main.js", port: 50052, metricsPort: 9466, portVar: "GRPC_PORT", urlVar: "TRANSACTIONS_SERVICE_URL" },
+  { name: "risk", main: "dist/services/risk/src/main.js", port: 50053, metricsPort: 9467, portVar: "GRPC_PORT", urlVar: "RISK_SERVICE_URL" },
+  { name: "gateway", main: "dist/gateway/src/main.js", port: 8080, metricsPort: 9464, portVar: "HTTP_PORT", http: true },
 ];
 
 const children = [];
 let stopping = false;
 
+// Replica r of each process listens 100·r above the first one's ports.
 const portOf = (service, replica) => service.port + replica * 100;
+const metricsPortOf = (service, replica) => service.metricsPort + replica * 100;
 
 // Every process that calls a service is told all its replicas' addresses, and balances over them.
 const serviceUrls = Object.fromEntries(
@@ -40,7 +42,7 @@ function run(service, replica) {
   const label = replicas > 1 ? `${service.name}-${replica + 1}` : service.name;
   const child = spawn(process.execPath, [path.join(root, service.main)], {
     cwd: root,
-    env: { ...serviceUrls, ...process.env, [service.portVar]: String(port), SERVICE_INSTANCE_ID: label },
+    env: { ...serviceUrls, ...process.env, [service.portVar]: String(port), METRICS_PORT: String(metricsPortOf(service, replica)), SERVICE_INSTANCE_ID: label },
     stdio: ["ignore", "pipe", "pipe"],
     // Out of the terminal's process group: Ctrl-C reaches only this script, which sends each one SIGTERM once.
     detached: true,
@@ -55,7 +57,7 @@ function run(service, replica) {
     }
   });
   children.push(child);
-  return { label, target: `127.0.0.1:${port}`, http: service.http === true };
+  return { label, target: `127.0.0.1:${port}`, metrics: `http://127.0.0.1:${metricsPortOf(service, replica)}/metrics`, http: service.http === true };
 }
 
 async function waitHealthy(instances) {
@@ -104,7 +106,10 @@ async function main() {
     [
       "",
       "Tally is up.",
-      ...instances.map((i) => `  ${i.label.padEnd(12)} ${i.http ? "gRPC, gRPC-Web, Connect, REST JSON" : "gRPC (internal)"} ${i.target}`),
+      ...instances.map((i) => `  ${i.label.padEnd(12)} ${(i.http ? "gRPC, gRPC-Web, Connect, REST JSON" : "gRPC (internal)").padEnd(34)} ${i.target.padEnd(16)} metrics ${i.metrics}`),
+      "",
+      `Traces go over OTLP to ${process.env.OTEL_EXPORTER_OTLP_ENDPOINT || "http://localhost:4318"} (\`docker compose up -d jaeger\`, then http://localhost:16686);`,
+      "every response names its trace in the X-Trace-Id header.",
       "",
       ...(await tokenLines()),
       "Try it through the gateway:",

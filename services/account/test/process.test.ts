@@ -1,36 +1,25 @@
 import { spawn, type ChildProcess } from "node:child_process";
-import { createServer, type Server } from "node:http";
-import type { AddressInfo } from "node:net";
 import path from "node:path";
 import { AccountService } from "../../../gen/tally/account/v1/account_service_pb";
 import { createServiceClient } from "../../../platform/grpc/client";
 import { checkHealth } from "../../../platform/grpc/health-check";
 import { eventually } from "../../../test/support/events";
-import { createTestDatabase, serviceEnv, testStream, type TestDatabase, type TestStream } from "../../../test/support/infra";
+import { createTestDatabase, freePort, serviceEnv, testStream, type TestDatabase, type TestStream } from "../../../test/support/infra";
+import { KIND, startOtlpReceiver, type OtlpReceiver } from "../../../test/support/otlp";
 
 /** The account service as a real process: telemetry first, JSON logs, health, and a clean exit on SIGTERM. */
 let db: TestDatabase;
 let stream: TestStream;
-let collector: Server;
-const exported: Buffer[] = [];
+let collector: OtlpReceiver;
 
 beforeAll(async () => {
   db = await createTestDatabase();
   stream = testStream();
-  // A stand-in OTLP/HTTP collector that keeps what the service exports.
-  collector = createServer((req, res) => {
-    const body: Buffer[] = [];
-    req.on("data", (c: Buffer) => body.push(c));
-    req.on("end", () => {
-      if (req.url === "/v1/traces") exported.push(Buffer.concat(body));
-      res.writeHead(200, { "content-type": "application/x-protobuf" }).end();
-    });
-  });
-  await new Promise<void>((resolve) => collector.listen(0, "127.0.0.1", resolve));
+  collector = await startOtlpReceiver();
 });
 
 afterAll(async () => {
-  collector.close();
+  await collector.close();
   await Promise.all([db.drop(), stream.delete()]);
 });
 
@@ -59,12 +48,13 @@ function startProcess(env: Record<string, string>): { child: ChildProcess; lines
 }
 
 it("serves, traces its calls over OTLP, and stops cleanly on SIGTERM", async () => {
-  const { port } = collector.address() as AddressInfo;
   const { child, lines } = startProcess({
     ...serviceEnv(db, stream),
     LOG_LEVEL: "info",
-    OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${port}`,
+    OTEL_EXPORTER_OTLP_ENDPOINT: collector.endpoint,
     OTEL_BSP_SCHEDULE_DELAY: "100",
+    METRICS_PORT: "0",
+    SERVICE_INSTANCE_ID: "account-under-test",
   });
   const exit = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
   const listening = await eventually(async () => lines().find((l) => l.msg === "grpc server listening"), 30_000);
@@ -77,14 +67,39 @@ it("serves, traces its calls over OTLP, and stops cleanly on SIGTERM", async () 
   expect(account?.currency).toBe("USD");
   client.close();
 
-  // The server span of that call reaches the collector, named for the service that made it.
-  await eventually(async () => exported.some((b) => b.includes("GetSystemAccount") && b.includes("service.name") && b.includes("account")), 15_000);
+  // The server span of that call reaches the collector, named for the service and instance that made it.
+  const span = await eventually(async () => collector.spans.find((s) => s.kind === KIND.SERVER && s.name.endsWith("AccountService/GetSystemAccount")), 15_000);
+  expect(span).toMatchObject({ service: "account", instance: "account-under-test" });
+  // Its metrics are served on the port it was given (here: any free one).
+  const metricsPort = lines().find((l) => l.msg === "metrics listening")?.port as number;
+  const metrics = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+  expect(metrics).toMatch(/rpc_server_call_duration_count\{[^}]*rpc_method="tally.account.v1.AccountService\/GetSystemAccount"[^}]*\} 1/);
 
   child.kill("SIGTERM");
   expect(await exit).toBe(0);
   const logs = lines();
   expect(logs.every((l) => l.unparsed === undefined && l.service === "account")).toBe(true);
   expect(logs.map((l) => l.msg)).toEqual(expect.arrayContaining(["migrations applied", "shutting down", "stopped"]));
+});
+
+it("keeps serving when the trace collector cannot be reached, and still stops cleanly", async () => {
+  const nobody = await freePort();
+  const { child, lines } = startProcess({ ...serviceEnv(db, stream), LOG_LEVEL: "info", OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${nobody}`, OTEL_BSP_SCHEDULE_DELAY: "10", METRICS_PORT: "0" });
+  const exit = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
+  const listening = await eventually(async () => lines().find((l) => l.msg === "grpc server listening"), 30_000);
+  const client = createServiceClient(AccountService, `127.0.0.1:${listening.port as number}`, { defaultTimeoutMs: 5000 });
+  for (let i = 0; i < 20; i++) expect((await client.getSystemAccount({ currency: "USD" })).account?.currency).toBe("USD");
+  client.close();
+  child.kill("SIGTERM");
+  expect(await exit).toBe(0);
+  expect(lines().filter((l) => l.level === "error" || l.level === "fatal")).toEqual([]);
+});
+
+it("refuses to start with a bad telemetry variable, naming it", async () => {
+  const { child, lines } = startProcess({ ...serviceEnv(db, stream), OTEL_EXPORTER_OTLP_PROTOCOL: "thrift" });
+  const code = await new Promise<number | null>((resolve) => child.on("exit", resolve));
+  expect(code).toBe(1);
+  expect(JSON.stringify(lines())).toContain("OTEL_EXPORTER_OTLP_PROTOCOL");
 });
 
 it("refuses to start with a bad variable, naming it", async () => {
