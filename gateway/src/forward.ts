@@ -13,7 +13,7 @@ export interface IncomingCall {
   header(name: string): string | undefined;
   /** The client's deadline, in milliseconds from now, if it named one. */
   timeoutMs: number | undefined;
-  /** How the client called: grpc, grpcweb, connect or rest. */
+  /** How the client called: grpc, grpc-web, connect or rest. */
   protocol: string;
 }
 

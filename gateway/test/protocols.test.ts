@@ -1,4 +1,5 @@
 import { execFile } from "node:child_process";
+import { randomBytes } from "node:crypto";
 import { mkdtempSync, readFileSync } from "node:fs";
 import https from "node:https";
 import os from "node:os";
@@ -8,6 +9,7 @@ import { toJson } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient, type Transport } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
 import * as grpc from "@grpc/grpc-js";
+import { SpanKind, SpanStatusCode } from "@opentelemetry/api";
 import { status as Status } from "@grpc/grpc-js";
 import { AccountSchema } from "../../gen/tally/account/v1/account_pb";
 import { AccountService } from "../../gen/tally/account/v1/account_service_pb";
@@ -21,6 +23,7 @@ import { grpcServiceDefinition } from "../../platform/grpc/service-definition";
 import { newId } from "../../platform/ids";
 import { projectRoot } from "../../platform/project-root";
 import { expectRpcError, fund, openAccount } from "../../services/transactions/test/fixtures";
+import { recordSpans } from "../../test/support/tracing";
 import { bearer, grpcAuth, startGatewayFor, startGatewayHarness, tokenFor, type GatewayHarness } from "./harness";
 
 const run = promisify(execFile);
@@ -80,6 +83,52 @@ describe("one port, every protocol", () => {
     const client = createClient(TransactionService, transports(base, token)["Connect binary over HTTP/2"]);
     const { transfer } = await client.createTransfer({ requestId: newId(), fromAccountId: a.id, toAccountId: b.id, amount: { amount: 250n, currency: "USD" } });
     expect(transfer?.status).toBe(TransferStatus.POSTED);
+  });
+});
+
+describe("tracing", () => {
+  const spans = recordSpans();
+  const callerSpan = "00f067aa0ba902b7";
+  const expectedProtocol: Record<string, string> = {
+    "Connect JSON over HTTP/1.1": "connect",
+    "Connect binary over HTTP/2": "connect",
+    "gRPC (Connect client)": "grpc",
+    "gRPC-Web": "grpc-web",
+  };
+
+  it("makes one server span per call on every protocol, continuing the caller's trace and naming it in X-Trace-Id", async () => {
+    const seen: Record<string, { header: string; traceId: string }> = {};
+    for (const [name, transport] of Object.entries(transports(base, token))) {
+      const traceId = randomBytes(16).toString("hex");
+      let header = "";
+      await createClient(AccountService, transport).getSystemAccount(
+        { currency: "USD" },
+        { headers: { traceparent: `00-${traceId}-${callerSpan}-01` }, onHeader: (h) => (header = h.get("x-trace-id") ?? "") },
+      );
+      seen[expectedProtocol[name]] = { header, traceId };
+    }
+    const restTrace = randomBytes(16).toString("hex");
+    const res = await fetch(`${base}/v1/system-accounts/USD`, { headers: { authorization: `Bearer ${token}`, traceparent: `00-${restTrace}-${callerSpan}-01` } });
+    expect(res.status).toBe(200);
+    seen.rest = { header: res.headers.get("x-trace-id") ?? "", traceId: restTrace };
+
+    for (const [protocol, { header, traceId }] of Object.entries(seen)) {
+      expect({ protocol, header }).toEqual({ protocol, header: traceId });
+      const server = spans.getFinishedSpans().filter((s) => s.spanContext().traceId === traceId && s.kind === SpanKind.SERVER);
+      expect(server.map((s) => [s.name, s.attributes["tally.protocol"], s.parentSpanContext?.spanId])).toEqual([
+        ["tally.account.v1.AccountService/GetSystemAccount", protocol, callerSpan],
+      ]);
+    }
+  });
+
+  it("starts a trace of its own when the caller sends none, and marks only the server's faults as errors", async () => {
+    const missing = await fetch(`${base}/v1/accounts/${newId()}`, { headers: { authorization: `Bearer ${token}` } });
+    expect(missing.status).toBe(404);
+    const traceId = missing.headers.get("x-trace-id")!;
+    const [span] = spans.getFinishedSpans().filter((s) => s.spanContext().traceId === traceId && s.kind === SpanKind.SERVER);
+    expect(span.parentSpanContext).toBeUndefined();
+    expect(span.attributes).toMatchObject({ "tally.error.reason": "ACCOUNT_NOT_FOUND", "http.response.status_code": 404 });
+    expect(span.status.code).not.toBe(SpanStatusCode.ERROR);
   });
 });
 

@@ -8,6 +8,7 @@ import { count, eq } from "drizzle-orm";
 import { pgSchema, serial, uuid } from "drizzle-orm/pg-core";
 import { AccountOpenedSchema, EventEnvelopeSchema, type EventEnvelope } from "../../gen/tally/events/v1/events_pb";
 import { createTestDatabase, testLogger, testStream, TEST_NATS_URL, type TestDatabase, type TestStream } from "../../test/support/infra";
+import { recordMetrics } from "../../test/support/metrics";
 import { recordSpans } from "../../test/support/tracing";
 import { connectDatabase, type Database } from "../db/connect";
 import { newId } from "../ids";
@@ -455,6 +456,62 @@ describe("EventConsumer", () => {
 
   it("backs off exponentially from 200 ms to at most 30 s by default", () => {
     expect([1, 2, 3, 4, 8, 9, 20].map(defaultRetryDelayMs)).toEqual([200, 400, 800, 1600, 25_600, 30_000, 30_000]);
+  });
+});
+
+describe("EventConsumer metrics", () => {
+  const recorded = recordMetrics();
+
+  it("counts messages by outcome, redeliveries and poison messages, and reads its lag from JetStream", async () => {
+    const stream = await newStream();
+    const [ok, flaky] = await publishEvents(stream, 2);
+    await broker.js.publish(`${stream.subjectPrefix}.account.garbage`, new Uint8Array([0xff, 0x00]));
+    let failedOnce = false;
+    const durable = newDurable();
+    const consumer = newConsumer(
+      stream,
+      async (envelope) => {
+        if (envelope.id === flaky.id && !failedOnce) {
+          failedOnce = true;
+          throw new Error("handler failed");
+        }
+      },
+      { durable, retryDelayMs: () => 20 },
+    );
+    await consumer.start();
+    await waitUntil("both events are handled", () => consumer.processed === 2);
+    await waitUntilSettled(stream, durable);
+    expect(ok.id).not.toBe(flaky.id);
+
+    const group = { "messaging.consumer.group.name": durable };
+    expect(await recorded.value("messaging.consumer.messages", { ...group, outcome: "processed" })).toBe(2);
+    expect(await recorded.value("messaging.consumer.messages", { ...group, outcome: "failed" })).toBe(1);
+    expect(await recorded.value("messaging.consumer.messages", { ...group, outcome: "poisoned" })).toBe(1);
+    expect(await recorded.value("messaging.consumer.redeliveries", group)).toBe(1);
+    expect(await recorded.value("messaging.consumer.poison_messages", group)).toBe(1);
+    expect(await recorded.value("messaging.process.duration", group)).toBe(3);
+    expect(await recorded.value("messaging.consumer.lag", group)).toBe(0);
+    expect(await recorded.value("messaging.consumer.unacknowledged", group)).toBe(0);
+
+  });
+
+  it("reports as lag what waits undelivered", async () => {
+    const stream = await newStream();
+    const durable = newDurable();
+    const consumer = newConsumer(stream, async () => {}, { durable });
+    await consumer.start();
+    await consumer.stop();
+    // Started again later, it has these to catch up on: before it does, they are its lag.
+    await publishEvents(stream, 3);
+    const held = gate();
+    const again = newConsumer(stream, () => held.opened, { durable, concurrency: 1 });
+    await again.start();
+    await waitUntil("the lag is seen", async () => (await recorded.value("messaging.consumer.lag", { "messaging.consumer.group.name": durable })) !== undefined);
+    const lag = (await recorded.value("messaging.consumer.lag", { "messaging.consumer.group.name": durable }))!;
+    const unacked = (await recorded.value("messaging.consumer.unacknowledged", { "messaging.consumer.group.name": durable }))!;
+    expect(lag + unacked).toBe(3);
+    expect(unacked).toBeGreaterThanOrEqual(1);
+    held.open();
   });
 });
 
