@@ -220,6 +220,29 @@ describe("OutboxRelay with a single replica", () => {
     expect(events.map((e) => e.envelope.id)).toEqual(appended.map((e) => e.id));
   });
 
+  it("stops at once when stopped in the middle of publishing, however long its poll interval", async () => {
+    const stream = await newStream();
+    const relay = new OutboxRelay({ db: store.db, table: schema.outbox, js: broker.js, log, batchSize: 16, pollMs: 10 * 60_000, retentionHours: 24 });
+    relay.start();
+    await waitUntil("the relay sleeps until its next poll", async () => relay["wake"] !== undefined);
+    await appendInOneTransaction(stream, 3);
+    let stopping: Promise<string> | undefined;
+    // Hold the outbox table so the nudged relay is caught mid-pass, and stop it there.
+    await store.sql.begin(async (tx) => {
+      await tx`lock table account.outbox in access exclusive mode`;
+      relay.nudge();
+      await waitUntil("the relay waits for the table", async () => {
+        const [row] = await store.sql`select count(*)::int as n from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock'`;
+        return row.n > 0;
+      });
+      stopping = relay.stop().then(() => "stopped");
+    });
+    const outcome = await Promise.race([stopping!, new Promise((resolve) => setTimeout(() => resolve("still running"), 10_000))]);
+    expect(outcome).toBe("stopped");
+    expect(await streamMessageCount(stream)).toBe(3);
+    expect(await unpublishedCount()).toBe(0);
+  });
+
   it("publishes soon after a nudge and stops cleanly", async () => {
     const stream = await newStream();
     const pollMs = 10 * 60_000;

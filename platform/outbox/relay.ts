@@ -128,6 +128,8 @@ export class OutboxRelay {
         failures++;
         this.options.log.warn({ err, failures }, "outbox relay failed; will retry");
       }
+      // Stopped while publishing: stop() found no sleep to cut short, so do not start one.
+      if (!this.running) break;
       // A full batch, or a commit that nudged while this one was publishing: go again at once.
       if (sent === this.options.batchSize || (this.nudged && failures === 0)) continue;
       const backoff = failures === 0 ? this.options.pollMs : Math.min(5000, this.options.pollMs * 2 ** failures);
