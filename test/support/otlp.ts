@@ -4,8 +4,8 @@ import { gunzipSync } from "node:zlib";
 import protobuf from "protobufjs";
 
 /**
- * An OTLP/HTTP trace receiver for tests: what a collector such as Jaeger
- * would receive, decoded. The schema is the part of opentelemetry-proto's
+ * An OTLP/HTTP trace receiver for tests, in both encodings (protobuf and
+ * JSON): what a collector such as Jaeger would receive, decoded. The schema is the part of opentelemetry-proto's
  * ExportTraceServiceRequest the tests read, with its field numbers.
  */
 const OTLP_TRACES = `
@@ -116,6 +116,40 @@ export function decodeSpans(body: Uint8Array): ReceivedSpan[] {
   });
 }
 
+/** The same from OTLP/HTTP's JSON encoding, where ids are hex and 64-bit integers strings. */
+export function decodeJsonSpans(body: string): ReceivedSpan[] {
+  type JsonKeyValue = { key: string; value?: { stringValue?: string; boolValue?: boolean; intValue?: string | number; doubleValue?: number } };
+  const attributes = (list: JsonKeyValue[] = []) =>
+    attributesOf(list.map(({ key, value }) => ({ key, value: value && { ...value, intValue: value.intValue === undefined ? undefined : Number(value.intValue) } })));
+  const request = JSON.parse(body) as {
+    resourceSpans?: {
+      resource?: { attributes?: JsonKeyValue[] };
+      scopeSpans?: {
+        scope?: { name?: string };
+        spans?: { traceId: string; spanId: string; parentSpanId?: string; name: string; kind?: number; attributes?: JsonKeyValue[]; events?: { name: string; attributes?: JsonKeyValue[] }[]; status?: { code?: number } }[];
+      }[];
+    }[];
+  };
+  return (request.resourceSpans ?? []).flatMap((rs) => {
+    const resource = attributes(rs.resource?.attributes);
+    return (rs.scopeSpans ?? []).flatMap((ss) =>
+      (ss.spans ?? []).map((span) => ({
+        service: String(resource["service.name"] ?? ""),
+        instance: String(resource["service.instance.id"] ?? ""),
+        scope: ss.scope?.name ?? "",
+        traceId: span.traceId,
+        spanId: span.spanId,
+        parentSpanId: span.parentSpanId ?? "",
+        name: span.name,
+        kind: span.kind ?? 0,
+        attributes: attributes(span.attributes),
+        events: (span.events ?? []).map((e) => ({ name: e.name, attributes: attributes(e.attributes) })),
+        statusCode: span.status?.code ?? 0,
+      })),
+    );
+  });
+}
+
 export interface OtlpReceiver {
   /** The base URL to give as OTEL_EXPORTER_OTLP_ENDPOINT. */
   endpoint: string;
@@ -133,9 +167,11 @@ export async function startOtlpReceiver(): Promise<OtlpReceiver> {
     req.on("end", () => {
       if (req.method !== "POST" || req.url !== "/v1/traces") return void res.writeHead(404).end();
       try {
-        const body = Buffer.concat(chunks);
-        spans.push(...decodeSpans(req.headers["content-encoding"] === "gzip" ? gunzipSync(body) : body));
-        res.writeHead(200, { "content-type": "application/x-protobuf" }).end();
+        const raw = Buffer.concat(chunks);
+        const body = req.headers["content-encoding"] === "gzip" ? gunzipSync(raw) : raw;
+        const json = req.headers["content-type"]?.startsWith("application/json") === true;
+        spans.push(...(json ? decodeJsonSpans(body.toString("utf8")) : decodeSpans(body)));
+        res.writeHead(200, { "content-type": json ? "application/json" : "application/x-protobuf" }).end(json ? "{}" : undefined);
       } catch (err) {
         res.writeHead(400).end(String(err));
       }

@@ -82,6 +82,46 @@ it("serves, traces its calls over OTLP, and stops cleanly on SIGTERM", async () 
   expect(logs.map((l) => l.msg)).toEqual(expect.arrayContaining(["migrations applied", "shutting down", "stopped"]));
 });
 
+it("exports as JSON when OTEL_EXPORTER_OTLP_PROTOCOL says http/json, sampling as OTEL_TRACES_SAMPLER says", async () => {
+  const { child, lines } = startProcess({
+    ...serviceEnv(db, stream),
+    LOG_LEVEL: "info",
+    OTEL_EXPORTER_OTLP_ENDPOINT: collector.endpoint,
+    OTEL_EXPORTER_OTLP_PROTOCOL: "http/json",
+    OTEL_BSP_SCHEDULE_DELAY: "50",
+    SERVICE_INSTANCE_ID: "account-json",
+    METRICS_PORT: "0",
+  });
+  const exit = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
+  const listening = await eventually(async () => lines().find((l) => l.msg === "grpc server listening"), 30_000);
+  const client = createServiceClient(AccountService, `127.0.0.1:${listening.port as number}`, { defaultTimeoutMs: 5000 });
+  await client.getSystemAccount({ currency: "EUR" });
+  client.close();
+  const span = await eventually(async () => collector.spans.find((s) => s.instance === "account-json" && s.kind === KIND.SERVER), 15_000);
+  expect(span.name).toMatch(/AccountService\/GetSystemAccount$/);
+  child.kill("SIGTERM");
+  expect(await exit).toBe(0);
+
+  // Sampling nothing: the call is served, and no span of it leaves.
+  const quiet = startProcess({
+    ...serviceEnv(db, stream),
+    OTEL_EXPORTER_OTLP_ENDPOINT: collector.endpoint,
+    OTEL_TRACES_SAMPLER: "always_off",
+    OTEL_BSP_SCHEDULE_DELAY: "50",
+    SERVICE_INSTANCE_ID: "account-unsampled",
+    LOG_LEVEL: "info",
+    METRICS_PORT: "0",
+  });
+  const quietExit = new Promise<number | null>((resolve) => quiet.child.on("exit", (code) => resolve(code)));
+  const quietPort = (await eventually(async () => quiet.lines().find((l) => l.msg === "grpc server listening"), 30_000)).port as number;
+  const quietClient = createServiceClient(AccountService, `127.0.0.1:${quietPort}`, { defaultTimeoutMs: 5000 });
+  await quietClient.getSystemAccount({ currency: "EUR" });
+  quietClient.close();
+  quiet.child.kill("SIGTERM");
+  expect(await quietExit).toBe(0);
+  expect(collector.spans.filter((s) => s.instance === "account-unsampled")).toEqual([]);
+});
+
 it("keeps serving when the trace collector cannot be reached, and still stops cleanly", async () => {
   const nobody = await freePort();
   const { child, lines } = startProcess({ ...serviceEnv(db, stream), LOG_LEVEL: "info", OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${nobody}`, OTEL_BSP_SCHEDULE_DELAY: "10", METRICS_PORT: "0" });
