@@ -120,6 +120,18 @@ async function waitUntilSettled(stream: TestStream, durable: string): Promise<vo
   });
 }
 
+/** A handler that fails the first delivery of one event and accepts everything else; `seen` runs on every call. */
+function failingOnceFor(eventId: string, seen: () => void = () => {}): EventConsumerOptions["handle"] {
+  let failed = false;
+  return async (envelope) => {
+    seen();
+    if (envelope.id === eventId && !failed) {
+      failed = true;
+      throw new Error("handler failed");
+    }
+  };
+}
+
 function gate() {
   let open!: () => void;
   const opened = new Promise<void>((resolve) => {
@@ -466,18 +478,8 @@ describe("EventConsumer metrics", () => {
     const stream = await newStream();
     const [ok, flaky] = await publishEvents(stream, 2);
     await broker.js.publish(`${stream.subjectPrefix}.account.garbage`, new Uint8Array([0xff, 0x00]));
-    let failedOnce = false;
     const durable = newDurable();
-    const consumer = newConsumer(
-      stream,
-      async (envelope) => {
-        if (envelope.id === flaky.id && !failedOnce) {
-          failedOnce = true;
-          throw new Error("handler failed");
-        }
-      },
-      { durable, retryDelayMs: () => 20 },
-    );
+    const consumer = newConsumer(stream, failingOnceFor(flaky.id), { durable, retryDelayMs: () => 20 });
     await consumer.start();
     await waitUntil("both events are handled", () => consumer.processed === 2);
     await waitUntilSettled(stream, durable);
@@ -529,17 +531,10 @@ describe("EventConsumer tracing", () => {
       await broker.js.publish(subjectOf(stream, e), toBinary(EventEnvelopeSchema, e), { msgID: e.id, headers: h });
     }
     const seenTraceIds: string[] = [];
-    let failedOnce = false;
     const durable = newDurable();
     const consumer = newConsumer(
       stream,
-      async (envelope) => {
-        seenTraceIds.push(trace.getActiveSpan()?.spanContext().traceId ?? "none");
-        if (envelope.id === failing.id && !failedOnce) {
-          failedOnce = true;
-          throw new Error("handler failed");
-        }
-      },
+      failingOnceFor(failing.id, () => seenTraceIds.push(trace.getActiveSpan()?.spanContext().traceId ?? "none")),
       { durable, retryDelayMs: () => 20 },
     );
     await consumer.start();

@@ -59,15 +59,16 @@ export interface ReceivedSpan {
   statusCode: number;
 }
 
+/** A request as OTLP/HTTP's JSON encoding has it: ids in hex, 64-bit integers as strings. */
 interface Decoded {
   resourceSpans?: {
     resource?: { attributes?: KeyValue[] };
     scopeSpans?: {
       scope?: { name?: string };
       spans?: {
-        traceId: Uint8Array;
-        spanId: Uint8Array;
-        parentSpanId?: Uint8Array;
+        traceId: string;
+        spanId: string;
+        parentSpanId?: string;
         name: string;
         kind?: number;
         attributes?: KeyValue[];
@@ -79,59 +80,21 @@ interface Decoded {
 }
 interface KeyValue {
   key: string;
-  value?: { stringValue?: string; boolValue?: boolean; intValue?: { toNumber(): number } | number; doubleValue?: number };
+  value?: { stringValue?: string; boolValue?: boolean; intValue?: string | number; doubleValue?: number };
 }
-
-const hex = (bytes: Uint8Array | undefined) => Buffer.from(bytes ?? []).toString("hex");
 
 function attributesOf(list: KeyValue[] = []): Record<string, AttributeValue> {
   const out: Record<string, AttributeValue> = {};
   for (const { key, value } of list) {
     if (!value) continue;
-    const int = value.intValue;
-    out[key] = value.stringValue ?? value.boolValue ?? (typeof int === "object" && int !== null ? int.toNumber() : int) ?? value.doubleValue ?? "";
+    out[key] = value.stringValue ?? value.boolValue ?? (value.intValue === undefined ? undefined : Number(value.intValue)) ?? value.doubleValue ?? "";
   }
   return out;
 }
 
-export function decodeSpans(body: Uint8Array): ReceivedSpan[] {
-  const request = Request.toObject(Request.decode(body), { defaults: false }) as Decoded;
+function spansOf(request: Decoded): ReceivedSpan[] {
   return (request.resourceSpans ?? []).flatMap((rs) => {
     const resource = attributesOf(rs.resource?.attributes);
-    return (rs.scopeSpans ?? []).flatMap((ss) =>
-      (ss.spans ?? []).map((span) => ({
-        service: String(resource["service.name"] ?? ""),
-        instance: String(resource["service.instance.id"] ?? ""),
-        scope: ss.scope?.name ?? "",
-        traceId: hex(span.traceId),
-        spanId: hex(span.spanId),
-        parentSpanId: hex(span.parentSpanId),
-        name: span.name,
-        kind: span.kind ?? 0,
-        attributes: attributesOf(span.attributes),
-        events: (span.events ?? []).map((e) => ({ name: e.name, attributes: attributesOf(e.attributes) })),
-        statusCode: span.status?.code ?? 0,
-      })),
-    );
-  });
-}
-
-/** The same from OTLP/HTTP's JSON encoding, where ids are hex and 64-bit integers strings. */
-export function decodeJsonSpans(body: string): ReceivedSpan[] {
-  type JsonKeyValue = { key: string; value?: { stringValue?: string; boolValue?: boolean; intValue?: string | number; doubleValue?: number } };
-  const attributes = (list: JsonKeyValue[] = []) =>
-    attributesOf(list.map(({ key, value }) => ({ key, value: value && { ...value, intValue: value.intValue === undefined ? undefined : Number(value.intValue) } })));
-  const request = JSON.parse(body) as {
-    resourceSpans?: {
-      resource?: { attributes?: JsonKeyValue[] };
-      scopeSpans?: {
-        scope?: { name?: string };
-        spans?: { traceId: string; spanId: string; parentSpanId?: string; name: string; kind?: number; attributes?: JsonKeyValue[]; events?: { name: string; attributes?: JsonKeyValue[] }[]; status?: { code?: number } }[];
-      }[];
-    }[];
-  };
-  return (request.resourceSpans ?? []).flatMap((rs) => {
-    const resource = attributes(rs.resource?.attributes);
     return (rs.scopeSpans ?? []).flatMap((ss) =>
       (ss.spans ?? []).map((span) => ({
         service: String(resource["service.name"] ?? ""),
@@ -142,13 +105,26 @@ export function decodeJsonSpans(body: string): ReceivedSpan[] {
         parentSpanId: span.parentSpanId ?? "",
         name: span.name,
         kind: span.kind ?? 0,
-        attributes: attributes(span.attributes),
-        events: (span.events ?? []).map((e) => ({ name: e.name, attributes: attributes(e.attributes) })),
+        attributes: attributesOf(span.attributes),
+        events: (span.events ?? []).map((e) => ({ name: e.name, attributes: attributesOf(e.attributes) })),
         statusCode: span.status?.code ?? 0,
       })),
     );
   });
 }
+
+const hexOf = (base64: string | undefined) => Buffer.from(base64 ?? "", "base64").toString("hex");
+
+/** OTLP/HTTP's protobuf encoding, brought to the JSON encoding's shape. */
+export function decodeSpans(body: Uint8Array): ReceivedSpan[] {
+  const request = Request.toObject(Request.decode(body), { longs: String, bytes: String }) as Decoded;
+  for (const span of (request.resourceSpans ?? []).flatMap((rs) => (rs.scopeSpans ?? []).flatMap((ss) => ss.spans ?? []))) {
+    Object.assign(span, { traceId: hexOf(span.traceId), spanId: hexOf(span.spanId), parentSpanId: hexOf(span.parentSpanId) });
+  }
+  return spansOf(request);
+}
+
+export const decodeJsonSpans = (body: string): ReceivedSpan[] => spansOf(JSON.parse(body) as Decoded);
 
 export interface OtlpReceiver {
   /** The base URL to give as OTEL_EXPORTER_OTLP_ENDPOINT. */

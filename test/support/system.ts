@@ -69,7 +69,7 @@ export async function startSystem(env: Record<string, string> = {}): Promise<Sys
   for (const name of names) {
     const { port, metricsPort } = ports[name];
     const own = { [name === "gateway" ? "HTTP_PORT" : "GRPC_PORT"]: String(port), METRICS_PORT: String(metricsPort), SERVICE_INSTANCE_ID: `${name}-1` };
-    processes[name] = { name, port, metricsPort, ...spawnProcess(name, { ...common, ...own }) };
+    processes[name] = { name, port, metricsPort, ...spawnService(MAINS[name], { ...common, ...own }) };
   }
   const gatewayUrl = `http://127.0.0.1:${ports.gateway.port}`;
   const system: System = {
@@ -94,8 +94,9 @@ export async function startSystem(env: Record<string, string> = {}): Promise<Sys
   return system;
 }
 
-function spawnProcess(name: ProcessName, env: Record<string, string>): Pick<SystemProcess, "child" | "logs"> {
-  const child = spawn(process.execPath, ["-r", "@swc-node/register", MAINS[name]], {
+/** A TypeScript entry point run as a process (through swc), with everything it writes kept as parsed JSON lines. */
+export function spawnService(main: string, env: Record<string, string>): Pick<SystemProcess, "child" | "logs"> {
+  const child = spawn(process.execPath, ["-r", "@swc-node/register", main], {
     cwd: ROOT,
     env: { ...process.env, ...env },
     stdio: ["ignore", "pipe", "pipe"],

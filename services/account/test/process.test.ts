@@ -1,11 +1,11 @@
-import { spawn, type ChildProcess } from "node:child_process";
-import path from "node:path";
+import type { ChildProcess } from "node:child_process";
 import { AccountService } from "../../../gen/tally/account/v1/account_service_pb";
 import { createServiceClient } from "../../../platform/grpc/client";
 import { checkHealth } from "../../../platform/grpc/health-check";
 import { eventually } from "../../../test/support/events";
 import { createTestDatabase, freePort, serviceEnv, testStream, type TestDatabase, type TestStream } from "../../../test/support/infra";
 import { KIND, startOtlpReceiver, type OtlpReceiver } from "../../../test/support/otlp";
+import { spawnService, type LogLine } from "../../../test/support/system";
 
 /** The account service as a real process: telemetry first, JSON logs, health, and a clean exit on SIGTERM. */
 let db: TestDatabase;
@@ -23,28 +23,9 @@ afterAll(async () => {
   await Promise.all([db.drop(), stream.delete()]);
 });
 
-function startProcess(env: Record<string, string>): { child: ChildProcess; lines: () => Record<string, unknown>[] } {
-  const root = path.resolve(__dirname, "../../..");
-  const child = spawn(process.execPath, ["-r", "@swc-node/register", "services/account/src/main.ts"], {
-    cwd: root,
-    env: { ...process.env, ...env },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  let out = "";
-  child.stdout!.on("data", (c: Buffer) => (out += c.toString()));
-  child.stderr!.on("data", (c: Buffer) => (out += c.toString()));
-  const lines = () =>
-    out
-      .split("\n")
-      .filter((l) => l.trim() !== "")
-      .map((l) => {
-        try {
-          return JSON.parse(l) as Record<string, unknown>;
-        } catch {
-          return { unparsed: l };
-        }
-      });
-  return { child, lines };
+function startProcess(env: Record<string, string>): { child: ChildProcess; lines: () => LogLine[] } {
+  const { child, logs } = spawnService("services/account/src/main.ts", env);
+  return { child, lines: logs };
 }
 
 it("serves, traces its calls over OTLP, and stops cleanly on SIGTERM", async () => {
