@@ -49,11 +49,23 @@ it("makes a client span per drizzle query, a child of the caller's span, with th
   expect(query.endTime[0] * 1e9 + query.endTime[1]).toBeGreaterThanOrEqual(query.startTime[0] * 1e9 + query.startTime[1]);
 });
 
-it("wraps a transaction's queries in a transaction span", async () => {
-  await database.db.transaction(async (tx) => {
-    await tx.execute(sql`insert into notes (id, body) values (${2}, ${"b"})`);
-    await tx.execute(sql`select body from notes where id = ${2}`);
+/** Runs `work` inside a span of the test's own, as a request handler would. */
+const inTrace = <T>(work: () => Promise<T>) =>
+  tracer.startActiveSpan("caller", async (span) => {
+    try {
+      return await work();
+    } finally {
+      span.end();
+    }
   });
+
+it("wraps a transaction's queries in a transaction span", async () => {
+  await inTrace(() =>
+    database.db.transaction(async (tx) => {
+      await tx.execute(sql`insert into notes (id, body) values (${2}, ${"b"})`);
+      await tx.execute(sql`select body from notes where id = ${2}`);
+    }),
+  );
   const spans = dbSpans();
   const transaction = spans.find((s) => s.name === "transaction")!;
   const inside = spans.filter((s) => s.parentSpanContext?.spanId === transaction.spanContext().spanId).map((s) => s.name);
@@ -64,10 +76,12 @@ it("wraps a transaction's queries in a transaction span", async () => {
 
 it("marks a failed query and its rolled-back transaction as errors with the SQLSTATE", async () => {
   await expect(
-    database.db.transaction(async (tx) => {
-      await tx.execute(sql`insert into notes (id, body) values (${3}, ${"c"})`);
-      await tx.execute(sql`insert into notes (id, body) values (${3}, ${"again"})`);
-    }),
+    inTrace(() =>
+      database.db.transaction(async (tx) => {
+        await tx.execute(sql`insert into notes (id, body) values (${3}, ${"c"})`);
+        await tx.execute(sql`insert into notes (id, body) values (${3}, ${"again"})`);
+      }),
+    ),
   ).rejects.toThrow();
   const spans = dbSpans();
   const failed = spans.filter((s) => s.status.code === SpanStatusCode.ERROR).map((s) => [s.name, s.attributes["db.response.status_code"]]);
@@ -80,9 +94,18 @@ it("marks a failed query and its rolled-back transaction as errors with the SQLS
 });
 
 it("traces postgres.js tagged templates too, and leaves fragments alone", async () => {
-  const rows = await database.sql`select ${database.sql("body")} from notes where id = ${1}`;
+  const rows = await inTrace(async () => database.sql`select ${database.sql("body")} from notes where id = ${1}`);
   expect(rows).toEqual([{ body: "a value that must not be recorded" }]);
   const spans = dbSpans();
   expect(spans.map((s) => s.name)).toEqual(["SELECT notes"]);
+  expect(spans[0].parentSpanContext?.spanId).toBe(exporter.getFinishedSpans().find((s) => s.name === "caller")!.spanContext().spanId);
   expect(spans[0].attributes["db.query.text"]).toBe("select $1 from notes where id = $2");
+});
+
+it("makes no spans for work outside any trace, such as a relay polling", async () => {
+  await database.db.transaction(async (tx) => {
+    await tx.execute(sql`select count(*) from notes`);
+  });
+  await database.sql`select 1`;
+  expect(dbSpans()).toEqual([]);
 });

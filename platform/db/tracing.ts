@@ -21,7 +21,9 @@ export function databaseTarget(url: string): DatabaseTarget {
  * one: every query (drizzle's, which all go through unsafe(), and tagged
  * templates alike) is a client span from when it is issued until it settles,
  * and every transaction a span around its queries. Only the statement text is
- * recorded, never its parameters: they hold amounts and names.
+ * recorded, never the values bound to it. Queries outside any trace (the
+ * relay's and sweepers' polling) make no spans: each would be a trace of its
+ * own, several a second, saying nothing.
  */
 export function tracedSql(sql: postgres.Sql, target: DatabaseTarget): postgres.Sql {
   return wrap(sql, target);
@@ -46,6 +48,7 @@ function wrap<T extends postgres.Sql | postgres.TransactionSql>(sql: T, target: 
 }
 
 function traceQuery<Q>(query: Q, text: string, target: DatabaseTarget): Q {
+  if (!trace.getSpan(context.active())) return query;
   const { operation, table } = summary(text);
   const span = tracer.startSpan(table ? `${operation} ${table}` : operation, {
     kind: SpanKind.CLIENT,
@@ -72,6 +75,7 @@ function traceQuery<Q>(query: Q, text: string, target: DatabaseTarget): Q {
 function traceTransaction(begin: (...args: unknown[]) => Promise<unknown>, kind: string, target: DatabaseTarget) {
   return (...args: unknown[]) => {
     const fn = args.pop() as (tx: postgres.TransactionSql) => unknown;
+    if (!trace.getSpan(context.active())) return begin(...args, (tx: postgres.TransactionSql) => fn(wrap(tx, target)));
     const span = tracer.startSpan(kind === "begin" ? "transaction" : "savepoint", {
       kind: SpanKind.CLIENT,
       attributes: { "db.system.name": "postgresql", "db.namespace": target.name, "server.address": target.host, "server.port": target.port },

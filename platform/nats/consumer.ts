@@ -16,6 +16,7 @@ import { context, metrics, propagation, ROOT_CONTEXT, SpanKind, SpanStatusCode, 
 import { EventEnvelopeSchema, type EventEnvelope } from "../../gen/tally/events/v1/events_pb";
 import { isId } from "../ids";
 import type { Logger } from "../logger";
+import { withinScrape } from "../telemetry/scrape";
 
 export interface Delivery {
   subject: string;
@@ -71,7 +72,8 @@ function consumerMetrics(options: EventConsumerOptions) {
   const lag = meter.createObservableGauge("messaging.consumer.lag", { unit: "{message}", description: "Messages in the stream not yet delivered to this consumer" });
   const unacked = meter.createObservableGauge("messaging.consumer.unacknowledged", { unit: "{message}", description: "Messages delivered and not yet acknowledged" });
   const observe: BatchObservableCallback = async (result) => {
-    const info = await options.jsm.consumers.info(options.stream, options.durable);
+    const info = await withinScrape(options.jsm.consumers.info(options.stream, options.durable));
+    if (!info) return;
     result.observe(lag, info.num_pending, group);
     result.observe(unacked, info.num_ack_pending, group);
   };

@@ -4,6 +4,7 @@ import { headers as natsHeaders } from "@nats-io/transport-node";
 import { asc, count, inArray, isNull, lt, min, sql } from "drizzle-orm";
 import { getTableConfig, type PgDatabase, type PgQueryResultHKT } from "drizzle-orm/pg-core";
 import type { Logger } from "../logger";
+import { withinScrape } from "../telemetry/scrape";
 import type { OutboxTable } from "./table";
 
 export interface RelayOptions {
@@ -110,7 +111,7 @@ export class OutboxRelay {
       this.published += rows.length;
       this.duplicates += acks.filter((a) => a.duplicate).length;
       const now = Date.now();
-      for (const row of rows) this.lag.record((now - row.createdAt.getTime()) / 1000, { outbox: this.outbox });
+      for (const row of rows) this.lag.record(Math.max(0, now - row.createdAt.getTime()) / 1000, { outbox: this.outbox });
       return rows.length;
     });
   }
@@ -147,7 +148,8 @@ export class OutboxRelay {
   /** Read when metrics are scraped: how many events wait, and for how long the oldest has. */
   private async observeBacklog(result: Parameters<BatchObservableCallback>[0]): Promise<void> {
     const { db, table } = this.options;
-    const [row] = await db.select({ waiting: count(), since: min(table.createdAt) }).from(table).where(isNull(table.publishedAt));
+    const [row] = (await withinScrape(db.select({ waiting: count(), since: min(table.createdAt) }).from(table).where(isNull(table.publishedAt)).execute())) ?? [];
+    if (!row) return;
     result.observe(this.backlog, row.waiting, { outbox: this.outbox });
     result.observe(this.oldest, row.since ? Math.max(0, (Date.now() - new Date(row.since).getTime()) / 1000) : 0, { outbox: this.outbox });
   }

@@ -1,5 +1,6 @@
 import { hostname } from "node:os";
 import { diag, DiagLogLevel } from "@opentelemetry/api";
+import { W3CTraceContextPropagator } from "@opentelemetry/core";
 import { PrometheusExporter } from "@opentelemetry/exporter-prometheus";
 import { GrpcInstrumentation } from "@opentelemetry/instrumentation-grpc";
 import { HttpInstrumentation } from "@opentelemetry/instrumentation-http";
@@ -9,6 +10,7 @@ import {
   AlwaysOffSampler,
   AlwaysOnSampler,
   ConsoleSpanExporter,
+  NoopSpanProcessor,
   ParentBasedSampler,
   TraceIdRatioBasedSampler,
   type Sampler,
@@ -49,9 +51,11 @@ export function startTelemetry(serviceName: string, defaultMetricsPort: number, 
       "service.instance.id": config.SERVICE_INSTANCE_ID ?? `${hostname()}-${process.pid}`,
     }),
     autoDetectResources: false,
-    // Batched (OTEL_BSP_* tune the batches); none: spans are not recorded, but contexts still propagate.
-    ...(exporter ? { traceExporter: exporter } : { spanProcessors: [] }),
+    // Batched (OTEL_BSP_* tune the batches). With none, spans are made and dropped: trace ids still reach logs and X-Trace-Id.
+    ...(exporter ? { traceExporter: exporter } : { spanProcessors: [new NoopSpanProcessor()] }),
     sampler: sampler(config),
+    // W3C trace context only: no baggage from callers rides along into services, outbox rows and messages.
+    textMapPropagator: new W3CTraceContextPropagator(),
     metricReaders: [prometheus],
     // Logs go to stdout as JSON, not through OpenTelemetry.
     logRecordProcessors: [],

@@ -2,6 +2,7 @@ import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { connect } from "@nats-io/transport-node";
 import { jetstream } from "@nats-io/jetstream";
+import postgres from "postgres";
 import { AccountService } from "../../gen/tally/account/v1/account_service_pb";
 import { newId } from "../../platform/ids";
 import { eventually } from "../support/events";
@@ -47,10 +48,10 @@ interface Answer {
   body: Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 }
 
-async function rest(token: string, method: "GET" | "POST", path: string, body?: object): Promise<Answer> {
+async function rest(token: string, method: "GET" | "POST", path: string, body?: object, headers: Record<string, string> = {}): Promise<Answer> {
   const res = await fetch(`${system.gatewayUrl}${path}`, {
     method,
-    headers: { authorization: `Bearer ${token}`, ...(body ? { "content-type": "application/json" } : {}) },
+    headers: { authorization: `Bearer ${token}`, ...(body ? { "content-type": "application/json" } : {}), ...headers },
     body: body ? JSON.stringify(body) : undefined,
   });
   return { status: res.status, traceId: res.headers.get("x-trace-id") ?? "", body: (await res.json()) as Answer["body"] };
@@ -127,7 +128,9 @@ function expectDatabaseWork(tree: Tree, under: ReceivedSpan): void {
 describe("one transfer, one trace", () => {
   it("follows a transfer that posts from the gateway through transactions, risk and account, the outbox and the risk consumer", async () => {
     const [from, to] = await openFundedAccounts();
-    const created = await rest(teller, "POST", "/v1/transfers", { requestId: newId(), fromAccountId: from, toAccountId: to, amount: usd(5_000) });
+    // Baggage a caller sends is not carried into the system: only the trace context is.
+    const baggage = { baggage: "tenant=someone-else,role=admin" };
+    const created = await rest(teller, "POST", "/v1/transfers", { requestId: newId(), fromAccountId: from, toAccountId: to, amount: usd(5_000) }, baggage);
     expect(created.status).toBe(200);
     expect(created.body.transfer.status).toBe("TRANSFER_STATUS_POSTED");
     expect(created.traceId).toMatch(/^[0-9a-f]{32}$/);
@@ -179,6 +182,16 @@ describe("one transfer, one trace", () => {
 
     // Every process took part, all under the one root.
     expect(new Set(tree.spans.map((s) => s.service))).toEqual(new Set(["gateway", "transactions", "risk", "account"]));
+
+    // What the outbox kept for the relay: the trace context, and no baggage.
+    const sql = postgres(system.database.url, { max: 1, onnotice: () => {} });
+    try {
+      const rows = await sql<{ headers: Record<string, string> }[]>`select headers from account.outbox where headers->>'traceparent' like ${`%${created.traceId}%`}`;
+      expect(rows.length).toBeGreaterThan(0);
+      for (const row of rows) expect(Object.keys(row.headers).filter((k) => k !== "tracestate")).toEqual(["traceparent"]);
+    } finally {
+      await sql.end();
+    }
   });
 
   it("follows a transfer sent to review, then the analyst's approval through the events that post it", async () => {

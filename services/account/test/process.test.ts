@@ -63,7 +63,7 @@ it("serves, traces its calls over OTLP, and stops cleanly on SIGTERM", async () 
   expect(logs.map((l) => l.msg)).toEqual(expect.arrayContaining(["migrations applied", "shutting down", "stopped"]));
 });
 
-it("exports as JSON when OTEL_EXPORTER_OTLP_PROTOCOL says http/json, sampling as OTEL_TRACES_SAMPLER says", async () => {
+it("exports as JSON when OTEL_EXPORTER_OTLP_PROTOCOL says http/json", async () => {
   const { child, lines } = startProcess({
     ...serviceEnv(db, stream),
     LOG_LEVEL: "info",
@@ -83,24 +83,32 @@ it("exports as JSON when OTEL_EXPORTER_OTLP_PROTOCOL says http/json, sampling as
   child.kill("SIGTERM");
   expect(await exit).toBe(0);
 
-  // Sampling nothing: the call is served, and no span of it leaves.
+});
+
+it.each([
+  ["OTEL_TRACES_SAMPLER", "always_off"],
+  ["OTEL_TRACES_EXPORTER", "none"],
+])("with %s=%s, serves, exports no span, and still puts a trace id on its logs", async (variable, value) => {
+  const instance = `account-${value}`;
   const quiet = startProcess({
     ...serviceEnv(db, stream),
     OTEL_EXPORTER_OTLP_ENDPOINT: collector.endpoint,
-    OTEL_TRACES_SAMPLER: "always_off",
+    [variable]: value,
     OTEL_BSP_SCHEDULE_DELAY: "50",
-    SERVICE_INSTANCE_ID: "account-unsampled",
-    LOG_LEVEL: "info",
+    SERVICE_INSTANCE_ID: instance,
+    LOG_LEVEL: "debug",
     METRICS_PORT: "0",
   });
-  const quietExit = new Promise<number | null>((resolve) => quiet.child.on("exit", (code) => resolve(code)));
-  const quietPort = (await eventually(async () => quiet.lines().find((l) => l.msg === "grpc server listening"), 30_000)).port as number;
-  const quietClient = createServiceClient(AccountService, `127.0.0.1:${quietPort}`, { defaultTimeoutMs: 5000 });
-  await quietClient.getSystemAccount({ currency: "EUR" });
-  quietClient.close();
+  const exit = new Promise<number | null>((resolve) => quiet.child.on("exit", (code) => resolve(code)));
+  const port = (await eventually(async () => quiet.lines().find((l) => l.msg === "grpc server listening"), 30_000)).port as number;
+  const client = createServiceClient(AccountService, `127.0.0.1:${port}`, { defaultTimeoutMs: 5000 });
+  await client.getSystemAccount({ currency: "EUR" });
+  client.close();
   quiet.child.kill("SIGTERM");
-  expect(await quietExit).toBe(0);
-  expect(collector.spans.filter((s) => s.instance === "account-unsampled")).toEqual([]);
+  expect(await exit).toBe(0);
+  expect(collector.spans.filter((s) => s.instance === instance)).toEqual([]);
+  const answered = quiet.lines().find((l) => l.msg === "rpc answered");
+  expect(answered?.trace_id).toMatch(/^[0-9a-f]{32}$/);
 });
 
 it("keeps serving when the trace collector cannot be reached, and still stops cleanly", async () => {
