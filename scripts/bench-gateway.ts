@@ -28,12 +28,11 @@ import {
   TransactionService,
 } from "../gen/tally/transactions/v1/transaction_service_pb";
 import { createServiceClient, type ClientOf } from "../platform/grpc/client";
-import { Lifecycle } from "../platform/lifecycle";
-import { createTestDatabase, testLogger, testStream } from "../test/support/infra";
+import { testLogger } from "../test/support/infra";
 import { mintToken } from "../gateway/src/auth/tokens";
 import { gatewayConfig } from "../gateway/src/config";
 import { startGateway } from "../gateway/src/gateway";
-import { cleanUp, envInt, machine, machineLine, postgresVersion, round2, runBenchmark, writeResults } from "./bench-support";
+import { machine, machineLine, postgresVersion, round2, runBench, writeResults, type BenchRun } from "./bench-support";
 import { ACCOUNTS, CONCURRENCY, printTable, runScenario, settle, startStack, type Clients, type Scenario, type ScenarioResult, type Sql, type TransferApi } from "./transfer-workload";
 
 const SHAPES: Omit<Scenario, "name">[] = [
@@ -59,86 +58,78 @@ function restApi(base: string, token: string): TransferApi {
   };
 }
 
-async function main(): Promise<number> {
-  const seconds = envInt("BENCH_SECONDS", 10);
-  const seed = envInt("BENCH_SEED", 42);
-  const db = await createTestDatabase();
-  const stream = testStream();
-  const lifecycle = new Lifecycle(testLogger());
+async function main({ db, stream, lifecycle, seconds, seed, atEnd }: BenchRun): Promise<number> {
   let clients: Clients | undefined;
   let viaGateway: ClientOf<typeof TransactionService> | undefined;
   let sql: Sql | undefined;
-  try {
-    let ids: string[];
-    let paths: [string, TransferApi][];
-    try {
-      const stack = await startStack(db, stream, lifecycle, {});
-      ({ clients, ids } = stack);
-      const config = gatewayConfig({
-        HTTP_HOST: "127.0.0.1",
-        HTTP_PORT: "0",
-        LOG_LEVEL: "silent",
-        ACCOUNT_SERVICE_URL: stack.targets.account,
-        TRANSACTIONS_SERVICE_URL: stack.targets.transactions,
-        RISK_SERVICE_URL: stack.targets.risk,
-        // The direct client waits up to 60 s for a batch; so may the gateway's clients.
-        MAX_DEADLINE_MS: "60000",
-        RATE_LIMIT_PER_SECOND: "1000000000",
-        RATE_LIMIT_BURST: "1000000000",
-      });
-      const gateway = await startGateway(config, testLogger(), lifecycle);
-      const token = await mintToken({ secret: config.AUTH_HS256_SECRET!, issuer: config.AUTH_ISSUER, audience: config.AUTH_AUDIENCE, subject: "bench", roles: ["service"] });
-      const grpcClient = createServiceClient(TransactionService, `127.0.0.1:${gateway.port}`, { defaultTimeoutMs: 60_000 });
-      viaGateway = grpcClient;
-      const auth = { metadata: new Metadata() };
-      auth.metadata.set("authorization", `Bearer ${token}`);
-      paths = [
-        ["direct gRPC", clients.transactions],
-        ["gateway gRPC", { createTransfer: (r) => grpcClient.createTransfer(r, auth), batchCreateTransfers: (r) => grpcClient.batchCreateTransfers(r, auth) }],
-        ["gateway REST JSON", restApi(`http://127.0.0.1:${gateway.port}`, token)],
-      ];
-      sql = postgres(db.url, { max: 1, onnotice: () => {} });
-    } catch (err) {
-      console.error(`setup failed: ${err instanceof Error ? err.stack : String(err)}`);
-      return 1;
-    }
-
-    const results: (ScenarioResult & { path: string; ratioToDirect: number })[] = [];
-    let index = 0;
-    for (const shape of SHAPES) {
-      let direct = 0;
-      for (const [path, api] of paths) {
-        const scenario = { ...shape, name: `${shape.batchSize === 1 ? "single" : `batch ${shape.batchSize}`}, ${path}` };
-        await settle(sql);
-        console.log(`running: ${scenario.name} (${seconds} s)`);
-        // The same seed for every path: each sends the same transfers.
-        const result = await runScenario(api, ids, scenario, index, seed, seconds, sql);
-        if (path === "direct gRPC") direct = result.transfersPerSecond;
-        results.push({ ...result, path, ratioToDirect: direct > 0 ? round2(result.transfersPerSecond / direct) : 0 });
-      }
-      index++;
-    }
-
-    const host = machine();
-    const settings = { seconds, seed, concurrency: CONCURRENCY, accounts: ACCOUNTS, sharedProcess: true, postgres: await postgresVersion(sql) };
-    console.log("");
-    console.log(machineLine(host, settings.postgres));
-    console.log(`settings: ${seconds} s per scenario, concurrency ${CONCURRENCY}, ${ACCOUNTS} accounts, seed ${seed}; client, gateway and services share this process.`);
-    console.log("");
-    printTable(results);
-    console.log("");
-    console.log("gateway cost, as posted transfers/s through the gateway ÷ straight to the service in the same run:");
-    for (const r of results.filter((r) => r.path !== "direct gRPC")) console.log(`  ${r.name.padEnd(28)} ${r.ratioToDirect.toFixed(2)}×`);
-    const file = writeResults("gateway", { finishedAt: new Date().toISOString(), machine: host, settings, scenarios: results });
-    console.log(`results: ${file}`);
-    return 0;
-  } finally {
+  atEnd(async () => {
     clients && Object.values(clients).forEach((c) => c.close());
     viaGateway?.close();
     await sql?.end();
-    await lifecycle.stop("bench done");
-    await cleanUp(db, stream);
+  });
+  let ids: string[];
+  let paths: [string, TransferApi][];
+  try {
+    const stack = await startStack(db, stream, lifecycle, {});
+    ({ clients, ids } = stack);
+    const config = gatewayConfig({
+      HTTP_HOST: "127.0.0.1",
+      HTTP_PORT: "0",
+      LOG_LEVEL: "silent",
+      ACCOUNT_SERVICE_URL: stack.targets.account,
+      TRANSACTIONS_SERVICE_URL: stack.targets.transactions,
+      RISK_SERVICE_URL: stack.targets.risk,
+      // The direct client waits up to 60 s for a batch; so may the gateway's clients.
+      MAX_DEADLINE_MS: "60000",
+      RATE_LIMIT_PER_SECOND: "1000000000",
+      RATE_LIMIT_BURST: "1000000000",
+    });
+    const gateway = await startGateway(config, testLogger(), lifecycle);
+    const token = await mintToken({ secret: config.AUTH_HS256_SECRET!, issuer: config.AUTH_ISSUER, audience: config.AUTH_AUDIENCE, subject: "bench", roles: ["service"] });
+    const grpcClient = createServiceClient(TransactionService, `127.0.0.1:${gateway.port}`, { defaultTimeoutMs: 60_000 });
+    viaGateway = grpcClient;
+    const auth = { metadata: new Metadata() };
+    auth.metadata.set("authorization", `Bearer ${token}`);
+    paths = [
+      ["direct gRPC", clients.transactions],
+      ["gateway gRPC", { createTransfer: (r) => grpcClient.createTransfer(r, auth), batchCreateTransfers: (r) => grpcClient.batchCreateTransfers(r, auth) }],
+      ["gateway REST JSON", restApi(`http://127.0.0.1:${gateway.port}`, token)],
+    ];
+    sql = postgres(db.url, { max: 1, onnotice: () => {} });
+  } catch (err) {
+    console.error(`setup failed: ${err instanceof Error ? err.stack : String(err)}`);
+    return 1;
   }
+
+  const results: (ScenarioResult & { path: string; ratioToDirect: number })[] = [];
+  let index = 0;
+  for (const shape of SHAPES) {
+    let direct = 0;
+    for (const [path, api] of paths) {
+      const scenario = { ...shape, name: `${shape.batchSize === 1 ? "single" : `batch ${shape.batchSize}`}, ${path}` };
+      await settle(sql);
+      console.log(`running: ${scenario.name} (${seconds} s)`);
+      // The same seed for every path: each sends the same transfers.
+      const result = await runScenario(api, ids, scenario, index, seed, seconds, sql);
+      if (path === "direct gRPC") direct = result.transfersPerSecond;
+      results.push({ ...result, path, ratioToDirect: direct > 0 ? round2(result.transfersPerSecond / direct) : 0 });
+    }
+    index++;
+  }
+
+  const host = machine();
+  const settings = { seconds, seed, concurrency: CONCURRENCY, accounts: ACCOUNTS, sharedProcess: true, postgres: await postgresVersion(sql) };
+  console.log("");
+  console.log(machineLine(host, settings.postgres));
+  console.log(`settings: ${seconds} s per scenario, concurrency ${CONCURRENCY}, ${ACCOUNTS} accounts, seed ${seed}; client, gateway and services share this process.`);
+  console.log("");
+  printTable(results);
+  console.log("");
+  console.log("gateway cost, as posted transfers/s through the gateway ÷ straight to the service in the same run:");
+  for (const r of results.filter((r) => r.path !== "direct gRPC")) console.log(`  ${r.name.padEnd(28)} ${r.ratioToDirect.toFixed(2)}×`);
+  const file = writeResults("gateway", { finishedAt: new Date().toISOString(), machine: host, settings, scenarios: results });
+  console.log(`results: ${file}`);
+  return 0;
 }
 
-runBenchmark(main);
+runBench(main);

@@ -23,18 +23,15 @@ import { LedgerService, type ReconcileResponse } from "../gen/tally/account/v1/l
 import { createServiceClient } from "../platform/grpc/client";
 import { RemoteError } from "../platform/grpc/status";
 import { newId } from "../platform/ids";
-import { Lifecycle } from "../platform/lifecycle";
 import { accountConfig } from "../services/account/src/config";
 import { startAccountService } from "../services/account/src/service";
-import { createTestDatabase, serviceEnv, testLogger, testStream } from "../test/support/infra";
+import { serviceEnv, testLogger } from "../test/support/infra";
 import { seededRandom } from "../test/support/random";
 import {
   bump,
   elapsedMs,
-  envInt,
   machine,
   machineLine,
-  mapLimit,
   outboxBacklog,
   percentile,
   postgresVersion,
@@ -43,10 +40,10 @@ import {
   round2,
   waitForOutbox,
   writeResults,
-  cleanUp,
   fundFromSettlement,
   openAccounts,
-  runBenchmark,
+  runBench,
+  type BenchRun,
 } from "./bench-support";
 
 const CONCURRENCY = 32;
@@ -233,70 +230,60 @@ function reconcileSummary(r: ReconcileResponse) {
 
 // --- main ----------------------------------------------------------------
 
-async function main(): Promise<number> {
-  const seconds = envInt("BENCH_SECONDS", 10);
-  const seed = envInt("BENCH_SEED", 42);
-  const extraEnv: Record<string, string> = process.env.DATABASE_POOL_SIZE ? { DATABASE_POOL_SIZE: process.env.DATABASE_POOL_SIZE } : {};
-
-  const db = await createTestDatabase();
-  const stream = testStream();
-  const lifecycle = new Lifecycle(testLogger());
+async function main({ db, stream, lifecycle, seconds, seed, extraEnv, atEnd }: BenchRun): Promise<number> {
   let clients: Clients | undefined;
   let sql: Sql | undefined;
-  try {
-    // Setup: any failure here is the bench's own, and exits non-zero.
-    let ids: string[];
-    let poolSize: number;
-    try {
-      const config = accountConfig(serviceEnv(db, stream, extraEnv));
-      poolSize = config.DATABASE_POOL_SIZE;
-      const service = await startAccountService(config, testLogger(), lifecycle);
-      clients = connectClients(`127.0.0.1:${service.port}`);
-      sql = postgres(db.url, { max: 1, onnotice: () => {} });
-      ids = await openAccounts(clients, ACCOUNTS, CURRENCY, CONCURRENCY);
-      await fundFromSettlement(clients, ids, FUNDING_PER_ACCOUNT, CURRENCY, FUNDING_BATCH);
-    } catch (err) {
-      console.error(`setup failed: ${err instanceof Error ? err.stack : String(err)}`);
-      return 1;
-    }
-
-    const results: ScenarioResult[] = [];
-    for (const [index, scenario] of SCENARIOS.entries()) {
-      await waitForOutbox(sql);
-      console.log(`running: ${scenario.name} (${seconds} s)`);
-      results.push(await runScenario(clients, ids, scenario, index, seed, seconds, sql));
-    }
-
-    let reconciliation: ReturnType<typeof reconcileSummary> | { error: string };
-    try {
-      reconciliation = reconcileSummary(await clients.ledger.reconcile({}, { timeoutMs: 120_000 }));
-    } catch (err) {
-      reconciliation = { error: err instanceof Error ? err.message : String(err) };
-    }
-
-    const host = machine();
-    const settings = { seconds, seed, concurrency: CONCURRENCY, accounts: ACCOUNTS, databasePoolSize: poolSize, postgres: await postgresVersion(sql) };
-    console.log("");
-    console.log(machineLine(host, settings.postgres));
-    console.log(`settings: ${seconds} s per scenario, concurrency ${CONCURRENCY}, ${ACCOUNTS} accounts, seed ${seed}, service pool ${poolSize}`);
-    console.log("");
-    printTable(results);
-    console.log("");
-    console.log(
-      "error" in reconciliation
-        ? `reconcile: failed (${reconciliation.error})`
-        : `reconcile: ${reconciliation.balanced ? "balanced" : `NOT balanced (${reconciliation.breaches} breaches)`}; ` +
-            `${reconciliation.accountsChecked} accounts, ${reconciliation.transfersChecked} transfers, ${reconciliation.entriesChecked} entries`,
-    );
-    const file = writeResults("ledger", { finishedAt: new Date().toISOString(), machine: host, settings, scenarios: results, reconciliation });
-    console.log(`results: ${file}`);
-    return 0;
-  } finally {
+  atEnd(async () => {
     for (const client of Object.values(clients ?? {})) client.close();
     await sql?.end();
-    await lifecycle.stop("bench done");
-    await cleanUp(db, stream);
+  });
+  // Setup: any failure here is the bench's own, and exits non-zero.
+  let ids: string[];
+  let poolSize: number;
+  try {
+    const config = accountConfig(serviceEnv(db, stream, extraEnv));
+    poolSize = config.DATABASE_POOL_SIZE;
+    const service = await startAccountService(config, testLogger(), lifecycle);
+    clients = connectClients(`127.0.0.1:${service.port}`);
+    sql = postgres(db.url, { max: 1, onnotice: () => {} });
+    ids = await openAccounts(clients, ACCOUNTS, CURRENCY, CONCURRENCY);
+    await fundFromSettlement(clients, ids, FUNDING_PER_ACCOUNT, CURRENCY, FUNDING_BATCH);
+  } catch (err) {
+    console.error(`setup failed: ${err instanceof Error ? err.stack : String(err)}`);
+    return 1;
   }
+
+  const results: ScenarioResult[] = [];
+  for (const [index, scenario] of SCENARIOS.entries()) {
+    await waitForOutbox(sql);
+    console.log(`running: ${scenario.name} (${seconds} s)`);
+    results.push(await runScenario(clients, ids, scenario, index, seed, seconds, sql));
+  }
+
+  let reconciliation: ReturnType<typeof reconcileSummary> | { error: string };
+  try {
+    reconciliation = reconcileSummary(await clients.ledger.reconcile({}, { timeoutMs: 120_000 }));
+  } catch (err) {
+    reconciliation = { error: err instanceof Error ? err.message : String(err) };
+  }
+
+  const host = machine();
+  const settings = { seconds, seed, concurrency: CONCURRENCY, accounts: ACCOUNTS, databasePoolSize: poolSize, postgres: await postgresVersion(sql) };
+  console.log("");
+  console.log(machineLine(host, settings.postgres));
+  console.log(`settings: ${seconds} s per scenario, concurrency ${CONCURRENCY}, ${ACCOUNTS} accounts, seed ${seed}, service pool ${poolSize}`);
+  console.log("");
+  printTable(results);
+  console.log("");
+  console.log(
+    "error" in reconciliation
+      ? `reconcile: failed (${reconciliation.error})`
+      : `reconcile: ${reconciliation.balanced ? "balanced" : `NOT balanced (${reconciliation.breaches} breaches)`}; ` +
+          `${reconciliation.accountsChecked} accounts, ${reconciliation.transfersChecked} transfers, ${reconciliation.entriesChecked} entries`,
+  );
+  const file = writeResults("ledger", { finishedAt: new Date().toISOString(), machine: host, settings, scenarios: results, reconciliation });
+  console.log(`results: ${file}`);
+  return 0;
 }
 
-runBenchmark(main);
+runBench(main);

@@ -37,19 +37,17 @@ import { RiskDecision, TransferKind, TransferSchema } from "../gen/tally/transac
 import { createServiceClient } from "../platform/grpc/client";
 import { RemoteError } from "../platform/grpc/status";
 import { newId } from "../platform/ids";
-import { Lifecycle } from "../platform/lifecycle";
 import { accountConfig } from "../services/account/src/config";
 import { startAccountService } from "../services/account/src/service";
 import { riskConfig } from "../services/risk/src/config";
 import { transferFacts } from "../services/risk/src/domain/facts";
 import type { AssessmentInput } from "../services/risk/src/rules/compile";
 import { startRiskService, type RiskServiceHandle } from "../services/risk/src/service";
-import { createTestDatabase, serviceEnv, testLogger, testStream } from "../test/support/infra";
+import { serviceEnv, testLogger } from "../test/support/infra";
 import { seededRandom } from "../test/support/random";
 import {
   bump,
   elapsedMs,
-  envInt,
   machine,
   machineLine,
   mapLimit,
@@ -61,9 +59,9 @@ import {
   round2,
   waitForOutbox,
   writeResults,
-  cleanUp,
-  runBenchmark,
+  runBench,
   waitForProfile,
+  type BenchRun,
 } from "./bench-support";
 
 const CONCURRENCY = 32;
@@ -463,95 +461,85 @@ function printTable(results: ScenarioResult[]): void {
 
 // --- main ----------------------------------------------------------------
 
-async function main(): Promise<number> {
-  const seconds = envInt("BENCH_SECONDS", 10);
-  const seed = envInt("BENCH_SEED", 42);
-  const extraEnv: Record<string, string> = process.env.DATABASE_POOL_SIZE ? { DATABASE_POOL_SIZE: process.env.DATABASE_POOL_SIZE } : {};
+async function main({ db, stream, lifecycle, seconds, seed, extraEnv, atEnd }: BenchRun): Promise<number> {
   const setupRand = seededRandom(seed);
-
-  const db = await createTestDatabase();
-  const stream = testStream();
-  const lifecycle = new Lifecycle(testLogger());
   let clients: Clients | undefined;
   let sql: Sql | undefined;
-  try {
-    // Setup: any failure here is the bench's own, and exits non-zero.
-    let accounts: BenchAccount[];
-    let service: RiskServiceHandle;
-    let pools: { account: number; risk: number };
-    let refreshMs: number;
-    try {
-      const accountCfg = accountConfig(serviceEnv(db, stream, extraEnv));
-      const account = await startAccountService(accountCfg, testLogger(), lifecycle);
-      const accountTarget = `127.0.0.1:${account.port}`;
-      // RULES_REFRESH_MS is left at its default, as in production.
-      const riskCfg = riskConfig(serviceEnv(db, stream, { ACCOUNT_SERVICE_URL: accountTarget, ...extraEnv }));
-      pools = { account: accountCfg.DATABASE_POOL_SIZE, risk: riskCfg.DATABASE_POOL_SIZE };
-      refreshMs = riskCfg.RULES_REFRESH_MS;
-      service = await startRiskService(riskCfg, testLogger(), lifecycle);
-      clients = connectClients(accountTarget, `127.0.0.1:${service.port}`);
-      sql = postgres(db.url, { max: 1, onnotice: () => {} });
-      const shipped = await enabledRules(clients);
-      if (shipped.assessment !== 5 || shipped.monitoring !== 1) {
-        throw new Error(`expected the 6 shipped rules (5 assessment, 1 monitoring), found ${shipped.assessment} + ${shipped.monitoring}`);
-      }
-      accounts = await createAccounts(clients, setupRand);
-      const lastFunded = await fundAccounts(clients, accounts, setupRand);
-      await waitForProfile(clients, lastFunded);
-    } catch (err) {
-      console.error(`setup failed: ${err instanceof Error ? err.stack : String(err)}`);
-      return 1;
-    }
-
-    const results: ScenarioResult[] = [];
-    for (const [index, scenario] of SCENARIOS.entries()) {
-      if (scenario.extraRules) {
-        try {
-          await createExtraRules(clients, accounts, setupRand);
-          const now = await enabledRules(clients);
-          if (now.assessment !== 20) throw new Error(`expected 20 enabled assessment rules, found ${now.assessment}`);
-        } catch (err) {
-          console.error(`setup failed: ${err instanceof Error ? err.stack : String(err)}`);
-          return 1;
-        }
-      }
-      await waitForOutbox(sql, "account");
-      await waitForOutbox(sql, "risk");
-      console.log(`running: ${scenario.name} (${seconds} s)`);
-      results.push(await runScenario(clients, service, accounts, scenario, index, seed, seconds, sql));
-    }
-
-    const host = machine();
-    const settings = {
-      seconds,
-      seed,
-      concurrency: CONCURRENCY,
-      accounts: ACCOUNTS,
-      fundedAccounts: Math.ceil(ACCOUNTS / FUNDED_EVERY),
-      rulesRefreshMs: refreshMs,
-      databasePoolSize: pools,
-      postgres: await postgresVersion(sql),
-    };
-    console.log("");
-    console.log(machineLine(host, settings.postgres));
-    console.log(
-      `settings: ${seconds} s per scenario, concurrency ${CONCURRENCY}, ${ACCOUNTS} accounts (${settings.fundedAccounts} funded), seed ${seed}, ` +
-        `service pools account ${pools.account} / risk ${pools.risk}, rules refresh ${refreshMs} ms`,
-    );
-    console.log("");
-    printTable(results);
-    console.log("");
-    console.log("rules: enabled assessment + monitoring rules. decide µs: the service's mean duration_micros (facts, profile, rules).");
-    console.log("rules µs: the assessment rules alone, per assessment, evaluated in this process after the run.");
-    const file = writeResults("risk", { finishedAt: new Date().toISOString(), machine: host, settings, scenarios: results });
-    console.log(`results: ${file}`);
-    return 0;
-  } finally {
+  atEnd(async () => {
     for (const client of Object.values(clients ?? {})) client.close();
     await sql?.end();
-    await lifecycle.stop("bench done");
-    await cleanUp(db, stream);
+  });
+  // Setup: any failure here is the bench's own, and exits non-zero.
+  let accounts: BenchAccount[];
+  let service: RiskServiceHandle;
+  let pools: { account: number; risk: number };
+  let refreshMs: number;
+  try {
+    const accountCfg = accountConfig(serviceEnv(db, stream, extraEnv));
+    const account = await startAccountService(accountCfg, testLogger(), lifecycle);
+    const accountTarget = `127.0.0.1:${account.port}`;
+    // RULES_REFRESH_MS is left at its default, as in production.
+    const riskCfg = riskConfig(serviceEnv(db, stream, { ACCOUNT_SERVICE_URL: accountTarget, ...extraEnv }));
+    pools = { account: accountCfg.DATABASE_POOL_SIZE, risk: riskCfg.DATABASE_POOL_SIZE };
+    refreshMs = riskCfg.RULES_REFRESH_MS;
+    service = await startRiskService(riskCfg, testLogger(), lifecycle);
+    clients = connectClients(accountTarget, `127.0.0.1:${service.port}`);
+    sql = postgres(db.url, { max: 1, onnotice: () => {} });
+    const shipped = await enabledRules(clients);
+    if (shipped.assessment !== 5 || shipped.monitoring !== 1) {
+      throw new Error(`expected the 6 shipped rules (5 assessment, 1 monitoring), found ${shipped.assessment} + ${shipped.monitoring}`);
+    }
+    accounts = await createAccounts(clients, setupRand);
+    const lastFunded = await fundAccounts(clients, accounts, setupRand);
+    await waitForProfile(clients, lastFunded);
+  } catch (err) {
+    console.error(`setup failed: ${err instanceof Error ? err.stack : String(err)}`);
+    return 1;
   }
+
+  const results: ScenarioResult[] = [];
+  for (const [index, scenario] of SCENARIOS.entries()) {
+    if (scenario.extraRules) {
+      try {
+        await createExtraRules(clients, accounts, setupRand);
+        const now = await enabledRules(clients);
+        if (now.assessment !== 20) throw new Error(`expected 20 enabled assessment rules, found ${now.assessment}`);
+      } catch (err) {
+        console.error(`setup failed: ${err instanceof Error ? err.stack : String(err)}`);
+        return 1;
+      }
+    }
+    await waitForOutbox(sql, "account");
+    await waitForOutbox(sql, "risk");
+    console.log(`running: ${scenario.name} (${seconds} s)`);
+    results.push(await runScenario(clients, service, accounts, scenario, index, seed, seconds, sql));
+  }
+
+  const host = machine();
+  const settings = {
+    seconds,
+    seed,
+    concurrency: CONCURRENCY,
+    accounts: ACCOUNTS,
+    fundedAccounts: Math.ceil(ACCOUNTS / FUNDED_EVERY),
+    rulesRefreshMs: refreshMs,
+    databasePoolSize: pools,
+    postgres: await postgresVersion(sql),
+  };
+  console.log("");
+  console.log(machineLine(host, settings.postgres));
+  console.log(
+    `settings: ${seconds} s per scenario, concurrency ${CONCURRENCY}, ${ACCOUNTS} accounts (${settings.fundedAccounts} funded), seed ${seed}, ` +
+      `service pools account ${pools.account} / risk ${pools.risk}, rules refresh ${refreshMs} ms`,
+  );
+  console.log("");
+  printTable(results);
+  console.log("");
+  console.log("rules: enabled assessment + monitoring rules. decide µs: the service's mean duration_micros (facts, profile, rules).");
+  console.log("rules µs: the assessment rules alone, per assessment, evaluated in this process after the run.");
+  const file = writeResults("risk", { finishedAt: new Date().toISOString(), machine: host, settings, scenarios: results });
+  console.log(`results: ${file}`);
+  return 0;
 }
 
-runBenchmark(main);
+runBench(main);

@@ -1,5 +1,6 @@
 /**
- * What the benchmarks share: settings from the environment, bounded
+ * What the benchmarks share: how one runs (its own database and stream,
+ * torn down however it ends), settings from the environment, bounded
  * concurrency, timing and percentiles, the outbox backlog, the machine they
  * ran on, an aligned table, and the JSON results file.
  */
@@ -13,7 +14,9 @@ import type { LedgerService } from "../gen/tally/account/v1/ledger_service_pb";
 import type { RiskService } from "../gen/tally/risk/v1/risk_service_pb";
 import type { ClientOf } from "../platform/grpc/client";
 import { newId } from "../platform/ids";
+import { Lifecycle } from "../platform/lifecycle";
 import { projectRoot } from "../platform/project-root";
+import { createTestDatabase, testLogger, testStream, type TestDatabase, type TestStream } from "../test/support/infra";
 
 type Sql = postgres.Sql;
 
@@ -124,8 +127,50 @@ export function writeResults(name: string, report: unknown): string {
 }
 
 /** Runs a benchmark's main and exits with its code; a setup failure prints its stack and exits 1. */
-export function runBenchmark(main: () => Promise<number>): void {
-  main().then(
+/** What every benchmark runs with. */
+export interface BenchRun {
+  /** Its own database and stream, dropped when it ends. */
+  db: TestDatabase;
+  stream: TestStream;
+  /** Where the services it starts register how they stop; they stop after what atEnd closes. */
+  lifecycle: Lifecycle;
+  /** BENCH_SECONDS per scenario (10) and BENCH_SEED (42). */
+  seconds: number;
+  seed: number;
+  /** The caller's DATABASE_POOL_SIZE, for the services a benchmark starts. */
+  extraEnv: Record<string, string>;
+  /** Runs when the benchmark ends, however it ends: closes its clients and connections. */
+  atEnd(close: () => unknown): void;
+}
+
+/**
+ * Runs a benchmark and exits with its code: 0, or 1 with the error. Whatever
+ * happens, its clients are closed, its services stopped, and its database and
+ * stream dropped.
+ */
+export function runBench(main: (run: BenchRun) => Promise<number>): void {
+  const run = async () => {
+    const closers: (() => unknown)[] = [];
+    const db = await createTestDatabase();
+    const stream = testStream();
+    const lifecycle = new Lifecycle(testLogger());
+    try {
+      return await main({
+        db,
+        stream,
+        lifecycle,
+        seconds: envInt("BENCH_SECONDS", 10),
+        seed: envInt("BENCH_SEED", 42),
+        extraEnv: process.env.DATABASE_POOL_SIZE ? { DATABASE_POOL_SIZE: process.env.DATABASE_POOL_SIZE } : {},
+        atEnd: (close) => closers.push(close),
+      });
+    } finally {
+      for (const close of closers.reverse()) await close();
+      await lifecycle.stop("bench done");
+      await cleanUp(db, stream);
+    }
+  };
+  run().then(
     (code) => process.exit(code),
     (err: unknown) => {
       console.error(err instanceof Error ? err.stack : String(err));
@@ -135,7 +180,7 @@ export function runBenchmark(main: () => Promise<number>): void {
 }
 
 /** Drops the benchmark's database and stream; a leftover one is worth a warning, not a failed run. */
-export async function cleanUp(...resources: { drop?: () => Promise<void>; delete?: () => Promise<void> }[]): Promise<void> {
+async function cleanUp(...resources: { drop?: () => Promise<void>; delete?: () => Promise<void> }[]): Promise<void> {
   const results = await Promise.allSettled(resources.map((r) => (r.drop ?? r.delete)!.call(r)));
   for (const r of results) if (r.status === "rejected") console.error(`cleanup: ${String(r.reason)}`);
 }

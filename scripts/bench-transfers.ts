@@ -28,9 +28,7 @@
  * service's deadline and the fallback policy held it.
  */
 import postgres from "postgres";
-import { Lifecycle } from "../platform/lifecycle";
-import { createTestDatabase, testLogger, testStream } from "../test/support/infra";
-import { envInt, machine, machineLine, postgresVersion, writeResults, cleanUp, runBenchmark } from "./bench-support";
+import { machine, machineLine, postgresVersion, runBench, writeResults, type BenchRun } from "./bench-support";
 import { ACCOUNTS, CONCURRENCY, MAX_AMOUNT, printTable, runScenario, settle, startStack, type Clients, type Scenario, type ScenarioResult, type Sql, type Stack } from "./transfer-workload";
 
 const SCENARIOS: Scenario[] = [
@@ -41,71 +39,61 @@ const SCENARIOS: Scenario[] = [
 
 // --- main ----------------------------------------------------------------
 
-async function main(): Promise<number> {
-  const seconds = envInt("BENCH_SECONDS", 10);
-  const seed = envInt("BENCH_SEED", 42);
-  const extraEnv: Record<string, string> = process.env.DATABASE_POOL_SIZE ? { DATABASE_POOL_SIZE: process.env.DATABASE_POOL_SIZE } : {};
-
-  const db = await createTestDatabase();
-  const stream = testStream();
-  const lifecycle = new Lifecycle(testLogger());
+async function main({ db, stream, lifecycle, seconds, seed, extraEnv, atEnd }: BenchRun): Promise<number> {
   let clients: Clients | undefined;
   let sql: Sql | undefined;
-  try {
-    // Setup: any failure here is the bench's own, and exits non-zero.
-    let ids: string[];
-    let pools: Stack["pools"];
-    let transactionsSettings: Stack["transactionsSettings"];
-    try {
-      ({ clients, ids, pools, transactionsSettings } = await startStack(db, stream, lifecycle, extraEnv));
-      sql = postgres(db.url, { max: 1, onnotice: () => {} });
-    } catch (err) {
-      console.error(`setup failed: ${err instanceof Error ? err.stack : String(err)}`);
-      return 1;
-    }
-
-    const results: ScenarioResult[] = [];
-    for (const [index, scenario] of SCENARIOS.entries()) {
-      await settle(sql);
-      console.log(`running: ${scenario.name} (${seconds} s)`);
-      results.push(await runScenario(clients.transactions, ids, scenario, index, seed, seconds, sql));
-    }
-
-    const host = machine();
-    const settings = {
-      seconds,
-      seed,
-      concurrency: CONCURRENCY,
-      accounts: ACCOUNTS,
-      amountMinorUnits: { min: 1, max: MAX_AMOUNT },
-      databasePoolSize: pools,
-      transactions: transactionsSettings,
-      sharedProcess: true,
-      postgres: await postgresVersion(sql),
-    };
-    console.log("");
-    console.log(machineLine(host, settings.postgres));
-    console.log(
-      `settings: ${seconds} s per scenario, concurrency ${CONCURRENCY}, ${ACCOUNTS} accounts, amounts 1..${MAX_AMOUNT} minor units, seed ${seed}, ` +
-        `service pools account ${pools.account} / risk ${pools.risk} / transactions ${pools.transactions}, ` +
-        `risk deadline ${transactionsSettings.riskDeadlineMs} ms (fallback: ${transactionsSettings.riskFallback})`,
-    );
-    console.log("note: the client and all three services share this one process and its event loop; compare runs on one machine, not capacity.");
-    console.log("");
-    printTable(results);
-    console.log("");
-    console.log("wall s: from the start until the last request in flight at the deadline answered; the rates are over it.");
-    console.log("transfers/s: posted transfers per second. latency: per request (a batch request carries 100 transfers).");
-    console.log("unsettled: transfers still between steps at the end. outbox a/r/t: unpublished events of account / risk / transactions.");
-    const file = writeResults("transfers", { finishedAt: new Date().toISOString(), machine: host, settings, scenarios: results });
-    console.log(`results: ${file}`);
-    return 0;
-  } finally {
+  atEnd(async () => {
     for (const client of Object.values(clients ?? {})) client.close();
     await sql?.end();
-    await lifecycle.stop("bench done");
-    await cleanUp(db, stream);
+  });
+  // Setup: any failure here is the bench's own, and exits non-zero.
+  let ids: string[];
+  let pools: Stack["pools"];
+  let transactionsSettings: Stack["transactionsSettings"];
+  try {
+    ({ clients, ids, pools, transactionsSettings } = await startStack(db, stream, lifecycle, extraEnv));
+    sql = postgres(db.url, { max: 1, onnotice: () => {} });
+  } catch (err) {
+    console.error(`setup failed: ${err instanceof Error ? err.stack : String(err)}`);
+    return 1;
   }
+
+  const results: ScenarioResult[] = [];
+  for (const [index, scenario] of SCENARIOS.entries()) {
+    await settle(sql);
+    console.log(`running: ${scenario.name} (${seconds} s)`);
+    results.push(await runScenario(clients.transactions, ids, scenario, index, seed, seconds, sql));
+  }
+
+  const host = machine();
+  const settings = {
+    seconds,
+    seed,
+    concurrency: CONCURRENCY,
+    accounts: ACCOUNTS,
+    amountMinorUnits: { min: 1, max: MAX_AMOUNT },
+    databasePoolSize: pools,
+    transactions: transactionsSettings,
+    sharedProcess: true,
+    postgres: await postgresVersion(sql),
+  };
+  console.log("");
+  console.log(machineLine(host, settings.postgres));
+  console.log(
+    `settings: ${seconds} s per scenario, concurrency ${CONCURRENCY}, ${ACCOUNTS} accounts, amounts 1..${MAX_AMOUNT} minor units, seed ${seed}, ` +
+      `service pools account ${pools.account} / risk ${pools.risk} / transactions ${pools.transactions}, ` +
+      `risk deadline ${transactionsSettings.riskDeadlineMs} ms (fallback: ${transactionsSettings.riskFallback})`,
+  );
+  console.log("note: the client and all three services share this one process and its event loop; compare runs on one machine, not capacity.");
+  console.log("");
+  printTable(results);
+  console.log("");
+  console.log("wall s: from the start until the last request in flight at the deadline answered; the rates are over it.");
+  console.log("transfers/s: posted transfers per second. latency: per request (a batch request carries 100 transfers).");
+  console.log("unsettled: transfers still between steps at the end. outbox a/r/t: unpublished events of account / risk / transactions.");
+  const file = writeResults("transfers", { finishedAt: new Date().toISOString(), machine: host, settings, scenarios: results });
+  console.log(`results: ${file}`);
+  return 0;
 }
 
-runBenchmark(main);
+runBench(main);
