@@ -7,7 +7,7 @@ import { generateDrizzleJson, generateMigration } from "drizzle-kit/api";
 import { count, eq } from "drizzle-orm";
 import { pgSchema, serial, uuid } from "drizzle-orm/pg-core";
 import { AccountOpenedSchema, EventEnvelopeSchema, type EventEnvelope } from "../../gen/tally/events/v1/events_pb";
-import { createTestDatabase, testLogger, testStream, TEST_NATS_URL, type TestDatabase, type TestStream } from "../../test/support/infra";
+import { createTestDatabase, provisionedTestStream, testLogger, TEST_NATS_URL, type TestDatabase, type TestStream } from "../../test/support/infra";
 import { recordMetrics } from "../../test/support/metrics";
 import { recordSpans } from "../../test/support/tracing";
 import { connectDatabase, type Database } from "../db/connect";
@@ -17,7 +17,6 @@ import { inboxTable } from "../inbox/table";
 import { buildEnvelope } from "../outbox/append";
 import { connectBroker, type Broker } from "./connect";
 import { EventConsumer, defaultRetryDelayMs, type Delivery, type EventConsumerOptions } from "./consumer";
-import { ensureStream } from "./stream";
 import { eventSubject } from "./subjects";
 
 /**
@@ -56,12 +55,7 @@ afterAll(async () => {
   await database?.drop();
 });
 
-async function newStream(): Promise<TestStream> {
-  const stream = testStream();
-  streams.push(stream);
-  await ensureStream(broker.jsm, { name: stream.name, subjectPrefix: stream.subjectPrefix, duplicateWindowMs: 60_000, maxAgeDays: 1, replicas: 1 });
-  return stream;
-}
+const newStream = () => provisionedTestStream(broker.jsm, streams);
 
 const newDurable = () => `test_${newId().replace(/-/g, "").slice(-12)}`;
 

@@ -2,12 +2,11 @@ import path from "node:path";
 import { create, fromBinary } from "@bufbuild/protobuf";
 import { AccountOpenedSchema, EventEnvelopeSchema, type EventEnvelope } from "../../gen/tally/events/v1/events_pb";
 import { schema } from "../../services/account/src/db/schema";
-import { createTestDatabase, testLogger, testStream, TEST_NATS_URL, type TestDatabase, type TestStream } from "../../test/support/infra";
+import { createTestDatabase, provisionedTestStream, testLogger, TEST_NATS_URL, type TestDatabase, type TestStream } from "../../test/support/infra";
 import { connectDatabase, type Database } from "../db/connect";
 import { migrateSchema } from "../db/migrate";
 import { newId } from "../ids";
 import { connectBroker, type Broker } from "../nats/connect";
-import { ensureStream } from "../nats/stream";
 import { projectRoot } from "../project-root";
 import { appendEvents, type NewEvent, type OutboxWriter } from "./append";
 import { OutboxRelay } from "./relay";
@@ -43,12 +42,7 @@ afterAll(async () => {
 });
 
 /** A private stream, provisioned as the services do, deleted after the suite. */
-async function newStream(): Promise<TestStream> {
-  const stream = testStream();
-  streams.push(stream);
-  await ensureStream(broker.jsm, { name: stream.name, subjectPrefix: stream.subjectPrefix, duplicateWindowMs: 10 * 60_000, maxAgeDays: 1, replicas: 1 });
-  return stream;
-}
+const newStream = () => provisionedTestStream(broker.jsm, streams, 10 * 60_000);
 
 const writerFor = (stream: TestStream): OutboxWriter => ({ table: schema.outbox, source: "account", subjectPrefix: stream.subjectPrefix });
 

@@ -1,8 +1,9 @@
-import { jetstreamManager } from "@nats-io/jetstream";
+import { jetstreamManager, type JetStreamManager } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
 import postgres from "postgres";
 import { newId } from "../../platform/ids";
 import { createLogger } from "../../platform/logger";
+import { ensureStream } from "../../platform/nats/stream";
 
 /** Test-only plumbing: a fresh database and a private stream per suite, on the real servers. */
 
@@ -55,6 +56,14 @@ export function testStream(): TestStream {
       }
     },
   };
+}
+
+/** A private stream provisioned as the services do it; `created` collects it for deletion after the suite. */
+export async function provisionedTestStream(jsm: JetStreamManager, created: TestStream[], duplicateWindowMs = 60_000): Promise<TestStream> {
+  const stream = testStream();
+  created.push(stream);
+  await ensureStream(jsm, { name: stream.name, subjectPrefix: stream.subjectPrefix, duplicateWindowMs, maxAgeDays: 1, replicas: 1 });
+  return stream;
 }
 
 /** Environment for a service under test: its own database and stream, any free port. */
