@@ -63,6 +63,8 @@ export function platformEnv(env: Env = process.env) {
     OUTBOX_BATCH_SIZE: int(256, 1, 10_000),
     OUTBOX_RETENTION_HOURS: int(24, 1),
     SHUTDOWN_GRACE_MS: int(10_000, 0),
+    // How long a starting service waits for PostgreSQL and NATS to answer before it gives up.
+    DEPENDENCY_WAIT_MS: int(60_000, 0),
   };
 }
 

@@ -1,13 +1,6 @@
-import pino from "pino";
 import { testLogger } from "../test/support/infra";
+import { recordingLogger } from "../test/support/logs";
 import { Lifecycle } from "./lifecycle";
-
-/** A logger that keeps what it writes, to check what shutdown reported. */
-function recordingLogger() {
-  const lines: { level: number; msg: string; step?: string }[] = [];
-  const log = pino({ level: "info" }, { write: (line: string) => lines.push(JSON.parse(line)) });
-  return { log, lines };
-}
 
 const never = () => new Promise<void>(() => {});
 

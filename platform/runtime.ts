@@ -2,6 +2,7 @@ import path from "node:path";
 import type { PlatformConfig } from "./config";
 import { connectDatabase, type Database } from "./db/connect";
 import { migrateSchema } from "./db/migrate";
+import { waitForDatabase } from "./db/wait";
 import type { Lifecycle } from "./lifecycle";
 import type { Logger } from "./logger";
 import { connectBroker, type Broker } from "./nats/connect";
@@ -30,7 +31,7 @@ export interface Runtime<TSchema extends Record<string, unknown>> {
 }
 
 /**
- * What every service starts with, in order: its migrations, its database pool,
+ * What every service starts with, in order: PostgreSQL answering, its migrations, its database pool,
  * NATS and the event stream, and the relay of its outbox. Each part registers
  * how it stops, so the lifecycle unwinds them in reverse.
  */
@@ -38,6 +39,7 @@ export async function startRuntime<TSchema extends Record<string, unknown> & { o
   options: RuntimeOptions<TSchema>,
 ): Promise<Runtime<TSchema>> {
   const { service, config, schema, log, lifecycle } = options;
+  await waitForDatabase(config.DATABASE_URL, log, config.DEPENDENCY_WAIT_MS);
   await migrateSchema({
     url: config.DATABASE_URL,
     schema: service,
@@ -47,7 +49,7 @@ export async function startRuntime<TSchema extends Record<string, unknown> & { o
   const database = connectDatabase({ url: config.DATABASE_URL, poolSize: config.DATABASE_POOL_SIZE, log, applicationName: service }, schema);
   lifecycle.onStop("database", database.close);
 
-  const broker = await connectBroker(config.NATS_URL, service, log);
+  const broker = await connectBroker(config.NATS_URL, service, log, config.DEPENDENCY_WAIT_MS);
   lifecycle.onStop("nats", broker.close);
   await ensureStream(broker.jsm, {
     name: config.NATS_STREAM,
