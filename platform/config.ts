@@ -71,26 +71,25 @@ export function platformEnv(env: Env = process.env) {
 export type PlatformConfig = ReturnType<typeof loadConfig<ReturnType<typeof platformEnv>>>;
 
 /** What the telemetry bootstrap reads, before anything else is loaded; the OTEL_* names are OpenTelemetry's own. */
-export function telemetryConfig(metricsPort: number, env: Env = process.env) {
-  return loadConfig(
-    {
-      // Off: no spans and no metrics. OTEL_TRACES_EXPORTER=none keeps the metrics and drops the spans.
-      OTEL_SDK_DISABLED: bool(false),
-      OTEL_TRACES_EXPORTER: z.enum(["otlp", "console", "none"]).default("otlp"),
-      // Jaeger, like any OpenTelemetry collector, accepts OTLP on 4318 (HTTP, the default) and 4317 (gRPC).
-      OTEL_EXPORTER_OTLP_ENDPOINT: z.string().url().optional(),
-      OTEL_EXPORTER_OTLP_PROTOCOL: z.enum(["http/protobuf", "http/json", "grpc"]).default("http/protobuf"),
-      OTEL_TRACES_SAMPLER: z
-        .enum(["always_on", "always_off", "traceidratio", "parentbased_always_on", "parentbased_always_off", "parentbased_traceidratio"])
-        .default("parentbased_always_on"),
-      OTEL_TRACES_SAMPLER_ARG: z.coerce.number().min(0).max(1).default(1),
-      SERVICE_INSTANCE_ID: z.string().optional(),
-      // Prometheus scrapes /metrics here; 0 picks a free port (logged).
-      METRICS_HOST: z.string().default("0.0.0.0"),
-      METRICS_PORT: int(metricsPort, 0, 65535),
-    },
-    env,
-  );
+export function telemetryEnv(metricsPort: number) {
+  return {
+    // Off: no spans and no metrics. OTEL_TRACES_EXPORTER=none keeps the metrics and drops the spans.
+    OTEL_SDK_DISABLED: bool(false),
+    OTEL_TRACES_EXPORTER: z.enum(["otlp", "console", "none"]).default("otlp"),
+    // Jaeger, like any OpenTelemetry collector, accepts OTLP on 4318 (HTTP, the default) and 4317 (gRPC).
+    OTEL_EXPORTER_OTLP_ENDPOINT: z.string().url().optional(),
+    OTEL_EXPORTER_OTLP_PROTOCOL: z.enum(["http/protobuf", "http/json", "grpc"]).default("http/protobuf"),
+    OTEL_TRACES_SAMPLER: z
+      .enum(["always_on", "always_off", "traceidratio", "parentbased_always_on", "parentbased_always_off", "parentbased_traceidratio"])
+      .default("parentbased_always_on"),
+    OTEL_TRACES_SAMPLER_ARG: z.coerce.number().min(0).max(1).default(1),
+    SERVICE_INSTANCE_ID: z.string().optional(),
+    // Prometheus scrapes /metrics here; 0 picks a free port (logged).
+    METRICS_HOST: z.string().default("0.0.0.0"),
+    METRICS_PORT: int(metricsPort, 0, 65535),
+  };
 }
+
+export const telemetryConfig = (metricsPort: number, env: Env = process.env) => loadConfig(telemetryEnv(metricsPort), env);
 
 export type TelemetryConfig = ReturnType<typeof telemetryConfig>;

@@ -1,41 +1,41 @@
 import { z } from "zod";
 import { int, localDefault, loadConfig, platformEnv, type Env } from "../../../platform/config";
 
-/** Everything the transactions service reads from its environment. */
-export function transactionsConfig(env: Env = process.env) {
-  return loadConfig(
-    {
-      ...platformEnv(env),
-      GRPC_PORT: int(50052, 0, 65535),
-      ACCOUNT_SERVICE_URL: localDefault("127.0.0.1:50051", env),
-      RISK_SERVICE_URL: localDefault("127.0.0.1:50053", env),
-      // How long a transfer waits for risk before the fallback policy decides.
-      RISK_DEADLINE_MS: int(250, 1),
-      // When risk cannot answer: hold the funds until it can (default), decline, or approve up to a limit.
-      RISK_FALLBACK: z.enum(["hold", "decline", "approve"]).default("hold"),
-      // With RISK_FALLBACK=approve, larger amounts (minor units) are held instead: never approve blindly above it.
-      RISK_FALLBACK_APPROVE_MAX: int(10_000, 0),
-      // The breaker opens after this many failed risk calls in a row, and tries again after the cool-down.
-      RISK_BREAKER_FAILURES: int(5, 1),
-      RISK_BREAKER_COOLDOWN_MS: int(5_000, 100),
-      // How long an authorization holds funds when the request names no expiry, and a transfer awaiting review.
-      HOLD_SECONDS: int(7 * 24 * 3600, 1),
-      REVIEW_HOLD_SECONDS: int(14 * 24 * 3600, 1),
-      // Idempotency keys are kept at least this long, then pruned.
-      IDEMPOTENCY_TTL_HOURS: int(24, 1),
-      // How long a driver's claim on a transfer lasts: a crashed driver's transfers wait this long for recovery.
-      DRIVE_LEASE_MS: int(15_000, 100),
-      // How often each replica looks for transfers left between steps, and how old they must be.
-      RECOVERY_INTERVAL_MS: int(1_000, 10),
-      RECOVERY_AFTER_MS: int(5_000, 0),
-      // The durable consumers its replicas share.
-      EVENTS_DURABLE: localDefault("transactions", env),
-      // Test-only fault injection: die (SIGKILL) at this point of the orchestration: "before-<step>",
-      // or "applied-<step>" (the ledger has applied the step, the transfer not yet recorded it).
-      FAILPOINT: z.string().default(""),
-    },
-    env,
-  );
+/** Every variable the transactions service reads, with its type and default. */
+export function transactionsEnv(env: Env = process.env) {
+  return {
+    ...platformEnv(env),
+    GRPC_PORT: int(50052, 0, 65535),
+    ACCOUNT_SERVICE_URL: localDefault("127.0.0.1:50051", env),
+    RISK_SERVICE_URL: localDefault("127.0.0.1:50053", env),
+    // How long a transfer waits for risk before the fallback policy decides.
+    RISK_DEADLINE_MS: int(250, 1),
+    // When risk cannot answer: hold the funds until it can (default), decline, or approve up to a limit.
+    RISK_FALLBACK: z.enum(["hold", "decline", "approve"]).default("hold"),
+    // With RISK_FALLBACK=approve, larger amounts (minor units) are held instead: never approve blindly above it.
+    RISK_FALLBACK_APPROVE_MAX: int(10_000, 0),
+    // The breaker opens after this many failed risk calls in a row, and tries again after the cool-down.
+    RISK_BREAKER_FAILURES: int(5, 1),
+    RISK_BREAKER_COOLDOWN_MS: int(5_000, 100),
+    // How long an authorization holds funds when the request names no expiry, and a transfer awaiting review.
+    HOLD_SECONDS: int(7 * 24 * 3600, 1),
+    REVIEW_HOLD_SECONDS: int(14 * 24 * 3600, 1),
+    // Idempotency keys are kept at least this long, then pruned.
+    IDEMPOTENCY_TTL_HOURS: int(24, 1),
+    // How long a driver's claim on a transfer lasts: a crashed driver's transfers wait this long for recovery.
+    DRIVE_LEASE_MS: int(15_000, 100),
+    // How often each replica looks for transfers left between steps, and how old they must be.
+    RECOVERY_INTERVAL_MS: int(1_000, 10),
+    RECOVERY_AFTER_MS: int(5_000, 0),
+    // The durable consumers its replicas share.
+    EVENTS_DURABLE: localDefault("transactions", env),
+    // Test-only fault injection: die (SIGKILL) at this point of the orchestration: "before-<step>",
+    // or "applied-<step>" (the ledger has applied the step, the transfer not yet recorded it).
+    FAILPOINT: z.string().default(""),
+  };
 }
+
+/** The transactions service's configuration, read from its environment. */
+export const transactionsConfig = (env: Env = process.env) => loadConfig(transactionsEnv(env), env);
 
 export type TransactionsConfig = ReturnType<typeof transactionsConfig>;
