@@ -44,6 +44,8 @@ const TALLY = {
 const tallyNames = Object.keys(TALLY) as (keyof typeof TALLY)[];
 
 const envOf = (name: string): Env => services[name].environment ?? {};
+/** The port a Tally process listens on, as it reads its compose environment. */
+const listensOn = (name: keyof typeof TALLY): string => String((TALLY[name].parse(envOf(name)) as Record<string, unknown>)[TALLY[name].port]);
 const hostPort = (address: string) => {
   const url = new URL(address.includes("://") ? address : `tcp://${address}`);
   return { host: url.hostname, port: url.port };
@@ -73,7 +75,6 @@ describe("docker-compose.yml", () => {
   });
 
   it("points every service address at the service that listens there", () => {
-    const listensOn = (name: keyof typeof TALLY) => String(TALLY[name].parse(envOf(name))[TALLY[name].port as "GRPC_PORT"]);
     const urls = { ACCOUNT_SERVICE_URL: "account", TRANSACTIONS_SERVICE_URL: "transactions", RISK_SERVICE_URL: "risk" } as const;
     let checked = 0;
     for (const name of tallyNames) {
@@ -125,7 +126,7 @@ describe("docker-compose.yml", () => {
   });
 
   it.each(tallyNames)("%s is health-checked where it listens", (name) => {
-    const port = String(TALLY[name].parse(envOf(name))[TALLY[name].port as "GRPC_PORT"]);
+    const port = listensOn(name);
     const [cmd, node, probe, kind, target] = services[name].healthcheck!.test;
     expect([cmd, node, probe]).toEqual(["CMD", "node", "dist/platform/health-probe.js"]);
     expect(existsSync(path.join(ROOT, "platform/health-probe.ts"))).toBe(true);
@@ -246,8 +247,7 @@ describe("Dockerfile", () => {
   it("exposes every port compose uses, and runs the gateway unless told otherwise", () => {
     const exposed = lines.find((l) => l.startsWith("EXPOSE "))!.split(/\s+/).slice(1);
     for (const name of tallyNames) {
-      const env = TALLY[name].parse(envOf(name));
-      expect(exposed).toContain(String(env[TALLY[name].port as "GRPC_PORT"]));
+      expect(exposed).toContain(listensOn(name));
       expect(exposed).toContain(String(telemetryConfig(0, envOf(name)).METRICS_PORT));
     }
     expect(lines.at(-1)).toBe('CMD ["node", "dist/gateway/src/main.js"]');
