@@ -12,3 +12,22 @@ const EXPONENTS: Readonly<Record<string, number>> = {
 export const CURRENCIES: readonly string[] = Object.freeze(Object.keys(EXPONENTS).sort());
 
 export const isKnownCurrency = (code: string): boolean => Object.hasOwn(EXPONENTS, code);
+
+const exponentOf = (currency: string): number => EXPONENTS[currency] ?? 2;
+
+/** Minor units as a person reads them: formatMoney(123456n, "USD") is "USD 1,234.56". */
+export function formatMoney(minor: bigint, currency: string): string {
+  const exponent = exponentOf(currency);
+  const scale = 10n ** BigInt(exponent);
+  const magnitude = minor < 0n ? -minor : minor;
+  const fraction = exponent > 0 ? `.${(magnitude % scale).toString().padStart(exponent, "0")}` : "";
+  return `${currency} ${minor < 0n ? "-" : ""}${(magnitude / scale).toLocaleString("en-US")}${fraction}`;
+}
+
+/** An amount as a person writes it ("1234.5", "1,234.50") in minor units; undefined when it is not one, or has more decimals than the currency. */
+export function parseMoney(text: string, currency: string): bigint | undefined {
+  const exponent = exponentOf(currency);
+  const match = /^(\d{1,3}(?:,\d{3})*|\d+)(?:\.(\d+))?$/.exec(text.trim());
+  if (!match || (match[2] ?? "").length > exponent) return undefined;
+  return BigInt(match[1].replaceAll(",", "")) * 10n ** BigInt(exponent) + BigInt((match[2] ?? "").padEnd(exponent, "0") || "0");
+}

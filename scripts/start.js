@@ -128,11 +128,10 @@ async function main() {
 /** A ready-to-use development token per role, as shell exports; none when tokens come from an identity provider. */
 async function tokenLines() {
   const { gatewayConfig } = require(path.join(root, "dist/gateway/src/config"));
-  const { mintToken } = require(path.join(root, "dist/gateway/src/auth/tokens"));
+  const { developmentToken } = require(path.join(root, "dist/gateway/src/auth/tokens"));
   const config = gatewayConfig(process.env);
   if (!config.AUTH_HS256_SECRET || config.AUTH_JWKS_URL) return ["Tokens come from the identity provider at AUTH_JWKS_URL.", ""];
-  const mint = (role, customerId) =>
-    mintToken({ secret: config.AUTH_HS256_SECRET, issuer: config.AUTH_ISSUER, audience: config.AUTH_AUDIENCE, subject: customerId || `${role}-1`, roles: [role], customerId, ttlSeconds: 12 * 3600 });
+  const mint = (role, customerId) => developmentToken(process.env, role, { customerId, ttlSeconds: 12 * 3600 });
   const lines = ["Development tokens, valid 12 hours (paste into your shell; `npm run token -- <role>` mints more):"];
   for (const role of ["teller", "analyst", "admin", "service"]) lines.push(`  export ${role.toUpperCase()}_TOKEN=${await mint(role)}`);
   lines.push(`  export CUSTOMER_TOKEN=${await mint("customer", "demo-customer")}   # customer demo-customer`);

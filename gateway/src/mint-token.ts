@@ -3,8 +3,7 @@
 //   npm run token -- customer --customer cust-42 --ttl 86400
 import { parseArgs } from "node:util";
 import { ROLE_NAMES, type RoleName } from "./auth/principal";
-import { mintToken } from "./auth/tokens";
-import { gatewayConfig } from "./config";
+import { developmentToken } from "./auth/tokens";
 
 async function main(): Promise<void> {
   const { positionals, values } = parseArgs({
@@ -15,17 +14,7 @@ async function main(): Promise<void> {
   if (roles.length === 0 || roles.some((r) => !ROLE_NAMES.includes(r))) {
     throw new Error(`usage: mint-token <role>... [--subject id] [--customer id] [--ttl seconds]; roles: ${ROLE_NAMES.join(", ")}`);
   }
-  const config = gatewayConfig();
-  if (!config.AUTH_HS256_SECRET) throw new Error("AUTH_HS256_SECRET is not set: tokens for a JWKS-verified gateway come from its identity provider");
-  const token = await mintToken({
-    secret: config.AUTH_HS256_SECRET,
-    issuer: config.AUTH_ISSUER,
-    audience: config.AUTH_AUDIENCE,
-    subject: values.subject ?? values.customer ?? `${roles[0]}-1`,
-    roles,
-    customerId: values.customer,
-    ttlSeconds: Number(values.ttl),
-  });
+  const token = await developmentToken(process.env, roles[0], { roles, subject: values.subject, customerId: values.customer, ttlSeconds: Number(values.ttl) });
   process.stdout.write(`${token}\n`);
 }
 

@@ -1,8 +1,7 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import path from "node:path";
-import { DEVELOPMENT_SECRET } from "../../gateway/src/config";
 import type { RoleName } from "../../gateway/src/auth/principal";
-import { mintToken } from "../../gateway/src/auth/tokens";
+import { developmentToken } from "../../gateway/src/auth/tokens";
 import { checkHealth } from "../../platform/grpc/health-check";
 import { createTestDatabase, freePort, serviceEnv, testStream, type TestDatabase, type TestStream } from "./infra";
 
@@ -77,8 +76,7 @@ export async function startSystem(env: Record<string, string> = {}): Promise<Sys
     processes,
     database,
     stream,
-    token: (role, customerId) =>
-      mintToken({ secret: DEVELOPMENT_SECRET, issuer: "tally-local", audience: "tally", subject: customerId ?? `${role}-1`, roles: [role], customerId }),
+    token: (role, customerId) => developmentToken({ ...process.env, ...common }, role, { customerId }),
     metrics: async (name) => (await fetch(`http://127.0.0.1:${processes[name].metricsPort}/metrics`)).text(),
     stop: async () => {
       await Promise.all(Object.values(processes).map(stopProcess));

@@ -1,4 +1,6 @@
 import { SignJWT } from "jose";
+import type { Env } from "../../../platform/config";
+import { gatewayConfig } from "../config";
 import type { RoleName } from "./principal";
 
 export interface TokenRequest {
@@ -23,4 +25,29 @@ export function mintToken(request: TokenRequest): Promise<string> {
     .setIssuedAt()
     .setExpirationTime(Math.floor(Date.now() / 1000) + (request.ttlSeconds ?? 3600))
     .sign(new TextEncoder().encode(request.secret));
+}
+
+/**
+ * A token that a gateway configured by `env` accepts: signed with its HS256
+ * secret, for its issuer and audience. None can be made for a gateway that
+ * verifies against an identity provider's keys (AUTH_JWKS_URL).
+ */
+export function developmentToken(
+  env: Env,
+  role: RoleName,
+  options: { subject?: string; customerId?: string; ttlSeconds?: number; roles?: RoleName[] } = {},
+): Promise<string> {
+  const config = gatewayConfig(env);
+  if (!config.AUTH_HS256_SECRET || config.AUTH_JWKS_URL) {
+    throw new Error("this gateway verifies tokens against AUTH_JWKS_URL: tokens come from its identity provider");
+  }
+  return mintToken({
+    secret: config.AUTH_HS256_SECRET,
+    issuer: config.AUTH_ISSUER,
+    audience: config.AUTH_AUDIENCE,
+    subject: options.subject ?? options.customerId ?? `${role}-1`,
+    roles: options.roles ?? [role],
+    customerId: options.customerId,
+    ttlSeconds: options.ttlSeconds,
+  });
 }
