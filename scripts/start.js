@@ -11,11 +11,16 @@ const readline = require("node:readline");
 const { ensureInfrastructure } = require("./infra");
 
 const root = path.resolve(__dirname, "..");
-const replicas = Number(process.env.REPLICAS || 1);
-if (!Number.isInteger(replicas) || replicas < 1 || replicas > 9) {
-  process.stderr.write(`start: REPLICAS must be a whole number from 1 to 9, not ${JSON.stringify(process.env.REPLICAS)}\n`);
+/** A whole-number setting of this script, refused by name when out of range. */
+function wholeNumber(name, fallback, min, max) {
+  const value = Number(process.env[name] || fallback);
+  if (Number.isInteger(value) && value >= min && value <= max) return value;
+  process.stderr.write(`start: ${name} must be a whole number from ${min} to ${max}, not ${JSON.stringify(process.env[name])}\n`);
   process.exit(2);
 }
+const replicas = wholeNumber("REPLICAS", 1, 1, 9);
+// Moves every port up, to run a second system beside the first (or beside anything on 8080).
+const portOffset = wholeNumber("PORT_OFFSET", 0, 0, 10_000);
 
 /** The processes, each with its first port and the first port of its /metrics. */
 const SERVICES = [
@@ -29,8 +34,8 @@ const children = [];
 let stopping = false;
 
 // Replica r of each process listens 100·r above the first one's ports.
-const portOf = (service, replica) => service.port + replica * 100;
-const metricsPortOf = (service, replica) => service.metricsPort + replica * 100;
+const portOf = (service, replica) => service.port + replica * 100 + portOffset;
+const metricsPortOf = (service, replica) => service.metricsPort + replica * 100 + portOffset;
 
 // Every process that calls a service is told all its replicas' addresses, and balances over them.
 const serviceUrls = Object.fromEntries(
@@ -75,25 +80,31 @@ async function waitHealthy(instances) {
 }
 
 let stopInfrastructure = () => {};
+const running = (child) => child.exitCode === null && child.signalCode === null;
+
+/** SIGTERM to every process, each finishing its in-flight work; after 20 s, SIGKILL to any left. */
 function stop(code) {
   if (stopping) return;
   stopping = true;
-  let pending = children.filter((c) => c.exitCode === null).length;
+  let pending = children.filter(running).length;
   const done = () => {
     stopInfrastructure();
+    process.stdout.write("Tally stopped.\n");
     process.exit(code);
   };
   if (pending === 0) return done();
-  for (const child of children) {
-    if (child.exitCode !== null) continue;
+  for (const child of children.filter(running)) {
     child.on("exit", () => --pending === 0 && done());
     child.kill("SIGTERM");
   }
-  setTimeout(done, 20_000).unref();
+  setTimeout(() => {
+    children.filter(running).forEach((child) => child.kill("SIGKILL"));
+    done();
+  }, 20_000).unref();
 }
 
 // However this script ends, its services do not outlive it.
-process.on("exit", () => children.forEach((c) => c.exitCode === null && c.kill("SIGTERM")));
+process.on("exit", () => children.filter(running).forEach((c) => c.kill("SIGTERM")));
 
 async function main() {
   stopInfrastructure = await ensureInfrastructure();
@@ -112,7 +123,8 @@ async function main() {
       "every response names its trace in the X-Trace-Id header.",
       "",
       ...(await tokenLines()),
-      "Try it through the gateway:",
+      "Take the guided tour, or try it through the gateway:",
+      `  ${gateway === "http://127.0.0.1:8080" ? "" : `TALLY_URL=${gateway} `}npm run demo`,
       `  curl -s -H "Authorization: Bearer $TELLER_TOKEN" ${gateway}/v1/system-accounts/USD`,
       `  curl -s -H "Authorization: Bearer $TELLER_TOKEN" -H 'content-type: application/json' -d '{"currency":"USD"}' \\`,
       `    ${gateway}/tally.account.v1.AccountService/GetSystemAccount`,
