@@ -97,9 +97,14 @@ beforeAll(async () => {
 }, 180_000);
 
 afterAll(async () => {
-  if (system && system.exitCode === null && system.signalCode === null) process.kill(-system.pid!, "SIGKILL");
+  // Stopped as Ctrl-C stops it, whatever ran: npm start's services are their own process groups and would outlive a SIGKILL.
+  if (system && system.exitCode === null && system.signalCode === null) {
+    const exited = new Promise((resolve) => system.once("exit", resolve));
+    process.kill(-system.pid!, "SIGINT");
+    await Promise.race([exited, new Promise((resolve) => setTimeout(resolve, 30_000))]);
+  }
   await Promise.all([database?.drop(), stream?.delete()]);
-});
+}, 40_000);
 
 describe("npm start", () => {
   it("prints every process with its address and metrics, and a token per role", async () => {
