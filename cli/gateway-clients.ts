@@ -1,4 +1,4 @@
-import { ConnectError, createClient, type CallOptions, type Client, type Interceptor } from "@connectrpc/connect";
+import { ConnectError, createClient, type CallOptions, type Client, type Interceptor, type Transport } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { AccountService } from "../gen/tally/account/v1/account_service_pb";
 import { RiskService } from "../gen/tally/risk/v1/risk_service_pb";
@@ -11,13 +11,18 @@ export interface TallyClients {
   risk: Client<typeof RiskService>;
 }
 
-/** Clients that call the gateway at `baseUrl` over the Connect protocol, each call carrying `token`. */
-export function tallyClients(baseUrl: string, token: string): TallyClients {
+/** The Connect protocol to the gateway at `baseUrl`, each call carrying `token`. */
+export function gatewayTransport(baseUrl: string, token: string): Transport {
   const bearer: Interceptor = (next) => (request) => {
     request.header.set("Authorization", `Bearer ${token}`);
     return next(request);
   };
-  const transport = createConnectTransport({ baseUrl, httpVersion: "1.1", useBinaryFormat: true, interceptors: [bearer] });
+  return createConnectTransport({ baseUrl, httpVersion: "1.1", useBinaryFormat: true, interceptors: [bearer] });
+}
+
+/** Clients that call the gateway at `baseUrl`, each call carrying `token`. */
+export function tallyClients(baseUrl: string, token: string): TallyClients {
+  const transport = gatewayTransport(baseUrl, token);
   return {
     account: createClient(AccountService, transport),
     transactions: createClient(TransactionService, transport),
