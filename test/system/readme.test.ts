@@ -30,6 +30,8 @@ let system: ChildProcess;
 let output = "";
 let gatewayUrl = "";
 let offset = 0;
+// What npm start ran with; the reader's second shell has the same (the stream events tail reads, say).
+let systemEnv: Record<string, string> = {};
 
 async function portsFree(ports: number[]): Promise<boolean> {
   const free = (port: number) =>
@@ -75,22 +77,17 @@ beforeAll(async () => {
     else if (tries > 20) throw new Error("no free set of ports for npm start");
   }
   gatewayUrl = `http://127.0.0.1:${8080 + offset}`;
+  systemEnv = {
+    PORT_OFFSET: String(offset),
+    DATABASE_URL: database.url,
+    NATS_URL: TEST_NATS_URL,
+    NATS_STREAM: stream.name,
+    NATS_SUBJECT_PREFIX: stream.subjectPrefix,
+    OTEL_TRACES_EXPORTER: "none",
+    LOG_LEVEL: "warn",
+  };
   // Its own process group, so that SIGINT reaches npm and everything it started, as Ctrl-C in a terminal does.
-  system = spawn("npm", ["start"], {
-    cwd: ROOT,
-    detached: true,
-    stdio: ["ignore", "pipe", "pipe"],
-    env: {
-      ...process.env,
-      PORT_OFFSET: String(offset),
-      DATABASE_URL: database.url,
-      NATS_URL: TEST_NATS_URL,
-      NATS_STREAM: stream.name,
-      NATS_SUBJECT_PREFIX: stream.subjectPrefix,
-      OTEL_TRACES_EXPORTER: "none",
-      LOG_LEVEL: "warn",
-    },
-  });
+  system = spawn("npm", ["start"], { cwd: ROOT, detached: true, stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, ...systemEnv } });
   system.stdout!.on("data", (c: Buffer) => (output += c.toString()));
   system.stderr!.on("data", (c: Buffer) => (output += c.toString()));
   await waitForOutput("Ctrl-C stops everything.", 150_000);
@@ -134,7 +131,7 @@ describe("the README", () => {
   it("runs its shell examples as written, in order, in one shell", async () => {
     const run = blocks("sh").filter((b) => !NOT_RUN.some((rule) => b.startsWith(rule.startsWith)));
     const script = run.map((block, i) => `echo "--- README shell block ${i + 1}"\n${block.replaceAll(README_URL, gatewayUrl)}`).join("\n");
-    const { code, output: printed } = await bash(script, { TALLY_URL: gatewayUrl });
+    const { code, output: printed } = await bash(script, { ...systemEnv, TALLY_URL: gatewayUrl });
     expect({ code, tail: printed.slice(-3000) }).toEqual({ code: 0, tail: expect.any(String) });
     // What the examples did is what the system holds: Alice's 5,000.00, less the 12.50 she paid Bob.
     expect(printed).toMatch(/"posted":\s*"498750"/);
@@ -142,6 +139,9 @@ describe("the README", () => {
     // The analyst approved the review of the 1,500.00 that risk held.
     expect(printed).toMatch(/"status":\s*"REVIEW_STATUS_APPROVED"/);
     expect(printed).toMatch(/^x-trace-id: [0-9a-f]{32}\r?$/im);
+    // The command line's statement and events.
+    expect(printed).toMatch(/"amount":\s*"25000",\s*"currency":\s*"EUR"/);
+    expect(printed).toMatch(/^\{"seq":1,"subject":"[\w.]+\.account\.account_opened"/m);
   }, 180_000);
 
   it("runs its TypeScript client as written", async () => {
