@@ -13,15 +13,16 @@ export interface DependencyWait {
  * Tries `attempt` until it succeeds, backing off up to 2 s between tries, for
  * at most `timeoutMs`: a service may start before its database or broker
  * does (compose, Kubernetes, a reboot) instead of depending on start order.
+ * Each attempt is told the time left, and must not take longer.
  */
-export async function waitForDependency<T>(attempt: () => Promise<T>, options: DependencyWait): Promise<T> {
+export async function waitForDependency<T>(attempt: (remainingMs: number) => Promise<T>, options: DependencyWait): Promise<T> {
   const { what, timeoutMs, log, transient = () => true } = options;
   const started = Date.now();
   let delay = 100;
   let lastWarning = 0;
   for (;;) {
     try {
-      const result = await attempt();
+      const result = await attempt(Math.max(timeoutMs - (Date.now() - started), 1));
       if (lastWarning) log.info({ waitedMs: Date.now() - started }, `${what} answers`);
       return result;
     } catch (err) {
@@ -38,13 +39,19 @@ export async function waitForDependency<T>(attempt: () => Promise<T>, options: D
   }
 }
 
-/** A server URL without its password, fit for a log line or an error message. */
-export function withoutPassword(url: string): string {
+/**
+ * A server address without its secrets, fit for a log line or an error
+ * message: a password, or a user name standing alone (a NATS token).
+ * Addresses without a scheme ("host:4222") are shown as they are.
+ */
+export function withoutPassword(address: string): string {
+  if (!address.includes("://")) return address.includes("@") ? `***@${address.slice(address.lastIndexOf("@") + 1)}` : address;
   try {
-    const parsed = new URL(url);
+    const parsed = new URL(address);
     if (parsed.password) parsed.password = "***";
+    else if (parsed.username) parsed.username = "***";
     return parsed.toString();
   } catch {
-    return "(an unparsable URL)";
+    return "(an unparsable address)";
   }
 }

@@ -8,7 +8,8 @@ const fs = require("node:fs");
 const net = require("node:net");
 const path = require("node:path");
 
-const dataDir = path.join(path.resolve(__dirname, ".."), ".tally");
+// Where private servers keep their data: one project folder, not versioned.
+const dataDir = path.resolve(process.env.TALLY_DATA_DIR || path.join(__dirname, "..", ".tally"));
 const log = (msg) => process.stderr.write(`[infra] ${msg}\n`);
 
 const databaseUrl = process.env.DATABASE_URL || "postgres://postgres@127.0.0.1:5432/tally";
@@ -125,26 +126,32 @@ async function ensureDatabase(url) {
   }
 }
 
-/** Returns a function that stops whatever this call had to start. */
+/** Returns a function that stops whatever this call had to start; on failure, stops it before throwing. */
 async function ensureInfrastructure() {
   const stops = [];
-  const pg = new URL(databaseUrl);
-  const pgHost = pg.hostname || "127.0.0.1";
-  const pgPort = Number(pg.port || 5432);
-  if (!(await reachable(pgHost, pgPort))) {
-    if (!isLocal(pgHost)) throw new Error(`PostgreSQL at ${pgHost}:${pgPort} is not reachable`);
-    const stop = await startPostgres(pgHost, pgPort);
-    if (stop) stops.push(stop);
+  const stopAll = () => stops.reverse().forEach((stop) => stop());
+  try {
+    const pg = new URL(databaseUrl);
+    const pgHost = pg.hostname || "127.0.0.1";
+    const pgPort = Number(pg.port || 5432);
+    if (!(await reachable(pgHost, pgPort))) {
+      if (!isLocal(pgHost)) throw new Error(`PostgreSQL at ${pgHost}:${pgPort} is not reachable`);
+      const stop = await startPostgres(pgHost, pgPort);
+      if (stop) stops.push(stop);
+    }
+    await ensureDatabase(databaseUrl);
+    const nats = new URL(natsUrl);
+    const natsHost = nats.hostname || "127.0.0.1";
+    const natsPort = Number(nats.port || 4222);
+    if (!(await reachable(natsHost, natsPort))) {
+      if (!isLocal(natsHost)) throw new Error(`NATS at ${natsHost}:${natsPort} is not reachable`);
+      stops.push(await startNats(natsHost, natsPort));
+    }
+  } catch (err) {
+    stopAll();
+    throw err;
   }
-  await ensureDatabase(databaseUrl);
-  const nats = new URL(natsUrl);
-  const natsHost = nats.hostname || "127.0.0.1";
-  const natsPort = Number(nats.port || 4222);
-  if (!(await reachable(natsHost, natsPort))) {
-    if (!isLocal(natsHost)) throw new Error(`NATS at ${natsHost}:${natsPort} is not reachable`);
-    stops.push(await startNats(natsHost, natsPort));
-  }
-  return () => stops.reverse().forEach((stop) => stop());
+  return stopAll;
 }
 
 module.exports = { ensureInfrastructure, reachable };

@@ -65,13 +65,14 @@ function run(service, replica) {
   return { label, target: `127.0.0.1:${port}`, metrics: `http://127.0.0.1:${metricsPortOf(service, replica)}/metrics`, http: service.http === true };
 }
 
+/** Every service reports SERVING on grpc.health.v1, and the gateway is ready: it reaches a replica of each. */
 async function waitHealthy(instances) {
   const { checkHealth } = require(path.join(root, "dist/platform/grpc/health-check"));
-  const { reachable } = require("./infra");
+  const { answersOk } = require(path.join(root, "dist/platform/http-probe"));
+  const ready = (target) => answersOk(`http://${target}/readyz`, 2000);
   const until = Date.now() + 60_000;
   for (const instance of instances) {
-    const [host, port] = instance.target.split(":");
-    const healthy = () => (instance.http ? reachable(host, Number(port)) : checkHealth(instance.target));
+    const healthy = () => (instance.http ? ready(instance.target) : checkHealth(instance.target));
     while (!(await healthy())) {
       if (Date.now() > until) throw new Error(`${instance.label} did not become healthy within 60s`);
       await new Promise((r) => setTimeout(r, 250));
@@ -80,12 +81,15 @@ async function waitHealthy(instances) {
 }
 
 let stopInfrastructure = () => {};
+let infrastructureStarting = true;
 const running = (child) => child.exitCode === null && child.signalCode === null;
 
 /** SIGTERM to every process, each finishing its in-flight work; after 20 s, SIGKILL to any left. */
 function stop(code) {
   if (stopping) return;
   stopping = true;
+  // Still starting PostgreSQL or NATS: main() stops them and exits once that is done.
+  if (infrastructureStarting) return;
   let pending = children.filter(running).length;
   const done = () => {
     stopInfrastructure();
@@ -107,9 +111,18 @@ function stop(code) {
 process.on("exit", () => children.filter(running).forEach((c) => c.kill("SIGTERM")));
 
 async function main() {
-  stopInfrastructure = await ensureInfrastructure();
+  // From the start: a Ctrl-C while the infrastructure starts still stops what was started.
   process.on("SIGINT", () => stop(0));
   process.on("SIGTERM", () => stop(0));
+  try {
+    stopInfrastructure = await ensureInfrastructure();
+  } finally {
+    infrastructureStarting = false;
+  }
+  if (stopping) {
+    stopping = false;
+    return stop(0);
+  }
   const instances = SERVICES.flatMap((s) => Array.from({ length: replicas }, (_, r) => run(s, r)));
   await waitHealthy(instances);
   const gateway = `http://127.0.0.1:${portOf(SERVICES[3], 0)}`;
@@ -139,18 +152,20 @@ async function main() {
 
 /** A ready-to-use development token per role, as shell exports; none when tokens come from an identity provider. */
 async function tokenLines() {
-  const { gatewayConfig } = require(path.join(root, "dist/gateway/src/config"));
   const { developmentToken } = require(path.join(root, "dist/gateway/src/auth/tokens"));
-  const config = gatewayConfig(process.env);
-  if (!config.AUTH_HS256_SECRET || config.AUTH_JWKS_URL) return ["Tokens come from the identity provider at AUTH_JWKS_URL.", ""];
   const mint = (role, customerId) => developmentToken(process.env, role, { customerId, ttlSeconds: 12 * 3600 });
   const lines = ["Development tokens, valid 12 hours (paste into your shell; `npm run token -- <role>` mints more):"];
-  for (const role of ["teller", "analyst", "admin", "service"]) lines.push(`  export ${role.toUpperCase()}_TOKEN=${await mint(role)}`);
-  lines.push(`  export CUSTOMER_TOKEN=${await mint("customer", "demo-customer")}   # customer demo-customer`);
+  try {
+    for (const role of ["teller", "analyst", "admin", "service"]) lines.push(`  export ${role.toUpperCase()}_TOKEN=${await mint(role)}`);
+    lines.push(`  export CUSTOMER_TOKEN=${await mint("customer", "demo-customer")}   # customer demo-customer`);
+  } catch (err) {
+    return [`No development tokens: ${err.message}.`, ""];
+  }
   return [...lines, ""];
 }
 
 main().catch((err) => {
   process.stderr.write(`start: ${err.message}\n`);
+  stopping = false;
   stop(1);
 });

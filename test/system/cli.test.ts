@@ -1,9 +1,8 @@
-import { execFile } from "node:child_process";
-import path from "node:path";
+import { TEST_NATS_URL } from "../support/infra";
+import { runTs } from "../support/run-ts";
 import { startSystem, type System } from "../support/system";
 
 // `npm run tally`, the operators' command line, against the running system.
-const ROOT = path.resolve(__dirname, "../..");
 let system: System;
 
 beforeAll(async () => {
@@ -11,20 +10,8 @@ beforeAll(async () => {
 }, 120_000);
 afterAll(() => system?.stop());
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function tally(...args: string[]): Promise<Run> {
-  return new Promise((resolve) => {
-    const env = { ...process.env, TALLY_URL: system.gatewayUrl, NATS_STREAM: system.stream.name, TALLY_TOKEN: "" };
-    const child = execFile(process.execPath, ["-r", "@swc-node/register", "cli/tally.ts", ...args], { cwd: ROOT, env, timeout: 30_000 }, (_err, stdout, stderr) =>
-      resolve({ code: child.exitCode, stdout, stderr }),
-    );
-  });
-}
+const tally = (...args: string[]) =>
+  runTs("cli/tally.ts", args, { TALLY_URL: system.gatewayUrl, NATS_URL: TEST_NATS_URL, NATS_STREAM: system.stream.name, TALLY_TOKEN: "" }, 30_000);
 
 /** A command that must succeed: its JSON answer, checked to name its trace. */
 async function ok(...args: string[]): Promise<Record<string, any>> {

@@ -1,9 +1,7 @@
-import { execFile } from "node:child_process";
-import path from "node:path";
+import { runTs } from "../support/run-ts";
 import { startSystem, type System } from "../support/system";
 
 // `npm run demo` against the running system, as a reader runs it after `npm start`.
-const ROOT = path.resolve(__dirname, "../..");
 let system: System;
 
 beforeAll(async () => {
@@ -11,13 +9,7 @@ beforeAll(async () => {
 }, 120_000);
 afterAll(() => system?.stop());
 
-function demo(env: Record<string, string>): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = execFile(process.execPath, ["-r", "@swc-node/register", "cli/demo.ts"], { cwd: ROOT, env: { ...process.env, ...env }, timeout: 90_000 }, (_err, stdout, stderr) =>
-      resolve({ code: child.exitCode, stdout, stderr }),
-    );
-  });
-}
+const demo = (env: Record<string, string>) => runTs("cli/demo.ts", [], env, 90_000);
 
 it("walks through every kind of money movement, each call with its trace id", async () => {
   const { code, stdout, stderr } = await demo({ TALLY_URL: system.gatewayUrl, JAEGER_URL: "http://jaeger.example" });

@@ -1,8 +1,8 @@
-import { spawn, type ChildProcess } from "node:child_process";
+import { spawn } from "node:child_process";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
-import net from "node:net";
 import path from "node:path";
 import { createTestDatabase, testStream, TEST_NATS_URL, type TestDatabase, type TestStream } from "../support/infra";
+import { freePortOffset, npmStart, portsFree, START_PORTS, type NpmStart } from "../support/npm-start";
 
 /**
  * The README works as written: the system is started with its first command
@@ -12,8 +12,6 @@ import { createTestDatabase, testStream, TEST_NATS_URL, type TestDatabase, type 
  */
 const ROOT = path.resolve(__dirname, "../..");
 const README_URL = "http://127.0.0.1:8080";
-// Ports npm start uses with no offset: the gateway and its metrics, then each service's.
-const DEFAULT_PORTS = [8080, 9464, 50051, 9465, 50052, 9466, 50053, 9467];
 
 /** Shell blocks that are not run here, each with the reason. */
 const NOT_RUN: { startsWith: string; why: string }[] = [
@@ -26,59 +24,37 @@ const blocks = (language: string) => [...readme.matchAll(/^```(\w+)\n([\s\S]*?)^
 
 let database: TestDatabase;
 let stream: TestStream;
-let system: ChildProcess;
+let system: NpmStart;
 let output = "";
 let gatewayUrl = "";
 let offset = 0;
 // What npm start ran with; the reader's second shell has the same (the stream events tail reads, say).
 let systemEnv: Record<string, string> = {};
 
-async function portsFree(ports: number[]): Promise<boolean> {
-  const free = (port: number) =>
-    new Promise<boolean>((resolve) => {
-      const server = net.createServer().once("error", () => resolve(false));
-      server.listen(port, "0.0.0.0", () => server.close(() => resolve(true)));
-    });
-  for (const port of ports) if (!(await free(port))) return false;
-  return true;
-}
-
-function waitForOutput(text: string, timeoutMs: number): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`no "${text}" within ${timeoutMs / 1000}s:\n${output.slice(-4000)}`)), timeoutMs);
-    const check = () => {
-      if (!output.includes(text)) return;
-      clearTimeout(timer);
-      resolve();
-    };
-    system.stdout!.on("data", check);
-    system.once("exit", (code, signal) => !output.includes(text) && reject(new Error(`npm start exited (${signal ?? code}):\n${output.slice(-4000)}`)));
-    check();
-  });
-}
-
 /** Runs a bash script as a reader's shell would, with curl failing on HTTP errors so that no refusal passes unseen. */
-function bash(script: string, env: Record<string, string> = {}): Promise<{ code: number | null; output: string }> {
+function bash(script: string, env: Record<string, string> = {}, timeoutMs = 120_000): Promise<{ code: number | null; output: string }> {
   const prelude = ["set -euo pipefail", `cd ${JSON.stringify(ROOT)}`, 'curl() { command curl --fail-with-body "$@"; }'].join("\n");
   return new Promise((resolve) => {
-    const child = spawn("bash", ["-c", `${prelude}\n${script}`], { env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
+    // Its own process group, so that a script that hangs is stopped with everything it started.
+    const child = spawn("bash", ["-c", `${prelude}\n${script}`], { env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"], detached: true });
+    const timer = setTimeout(() => process.kill(-child.pid!, "SIGKILL"), timeoutMs);
     let out = "";
     child.stdout.on("data", (c: Buffer) => (out += c.toString()));
     child.stderr.on("data", (c: Buffer) => (out += c.toString()));
-    child.on("exit", (code) => resolve({ code, output: out }));
+    child.on("exit", (code) => {
+      clearTimeout(timer);
+      resolve({ code, output: out });
+    });
   });
 }
 
 beforeAll(async () => {
   [database, stream] = [await createTestDatabase(), testStream()];
-  for (let tries = 0; !offset; tries++) {
-    const candidate = 1000 + Math.floor(Math.random() * 90) * 100;
-    if (await portsFree(DEFAULT_PORTS.map((p) => p + candidate))) offset = candidate;
-    else if (tries > 20) throw new Error("no free set of ports for npm start");
-  }
+  offset = await freePortOffset();
   gatewayUrl = `http://127.0.0.1:${8080 + offset}`;
   systemEnv = {
     PORT_OFFSET: String(offset),
+    REPLICAS: "1",
     DATABASE_URL: database.url,
     NATS_URL: TEST_NATS_URL,
     NATS_STREAM: stream.name,
@@ -86,20 +62,14 @@ beforeAll(async () => {
     OTEL_TRACES_EXPORTER: "none",
     LOG_LEVEL: "warn",
   };
-  // Its own process group, so that SIGINT reaches npm and everything it started, as Ctrl-C in a terminal does.
-  system = spawn("npm", ["start"], { cwd: ROOT, detached: true, stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, ...systemEnv } });
-  system.stdout!.on("data", (c: Buffer) => (output += c.toString()));
-  system.stderr!.on("data", (c: Buffer) => (output += c.toString()));
-  await waitForOutput("Ctrl-C stops everything.", 150_000);
+  system = npmStart(systemEnv);
+  await system.waitFor("Ctrl-C stops everything.", 150_000);
+  output = system.output();
 }, 180_000);
 
+// Stopped as Ctrl-C stops it, whatever ran: npm start's services are their own process groups and would outlive a SIGKILL.
 afterAll(async () => {
-  // Stopped as Ctrl-C stops it, whatever ran: npm start's services are their own process groups and would outlive a SIGKILL.
-  if (system && system.exitCode === null && system.signalCode === null) {
-    const exited = new Promise((resolve) => system.once("exit", resolve));
-    process.kill(-system.pid!, "SIGINT");
-    await Promise.race([exited, new Promise((resolve) => setTimeout(resolve, 30_000))]);
-  }
+  await system?.interrupt();
   await Promise.all([database?.drop(), stream?.delete()]);
 }, 40_000);
 
@@ -130,14 +100,19 @@ describe("the README", () => {
 
   it("runs its shell examples as written, in order, in one shell", async () => {
     const run = blocks("sh").filter((b) => !NOT_RUN.some((rule) => b.startsWith(rule.startsWith)));
-    const script = run.map((block, i) => `echo "--- README shell block ${i + 1}"\n${block.replaceAll(README_URL, gatewayUrl)}`).join("\n");
+    const script = run.map((block, i) => `printf '\\n--- README shell block ${i + 1}\\n'\n${block.replaceAll(README_URL, gatewayUrl)}`).join("\n");
     const { code, output: printed } = await bash(script, { ...systemEnv, TALLY_URL: gatewayUrl });
     expect({ code, tail: printed.slice(-3000) }).toEqual({ code: 0, tail: expect.any(String) });
+    const outputs = printed.split(/^--- README shell block \d+\n/m).slice(1);
+    const of = (text: string) => outputs.find((o) => o.includes(text)) ?? "";
     // What the examples did is what the system holds: Alice's 5,000.00, less the 12.50 she paid Bob.
     expect(printed).toMatch(/"posted":\s*"498750"/);
-    expect(printed).toMatch(/"status":\s*"TRANSFER_STATUS_POSTED"/);
-    // The analyst approved the review of the 1,500.00 that risk held.
-    expect(printed).toMatch(/"status":\s*"REVIEW_STATUS_APPROVED"/);
+    // The analyst approved the review of the 1,500.00 that risk held, and the held transfer was then posted.
+    const review = of('"REVIEW_STATUS_APPROVED"');
+    expect(review).toMatch(/"note":"known payee"/);
+    expect(JSON.parse(review.slice(review.lastIndexOf('{"transfer"')))).toMatchObject({
+      transfer: { status: "TRANSFER_STATUS_POSTED", amount: { amount: "150000" }, capturedAmount: "150000" },
+    });
     expect(printed).toMatch(/^x-trace-id: [0-9a-f]{32}\r?$/im);
     // The command line's statement and events.
     expect(printed).toMatch(/"amount":\s*"25000",\s*"currency":\s*"EUR"/);
@@ -159,11 +134,10 @@ describe("the README", () => {
 
 describe("Ctrl-C", () => {
   it("stops every process, and frees every port", async () => {
-    const exited = new Promise<void>((resolve) => system.once("exit", () => resolve()));
-    const stopped = waitForOutput("Tally stopped.", 40_000);
-    process.kill(-system.pid!, "SIGINT");
+    const stopped = system.waitFor("Tally stopped.", 40_000);
+    await system.interrupt();
     await stopped;
-    await exited;
-    expect(await portsFree(DEFAULT_PORTS.map((p) => p + offset))).toBe(true);
+    expect(system.child.exitCode ?? system.child.signalCode).not.toBeNull();
+    expect(await portsFree(START_PORTS.map((p) => p + offset))).toBe(true);
   }, 60_000);
 });
