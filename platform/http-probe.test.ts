@@ -15,7 +15,8 @@ describe("answersOk", () => {
   });
 
   it("is false for an error status and for a server that does not answer in time", async () => {
-    const server = http.createServer((req, res) => (req.url === "/slow" ? setTimeout(() => res.end(), 2000) : res.writeHead(503).end()));
+    // The slow route never answers: the probe must give up on its own.
+    const server = http.createServer((req, res) => (req.url === "/slow" ? undefined : res.writeHead(503).end()));
     await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
     const base = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
     try {
