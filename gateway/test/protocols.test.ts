@@ -1,6 +1,6 @@
 import { execFile } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { mkdtempSync, readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import https from "node:https";
 import os from "node:os";
 import path from "node:path";
@@ -189,15 +189,19 @@ describe("connections that go wrong", () => {
 describe("TLS", () => {
   let tls: Awaited<ReturnType<typeof startGatewayFor>>;
   let ca: Buffer;
+  let dir: string;
 
   beforeAll(async () => {
-    const dir = mkdtempSync(path.join(os.tmpdir(), "tally-tls-"));
+    dir = mkdtempSync(path.join(os.tmpdir(), "tally-tls-"));
     const [cert, key] = [path.join(dir, "cert.pem"), path.join(dir, "key.pem")];
     await run("openssl", ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1", "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost", "-keyout", key, "-out", cert]);
     ca = readFileSync(cert);
     tls = await startGatewayFor(h, { TLS_CERT_FILE: cert, TLS_KEY_FILE: key });
   });
-  afterAll(() => tls.stop());
+  afterAll(async () => {
+    await tls.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
 
   it("serves gRPC, Connect over HTTP/1.1 and HTTP/2, gRPC-Web and REST on the one TLS port", async () => {
     // A grpc-js channel with TLS credentials (the platform client speaks cleartext to services inside).
