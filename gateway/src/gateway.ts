@@ -2,6 +2,7 @@ import fs from "node:fs";
 import type net from "node:net";
 import { cors as connectCors } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
+import { answerUndecodableAsInvalid } from "./malformed-requests";
 import corsMiddleware from "cors";
 import type { Lifecycle } from "../../platform/lifecycle";
 import type { Logger } from "../../platform/logger";
@@ -57,7 +58,10 @@ export async function startGateway(config: GatewayConfig, log: Logger, lifecycle
     log,
   );
   const handler = connectNodeAdapter({
-    routes: (router) => registerRoutes(router, backends.services, forward),
+    routes: (router) => {
+      registerRoutes(router, backends.services, forward);
+      router.handlers.forEach((handler, i) => (router.handlers[i] = answerUndecodableAsInvalid(handler)));
+    },
     readMaxBytes: config.MAX_REQUEST_BYTES,
     // A misspelt field is refused, not silently dropped: money moves only as asked.
     jsonOptions: { ignoreUnknownFields: false },
