@@ -1,8 +1,7 @@
 // npm run demo: a guided tour of Tally against the running system (`npm start`), every call through the
 // gateway with the generated Connect clients, each printed with its trace id to look up in Jaeger.
-//   TALLY_URL   the gateway (http://127.0.0.1:8080)
-//   JAEGER_URL  where traces are shown (http://localhost:16686)
-// Tokens are minted with the gateway's development secret, as `npm run token` does.
+// TALLY_URL is the gateway and JAEGER_URL where traces are shown (cli/config.ts); tokens are minted
+// with the gateway's development secret, as `npm run token` does.
 import { create } from "@bufbuild/protobuf";
 import { EntryDirection, EntryLayer } from "../gen/tally/account/v1/ledger_pb";
 import { MoneySchema } from "../gen/tally/common/v1/money_pb";
@@ -11,10 +10,9 @@ import { TransferStatus, type Transfer } from "../gen/tally/transactions/v1/tran
 import { developmentToken } from "../gateway/src/auth/tokens";
 import { newId } from "../platform/ids";
 import { formatMoney } from "../platform/money";
+import { cliConfig } from "./config";
 import { tallyClients, traced, type Traced } from "./gateway-clients";
 
-const url = process.env.TALLY_URL ?? "http://127.0.0.1:8080";
-const jaeger = process.env.JAEGER_URL ?? "http://localhost:16686";
 const CURRENCY = "USD";
 const usd = (minor: bigint) => create(MoneySchema, { amount: minor, currency: CURRENCY });
 const show = (minor: bigint) => formatMoney(minor, CURRENCY);
@@ -40,13 +38,15 @@ function expectStatus(transfer: Transfer | undefined, status: TransferStatus): T
 }
 
 async function main(): Promise<void> {
+  const { TALLY_URL: url, JAEGER_URL: jaeger, gateway } = cliConfig();
   const run = newId().replace(/-/g, "").slice(-6);
   const aliceId = `alice-${run}`;
   const bobId = `bob-${run}`;
   const key = (what: string) => `demo-${run}-${what}`;
-  const teller = tallyClients(url, await developmentToken(process.env, "teller"));
-  const analyst = tallyClients(url, await developmentToken(process.env, "analyst"));
-  const alice = tallyClients(url, await developmentToken(process.env, "customer", { customerId: aliceId }));
+  const verifiedBy = gateway();
+  const teller = tallyClients(url, await developmentToken(verifiedBy, "teller"));
+  const analyst = tallyClients(url, await developmentToken(verifiedBy, "analyst"));
+  const alice = tallyClients(url, await developmentToken(verifiedBy, "customer", { customerId: aliceId }));
 
   process.stdout.write(`Tally demo through the gateway at ${url}; every call names its trace.\n`);
 

@@ -13,6 +13,7 @@ import type { RoleName } from "../gateway/src/auth/principal";
 import { developmentToken } from "../gateway/src/auth/tokens";
 import { newId } from "../platform/ids";
 import { isKnownCurrency, parseMoney } from "../platform/money";
+import { cliConfig } from "./config";
 import { tailEvents } from "./events-tail";
 import { gatewayTransport, traced } from "./gateway-clients";
 
@@ -113,9 +114,9 @@ function command(words: string[]): { name: string; args: string[] } {
   throw new UsageError(words.length ? `unknown command: ${words.join(" ")}` : "no command given");
 }
 
-async function call({ service, method, request, role }: Call): Promise<void> {
-  const url = flags.url ?? process.env.TALLY_URL ?? "http://127.0.0.1:8080";
-  const token = process.env.TALLY_TOKEN || (await developmentToken(process.env, (flags.as as RoleName | undefined) ?? role));
+async function call({ service, method, request, role }: Call, config: ReturnType<typeof cliConfig>): Promise<void> {
+  const url = flags.url ?? config.TALLY_URL;
+  const token = config.TALLY_TOKEN ?? (await developmentToken(config.gateway(), (flags.as as RoleName | undefined) ?? role));
   const client = createClient(service, gatewayTransport(url, token)) as unknown as Record<string, (request: object, options: object) => Promise<MessageShape<DescMessage>>>;
   const output = service.methods.find((m) => m.localName === method)!.output;
   const { answer, traceId } = await traced((options) => client[method](request, options));
@@ -126,10 +127,11 @@ async function call({ service, method, request, role }: Call): Promise<void> {
 async function main(): Promise<void> {
   if (flags.help) return void process.stdout.write(`${USAGE}\n`);
   const { name, args } = command(positionals);
+  const config = cliConfig();
   if (name === "events tail") {
     return tailEvents({
-      natsUrl: process.env.NATS_URL ?? "nats://127.0.0.1:4222",
-      stream: process.env.NATS_STREAM ?? "TALLY",
+      natsUrl: config.NATS_URL,
+      stream: config.NATS_STREAM,
       subject: flags.subject,
       fromStart: flags["from-start"],
       limit: flags.limit === undefined ? undefined : limit(1),
@@ -139,7 +141,7 @@ async function main(): Promise<void> {
   const built = COMMANDS[name](args);
   const missing = Object.entries(built.request).find(([, v]) => v === undefined);
   if (missing) throw new UsageError(`${name}: ${missing[0]} is missing`);
-  await call(built);
+  await call(built, config);
 }
 
 main().catch((err: unknown) => {

@@ -153,7 +153,8 @@ async function main() {
 /** A ready-to-use development token per role, as shell exports; none when tokens come from an identity provider. */
 async function tokenLines() {
   const { developmentToken } = require(path.join(root, "dist/gateway/src/auth/tokens"));
-  const mint = (role, customerId) => developmentToken(process.env, role, { customerId, ttlSeconds: 12 * 3600 });
+  const { gatewayConfig } = require(path.join(root, "dist/gateway/src/config"));
+  const mint = (role, customerId) => developmentToken(gatewayConfig(process.env), role, { customerId, ttlSeconds: 12 * 3600 });
   const lines = ["Development tokens, valid 12 hours (paste into your shell; `npm run token -- <role>` mints more):"];
   try {
     for (const role of ["teller", "analyst", "admin", "service"]) lines.push(`  export ${role.toUpperCase()}_TOKEN=${await mint(role)}`);

@@ -4,6 +4,7 @@
 import { parseArgs } from "node:util";
 import { ROLE_NAMES, type RoleName } from "./auth/principal";
 import { developmentToken } from "./auth/tokens";
+import { gatewayConfig } from "./config";
 
 async function main(): Promise<void> {
   const { positionals, values } = parseArgs({
@@ -14,7 +15,7 @@ async function main(): Promise<void> {
   if (roles.length === 0 || roles.some((r) => !ROLE_NAMES.includes(r))) {
     throw new Error(`usage: mint-token <role>... [--subject id] [--customer id] [--ttl seconds]; roles: ${ROLE_NAMES.join(", ")}`);
   }
-  const token = await developmentToken(process.env, roles[0], { roles, subject: values.subject, customerId: values.customer, ttlSeconds: Number(values.ttl) });
+  const token = await developmentToken(gatewayConfig(), roles[0], { roles, subject: values.subject, customerId: values.customer, ttlSeconds: Number(values.ttl) });
   process.stdout.write(`${token}\n`);
 }
 

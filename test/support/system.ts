@@ -2,6 +2,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import path from "node:path";
 import type { RoleName } from "../../gateway/src/auth/principal";
 import { developmentToken } from "../../gateway/src/auth/tokens";
+import { gatewayConfig } from "../../gateway/src/config";
 import { checkHealth } from "../../platform/grpc/health-check";
 import { createTestDatabase, freePort, serviceEnv, testStream, type TestDatabase, type TestStream } from "./infra";
 
@@ -76,7 +77,7 @@ export async function startSystem(env: Record<string, string> = {}): Promise<Sys
     processes,
     database,
     stream,
-    token: (role, customerId) => developmentToken({ ...process.env, ...common }, role, { customerId }),
+    token: (role, customerId) => developmentToken(gatewayConfig({ ...process.env, ...common }), role, { customerId }),
     metrics: async (name) => (await fetch(`http://127.0.0.1:${processes[name].metricsPort}/metrics`)).text(),
     stop: async () => {
       await Promise.all(Object.values(processes).map(stopProcess));

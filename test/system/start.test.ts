@@ -2,6 +2,7 @@ import { chmodSync, existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { developmentToken } from "../../gateway/src/auth/tokens";
+import { gatewayConfig } from "../../gateway/src/config";
 import { freePort } from "../support/infra";
 import { freePortOffset, npmStart, portsFree, START_PORTS, type NpmStart } from "../support/npm-start";
 
@@ -60,7 +61,7 @@ it("runs two of every process, each applying migrations and logging under its ow
 });
 
 it("serves calls through either gateway", async () => {
-  const token = await developmentToken({}, "teller");
+  const token = await developmentToken(gatewayConfig({}), "teller");
   for (const port of [8080 + offset, 8180 + offset]) {
     const response = await fetch(`http://127.0.0.1:${port}/v1/system-accounts/USD`, { headers: { Authorization: `Bearer ${token}` } });
     expect(response.status).toBe(200);

@@ -1,6 +1,5 @@
 import { SignJWT } from "jose";
-import type { Env } from "../../../platform/config";
-import { gatewayConfig } from "../config";
+import type { GatewayConfig } from "../config";
 import type { RoleName } from "./principal";
 
 export interface TokenRequest {
@@ -28,16 +27,15 @@ export function mintToken(request: TokenRequest): Promise<string> {
 }
 
 /**
- * A token that a gateway configured by `env` accepts: signed with its HS256
- * secret, for its issuer and audience. None can be made for a gateway that
- * verifies against an identity provider's keys (AUTH_JWKS_URL).
+ * A token that a gateway with this configuration accepts: signed with its
+ * HS256 secret, for its issuer and audience. None can be made for a gateway
+ * that verifies against an identity provider's keys (AUTH_JWKS_URL).
  */
 export function developmentToken(
-  env: Env,
+  config: Pick<GatewayConfig, "AUTH_HS256_SECRET" | "AUTH_JWKS_URL" | "AUTH_ISSUER" | "AUTH_AUDIENCE">,
   role: RoleName,
   options: { subject?: string; customerId?: string; ttlSeconds?: number; roles?: RoleName[] } = {},
 ): Promise<string> {
-  const config = gatewayConfig(env);
   if (!config.AUTH_HS256_SECRET || config.AUTH_JWKS_URL) {
     throw new Error("this gateway verifies tokens against AUTH_JWKS_URL: tokens come from its identity provider");
   }
