@@ -9,6 +9,8 @@ ARG NODE_IMAGE=node:20.20-bookworm-slim
 FROM ${NODE_IMAGE} AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
+# Fixes to dependencies (see the README), applied by npm install's postinstall step.
+COPY patches patches
 # npm install, not npm ci, for the reason given in .ci/run; every version is pinned and locked.
 RUN npm install --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json ./

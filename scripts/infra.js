@@ -58,50 +58,86 @@ async function startPostgres(host, port) {
     await waitFor(host, port, "PostgreSQL");
     return undefined;
   }
+  const server = localPostgres(path.join(dataDir, "postgres"), host, port);
+  await server.start();
+  return () => server.stop();
+}
+
+/**
+ * A private PostgreSQL cluster with its data in `dir`, serving host:port:
+ * initialised on its first start, and stopped and started again at will
+ * (`stop("immediate")` is a crash: the next start recovers from the WAL).
+ */
+function localPostgres(dir, host, port, say = log) {
   const pgBin = fs.existsSync("/usr/lib/postgresql") ? fs.readdirSync("/usr/lib/postgresql").sort().reverse().map((v) => `/usr/lib/postgresql/${v}/bin`) : [];
   const initdb = which("initdb", pgBin);
   const pgCtl = which("pg_ctl", pgBin);
   if (!initdb || !pgCtl) {
     throw new Error("PostgreSQL is not reachable and not installed: install it (Debian: apt-get install postgresql) or set DATABASE_URL");
   }
-  const dir = path.join(dataDir, "postgres");
   // PostgreSQL refuses to run as root: run it as the postgres user when we are root.
   const asUser = process.getuid && process.getuid() === 0 ? ["runuser", "-u", "postgres", "--"] : [];
-  const run = (args) => {
+  const run = (args, stdio = "inherit") => {
     const [cmd, ...rest] = [...asUser, ...args];
-    const r = spawnSync(cmd, rest, { stdio: "inherit" });
-    if (r.status !== 0) throw new Error(`${args.join(" ")} failed`);
+    return spawnSync(cmd, rest, { stdio }).status === 0;
   };
-  fs.mkdirSync(dir, { recursive: true });
-  if (asUser.length) spawnSync("chown", ["-R", "postgres", dir]);
-  if (!fs.existsSync(path.join(dir, "PG_VERSION"))) {
-    log(`initialising a local PostgreSQL cluster in ${dir}`);
-    run([initdb, "-D", dir, "-U", "postgres", "--auth=trust", "-E", "UTF8"]);
-  }
-  log(`starting local PostgreSQL on ${host}:${port}`);
-  run([pgCtl, "-D", dir, "-l", path.join(dir, "server.log"), "-o", `-p ${port} -k /tmp -c listen_addresses=${host === "localhost" ? "127.0.0.1" : host}`, "-w", "start"]);
-  return () => spawnSync(asUser[0] || pgCtl, asUser.length ? [...asUser.slice(1), pgCtl, "-D", dir, "-m", "fast", "stop"] : ["-D", dir, "-m", "fast", "stop"], { stdio: "ignore" });
+  const listen = host === "localhost" ? "127.0.0.1" : host;
+  return {
+    async start() {
+      fs.mkdirSync(dir, { recursive: true });
+      if (asUser.length) spawnSync("chown", ["-R", "postgres", dir]);
+      if (!fs.existsSync(path.join(dir, "PG_VERSION"))) {
+        say(`initialising a local PostgreSQL cluster in ${dir}`);
+        if (!run([initdb, "-D", dir, "-U", "postgres", "--auth=trust", "-E", "UTF8"], say === log ? "inherit" : "ignore")) throw new Error(`initdb -D ${dir} failed`);
+      }
+      say(`starting local PostgreSQL on ${host}:${port}`);
+      if (!run([pgCtl, "-D", dir, "-l", path.join(dir, "server.log"), "-o", `-p ${port} -k /tmp -c listen_addresses=${listen}`, "-w", "start"], "ignore")) {
+        throw new Error(`PostgreSQL did not start on ${host}:${port}: see ${path.join(dir, "server.log")}`);
+      }
+    },
+    /** "fast" disconnects clients and shuts down cleanly; "immediate" aborts, as a crash would. */
+    stop(mode = "fast") {
+      run([pgCtl, "-D", dir, "-m", mode, "-w", "stop"], "ignore");
+    },
+  };
 }
 
 /** Starts nats-server with JetStream, its store under .tally/nats. */
 async function startNats(host, port) {
+  const server = localNats(path.join(dataDir, "nats"), host, port);
+  await server.start({ detached: true });
+  return () => void server.stop();
+}
+
+/** A private nats-server with JetStream, its store in `dir`, serving host:port; stopped and started again at will. */
+function localNats(dir, host, port, say = log) {
   const bin = which("nats-server");
   if (!bin) throw new Error("NATS is not reachable and nats-server is not installed: install it (Debian: apt-get install nats-server) or set NATS_URL");
-  const dir = path.join(dataDir, "nats");
-  fs.mkdirSync(dir, { recursive: true });
-  log(`starting local nats-server with JetStream on ${host}:${port}`);
-  const child = spawn(bin, ["-a", host === "localhost" ? "127.0.0.1" : host, "-p", String(port), "-js", "-sd", dir], {
-    stdio: ["ignore", "ignore", fs.openSync(path.join(dir, "server.log"), "a")],
-    detached: true,
-  });
-  child.unref();
-  await waitFor(host, port, "nats-server");
-  return () => {
-    try {
-      process.kill(child.pid, "SIGTERM");
-    } catch {
-      // already gone
-    }
+  let child;
+  return {
+    /** `detached`: in its own process group, so a Ctrl-C meant for the caller does not stop it before the caller does. */
+    async start({ detached = false } = {}) {
+      fs.mkdirSync(dir, { recursive: true });
+      say(`starting local nats-server with JetStream on ${host}:${port}`);
+      child = spawn(bin, ["-a", host === "localhost" ? "127.0.0.1" : host, "-p", String(port), "-js", "-sd", dir], {
+        stdio: ["ignore", "ignore", fs.openSync(path.join(dir, "server.log"), "a")],
+        detached,
+      });
+      if (detached) child.unref();
+      await waitFor(host, port, "nats-server");
+    },
+    /** Resolves once the server has exited; SIGKILL is a crash. */
+    stop(signal = "SIGTERM") {
+      const running = child;
+      if (!running || running.exitCode !== null || running.signalCode !== null) return Promise.resolve();
+      const exited = new Promise((resolve) => running.once("exit", resolve));
+      try {
+        process.kill(running.pid, signal);
+      } catch {
+        return Promise.resolve(); // already gone
+      }
+      return exited;
+    },
   };
 }
 
@@ -154,4 +190,4 @@ async function ensureInfrastructure() {
   return stopAll;
 }
 
-module.exports = { ensureInfrastructure, reachable };
+module.exports = { ensureInfrastructure, localNats, localPostgres, reachable };
