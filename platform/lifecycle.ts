@@ -60,9 +60,11 @@ export class Lifecycle {
     const timeout = new Promise<"timeout">((resolve) => {
       timer = setTimeout(() => resolve("timeout"), this.stepTimeoutMs);
     });
+    const started = Date.now();
     try {
       const outcome = await Promise.race([Promise.resolve(step.stop()).then(() => "done" as const), timeout]);
       if (outcome === "timeout") this.log.warn({ step: step.name }, "shutdown step timed out");
+      else this.log.info({ step: step.name, ms: Date.now() - started }, "shutdown step done");
     } catch (err) {
       this.log.error({ err, step: step.name }, "shutdown step failed");
     } finally {

@@ -54,7 +54,12 @@ export interface Attempt {
   sends: number;
   /** acked: answered with a transfer; refused: a definite error; unknown: never answered. */
   outcome: "pending" | "acked" | "refused" | "unknown";
+  /** When it was first sent, and how long until its answer (retries included). */
+  sentAt: number;
+  ms?: number;
   status?: TransferStatus;
+  /** Risk could not answer and the fallback policy decided. */
+  fallback?: boolean;
   error?: string;
 }
 
@@ -137,7 +142,7 @@ export class BankWorkload {
       const from = accounts[Math.floor(this.random() * accounts.length)];
       let to = from;
       while (to === from) to = accounts[Math.floor(this.random() * accounts.length)];
-      const attempt: Attempt = { requestId: newId(), from, to, amount: BigInt(1 + Math.floor(this.random() * MAX_AMOUNT)), sends: 0, outcome: "pending" };
+      const attempt: Attempt = { requestId: newId(), from, to, amount: BigInt(1 + Math.floor(this.random() * MAX_AMOUNT)), sends: 0, outcome: "pending", sentAt: Date.now() };
       this.stats.attempts.push(attempt);
       await this.send(attempt, worker);
     }
@@ -153,8 +158,7 @@ export class BankWorkload {
           { requestId: attempt.requestId, fromAccountId: attempt.from, toAccountId: attempt.to, amount: { amount: attempt.amount, currency: CURRENCY } },
           { timeoutMs: CALL_TIMEOUT_MS },
         );
-        attempt.outcome = "acked";
-        attempt.status = transfer!.status;
+        Object.assign(attempt, { outcome: "acked", status: transfer!.status, fallback: transfer!.risk?.fallback ?? false, ms: Date.now() - attempt.sentAt });
         return;
       } catch (err) {
         const error = ConnectError.from(err);
