@@ -82,7 +82,8 @@ it("conserves money and loses nothing acknowledged while processes, NATS and Pos
     await inject();
     journal.note(`  recovered; ${workload.acked - before} transfers acknowledged meanwhile`);
   }
-  await pause(CALM_MS);
+  // Long enough for the last fault's breakers and client backoffs to pass, so every replica takes work again.
+  await pause(2 * CALM_MS);
   const stats = await workload.stop();
   journal.note("workload stopped");
 

@@ -344,12 +344,36 @@ export async function settleAndAudit(cluster: Cluster, bank: Bank, stats: Worklo
     const quiet = await waitForQuiet(sql);
     journal.note(quiet.ok ? "all at rest" : "still not at rest");
     const checks = [quiet, ...(await auditBank(sql, cluster.of("account").map((r) => `127.0.0.1:${r.port}`).join(","), bank, stats))];
+    checks.push(await workShares(cluster));
     const exited = cluster.replicas.filter((r) => !r.running).map((r) => r.name);
     checks.push({ name: "no process died of a fault it was not sent", ok: exited.length === 0, detail: exited.length ? `exited: ${exited.join(", ")}` : `${cluster.replicas.length} processes running` });
     return checks;
   } finally {
     await sql.end();
   }
+}
+
+/** The sum of a Prometheus metric's samples in a scrape. */
+const sumOf = (scrape: string, metric: string) =>
+  scrape
+    .split("\n")
+    .filter((line) => line.startsWith(`${metric}{`) || line.startsWith(`${metric} `))
+    .reduce((sum, line) => sum + Number(line.slice(line.lastIndexOf(" ") + 1)), 0);
+
+/** Whether every replica took a share of the work: calls served (round robin) and, for the consumers, events handled (one durable shared by the replicas). */
+export async function workShares(cluster: Cluster): Promise<Check> {
+  const shares = await Promise.all(
+    cluster.replicas.map(async (r) => {
+      const scrape = await fetch(`http://127.0.0.1:${r.metricsPort}/metrics`).then((res) => res.text(), () => "");
+      return { name: r.name, calls: sumOf(scrape, "rpc_server_call_duration_count"), events: sumOf(scrape, "messaging_consumer_messages_total"), consumes: r.service === "risk" || r.service === "transactions" };
+    }),
+  );
+  const idle = shares.filter((s) => s.calls === 0 || (s.consumes && s.events === 0)).map((s) => s.name);
+  return {
+    name: "every replica took a share of the calls, and of the events where it consumes them",
+    ok: idle.length === 0,
+    detail: `${idle.length ? `idle: ${idle.join(", ")}; ` : ""}${shares.map((s) => `${s.name} ${s.calls} calls${s.consumes ? `, ${s.events} events` : ""}`).join("; ")} (since each last started)`,
+  };
 }
 
 /** What a run did and found, to print: the traffic, the faults, every check, and when one failed what each process complained of. */

@@ -15,6 +15,8 @@ const SEED = Number(process.env.FAULTS_SEED ?? Date.now() % 1_000_000);
 const RISK_DEADLINE_MS = 250;
 const BREAKER_COOLDOWN_MS = 2_000;
 const PHASE_MS = 6_000;
+// A breaker probes once per cool-down; a probe that meets a risk replica still warming up fails and waits another.
+const SETTLED_AFTER_COOLDOWNS = 3;
 
 let cluster: Cluster;
 let bank: Bank;
@@ -68,13 +70,15 @@ it("holds transfers by the fallback policy while risk hangs or is down, opens an
   const firstDecided = await eventually(async () => workload.stats.attempts.find((a) => a.sentAt >= readyAt && a.outcome === "acked" && !a.fallback), 60_000);
   const recoveryMs = firstDecided.sentAt + firstDecided.ms! - readyAt;
   journal.note(`first transfer decided by risk again ${recoveryMs} ms after it was serving (breaker cool-down ${BREAKER_COOLDOWN_MS} ms)`);
-  await phase("risk answers again", PHASE_MS);
+  await phase("risk answers again", PHASE_MS + 2_000);
   const stats = await workload.stop();
   journal.note("workload stopped");
 
   const names = Object.keys(windows);
   for (const name of names) journal.note(summary(name, within(name)));
   const [before, hanging, down, after] = names.map(within);
+  const settled = after.filter((a) => a.sentAt >= readyAt + SETTLED_AFTER_COOLDOWNS * BREAKER_COOLDOWN_MS);
+  const lastFallbackMs = Math.max(0, ...after.filter((a) => a.fallback).map((a) => a.sentAt - readyAt));
   const heldByPolicy = (a: Attempt) => a.outcome === "acked" && a.fallback && (a.status === TransferStatus.HELD || a.status === TransferStatus.FAILED);
   const decided = (a: Attempt) => a.outcome === "acked" && !a.fallback;
   const breakers = cluster.of("transactions").map((t) => ({
@@ -92,7 +96,12 @@ it("holds transfers by the fallback policy while risk hangs or is down, opens an
       detail: `${hanging.filter(heldByPolicy).length} of ${hanging.length}; risk deadline ${RISK_DEADLINE_MS} ms`,
     },
     { name: "while risk is down, every transfer is answered, held by the fallback policy", ok: down.length > 0 && down.every(heldByPolicy), detail: `${down.filter(heldByPolicy).length} of ${down.length}` },
-    { name: "once risk is back, it decides again", ok: after.length > 0 && after.every(decided), detail: `${after.filter(decided).length} of ${after.length}; recovered ${recoveryMs} ms after risk was serving` },
+    {
+      // Each replica's breaker lets risk in again at its next probe, so transfers may still fall back for about a cool-down.
+      name: `once risk is back, every breaker lets it decide again within a few cool-downs (${SETTLED_AFTER_COOLDOWNS} × ${BREAKER_COOLDOWN_MS} ms)`,
+      ok: settled.length > 0 && settled.every(decided),
+      detail: `first decision ${recoveryMs} ms after risk was serving; ${after.filter((a) => a.fallback).length} of ${after.length} transfers fell back meanwhile, the last sent ${lastFallbackMs} ms after; ${settled.filter(decided).length} of ${settled.length} decided by risk after that`,
+    },
     ...breakers.map((b) => ({
       name: `${b.name}'s risk breaker opens, half-opens to probe, and closes once risk answers`,
       ok: b.states.indexOf("Open") >= 0 && b.states.indexOf("HalfOpen") > b.states.indexOf("Open") && b.states[b.states.length - 1] === "Closed",
