@@ -88,7 +88,10 @@ export class Orchestrator {
           ours = false;
           return this.transfers.get(id);
         }
+        // Just held because risk could not answer: answer the caller now; recovery asks risk again after a rest.
+        const heldForFallback = row.step === "hold" && next.step === "assess";
         row = next;
+        if (heldForFallback) break;
       }
     } finally {
       if (ours && row.step !== "done") await this.transfers.release(id);
