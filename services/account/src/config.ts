@@ -7,6 +7,8 @@ export function accountEnv(env: Env = process.env) {
     GRPC_PORT: int(50051, 0, 65535),
     // How often each replica looks for holds past their expiry.
     HOLD_EXPIRY_INTERVAL_MS: int(1000, 10),
+    // Posting transactions at once per replica; requests that arrive meanwhile commit together (group commit).
+    LEDGER_CONCURRENT_COMMITS: int(4, 1, 64),
   };
 }
 

@@ -10,6 +10,7 @@ import { schema } from "./db/schema";
 import { Accounts } from "./domain/accounts";
 import { HoldExpiry } from "./domain/hold-expiry";
 import { Ledger } from "./domain/ledger";
+import { MAX_BATCH } from "./domain/posting";
 import { reconcile } from "./domain/reconciliation";
 import { accountHandlers } from "./rpc/account-handlers";
 import { ledgerHandlers } from "./rpc/ledger-handlers";
@@ -28,7 +29,7 @@ export async function startAccountService(config: AccountConfig, log: Logger, li
   const { database, relay, outbox, nudge } = await startRuntime({ service: SERVICE_NAME, config, schema, log, lifecycle });
   const accounts = new Accounts(database.db, outbox, nudge);
   await accounts.ensureSystemAccounts();
-  const ledger = new Ledger(database.db, outbox, nudge);
+  const ledger = new Ledger(database.db, outbox, nudge, { concurrency: config.LEDGER_CONCURRENT_COMMITS, maxItems: MAX_BATCH });
 
   const expiry = new HoldExpiry(database.db, outbox, log, config.HOLD_EXPIRY_INTERVAL_MS, nudge);
   expiry.start();

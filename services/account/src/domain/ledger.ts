@@ -8,8 +8,9 @@ import type { OutboxWriter } from "../../../../platform/outbox/append";
 import { ledgerTransfers } from "../db/schema";
 import type { AccountDb, AccountTx } from "../db/types";
 import type { TransferRecord } from "./model";
+import { GroupCommit, type GroupCommitOptions } from "./group-commit";
 import { lockAccounts, loadTransfers, writeEffects } from "./ledger-store";
-import { applyBatch, MAX_BATCH, type PostingOutcome, type PostingRequest } from "./posting";
+import { applyBatch, MAX_BATCH, noEffects, type PostingOutcome, type PostingRequest } from "./posting";
 
 /** A hold this batch refers to appeared after its accounts were chosen: run the transaction again. */
 class ViewChanged extends Error {
@@ -19,9 +20,10 @@ class ViewChanged extends Error {
 const unique = (ids: string[]) => [...new Set(ids.filter(isId))];
 
 /**
- * Posts batches of transfers. Each batch is one database transaction: the
- * accounts involved are locked in id order, the batch is applied in memory
- * (see posting.ts), and the transfers, entries, balances and the batch's
+ * Posts batches of transfers. Concurrent batches are committed together
+ * (group-commit.ts), each group in one database transaction: the accounts
+ * involved are locked in id order, each batch is applied in memory in turn
+ * (see posting.ts), and the transfers, entries, balances and the group's
  * event are written together.
  */
 export class Ledger {
@@ -31,21 +33,32 @@ export class Ledger {
     advice: { explicitBucketBoundaries: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000] },
   });
 
+  private readonly group: GroupCommit<PostingRequest, PostingOutcome>;
+
   constructor(
     private readonly db: AccountDb,
     private readonly outbox: OutboxWriter,
     private readonly afterCommit: () => void = () => {},
-  ) {}
+    groupCommit: GroupCommitOptions = { concurrency: 4, maxItems: MAX_BATCH },
+  ) {
+    this.group = new GroupCommit((batches) => this.commit(batches), groupCommit);
+  }
 
   async postTransfers(requests: PostingRequest[]): Promise<PostingOutcome[]> {
     if (requests.length === 0) throw new DomainError(ErrorReason.BATCH_EMPTY, "transfers must not be empty", "transfers");
     if (requests.length > MAX_BATCH) {
       throw new DomainError(ErrorReason.BATCH_TOO_LARGE, `at most ${MAX_BATCH} transfers per batch`, "transfers");
     }
-    const outcomes = await withTransactionRetry(() => this.db.transaction((tx) => this.apply(tx, requests)));
-    this.afterCommit();
-    this.batchSize.record(requests.length);
+    const outcomes = await this.group.submit(requests);
     annotate(requests, outcomes);
+    return outcomes;
+  }
+
+  /** One transaction for a group of batches; each batch's outcomes, in order. */
+  private async commit(batches: PostingRequest[][]): Promise<PostingOutcome[][]> {
+    const outcomes = await withTransactionRetry(() => this.db.transaction((tx) => this.apply(tx, batches)));
+    this.afterCommit();
+    this.batchSize.record(batches.reduce((n, b) => n + b.length, 0));
     return outcomes;
   }
 
@@ -58,7 +71,8 @@ export class Ledger {
     return this.db.select().from(ledgerTransfers).where(inArray(ledgerTransfers.id, valid));
   }
 
-  private async apply(tx: AccountTx, requests: PostingRequest[]) {
+  private async apply(tx: AccountTx, batches: PostingRequest[][]): Promise<PostingOutcome[][]> {
+    const requests = batches.flat();
     const pendingIds = unique(requests.map((r) => r.pendingId));
     const referenced = new Set(pendingIds);
     // Holds name their accounts: find them before locking (re-checked below).
@@ -76,7 +90,8 @@ export class Ledger {
       }
     }
     const view = { accounts: lockedAccounts, transfers };
-    const { outcomes, effects } = applyBatch(requests, view, new Date());
+    const [effects, now] = [noEffects(), new Date()];
+    const outcomes = batches.map((batch) => applyBatch(batch, view, now, effects).outcomes);
     await writeEffects(tx, effects, this.outbox);
     return outcomes;
   }

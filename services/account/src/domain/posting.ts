@@ -54,6 +54,8 @@ export interface BatchEffects {
   accounts: Map<string, AccountState>;
 }
 
+export const noEffects = (): BatchEffects => ({ inserted: [], insertedById: new Map(), finalized: [], entries: [], accounts: new Map() });
+
 export const MAX_BATCH = 1000;
 export const MAX_TIMEOUT_SECONDS = 366n * 24n * 3600n;
 
@@ -63,9 +65,14 @@ export const MAX_TIMEOUT_SECONDS = 366n * 24n * 3600n;
  * apply all or nothing. Pure: the caller loads the view under row locks and
  * writes the effects back in the same transaction.
  */
-export function applyBatch(requests: PostingRequest[], view: LedgerView, now: Date): { outcomes: PostingOutcome[]; effects: BatchEffects } {
+export function applyBatch(
+  requests: PostingRequest[],
+  view: LedgerView,
+  now: Date,
+  // Several batches committed together (group commit) add to the same effects, each on what the ones before it left.
+  effects: BatchEffects = noEffects(),
+): { outcomes: PostingOutcome[]; effects: BatchEffects } {
   const outcomes: PostingOutcome[] = [];
-  const effects: BatchEffects = { inserted: [], insertedById: new Map(), finalized: [], entries: [], accounts: new Map() };
   let start = 0;
   while (start < requests.length) {
     let end = start;
