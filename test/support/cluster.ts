@@ -102,6 +102,7 @@ export interface Cluster {
   of(service: ProcessName): Replica[];
   gatewayUrls: string[];
   databaseUrl: string;
+  natsUrl: string;
   /** The cluster's own servers, to crash and restart. */
   postgres: LocalPostgres;
   nats: LocalNats;
@@ -175,6 +176,7 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
       of,
       gatewayUrls: of("gateway").map((g) => `http://127.0.0.1:${g.port}`),
       databaseUrl,
+      natsUrl: common.NATS_URL,
       postgres: pg,
       nats,
       token: (role) => developmentToken(gatewayConfig({ ...process.env, ...common }), role),
