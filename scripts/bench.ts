@@ -41,6 +41,8 @@ import { writeFileSync } from "node:fs";
 const SECONDS = envInt("BENCH_SECONDS", 10);
 const SEED = envInt("BENCH_SEED", 42);
 const ACCOUNTS = envInt("BENCH_ACCOUNTS", 10_000);
+// BENCH_TRACING=off runs the system without exporting spans, to see what tracing costs.
+const TRACING = process.env.BENCH_TRACING !== "off";
 const CONCURRENCY = 32;
 const BATCH = 1_000;
 const BATCH_CONCURRENCY = 2;
@@ -310,25 +312,27 @@ function table(results: Result[]): string[][] {
       String(r.latencyMs.p95),
       String(r.latencyMs.p99),
       String(Object.values(r.errors).reduce((a, b) => a + b, 0)),
+      // What one posting or read costs the machine, all processes together: the figure that bounds throughput on a small machine.
+      r.done > 0 ? String(round2((1000 * Object.values(r.cpu).reduce((sum, c) => sum + c.seconds, 0)) / r.done)) : "",
       busiest.map(([p, c]) => `${p} ${c.corePct}%`).join(", "),
     ];
   });
 }
 
-const HEADER = ["scenario", "via", "per second", "of baseline", "p50 ms", "p95 ms", "p99 ms", "errors", "busiest processes (% of one core)"];
+const HEADER = ["scenario", "via", "per second", "of baseline", "p50 ms", "p95 ms", "p99 ms", "errors", "CPU ms each", "busiest processes (% of one core)"];
 
 async function main(): Promise<void> {
   const sink = await spanSink();
-  const cluster = await startCluster({ replicas: 1, env: { OTEL_TRACES_EXPORTER: "otlp", OTEL_EXPORTER_OTLP_ENDPOINT: sink.endpoint, LOG_LEVEL: "warn" } });
+  const cluster = await startCluster({ replicas: 1, env: { OTEL_TRACES_EXPORTER: TRACING ? "otlp" : "none", OTEL_EXPORTER_OTLP_ENDPOINT: sink.endpoint, LOG_LEVEL: "warn" } });
   try {
     const sql = postgres(cluster.databaseUrl, { max: 1, onnotice: () => {} });
     const pg = await postgresVersion(sql);
     await sql.end();
     const results = [...(await baselineScenarios(cluster)), ...(await systemScenarios(cluster))];
     const host = machine();
-    process.stdout.write(`\n${machineLine(host, pg)}\nsettings: ${SECONDS} s per scenario, seed ${SEED}, ${ACCOUNTS} accounts, concurrency ${CONCURRENCY} (batches: ${BATCH_CONCURRENCY}), tracing on (parent-based, always sampled) and exported\n\n`);
+    process.stdout.write(`\n${machineLine(host, pg)}\nsettings: ${SECONDS} s per scenario, seed ${SEED}, ${ACCOUNTS} accounts, concurrency ${CONCURRENCY} (batches: ${BATCH_CONCURRENCY}), ${TRACING ? "tracing on (parent-based, always sampled) and exported" : "tracing off (BENCH_TRACING=off)"}\n\n`);
     printColumns(HEADER, table(results));
-    const file = writeResults("bench", { machine: host, postgres: pg, seconds: SECONDS, seed: SEED, accounts: ACCOUNTS, results });
+    const file = writeResults(TRACING ? "bench" : "bench-untraced", { machine: host, postgres: pg, seconds: SECONDS, seed: SEED, accounts: ACCOUNTS, tracing: TRACING, results });
     const markdown = [`| ${HEADER.join(" | ")} |`, `|${HEADER.map(() => "---").join("|")}|`, ...table(results).map((row) => `| ${row.join(" | ")} |`)].join("\n");
     writeFileSync(file.replace(/\.json$/, ".md"), `${machineLine(host, pg)}\n\n${markdown}\n`);
     process.stdout.write(`\nresults: ${file} and ${file.replace(/\.json$/, ".md")}\n`);
