@@ -98,8 +98,14 @@ async function sendRest(fuzz: FuzzInputs, auth: Record<string, string>): Promise
 }
 
 async function sendHttp1(what: string, path: string, headers: Record<string, string>, body?: string | Uint8Array, method = "POST"): Promise<Answer> {
-  const response = await fetch(`${system.gatewayUrl}${path}`, { method, headers, body: method === "GET" || method === "OPTIONS" ? undefined : body });
-  return { what, httpStatus: response.status, body: await response.text() };
+  try {
+    const response = await fetch(`${system.gatewayUrl}${path}`, { method, headers, body: method === "GET" || method === "OPTIONS" ? undefined : body });
+    return { what, httpStatus: response.status, body: await response.text() };
+  } catch (err) {
+    // Name the request and what the connection did: "fetch failed" alone says neither.
+    const cause = (err as { cause?: { code?: string; message?: string } }).cause;
+    throw new Error(`${what} ${method} ${path.slice(0, 80)}: ${(err as Error).message}: ${cause?.code ?? ""} ${cause?.message ?? ""}`);
+  }
 }
 
 /** A gRPC call made by hand over HTTP/2, so that its frames and headers can be wrong too. */
