@@ -10,8 +10,8 @@
  */
 import { jetstreamManager } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
-import { Metadata } from "@grpc/grpc-js";
-import { status as Status } from "@grpc/grpc-js";
+import { Metadata, status as Status } from "@grpc/grpc-js";
+import { writeFileSync } from "node:fs";
 import path from "node:path";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
@@ -29,14 +29,14 @@ import { newId } from "../platform/ids";
 import { projectRoot } from "../platform/project-root";
 import { schema as accountSchema } from "../services/account/src/db/schema";
 import { Accounts } from "../services/account/src/domain/accounts";
+import { DEFAULT_RULES } from "../services/risk/src/domain/default-rules";
 import { Ledger } from "../services/account/src/domain/ledger";
 import { MAX_BATCH } from "../services/account/src/domain/posting";
 import { testLogger } from "../test/support/infra";
-import { startCluster, type Cluster } from "../test/support/cluster";
+import { pendingWork, startCluster, type Cluster } from "../test/support/cluster";
 import { seededRandom } from "../test/support/random";
 import { envInt, fundFromSettlement, machine, machineLine, mapLimit, percentile, postgresVersion, printColumns, round2, writeResults } from "./bench-support";
 import { cpuSecondsOf, cpuSecondsOfCommand } from "./process-cpu";
-import { writeFileSync } from "node:fs";
 
 const SECONDS = envInt("BENCH_SECONDS", 10);
 const SEED = envInt("BENCH_SEED", 42);
@@ -52,7 +52,7 @@ const MAX_AMOUNT = 500;
 // The share of credits the hot account receives in the hot scenarios.
 const HOT_SHARE = 0.9;
 // The shipped velocity rule would send this traffic to review, a path of its own (an analyst decides).
-const VELOCITY_RULE = "0190c0de-0000-7000-8000-000000000003";
+const VELOCITY_RULE = DEFAULT_RULES.find((r) => r.name === "velocity")!.id;
 
 interface Result {
   name: string;
@@ -128,6 +128,12 @@ function pair(accounts: string[], random: () => number, hot: boolean): [string, 
   return [from, to];
 }
 
+/** This process's CPU seconds, user and system. */
+function ownCpuSeconds(): number {
+  const { user, system } = process.cpuUsage();
+  return (user + system) / 1e6;
+}
+
 const amount = (random: () => number) => BigInt(1 + Math.floor(random() * MAX_AMOUNT));
 
 /** An OTLP endpoint that takes the spans and drops them: tracing costs what exporting costs, with no collector to measure. */
@@ -172,11 +178,11 @@ async function settle(cluster: Cluster, timeoutMs = 180_000): Promise<void> {
   const started = performance.now();
   try {
     for (;;) {
-      const [{ backlog }] = await sql`select (select count(*) from account.outbox where published_at is null) + (select count(*) from transactions.outbox where published_at is null)
-        + (select count(*) from risk.outbox where published_at is null) + (select count(*) from transactions.transfers where step <> 'done') as backlog`;
+      const { unpublished, moving } = await pendingWork(sql);
+      const backlog = moving + Object.values(unpublished).reduce((a, b) => a + b, 0);
       let unconsumed = 0;
       for await (const consumer of jsm.consumers.list("TALLY")) unconsumed += consumer.num_pending + consumer.num_ack_pending;
-      if (Number(backlog) === 0 && unconsumed === 0) break;
+      if (backlog === 0 && unconsumed === 0) break;
       if (performance.now() - started > timeoutMs) throw new Error(`the system had not caught up after ${timeoutMs / 1000} s (${backlog} events or transfers pending, ${unconsumed} events not yet consumed)`);
       await new Promise((r) => setTimeout(r, 250));
     }
@@ -208,7 +214,7 @@ async function systemScenarios(cluster: Cluster): Promise<Result[]> {
     ...Object.fromEntries(cluster.replicas.map((r) => [r.name, cpuSecondsOf(r.pid)])),
     postgresql: cpuSecondsOfCommand("postgres"),
     "nats-server": cpuSecondsOfCommand("nats-server"),
-    "bench client": process.cpuUsage().user / 1e6 + process.cpuUsage().system / 1e6,
+    "bench client": ownCpuSeconds(),
   });
   const call = { metadata: teller.metadata };
   const transfer = (hot: boolean): Op => async (random) => {
@@ -258,7 +264,7 @@ async function baselineScenarios(cluster: Cluster): Promise<Result[]> {
     for (let i = 0; i < accounts.length; i += MAX_BATCH) {
       await ledger.postTransfers(accounts.slice(i, i + MAX_BATCH).map((id) => posting(settlement, id, FUNDING)));
     }
-    const processes = () => ({ postgresql: cpuSecondsOfCommand("postgres"), "bench client (the ledger)": process.cpuUsage().user / 1e6 + process.cpuUsage().system / 1e6 });
+    const processes = () => ({ postgresql: cpuSecondsOfCommand("postgres"), "bench client (the ledger)": ownCpuSeconds() });
     const single = (hot: boolean): Op => async (random) => {
       const [from, to] = pair(accounts, random, hot);
       const [outcome] = await ledger.postTransfers([posting(from, to, amount(random))]);

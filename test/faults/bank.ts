@@ -2,10 +2,11 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import postgres from "postgres";
 import { LedgerService } from "../../gen/tally/account/v1/ledger_service_pb";
 import { TransferStatus } from "../../gen/tally/transactions/v1/transfer_pb";
+import { DEFAULT_RULES } from "../../services/risk/src/domain/default-rules";
 import { tallyClients, type TallyClients } from "../../cli/gateway-clients";
 import { createServiceClient } from "../../platform/grpc/client";
 import { newId } from "../../platform/ids";
-import type { Cluster } from "../support/cluster";
+import { pendingWork, type Cluster } from "../support/cluster";
 import { seededRandom } from "../support/random";
 
 /**
@@ -23,7 +24,7 @@ const CALL_TIMEOUT_MS = 8_000;
 // A request that could not be answered is sent again, with the same request id, for this long.
 const RETRY_FOR_MS = 120_000;
 // The shipped velocity rule would send this busy bank's transfers to review, where they would wait for an analyst.
-const VELOCITY_RULE = "0190c0de-0000-7000-8000-000000000003";
+const VELOCITY_RULE = DEFAULT_RULES.find((r) => r.name === "velocity")!.id;
 
 /** Codes that leave a request's fate unknown: it may or may not have been applied, so it is sent again. */
 const INDETERMINATE = new Set([Code.Unavailable, Code.DeadlineExceeded, Code.Aborted, Code.ResourceExhausted, Code.Unknown, Code.Internal, Code.Canceled]);
@@ -208,8 +209,6 @@ export interface Check {
   detail: string;
 }
 
-const SCHEMAS = ["account", "transactions", "risk"] as const;
-
 /**
  * Waits until nothing is left between steps: every transfer at rest, every
  * outbox published, risk caught up with the ledger. Returns what still moves when the time is up.
@@ -217,15 +216,16 @@ const SCHEMAS = ["account", "transactions", "risk"] as const;
 export async function waitForQuiet(sql: postgres.Sql, timeoutMs = 120_000): Promise<Check> {
   const started = Date.now();
   for (;;) {
-    const stuck = await sql`select id, kind, status, step, lease_until, updated_at, risk from transactions.transfers where step <> 'done' order by updated_at limit 5`;
-    const backlog = await Promise.all(SCHEMAS.map(async (s) => (await sql.unsafe(`select count(*)::int as n from ${s}.outbox where published_at is null`))[0].n as number));
+    const { unpublished, moving } = await pendingWork(sql);
     const lagging = await profileMismatches(sql);
+    const backlog = Object.entries(unpublished).filter(([, n]) => n > 0);
     const seconds = ((Date.now() - started) / 1000).toFixed(1);
-    if (stuck.length === 0 && backlog.every((n) => n === 0) && lagging.length === 0) {
+    if (moving === 0 && backlog.length === 0 && lagging.length === 0) {
       return { name: "everything comes to rest: transfers final, outboxes published, events applied", ok: true, detail: `within ${seconds}s of the workload's end` };
     }
     if (Date.now() - started > timeoutMs) {
-      const problems = [...stuck.map((t) => `transfer ${JSON.stringify(t)}`), ...SCHEMAS.filter((_, i) => backlog[i] > 0).map((s, i) => `${s} outbox: ${backlog[i]} unpublished`), ...lagging];
+      const stuck = await sql`select id, kind, status, step, lease_until, updated_at, risk from transactions.transfers where step <> 'done' order by updated_at limit 5`;
+      const problems = [...stuck.map((t) => `transfer ${JSON.stringify(t)}`), ...backlog.map(([schema, n]) => `${schema} outbox: ${n} unpublished`), ...lagging];
       return { name: "everything comes to rest: transfers final, outboxes published, events applied", ok: false, detail: `${problems.length} problems after ${seconds}s:${sample(problems)}` };
     }
     await new Promise((r) => setTimeout(r, 500));

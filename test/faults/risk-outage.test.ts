@@ -1,4 +1,5 @@
 import { TransferStatus } from "../../gen/tally/transactions/v1/transfer_pb";
+import { percentile } from "../../scripts/bench-support";
 import { eventually } from "../support/events";
 import { startCluster, type Cluster } from "../support/cluster";
 import { BankWorkload, Journal, openBank, report, settleAndAudit, type Attempt, type Bank, type Check } from "./bank";
@@ -36,10 +37,6 @@ beforeAll(async () => {
 afterAll(() => cluster?.stop(), 90_000);
 
 const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-function percentile(sorted: number[], p: number): number {
-  return sorted.length === 0 ? NaN : sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)];
-}
 
 /** The transfers sent within a phase, and how they were answered. */
 function summary(name: string, attempts: Attempt[]): string {
