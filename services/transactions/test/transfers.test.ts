@@ -1,6 +1,7 @@
 import { status as Status } from "@grpc/grpc-js";
 import { ReviewStatus } from "../../../gen/tally/risk/v1/risk_pb";
 import { RiskDecision, TransferKind, TransferStatus } from "../../../gen/tally/transactions/v1/transfer_pb";
+import type { RemoteError } from "../../../platform/grpc/status";
 import { newId } from "../../../platform/ids";
 import { eventually, readEvents } from "../../../test/support/events";
 import { balanceOf, expectRpcError, fund, openAccount, rowsIn, statusBecomes, transferRequest, usd } from "./fixtures";
@@ -205,6 +206,19 @@ describe("idempotency", () => {
     expect(first.transfer!.status).toBe(TransferStatus.HELD);
     await h.transactions.captureTransfer({ requestId: newId(), transferId: first.transfer!.id });
     expect(await h.transactions.authorizeTransfer(request)).toEqual(first);
+  });
+
+  it("applies a client-chosen transfer id once: other requests naming it, even all at once, are refused and move nothing", async () => {
+    const [a, b] = [await funded(10_000n), await openAccount(h)];
+    const transferId = newId();
+    const attempts = await Promise.allSettled(Array.from({ length: 8 }, () => h.transactions.createTransfer(transferRequest(a.id, b.id, 300n, { transferId }))));
+    expect(attempts.filter((r) => r.status === "fulfilled")).toHaveLength(1);
+    for (const refused of attempts.filter((r) => r.status === "rejected")) {
+      const err = (refused as PromiseRejectedResult).reason as RemoteError;
+      expect([err.code, err.reasonName, err.field]).toEqual([Status.ALREADY_EXISTS, "EXISTS_WITH_DIFFERENT_FIELDS", "transfer_id"]);
+    }
+    await expectRpcError(h.transactions.createTransfer(transferRequest(a.id, b.id, 300n, { transferId })), Status.ALREADY_EXISTS, "EXISTS_WITH_DIFFERENT_FIELDS", "transfer_id");
+    expect((await balanceOf(h, b.id)).posted).toBe(300n);
   });
 });
 

@@ -65,10 +65,8 @@ export class IdempotencyKeys {
     );
   }
 
-  /** Stores the answer the request gave, for its replays. */
-  async recordAnswer(requestId: string, answer: Transfer[]): Promise<void> {
-    const [key] = await this.db.select({ outcome: idempotencyKeys.outcome }).from(idempotencyKeys).where(eq(idempotencyKeys.requestId, requestId));
-    const transferIds = key?.outcome && "transferIds" in key.outcome ? key.outcome.transferIds : [];
+  /** Stores the answer the request gave, for its replays, beside the transfers it created. */
+  async recordAnswer(requestId: string, transferIds: string[], answer: Transfer[]): Promise<void> {
     await this.db
       .update(idempotencyKeys)
       .set({ outcome: { transferIds, answer: answer.map((t) => toJson(TransferSchema, t)) } })

@@ -75,8 +75,6 @@ export class Operations {
     if (expires < 0n || expires > 366n * 86_400n) throw new DomainError(ErrorReason.INVALID_FIELD, "expires_in_seconds is from 0 to a year", "expires_in_seconds");
     const holdSeconds = m.kind === "authorization" ? (expires > 0n ? expires : BigInt(this.limits.holdSeconds)) : BigInt(this.limits.reviewHoldSeconds);
     const [row] = await this.run(m.requestId, m.kind, m.fingerprint, [id], async (tx) => {
-      const [taken] = await tx.select({ id: transfers.id }).from(transfers).where(eq(transfers.id, id));
-      if (taken) throw new DomainError(ErrorReason.EXISTS_WITH_DIFFERENT_FIELDS, `transfer ${id} already exists`, "transfer_id");
       await this.transfers.insert(tx, {
         id,
         requestId: m.requestId,
@@ -160,13 +158,13 @@ export class Operations {
    * them as they then are; that answer is stored with the key, so a replay gets the same answer.
    */
   private async run(requestId: string, operation: string, fingerprint: string, ids: string[], create: (tx: TransactionsTx) => Promise<void>): Promise<Transfer[]> {
+    let rows: TransferRow[] = [];
     const { transferIds, replay } = await this.keys.run(requestId, operation, fingerprint, ids, async (tx) => {
       await create(tx);
       // Held by this request from its commit on: a concurrent replay waits for the outcome.
-      await this.transfers.claimIn(tx, ids, this.orchestrator.leaseMs);
+      rows = await this.transfers.claimIn(tx, ids, this.orchestrator.leaseMs);
     });
     if (!replay) {
-      const rows = await this.transfers.find(transferIds);
       const driven = [];
       for (const row of rows) {
         if (row.step === "done") await this.transfers.release(row.id);
@@ -174,7 +172,7 @@ export class Operations {
       }
       // One transfer: as driven. Several (a reversal and its original): driving one changes the other.
       const answer = (rows.length === 1 && driven.length === 1 ? driven : await this.transfers.find(transferIds)).map(transferMessage);
-      await this.keys.recordAnswer(requestId, answer);
+      await this.keys.recordAnswer(requestId, transferIds, answer);
       return answer;
     }
     return this.earlierAnswer(requestId, transferIds);

@@ -63,13 +63,13 @@ export class Transfers {
 
   async find(ids: string[]): Promise<TransferRow[]> {
     if (ids.length === 0) return [];
-    const rows = await this.db.select().from(transfers).where(inArray(transfers.id, ids));
-    return ids.map((id) => rows.find((r) => r.id === id)).filter((r): r is TransferRow => r !== undefined);
+    return inOrder(ids, await this.db.select().from(transfers).where(inArray(transfers.id, ids)));
   }
 
-  /** Inserts a new transfer and its transfer_created event, inside the caller's transaction. */
+  /** Inserts a new transfer and its transfer_created event, inside the caller's transaction; an id taken already is refused. */
   async insert(tx: TransactionsTx, row: typeof transfers.$inferInsert): Promise<TransferRow> {
-    const [created] = await tx.insert(transfers).values(row).returning();
+    const [created] = await tx.insert(transfers).values(row).onConflictDoNothing({ target: transfers.id }).returning();
+    if (!created) throw new DomainError(ErrorReason.EXISTS_WITH_DIFFERENT_FIELDS, `transfer ${row.id} already exists`, "transfer_id");
     await this.announce(tx, created);
     return created;
   }
@@ -144,9 +144,13 @@ export class Transfers {
     return row;
   }
 
-  /** Claims transfers inside the transaction that creates or changes them, so no one else drives them before their creator. */
-  async claimIn(tx: TransactionsTx, ids: string[], leaseMs: number): Promise<void> {
-    await tx.update(transfers).set({ leaseUntil: new Date(Date.now() + leaseMs) }).where(inArray(transfers.id, ids));
+  /**
+   * Claims transfers inside the transaction that creates or changes them, so no one else drives them before their creator;
+   * returns them as claimed, in the order of `ids`.
+   */
+  async claimIn(tx: TransactionsTx, ids: string[], leaseMs: number): Promise<TransferRow[]> {
+    const rows = await tx.update(transfers).set({ leaseUntil: new Date(Date.now() + leaseMs) }).where(inArray(transfers.id, ids)).returning();
+    return inOrder(ids, rows);
   }
 
   /** Marks a transfer as just tried, so the recovery loop takes the ones waiting longest first. */
@@ -206,6 +210,9 @@ export class Transfers {
     return pageOf(rows, limit, (last) => ({ before: last.id }));
   }
 }
+
+/** The rows of `ids` that exist, in the order of `ids`. */
+const inOrder = (ids: string[], rows: TransferRow[]): TransferRow[] => ids.map((id) => rows.find((r) => r.id === id)).filter((r): r is TransferRow => r !== undefined);
 
 /** What a transfer moved: an authorization moved what was captured. */
 export const postedAmount = (row: TransferRow): bigint => (row.kind === "authorization" ? row.capturedAmount : row.amount);
