@@ -14,9 +14,12 @@ export function transactionsEnv(env: Env = process.env) {
     RISK_FALLBACK: z.enum(["hold", "decline", "approve"]).default("hold"),
     // With RISK_FALLBACK=approve, larger amounts (minor units) are held instead: never approve blindly above it.
     RISK_FALLBACK_APPROVE_MAX: int(10_000, 0),
-    // The breaker opens after this many failed risk calls in a row, and tries again after the cool-down.
+    // The breaker opens once this many risk calls were made and most recent ones failed; it tries again after the cool-down.
     RISK_BREAKER_FAILURES: int(5, 1),
     RISK_BREAKER_COOLDOWN_MS: int(5_000, 100),
+    // Money movements at work at once per replica, and how many may wait their turn (more are refused as UNAVAILABLE).
+    TRANSFERS_IN_FLIGHT: int(16, 1),
+    TRANSFERS_QUEUED: int(2_000, 0),
     // How long an authorization holds funds when the request names no expiry, and a transfer awaiting review.
     HOLD_SECONDS: int(7 * 24 * 3600, 1),
     REVIEW_HOLD_SECONDS: int(14 * 24 * 3600, 1),

@@ -1,6 +1,6 @@
 import { create } from "@bufbuild/protobuf";
 import { status as Status } from "@grpc/grpc-js";
-import { BrokenCircuitError, CircuitState, ConsecutiveBreaker, circuitBreaker, handleWhen } from "cockatiel";
+import { BrokenCircuitError, CircuitState, CountBreaker, circuitBreaker, handleWhen } from "cockatiel";
 import type { RiskService } from "../../../../gen/tally/risk/v1/risk_service_pb";
 import { RiskDecision, RiskOutcomeSchema, type RiskOutcome } from "../../../../gen/tally/transactions/v1/transfer_pb";
 import type { ClientOf } from "../../../../platform/grpc/client";
@@ -11,9 +11,14 @@ import { transferMessage } from "../proto";
 
 export interface RiskGateOptions {
   deadlineMs: number;
+  /** The breaker opens once at least this many calls were made and half or more of the recent ones failed. */
   breakerFailures: number;
   breakerCooldownMs: number;
 }
+
+// The recent calls the breaker judges risk by, and the share of them that must have failed.
+const BREAKER_WINDOW = 20;
+const BREAKER_THRESHOLD = 0.5;
 
 // Risk refused the request itself: asking again cannot help, and the transfer ends on it.
 const REFUSALS = new Set([Status.INVALID_ARGUMENT, Status.FAILED_PRECONDITION, Status.ALREADY_EXISTS, Status.OUT_OF_RANGE]);
@@ -25,9 +30,12 @@ export type RiskAnswer = { outcome: RiskOutcome } | { refused: RemoteError } | u
 
 /**
  * Asks risk about a transfer, with a short deadline, behind a circuit breaker:
- * after a run of failures it stops asking for a cool-down, then lets one call
- * through to test. Returns undefined when risk cannot answer, so the caller's
- * fallback policy decides.
+ * once half of the recent calls failed it stops asking for a cool-down, then
+ * lets one call through to test. It judges by the share of failures, not by
+ * a run of them: under load a burst of calls in flight can miss the deadline
+ * together while risk is well, and opening then would hold every transfer
+ * for a cool-down and re-drive them all at once when it closes. Returns
+ * undefined when risk cannot answer, so the caller's fallback policy decides.
  */
 export class RiskGate {
   private readonly breaker;
@@ -39,7 +47,7 @@ export class RiskGate {
   ) {
     this.breaker = circuitBreaker(handleWhen(isUnavailable), {
       halfOpenAfter: options.breakerCooldownMs,
-      breaker: new ConsecutiveBreaker(options.breakerFailures),
+      breaker: new CountBreaker({ threshold: BREAKER_THRESHOLD, size: Math.max(BREAKER_WINDOW, options.breakerFailures), minimumNumberOfCalls: options.breakerFailures }),
     });
     this.breaker.onStateChange((state) => log.warn({ breaker: CircuitState[state] }, "risk circuit breaker changed state"));
   }

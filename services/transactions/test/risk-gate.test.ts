@@ -1,0 +1,102 @@
+import { create } from "@bufbuild/protobuf";
+import { AssessmentSchema } from "../../../gen/tally/risk/v1/risk_pb";
+import { RiskService } from "../../../gen/tally/risk/v1/risk_service_pb";
+import { RiskDecision } from "../../../gen/tally/transactions/v1/transfer_pb";
+import { DomainError, ErrorReason } from "../../../platform/errors";
+import { createServiceClient, type ClientOf } from "../../../platform/grpc/client";
+import { GrpcServer, type HandlersOf } from "../../../platform/grpc/server";
+import { newId } from "../../../platform/ids";
+import { testLogger } from "../../../test/support/infra";
+import type { TransferRow } from "../src/db/schema";
+import { RiskGate } from "../src/domain/risk-gate";
+
+/**
+ * The risk gate's breaker, against a real gRPC risk server whose answers are
+ * slow when the test says so: a burst of calls that miss the deadline while
+ * most succeed leaves it closed; risk failing most calls opens it.
+ */
+const DEADLINE_MS = 100;
+let slow = false;
+let server: GrpcServer;
+let client: ClientOf<typeof RiskService>;
+
+beforeAll(async () => {
+  const notUsed = async () => {
+    throw new DomainError(ErrorReason.INTERNAL, "not used in this test");
+  };
+  const handlers = Object.fromEntries((RiskService.methods as { localName: string }[]).map((m) => [m.localName, notUsed])) as unknown as HandlersOf<typeof RiskService>;
+  handlers.assessTransfer = async (request) => {
+    if (slow) await new Promise((r) => setTimeout(r, DEADLINE_MS * 3));
+    return { assessment: create(AssessmentSchema, { id: newId(), transferId: request.transfer?.id ?? "", decision: RiskDecision.APPROVE }) };
+  };
+  server = new GrpcServer({ host: "127.0.0.1", port: 0, log: testLogger() }).add(RiskService, handlers);
+  client = createServiceClient(RiskService, `127.0.0.1:${await server.start()}`, { defaultTimeoutMs: 10_000 });
+});
+
+afterAll(async () => {
+  client?.close();
+  await server?.stop(1000);
+});
+
+const row = (): TransferRow => ({
+  id: newId(),
+  requestId: newId(),
+  kind: "transfer",
+  status: "created",
+  step: "assess",
+  fromAccountId: newId(),
+  toAccountId: newId(),
+  amount: 100n,
+  currency: "USD",
+  capturedAmount: 0n,
+  reversedAmount: 0n,
+  reversalReserved: 0n,
+  reversesTransferId: null,
+  holdExpiresAt: null,
+  holdSeconds: 0n,
+  finalizeLedgerId: null,
+  captureAmount: 0n,
+  description: "",
+  metadata: {},
+  risk: null,
+  failureReason: "",
+  failureMessage: "",
+  leaseUntil: null,
+  createdAt: new Date(),
+  updatedAt: new Date(),
+  postedAt: null,
+});
+
+/** Assesses `count` transfers one after another; how many risk decided. */
+async function assess(gate: RiskGate, count: number): Promise<number> {
+  let decided = 0;
+  for (let i = 0; i < count; i++) if ((await gate.assess(row())) !== undefined) decided++;
+  return decided;
+}
+
+it("stays closed through a burst of missed deadlines while most calls succeed", async () => {
+  const gate = new RiskGate(client, { deadlineMs: DEADLINE_MS, breakerFailures: 5, breakerCooldownMs: 60_000 }, testLogger());
+  expect(await assess(gate, 20)).toBe(20);
+  slow = true;
+  // Six in a row miss the deadline, as calls in flight together do when risk stalls for a moment.
+  expect(await assess(gate, 6)).toBe(0);
+  slow = false;
+  expect(gate.state).toBe("closed");
+  expect(await assess(gate, 10)).toBe(10);
+});
+
+it("opens once most recent calls fail, and then stops waiting on risk at all", async () => {
+  const gate = new RiskGate(client, { deadlineMs: DEADLINE_MS, breakerFailures: 5, breakerCooldownMs: 60_000 }, testLogger());
+  expect(await assess(gate, 5)).toBe(5);
+  slow = true;
+  try {
+    expect(await assess(gate, 6)).toBe(0);
+    expect(gate.state).toBe("open");
+    const started = performance.now();
+    expect(await gate.assess(row())).toBeUndefined();
+    // Refused by the open breaker at once, without a call that waits for the deadline.
+    expect(performance.now() - started).toBeLessThan(DEADLINE_MS);
+  } finally {
+    slow = false;
+  }
+});
