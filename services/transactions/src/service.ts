@@ -2,6 +2,7 @@ import { AccountService } from "../../../gen/tally/account/v1/account_service_pb
 import { LedgerService } from "../../../gen/tally/account/v1/ledger_service_pb";
 import { RiskService } from "../../../gen/tally/risk/v1/risk_service_pb";
 import { TransactionService } from "../../../gen/tally/transactions/v1/transaction_service_pb";
+import { AdmissionLimit } from "../../../platform/admission";
 import { createServiceClient } from "../../../platform/grpc/client";
 import { GrpcServer } from "../../../platform/grpc/server";
 import type { Lifecycle } from "../../../platform/lifecycle";
@@ -90,7 +91,7 @@ export async function startTransactionsService(config: TransactionsConfig, log: 
   recovery.start();
   lifecycle.onStop("recovery", () => recovery.stop());
 
-  const server = new GrpcServer({ host: config.GRPC_HOST, port: config.GRPC_PORT, log }).add(TransactionService, transactionHandlers(operations, store));
+  const server = new GrpcServer({ host: config.GRPC_HOST, port: config.GRPC_PORT, log }).add(TransactionService, transactionHandlers(operations, store, new AdmissionLimit(config.TRANSFERS_IN_FLIGHT, config.TRANSFERS_QUEUED)));
   const port = await server.start();
   lifecycle.onStop("grpc server", () => server.stop(config.SHUTDOWN_GRACE_MS));
 

@@ -14,6 +14,7 @@ import {
   type TransactionService,
 } from "../../../../gen/tally/transactions/v1/transaction_service_pb";
 import { TransferKind, TransferStatus, type Transfer } from "../../../../gen/tally/transactions/v1/transfer_pb";
+import type { AdmissionLimit } from "../../../../platform/admission";
 import { DomainError, ErrorReason } from "../../../../platform/errors";
 import type { HandlersOf } from "../../../../platform/grpc/server";
 import type { TransferStatusName } from "../db/schema";
@@ -27,8 +28,8 @@ type MovementRequest = { requestId: string; amount?: Money; description: string;
 export const MAX_BATCH = 1000;
 const BATCH_CONCURRENCY = 16;
 
-/** TransactionService over gRPC: decode, call the domain, encode. */
-export function transactionHandlers(ops: Operations, store: Transfers): HandlersOf<typeof TransactionService> {
+/** TransactionService over gRPC: decode, call the domain (money movements in their turn), encode. */
+export function transactionHandlers(ops: Operations, store: Transfers, admission: AdmissionLimit): HandlersOf<typeof TransactionService> {
   /** The fields every movement request shares, and the fingerprint of the whole request. */
   const move = <S extends DescMessage>(
     schema: S,
@@ -51,32 +52,32 @@ export function transactionHandlers(ops: Operations, store: Transfers): Handlers
         expiresInSeconds,
       })
       .then(annotate);
-  const createTransfer = (req: CreateTransferRequest) =>
-    move(CreateTransferRequestSchema, req, "transfer", { from: req.fromAccountId, to: req.toAccountId });
+  const createTransfer = (req: CreateTransferRequest, signal: AbortSignal) =>
+    admission.run(() => move(CreateTransferRequestSchema, req, "transfer", { from: req.fromAccountId, to: req.toAccountId }), signal);
   return {
-    async createTransfer(req) {
-      return { transfer: await createTransfer(req) };
+    async createTransfer(req, { signal }) {
+      return { transfer: await createTransfer(req, signal) };
     },
-    async createDeposit(req) {
-      return { transfer: await move(CreateDepositRequestSchema, req, "deposit", { to: req.accountId }) };
+    async createDeposit(req, { signal }) {
+      return { transfer: await admission.run(() => move(CreateDepositRequestSchema, req, "deposit", { to: req.accountId }), signal) };
     },
-    async createWithdrawal(req) {
-      return { transfer: await move(CreateWithdrawalRequestSchema, req, "withdrawal", { from: req.accountId }) };
+    async createWithdrawal(req, { signal }) {
+      return { transfer: await admission.run(() => move(CreateWithdrawalRequestSchema, req, "withdrawal", { from: req.accountId }), signal) };
     },
-    async authorizeTransfer(req) {
+    async authorizeTransfer(req, { signal }) {
       const accounts = { from: req.fromAccountId, to: req.toAccountId };
-      return { transfer: await move(AuthorizeTransferRequestSchema, req, "authorization", accounts, req.expiresInSeconds) };
+      return { transfer: await admission.run(() => move(AuthorizeTransferRequestSchema, req, "authorization", accounts, req.expiresInSeconds), signal) };
     },
-    async captureTransfer(req) {
-      const transfer = annotate(await ops.capture(req.requestId, fingerprint(CaptureTransferRequestSchema, req), req.transferId, req.amount));
-      return { transfer };
+    async captureTransfer(req, { signal }) {
+      const transfer = await admission.run(() => ops.capture(req.requestId, fingerprint(CaptureTransferRequestSchema, req), req.transferId, req.amount), signal);
+      return { transfer: annotate(transfer) };
     },
-    async voidTransfer(req) {
-      const transfer = annotate(await ops.void(req.requestId, fingerprint(VoidTransferRequestSchema, req), req.transferId, req.reason));
-      return { transfer };
+    async voidTransfer(req, { signal }) {
+      const transfer = await admission.run(() => ops.void(req.requestId, fingerprint(VoidTransferRequestSchema, req), req.transferId, req.reason), signal);
+      return { transfer: annotate(transfer) };
     },
-    async reverseTransfer(req) {
-      const [reversal, original] = await ops.reverse(req.requestId, fingerprint(ReverseTransferRequestSchema, req), req.transferId, req.amount, req.reason);
+    async reverseTransfer(req, { signal }) {
+      const [reversal, original] = await admission.run(() => ops.reverse(req.requestId, fingerprint(ReverseTransferRequestSchema, req), req.transferId, req.amount, req.reason), signal);
       return { reversal: annotate(reversal), original };
     },
     async getTransfer(req) {
@@ -91,7 +92,7 @@ export function transactionHandlers(ops: Operations, store: Transfers): Handlers
       const page = await store.list(req.accountId, statuses, range, req.pageSize, req.pageToken);
       return { transfers: page.items.map(transferMessage), nextPageToken: page.nextPageToken };
     },
-    async batchCreateTransfers(req) {
+    async batchCreateTransfers(req, { signal }) {
       if (req.transfers.length === 0) throw new DomainError(ErrorReason.BATCH_EMPTY, "transfers must not be empty", "transfers");
       if (req.transfers.length > MAX_BATCH) throw new DomainError(ErrorReason.BATCH_TOO_LARGE, `at most ${MAX_BATCH} transfers per batch`, "transfers");
       const results = new Array(req.transfers.length);
@@ -100,7 +101,7 @@ export function transactionHandlers(ops: Operations, store: Transfers): Handlers
       const worker = async () => {
         for (let i = next++; i < req.transfers.length; i = next++) {
           try {
-            results[i] = { index: i, transfer: await createTransfer(req.transfers[i]) };
+            results[i] = { index: i, transfer: await createTransfer(req.transfers[i], signal) };
           } catch (err) {
             // An unexpected failure is that item's result: the others have executed and stand.
             const known = err instanceof DomainError ? err : new DomainError(ErrorReason.INTERNAL, "internal error");
