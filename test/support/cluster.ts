@@ -115,6 +115,8 @@ export interface ClusterOptions {
   replicas: number;
   /** Variables for every process (after the cluster's own). */
   env?: Record<string, string>;
+  /** Load pg_stat_statements, so a benchmark can count the statements a workload makes. */
+  trackStatements?: boolean;
 }
 
 export async function startCluster(options: ClusterOptions): Promise<Cluster> {
@@ -137,7 +139,15 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
     await pg.start();
     const admin = postgres(`postgres://postgres@127.0.0.1:${pgPort}/postgres`, { max: 1, onnotice: () => {} });
     await admin.unsafe("create database tally");
+    if (options.trackStatements) await admin.unsafe("alter system set shared_preload_libraries = 'pg_stat_statements'");
     await admin.end();
+    if (options.trackStatements) {
+      pg.stop("fast");
+      await pg.start();
+      const tally = postgres(databaseUrl, { max: 1, onnotice: () => {} });
+      await tally.unsafe("create extension pg_stat_statements");
+      await tally.end();
+    }
     await nats.start();
 
     const ports: Record<ProcessName, { port: number; metricsPort: number }[]> = { account: [], transactions: [], risk: [], gateway: [] };

@@ -57,6 +57,9 @@ export interface ReceivedSpan {
   events: { name: string; attributes: Record<string, AttributeValue> }[];
   /** 0 unset, 1 ok, 2 error. */
   statusCode: number;
+  /** When it started and ended, in milliseconds since the epoch. */
+  startMs: number;
+  endMs: number;
 }
 
 /** A request as OTLP/HTTP's JSON encoding has it: ids in hex, 64-bit integers as strings. */
@@ -71,6 +74,8 @@ interface Decoded {
         parentSpanId?: string;
         name: string;
         kind?: number;
+        startTimeUnixNano?: string;
+        endTimeUnixNano?: string;
         attributes?: KeyValue[];
         events?: { name: string; attributes?: KeyValue[] }[];
         status?: { code?: number };
@@ -108,6 +113,8 @@ function spansOf(request: Decoded): ReceivedSpan[] {
         attributes: attributesOf(span.attributes),
         events: (span.events ?? []).map((e) => ({ name: e.name, attributes: attributesOf(e.attributes) })),
         statusCode: span.status?.code ?? 0,
+        startMs: Number(BigInt(span.startTimeUnixNano ?? 0) / 1000n) / 1000,
+        endMs: Number(BigInt(span.endTimeUnixNano ?? 0) / 1000n) / 1000,
       })),
     );
   });
