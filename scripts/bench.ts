@@ -2,11 +2,14 @@
  * npm run bench: Tally as it runs — one process per service and the
  * gateway, over a PostgreSQL and a NATS of their own, tracing on with its
  * default sampling and exported — driven through the gateway over gRPC for
- * BENCH_SECONDS per scenario from a fixed BENCH_SEED; and, in the same run,
- * a baseline: the ledger's own code and SQL straight at PostgreSQL, with no
- * service in between, so every figure is also a ratio to what the database
- * alone does. Prints a table, the CPU each process used, and writes
- * bench-results/bench.json and bench.md. It reports; it does not assert.
+ * BENCH_SECONDS per scenario from a fixed BENCH_SEED, closed loop, and once
+ * open loop at half the rate it reached, for the latency where it keeps up;
+ * and, in the same run, a baseline: the ledger's own code and SQL straight
+ * at PostgreSQL, with no service in between, so every figure is also a ratio
+ * to what the database alone does; and the uniform scenario again on a
+ * system that exports no spans, for what tracing costs. Prints a table, the
+ * CPU each process used and each target against its figure, and writes
+ * bench-results/bench.json, bench.md and bench.svg. It reports; it does not assert.
  */
 import { jetstreamManager } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
@@ -36,13 +39,12 @@ import { testLogger } from "../test/support/infra";
 import { pendingWork, startCluster, type Cluster } from "../test/support/cluster";
 import { seededRandom } from "../test/support/random";
 import { envInt, fundFromSettlement, machine, machineLine, mapLimit, percentile, postgresVersion, printColumns, round2, writeResults } from "./bench-support";
+import { barChart } from "./bench-chart";
 import { cpuSecondsOf, cpuSecondsOfCommand } from "./process-cpu";
 
 const SECONDS = envInt("BENCH_SECONDS", 10);
 const SEED = envInt("BENCH_SEED", 42);
 const ACCOUNTS = envInt("BENCH_ACCOUNTS", 10_000);
-// BENCH_TRACING=off runs the system without exporting spans, to see what tracing costs.
-const TRACING = process.env.BENCH_TRACING !== "off";
 const CONCURRENCY = 32;
 const BATCH = 1_000;
 const BATCH_CONCURRENCY = 2;
@@ -54,9 +56,11 @@ const HOT_SHARE = 0.9;
 // The shipped velocity rule would send this traffic to review, a path of its own (an analyst decides).
 const VELOCITY_RULE = DEFAULT_RULES.find((r) => r.name === "velocity")!.id;
 
+type Via = "gateway (gRPC)" | "gateway (gRPC), tracing off" | "PostgreSQL alone";
+
 interface Result {
   name: string;
-  path: "gateway (gRPC)" | "PostgreSQL alone";
+  path: Via;
   seconds: number;
   /** Transfers posted, or balances read. */
   done: number;
@@ -67,17 +71,17 @@ interface Result {
   errors: Record<string, number>;
   /** CPU seconds per process over the scenario, and as a share of one core. */
   cpu: Record<string, { seconds: number; corePct: number }>;
+  /** Open-loop scenarios: the rate requests were sent at. */
+  offeredPerSecond?: number;
 }
 
 type Op = (random: () => number) => Promise<{ done: number; errors?: string[] }>;
 
-/** Runs `op` from `concurrency` workers for SECONDS; what it did, how fast, and the CPU each process used. */
+/** Runs `op` from `concurrency` workers for SECONDS (closed loop: each sends again once answered). */
 async function measure(name: string, via: Result["path"], concurrency: number, op: Op, processes: () => Record<string, number>): Promise<Result> {
   process.stdout.write(`running: ${name} via ${via} (${SECONDS} s)\n`);
   const random = seededRandom(SEED);
-  const latencies: number[] = [];
-  const errors: Record<string, number> = {};
-  let done = 0;
+  const tally = new Tally();
   const cpuBefore = processes();
   const started = performance.now();
   const until = started + SECONDS * 1000;
@@ -85,38 +89,75 @@ async function measure(name: string, via: Result["path"], concurrency: number, o
     Array.from({ length: concurrency }, async () => {
       while (performance.now() < until) {
         const t0 = performance.now();
-        try {
-          const outcome = await op(random);
-          done += outcome.done;
-          for (const e of outcome.errors ?? []) errors[e] = (errors[e] ?? 0) + 1;
-        } catch (err) {
-          const key = err instanceof RemoteError ? `${Status[err.code]} ${err.reasonName}` : String(err);
-          errors[key] = (errors[key] ?? 0) + 1;
-        }
-        latencies.push(performance.now() - t0);
+        await tally.record(op(random), t0);
       }
     }),
   );
-  const seconds = (performance.now() - started) / 1000;
-  const cpuAfter = processes();
-  latencies.sort((a, b) => a - b);
-  const cpu = Object.fromEntries(
-    Object.keys(cpuAfter).map((p) => {
-      const used = cpuAfter[p] - (cpuBefore[p] ?? 0);
-      return [p, { seconds: round2(used), corePct: Math.round((100 * used) / seconds) }];
-    }),
-  );
-  return {
-    name,
-    path: via,
-    seconds: round2(seconds),
-    done,
-    perSecond: Math.round(done / seconds),
-    requests: latencies.length,
-    latencyMs: { p50: round2(percentile(latencies, 50)), p95: round2(percentile(latencies, 95)), p99: round2(percentile(latencies, 99)) },
-    errors,
-    cpu,
-  };
+  return tally.result(name, via, started, cpuBefore, processes());
+}
+
+/**
+ * Sends `op` at a fixed rate for SECONDS (open loop: on schedule whatever the
+ * answers), each latency counted from when its request was due, so a slow
+ * answer cannot hide the requests it would have held back.
+ */
+async function measureAtRate(name: string, via: Result["path"], perSecond: number, op: Op, processes: () => Record<string, number>): Promise<Result> {
+  process.stdout.write(`running: ${name} via ${via} (${SECONDS} s at ${perSecond}/s)\n`);
+  const random = seededRandom(SEED);
+  const tally = new Tally();
+  const cpuBefore = processes();
+  const started = performance.now();
+  const total = Math.floor(perSecond * SECONDS);
+  const sent: Promise<void>[] = [];
+  for (let i = 0; i < total; i++) {
+    const due = started + (i * 1000) / perSecond;
+    const wait = due - performance.now();
+    if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+    sent.push(tally.record(op(random), due));
+  }
+  await Promise.all(sent);
+  return { ...tally.result(name, via, started, cpuBefore, processes()), offeredPerSecond: perSecond };
+}
+
+/** What a scenario's requests did: how many were done, their latencies, their errors. */
+class Tally {
+  done = 0;
+  readonly latencies: number[] = [];
+  readonly errors: Record<string, number> = {};
+
+  async record(outcome: ReturnType<Op>, since: number): Promise<void> {
+    try {
+      const { done, errors } = await outcome;
+      this.done += done;
+      for (const e of errors ?? []) this.errors[e] = (this.errors[e] ?? 0) + 1;
+    } catch (err) {
+      const key = err instanceof RemoteError ? `${Status[err.code]} ${err.reasonName}` : String(err);
+      this.errors[key] = (this.errors[key] ?? 0) + 1;
+    }
+    this.latencies.push(performance.now() - since);
+  }
+
+  result(name: string, via: Result["path"], started: number, cpuBefore: Record<string, number>, cpuAfter: Record<string, number>): Result {
+    const seconds = (performance.now() - started) / 1000;
+    const latencies = [...this.latencies].sort((a, b) => a - b);
+    const cpu = Object.fromEntries(
+      Object.keys(cpuAfter).map((p) => {
+        const used = cpuAfter[p] - (cpuBefore[p] ?? 0);
+        return [p, { seconds: round2(used), corePct: Math.round((100 * used) / seconds) }];
+      }),
+    );
+    return {
+      name,
+      path: via,
+      seconds: round2(seconds),
+      done: this.done,
+      perSecond: Math.round(this.done / seconds),
+      requests: latencies.length,
+      latencyMs: { p50: round2(percentile(latencies, 50)), p95: round2(percentile(latencies, 95)), p99: round2(percentile(latencies, 99)) },
+      errors: this.errors,
+      cpu,
+    };
+  }
 }
 
 /** A from/to pair: uniform, or with the hot account taking HOT_SHARE of the credits. */
@@ -192,8 +233,8 @@ async function settle(cluster: Cluster, timeoutMs = 180_000): Promise<void> {
   }
 }
 
-/** The system's scenarios, through the gateway. */
-async function systemScenarios(cluster: Cluster): Promise<Result[]> {
+/** The system's scenarios, through the gateway: all of them, or (`uniformOnly`) the uniform single transfers alone. */
+async function systemScenarios(cluster: Cluster, via: Via, uniformOnly = false): Promise<Result[]> {
   const teller = await gatewayClients(cluster, "teller");
   const analyst = await gatewayClients(cluster, "analyst");
   await analyst.risk.disableRule({ ruleId: VELOCITY_RULE }, { metadata: analyst.metadata });
@@ -224,23 +265,35 @@ async function systemScenarios(cluster: Cluster): Promise<Result[]> {
   };
   const settled = () => settle(cluster);
   await settled();
-  const results = [
-    await measure("single transfers, uniform", "gateway (gRPC)", CONCURRENCY, transfer(false), processes),
-    await settled().then(() => measure(`single transfers, ${HOT_SHARE * 100}% to one account`, "gateway (gRPC)", CONCURRENCY, transfer(true), processes)),
-    await settled().then(() => measure(`batches of ${BATCH}, uniform`, "gateway (gRPC)", BATCH_CONCURRENCY, async (random) => {
-      const transfers = Array.from({ length: BATCH }, () => {
-        const [from, to] = pair(accounts, random, false);
-        return { requestId: newId(), fromAccountId: from, toAccountId: to, amount: { amount: amount(random), currency: CURRENCY } };
-      });
-      const { results: items } = await teller.transactions.batchCreateTransfers({ transfers }, call);
-      const posted = items.filter((i) => i.transfer?.status === TransferStatus.POSTED).length;
-      return { done: posted, errors: items.filter((i) => i.transfer?.status !== TransferStatus.POSTED).map((i) => (i.transfer ? `status ${TransferStatus[i.transfer.status]}` : "refused")) };
-    }, processes)),
-    await settled().then(() => measure("balance reads", "gateway (gRPC)", CONCURRENCY, async (random) => {
-      await teller.accounts.getBalance({ accountId: accounts[Math.floor(random() * accounts.length)] }, call);
-      return { done: 1 };
-    }, processes)),
-  ];
+  const uniform = await measure("single transfers, uniform", via, CONCURRENCY, transfer(false), processes);
+  const results = [uniform];
+  if (!uniformOnly) {
+    // Latency where the system keeps up: an open loop at half the rate it reached.
+    const half = Math.max(1, Math.round(uniform.perSecond / 2));
+    await settled();
+    results.push(await measureAtRate(`single transfers at half that rate, uniform`, via, half, transfer(false), processes));
+    await settled();
+    results.push(await measure(`single transfers, ${HOT_SHARE * 100}% to one account`, via, CONCURRENCY, transfer(true), processes));
+    await settled();
+    results.push(
+      await measure(`batches of ${BATCH}, uniform`, via, BATCH_CONCURRENCY, async (random) => {
+        const transfers = Array.from({ length: BATCH }, () => {
+          const [from, to] = pair(accounts, random, false);
+          return { requestId: newId(), fromAccountId: from, toAccountId: to, amount: { amount: amount(random), currency: CURRENCY } };
+        });
+        const { results: items } = await teller.transactions.batchCreateTransfers({ transfers }, call);
+        const posted = items.filter((i) => i.transfer?.status === TransferStatus.POSTED).length;
+        return { done: posted, errors: items.filter((i) => i.transfer?.status !== TransferStatus.POSTED).map((i) => (i.transfer ? `status ${TransferStatus[i.transfer.status]}` : "refused")) };
+      }, processes),
+    );
+    await settled();
+    results.push(
+      await measure("balance reads", via, CONCURRENCY, async (random) => {
+        await teller.accounts.getBalance({ accountId: accounts[Math.floor(random() * accounts.length)] }, call);
+        return { done: 1 };
+      }, processes),
+    );
+  }
   for (const c of [teller.accounts, teller.transactions, teller.risk, analyst.accounts, analyst.transactions, analyst.risk, internal.accounts, internal.ledger]) c.close();
   return results;
 }
@@ -327,25 +380,77 @@ function table(results: Result[]): string[][] {
 
 const HEADER = ["scenario", "via", "per second", "of baseline", "p50 ms", "p95 ms", "p99 ms", "errors", "CPU ms each", "busiest processes (% of one core)"];
 
+/** Each target of the issue this benchmark answers to, with the figure this run measured; a report, not an assertion. */
+function targets(results: Result[]): string[][] {
+  const find = (name: string, via: Via) => results.find((r) => r.name === name && r.path === via);
+  const hot = `single transfers, ${HOT_SHARE * 100}% to one account`;
+  const uniform = find("single transfers, uniform", "gateway (gRPC)");
+  const half = find("single transfers at half that rate, uniform", "gateway (gRPC)");
+  const untraced = find("single transfers, uniform", "gateway (gRPC), tracing off");
+  const ratio = (a?: Result, b?: Result) => (a && b && b.perSecond > 0 ? round2(a.perSecond / b.perSecond) : NaN);
+  const row = (what: string, target: string, value: number, met: boolean, unit = ""): string[] => [what, target, Number.isNaN(value) ? "not measured" : `${value}${unit}`, Number.isNaN(value) ? "" : met ? "met" : "not met"];
+  const tracingCost = uniform && untraced && untraced.perSecond > 0 ? Math.round(100 * (1 - uniform.perSecond / untraced.perSecond)) : NaN;
+  const hotSystem = ratio(find(hot, "gateway (gRPC)"), uniform);
+  const hotLedger = ratio(find(hot, "PostgreSQL alone"), find("single transfers, uniform", "PostgreSQL alone"));
+  const batch = find(`batches of ${BATCH}, uniform`, "gateway (gRPC)")?.perSecond ?? NaN;
+  const reads = find("balance reads", "gateway (gRPC)")?.perSecond ?? NaN;
+  return [
+    row("single transfers through the gateway", "≥ 2,000/s", uniform?.perSecond ?? NaN, (uniform?.perSecond ?? 0) >= 2000, "/s"),
+    row(`p99 at half that load (${half?.offeredPerSecond ?? "?"}/s offered)`, "≤ 25 ms", half?.latencyMs.p99 ?? NaN, (half?.latencyMs.p99 ?? Infinity) <= 25, " ms"),
+    row("batch transfers through the gateway", "≥ 15,000/s", batch, batch >= 15000, "/s"),
+    row("balance reads through the gateway", "≥ 5,000/s", reads, reads >= 5000, "/s"),
+    row("hot account against uniform, the system", "≥ 0.9×", hotSystem, hotSystem >= 0.9, "×"),
+    row("hot account against uniform, the ledger alone", "≥ 0.9×", hotLedger, hotLedger >= 0.9, "×"),
+    row("throughput tracing costs", "≤ 15%", tracingCost, tracingCost <= 15, "%"),
+  ];
+}
+
+/** Throughput of every scenario, the system's beside the baseline's. */
+function chart(results: Result[], title: string): string {
+  const names = [...new Set(results.map((r) => r.name))];
+  return barChart(title, "per second", names.map((name) => ({ label: name, bars: results.filter((r) => r.name === name).map((r) => ({ series: r.path, value: r.perSecond })) })));
+}
+
+const TARGET_HEADER = ["target", "wanted", "measured", ""];
+const markdownTable = (header: string[], rows: string[][]) => [`| ${header.join(" | ")} |`, `|${header.map(() => "---").join("|")}|`, ...rows.map((row) => `| ${row.join(" | ")} |`)].join("\n");
+
 async function main(): Promise<void> {
   const sink = await spanSink();
-  const cluster = await startCluster({ replicas: 1, env: { OTEL_TRACES_EXPORTER: TRACING ? "otlp" : "none", OTEL_EXPORTER_OTLP_ENDPOINT: sink.endpoint, LOG_LEVEL: "warn" } });
+  const system = (tracing: boolean) =>
+    startCluster({ replicas: 1, env: { OTEL_TRACES_EXPORTER: tracing ? "otlp" : "none", OTEL_EXPORTER_OTLP_ENDPOINT: sink.endpoint, LOG_LEVEL: "warn" } });
+  const results: Result[] = [];
+  let pg = "";
   try {
-    const sql = postgres(cluster.databaseUrl, { max: 1, onnotice: () => {} });
-    const pg = await postgresVersion(sql);
-    await sql.end();
-    const results = [...(await baselineScenarios(cluster)), ...(await systemScenarios(cluster))];
-    const host = machine();
-    process.stdout.write(`\n${machineLine(host, pg)}\nsettings: ${SECONDS} s per scenario, seed ${SEED}, ${ACCOUNTS} accounts, concurrency ${CONCURRENCY} (batches: ${BATCH_CONCURRENCY}), ${TRACING ? "tracing on (parent-based, always sampled) and exported" : "tracing off (BENCH_TRACING=off)"}\n\n`);
-    printColumns(HEADER, table(results));
-    const file = writeResults(TRACING ? "bench" : "bench-untraced", { machine: host, postgres: pg, seconds: SECONDS, seed: SEED, accounts: ACCOUNTS, tracing: TRACING, results });
-    const markdown = [`| ${HEADER.join(" | ")} |`, `|${HEADER.map(() => "---").join("|")}|`, ...table(results).map((row) => `| ${row.join(" | ")} |`)].join("\n");
-    writeFileSync(file.replace(/\.json$/, ".md"), `${machineLine(host, pg)}\n\n${markdown}\n`);
-    process.stdout.write(`\nresults: ${file} and ${file.replace(/\.json$/, ".md")}\n`);
+    const traced = await system(true);
+    try {
+      const sql = postgres(traced.databaseUrl, { max: 1, onnotice: () => {} });
+      pg = await postgresVersion(sql);
+      await sql.end();
+      results.push(...(await baselineScenarios(traced)), ...(await systemScenarios(traced, "gateway (gRPC)")));
+    } finally {
+      await traced.stop();
+    }
+    // What tracing costs, in the same run: the uniform scenario again, on a system that exports no spans.
+    const untraced = await system(false);
+    try {
+      results.push(...(await systemScenarios(untraced, "gateway (gRPC), tracing off", true)));
+    } finally {
+      await untraced.stop();
+    }
   } finally {
-    await cluster.stop();
     sink.close();
   }
+  const host = machine();
+  const settings = `settings: ${SECONDS} s per scenario, seed ${SEED}, ${ACCOUNTS} accounts, concurrency ${CONCURRENCY} (batches: ${BATCH_CONCURRENCY}), tracing on (parent-based, always sampled) and exported unless said otherwise`;
+  process.stdout.write(`\n${machineLine(host, pg)}\n${settings}\n\n`);
+  printColumns(HEADER, table(results));
+  process.stdout.write("\n");
+  printColumns(TARGET_HEADER, targets(results));
+  const file = writeResults("bench", { machine: host, postgres: pg, seconds: SECONDS, seed: SEED, accounts: ACCOUNTS, results, targets: targets(results) });
+  const markdown = `${machineLine(host, pg)}\n${settings}\n\n${markdownTable(HEADER, table(results))}\n\n${markdownTable(TARGET_HEADER, targets(results))}\n`;
+  writeFileSync(file.replace(/\.json$/, ".md"), markdown);
+  writeFileSync(file.replace(/\.json$/, ".svg"), chart(results, `npm run bench: ${machineLine(host, pg).replace(/^machine: /, "")}`));
+  process.stdout.write(`\nresults: ${file}, and as a table and a chart beside it (bench.md, bench.svg)\n`);
 }
 
 main().then(

@@ -66,3 +66,47 @@ it("commits each request of a failed group alone, so only the one that fails alo
   expect(await Promise.all(answers)).toEqual([["2"], "unlucky", ["4"]]);
   expect(commits).toEqual([[[1]], [[2], [13], [4]], [[2]], [[13]], [[4]]]);
 });
+
+describe("with lock keys", () => {
+  // Items are "account:n"; an item locks its account.
+  const account = (item: string) => [item.split(":")[0]];
+  function manualKeyedCommit() {
+    const groups: string[][][] = [];
+    const pending: (() => void)[] = [];
+    const commit = (requests: string[][]) => {
+      groups.push(requests);
+      return new Promise<string[][]>((resolve) => pending.push(() => resolve(requests.map((r) => r.map((i) => `ok ${i}`)))));
+    };
+    return { groups, pending, commit };
+  }
+
+  it("holds back requests for a row a committing group locks, lets others go beside it, then commits the held ones together", async () => {
+    const m = manualKeyedCommit();
+    const group = new GroupCommit(m.commit, { concurrency: 4, maxItems: 10 }, account);
+    const answers = [group.submit(["hot:1"]), group.submit(["hot:2"]), group.submit(["a:3"]), group.submit(["hot:4"]), group.submit(["b:5"])];
+    // Without keys, all four places would fill: hot:2 and hot:4 would each start a transaction only to wait on hot's lock.
+    expect(m.groups).toEqual([[["hot:1"]], [["a:3"]], [["b:5"]]]);
+    m.pending[0]();
+    await tick();
+    expect(m.groups[3]).toEqual([["hot:2"], ["hot:4"]]);
+    m.pending.slice(1).forEach((resolve) => resolve());
+    expect(await Promise.all(answers)).toEqual([["ok hot:1"], ["ok hot:2"], ["ok a:3"], ["ok hot:4"], ["ok b:5"]]);
+  });
+
+  it("holds a request back while any one of its rows is locked", async () => {
+    const m = manualKeyedCommit();
+    const twoAccounts = (item: string) => item.split("+");
+    const group = new GroupCommit(m.commit, { concurrency: 4, maxItems: 10 }, twoAccounts);
+    const answers = [group.submit(["a+b"]), group.submit(["b+c"]), group.submit(["c+d"])];
+    // b+c waits for a+b; c+d locks nothing a+b holds.
+    expect(m.groups).toEqual([[["a+b"]], [["c+d"]]]);
+    m.pending[0]();
+    await tick();
+    expect(m.groups).toHaveLength(2);
+    m.pending[1]();
+    await tick();
+    expect(m.groups[2]).toEqual([["b+c"]]);
+    m.pending[2]();
+    expect(await Promise.all(answers)).toEqual([["ok a+b"], ["ok b+c"], ["ok c+d"]]);
+  });
+});

@@ -41,7 +41,8 @@ export class Ledger {
     private readonly afterCommit: () => void = () => {},
     groupCommit: GroupCommitOptions = { concurrency: 4, maxItems: MAX_BATCH },
   ) {
-    this.group = new GroupCommit((batches) => this.commit(batches), groupCommit);
+    // A posting locks its two accounts (a hold's, when it names none, are locked by the transaction all the same).
+    this.group = new GroupCommit((batches) => this.commit(batches), groupCommit, (r) => [r.debitAccountId, r.creditAccountId]);
   }
 
   async postTransfers(requests: PostingRequest[]): Promise<PostingOutcome[]> {
