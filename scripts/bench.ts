@@ -44,10 +44,13 @@ import { cpuSecondsOf, cpuSecondsOfCommand } from "./process-cpu";
 
 const SECONDS = envInt("BENCH_SECONDS", 10);
 const SEED = envInt("BENCH_SEED", 42);
+// Unmeasured load before the measured scenarios, so that each process has compiled its hot paths and filled its caches.
+const WARMUP_SECONDS = envInt("BENCH_WARMUP_SECONDS", 10);
 const ACCOUNTS = envInt("BENCH_ACCOUNTS", 10_000);
 const CONCURRENCY = 32;
 const BATCH = 1_000;
-const BATCH_CONCURRENCY = 2;
+// One batch at a time: a batch is a thousand transfers in flight already.
+const BATCH_CONCURRENCY = 1;
 const CURRENCY = "USD";
 const FUNDING = 100_000_000n;
 const MAX_AMOUNT = 500;
@@ -78,13 +81,13 @@ interface Result {
 type Op = (random: () => number) => Promise<{ done: number; errors?: string[] }>;
 
 /** Runs `op` from `concurrency` workers for SECONDS (closed loop: each sends again once answered). */
-async function measure(name: string, via: Result["path"], concurrency: number, op: Op, processes: () => Record<string, number>): Promise<Result> {
-  process.stdout.write(`running: ${name} via ${via} (${SECONDS} s)\n`);
+async function measure(name: string, via: Result["path"], concurrency: number, op: Op, processes: () => Record<string, number>, seconds = SECONDS): Promise<Result> {
+  process.stdout.write(`running: ${name} via ${via} (${seconds} s)\n`);
   const random = seededRandom(SEED);
   const tally = new Tally();
   const cpuBefore = processes();
   const started = performance.now();
-  const until = started + SECONDS * 1000;
+  const until = started + seconds * 1000;
   await Promise.all(
     Array.from({ length: concurrency }, async () => {
       while (performance.now() < until) {
@@ -198,7 +201,7 @@ async function gatewayClients(cluster: Cluster, role: "teller" | "analyst"): Pro
   const target = `127.0.0.1:${cluster.of("gateway")[0].port}`;
   const metadata = new Metadata();
   metadata.set("authorization", `Bearer ${await cluster.token(role)}`);
-  const options = { defaultTimeoutMs: 60_000 };
+  const options = { defaultTimeoutMs: 120_000 };
   return {
     accounts: createServiceClient(AccountService, target, options),
     transactions: createServiceClient(TransactionService, target, options),
@@ -265,6 +268,8 @@ async function systemScenarios(cluster: Cluster, via: Via, uniformOnly = false):
   };
   const settled = () => settle(cluster);
   await settled();
+  await measure("warm-up (not reported)", via, CONCURRENCY, transfer(false), processes, WARMUP_SECONDS);
+  await settled();
   const uniform = await measure("single transfers, uniform", via, CONCURRENCY, transfer(false), processes);
   const results = [uniform];
   if (!uniformOnly) {
@@ -323,6 +328,7 @@ async function baselineScenarios(cluster: Cluster): Promise<Result[]> {
       const [outcome] = await ledger.postTransfers([posting(from, to, amount(random))]);
       return outcome.result === 1 ? { done: 1 } : { done: 0, errors: [`result ${outcome.result}`] };
     };
+    await measure("warm-up (not reported)", "PostgreSQL alone", CONCURRENCY, single(false), processes, WARMUP_SECONDS);
     return [
       await measure("single transfers, uniform", "PostgreSQL alone", CONCURRENCY, single(false), processes),
       await measure(`single transfers, ${HOT_SHARE * 100}% to one account`, "PostgreSQL alone", CONCURRENCY, single(true), processes),
@@ -417,7 +423,11 @@ const markdownTable = (header: string[], rows: string[][]) => [`| ${header.join(
 async function main(): Promise<void> {
   const sink = await spanSink();
   const system = (tracing: boolean) =>
-    startCluster({ replicas: 1, env: { OTEL_TRACES_EXPORTER: tracing ? "otlp" : "none", OTEL_EXPORTER_OTLP_ENDPOINT: sink.endpoint, LOG_LEVEL: "warn" } });
+    startCluster({
+      replicas: 1,
+      // A batch of a thousand may take longer than the gateway's usual 30 s limit on a client's deadline.
+      env: { OTEL_TRACES_EXPORTER: tracing ? "otlp" : "none", OTEL_EXPORTER_OTLP_ENDPOINT: sink.endpoint, LOG_LEVEL: "warn", MAX_DEADLINE_MS: "120000" },
+    });
   const results: Result[] = [];
   let pg = "";
   try {
