@@ -16,11 +16,11 @@ const PLOT_WIDTH = 460;
 
 const escape = (text: string) => text.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
 
-export function barChart(title: string, unit: string, groups: ChartGroup[]): string {
+export function barChart(title: string, subtitle: string, unit: string, groups: ChartGroup[]): string {
   const series = [...new Set(groups.flatMap((g) => g.bars.map((b) => b.series)))];
   const max = Math.max(1, ...groups.flatMap((g) => g.bars.map((b) => b.value)));
-  const legendHeight = 24;
-  let y = 40 + legendHeight;
+  const legendTop = 52;
+  let y = legendTop + 24;
   const parts: string[] = [];
   for (const group of groups) {
     parts.push(`<text x="${LABEL_WIDTH - 8}" y="${y + (group.bars.length * BAR) / 2 + 4}" text-anchor="end">${escape(group.label)}</text>`);
@@ -33,12 +33,15 @@ export function barChart(title: string, unit: string, groups: ChartGroup[]): str
     }
     y += GAP;
   }
-  const legend = series.map((s, i) => `<rect x="${LABEL_WIDTH + i * 170}" y="40" width="12" height="12" fill="${COLORS[i % COLORS.length]}"/><text x="${LABEL_WIDTH + i * 170 + 16}" y="50">${escape(s)}</text>`);
+  const legend = series.map(
+    (s, i) => `<rect x="${10 + i * 220}" y="${legendTop}" width="12" height="12" fill="${COLORS[i % COLORS.length]}"/><text x="${10 + i * 220 + 16}" y="${legendTop + 10}">${escape(s)}</text>`,
+  );
   const width = LABEL_WIDTH + PLOT_WIDTH + 80;
   return [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${y + 10}" font-family="sans-serif" font-size="12">`,
     `<rect width="100%" height="100%" fill="white"/>`,
     `<text x="10" y="22" font-size="15" font-weight="bold">${escape(title)}</text>`,
+    `<text x="10" y="40" font-size="11" fill="#444">${escape(subtitle)}</text>`,
     `<text x="${LABEL_WIDTH}" y="${y}" fill="#666">${escape(unit)}</text>`,
     ...legend,
     ...parts,
