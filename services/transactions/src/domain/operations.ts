@@ -74,7 +74,7 @@ export class Operations {
     const expires = m.expiresInSeconds ?? 0n;
     if (expires < 0n || expires > 366n * 86_400n) throw new DomainError(ErrorReason.INVALID_FIELD, "expires_in_seconds is from 0 to a year", "expires_in_seconds");
     const holdSeconds = m.kind === "authorization" ? (expires > 0n ? expires : BigInt(this.limits.holdSeconds)) : BigInt(this.limits.reviewHoldSeconds);
-    const [row] = await this.run(m.requestId, m.kind, m.fingerprint, [id], async (tx) => {
+    const [row] = await this.run(m.requestId, m.kind, m.fingerprint, [id], async (tx, leaseUntil) => [
       await this.transfers.insert(tx, {
         id,
         requestId: m.requestId,
@@ -88,8 +88,9 @@ export class Operations {
         holdSeconds,
         description,
         metadata,
-      });
-    });
+        leaseUntil,
+      }),
+    ]);
     return row;
   }
 
@@ -97,10 +98,10 @@ export class Operations {
   async capture(requestId: string, fingerprint: string, transferId: string, amount: bigint): Promise<Transfer> {
     if (amount < 0n) throw new DomainError(ErrorReason.AMOUNT_MUST_BE_POSITIVE, "amount must not be negative", "amount");
     const id = requireId(transferId, "transfer_id");
-    const [row] = await this.run(requestId, "capture", fingerprint, [id], async (tx) => {
+    const [row] = await this.run(requestId, "capture", fingerprint, [id], async (tx, leaseUntil) => {
       const hold = await this.lockHeld(tx, id, "capture");
       if (amount > hold.amount) throw new DomainError(ErrorReason.EXCEEDS_PENDING_AMOUNT, `at most ${hold.amount} can be captured`, "amount");
-      await this.transfers.change(id, { step: "capture", ...this.orchestrator.finalizer(hold, amount) }, { step: "done" }, tx);
+      return [(await this.transfers.change(id, { step: "capture", leaseUntil, ...this.orchestrator.finalizer(hold, amount) }, { step: "done" }, tx))!];
     });
     return row;
   }
@@ -109,9 +110,9 @@ export class Operations {
   async void(requestId: string, fingerprint: string, transferId: string, reasonInput: string): Promise<Transfer> {
     const id = requireId(transferId, "transfer_id");
     const reason = requireText(reasonInput, "reason", 500);
-    const [row] = await this.run(requestId, "void", fingerprint, [id], async (tx) => {
+    const [row] = await this.run(requestId, "void", fingerprint, [id], async (tx, leaseUntil) => {
       const hold = await this.lockHeld(tx, id, "void");
-      await this.transfers.change(id, { step: "void", failureMessage: reason, ...this.orchestrator.finalizer(hold) }, { step: "done" }, tx);
+      return [(await this.transfers.change(id, { step: "void", failureMessage: reason, leaseUntil, ...this.orchestrator.finalizer(hold) }, { step: "done" }, tx))!];
     });
     return row;
   }
@@ -122,7 +123,7 @@ export class Operations {
     const id = requireId(transferId, "transfer_id");
     const reason = requireText(reasonInput, "reason", 500);
     const reversalId = newId();
-    const [reversal, original] = await this.run(requestId, "reverse", fingerprint, [reversalId, id], async (tx) => {
+    const [reversal, original] = await this.run(requestId, "reverse", fingerprint, [reversalId, id], async (tx, leaseUntil) => {
       const [target] = await tx.select().from(transfers).where(eq(transfers.id, id)).for("update");
       if (!target) throw new DomainError(ErrorReason.TRANSFER_NOT_FOUND, `transfer ${id} not found`, "transfer_id");
       if (target.kind === "reversal") throw new DomainError(ErrorReason.TRANSFER_NOT_REVERSIBLE, "a reversal cannot be reversed", "transfer_id");
@@ -135,8 +136,8 @@ export class Operations {
         throw new DomainError(ErrorReason.REVERSAL_EXCEEDS_AMOUNT, `${remaining} remains to reverse (${target.reversalReserved} in reversals on their way)`, "amount");
       }
       // Set aside now, so concurrent reversals cannot together exceed the transfer; settled when the reversal ends.
-      await tx.update(transfers).set({ reversalReserved: target.reversalReserved + take, updatedAt: new Date() }).where(eq(transfers.id, id));
-      await this.transfers.insert(tx, {
+      const [reserved] = await tx.update(transfers).set({ reversalReserved: target.reversalReserved + take, updatedAt: new Date() }).where(eq(transfers.id, id)).returning();
+      const reversal = await this.transfers.insert(tx, {
         id: reversalId,
         requestId,
         kind: "reversal",
@@ -148,7 +149,9 @@ export class Operations {
         currency: target.currency,
         reversesTransferId: id,
         description: reason,
+        leaseUntil,
       });
+      return [reversal, reserved];
     });
     return [reversal, original];
   }
@@ -157,19 +160,22 @@ export class Operations {
    * Records the request with its transfers (or finds the earlier one), drives them, and returns
    * them as they then are; that answer is stored with the key, so a replay gets the same answer.
    */
-  private async run(requestId: string, operation: string, fingerprint: string, ids: string[], create: (tx: TransactionsTx) => Promise<void>): Promise<Transfer[]> {
+  private async run(
+    requestId: string,
+    operation: string,
+    fingerprint: string,
+    ids: string[],
+    create: (tx: TransactionsTx, leaseUntil: Date) => Promise<TransferRow[]>,
+  ): Promise<Transfer[]> {
     let rows: TransferRow[] = [];
     const { transferIds, replay } = await this.keys.run(requestId, operation, fingerprint, ids, async (tx) => {
-      await create(tx);
-      // Held by this request from its commit on: a concurrent replay waits for the outcome.
-      rows = await this.transfers.claimIn(tx, ids, this.orchestrator.leaseMs);
+      // What it creates or moves on is claimed by this request from its commit: no one else drives it first.
+      rows = await create(tx, new Date(Date.now() + this.orchestrator.leaseMs));
     });
     if (!replay) {
       const driven = [];
-      for (const row of rows) {
-        if (row.step === "done") await this.transfers.release(row.id);
-        else driven.push(await this.orchestrator.drive(row.id, row));
-      }
+      // A transfer at rest (the original of a reversal) has nothing to drive.
+      for (const row of rows) if (row.step !== "done") driven.push(await this.orchestrator.drive(row.id, row));
       // One transfer: as driven. Several (a reversal and its original): driving one changes the other.
       const answer = (rows.length === 1 && driven.length === 1 ? driven : await this.transfers.find(transferIds)).map(transferMessage);
       await this.keys.recordAnswer(requestId, transferIds, answer);

@@ -144,15 +144,6 @@ export class Transfers {
     return row;
   }
 
-  /**
-   * Claims transfers inside the transaction that creates or changes them, so no one else drives them before their creator;
-   * returns them as claimed, in the order of `ids`.
-   */
-  async claimIn(tx: TransactionsTx, ids: string[], leaseMs: number): Promise<TransferRow[]> {
-    const rows = await tx.update(transfers).set({ leaseUntil: new Date(Date.now() + leaseMs) }).where(inArray(transfers.id, ids)).returning();
-    return inOrder(ids, rows);
-  }
-
   /** Marks a transfer as just tried, so the recovery loop takes the ones waiting longest first. */
   async touch(id: string): Promise<void> {
     await this.db.update(transfers).set({ updatedAt: new Date() }).where(eq(transfers.id, id));
