@@ -1,4 +1,4 @@
-import { metrics } from "@opentelemetry/api";
+import { context, metrics } from "@opentelemetry/api";
 import { bulkhead, BulkheadRejectedError, TaskCancelledError } from "cockatiel";
 import { DomainError, ErrorReason } from "./errors";
 
@@ -26,8 +26,10 @@ export class AdmissionLimit {
 
   /** Runs `work` once a place is free; `signal` drops it from the queue when its caller gives up. */
   async run<T>(work: () => Promise<T>, signal?: AbortSignal): Promise<T> {
+    // A queued request is started from the end of another one: it must run in its own trace, not that one's.
+    const own = context.active();
     try {
-      return await this.policy.execute(work, signal);
+      return await this.policy.execute(() => context.with(own, work), signal);
     } catch (err) {
       if (err instanceof BulkheadRejectedError) {
         this.refused.add(1);

@@ -1,6 +1,6 @@
 import { create, toBinary } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { context, propagation } from "@opentelemetry/api";
+import { context, propagation, type Context } from "@opentelemetry/api";
 import type { PgDatabase, PgQueryResultHKT } from "drizzle-orm/pg-core";
 import { EventEnvelopeSchema, type EventEnvelope } from "../../gen/tally/events/v1/events_pb";
 import { newId } from "../ids";
@@ -13,6 +13,8 @@ export type EventPayload = Exclude<EventEnvelope["payload"], { case: undefined }
 export interface NewEvent {
   subjectId: string;
   payload: EventPayload;
+  /** The trace the event continues; by default the active one. (Writes committed together may carry several traces.) */
+  context?: Context;
 }
 
 // "accountOpened" -> "account_opened"
@@ -42,15 +44,19 @@ export async function appendEvents(
   events: NewEvent[],
 ): Promise<EventEnvelope[]> {
   if (events.length === 0) return [];
-  const headers: Record<string, string> = {};
-  propagation.inject(context.active(), headers);
+  const traceHeaders = (traceContext: Context) => {
+    const headers: Record<string, string> = {};
+    propagation.inject(traceContext, headers);
+    return headers;
+  };
+  const active = traceHeaders(context.active());
   const envelopes = events.map((e) => buildEnvelope(writer.source, e));
   await tx.insert(writer.table).values(
-    envelopes.map((envelope) => ({
+    envelopes.map((envelope, i) => ({
       id: envelope.id,
       subject: eventSubject(writer.subjectPrefix, writer.source, envelope.type),
       payload: toBinary(EventEnvelopeSchema, envelope),
-      headers,
+      headers: events[i].context ? traceHeaders(events[i].context!) : active,
     })),
   );
   return envelopes;

@@ -194,6 +194,21 @@ describe("one transfer, one trace", () => {
     }
   });
 
+  it("keeps each transfer's event in its own trace when concurrent transfers commit together", async () => {
+    const [from, to] = await openFundedAccounts();
+    const sent = await Promise.all(Array.from({ length: 20 }, () => rest(teller, "POST", "/v1/transfers", { requestId: newId(), fromAccountId: from, toAccountId: to, amount: usd(100) })));
+    expect(sent.map((s) => s.body.transfer?.status)).toEqual(sent.map(() => "TRANSFER_STATUS_POSTED"));
+    expect(new Set(sent.map((s) => s.traceId)).size).toBe(20);
+    const published = `${prefix}.transactions.transfer_posted publish`;
+    for (const { traceId } of sent) {
+      const tree = await completeTrace(traceId, (t) => t.find("the relay's publish of transfer_posted", (s) => s.service === "transactions" && s.name === published));
+      // Its own event, published once, under its own request: not another transfer's, nor a second copy.
+      const publishes = tree.spans.filter((s) => s.service === "transactions" && s.name === published);
+      expect(publishes).toHaveLength(1);
+      expect(tree.isUnder(publishes[0], tree.server("transactions", "TransactionService/CreateTransfer"))).toBe(true);
+    }
+  });
+
   it("follows a transfer sent to review, then the analyst's approval through the events that post it", async () => {
     const [from, to] = await openFundedAccounts();
     // A young account sending 2,000.00: the default rules send it to review.

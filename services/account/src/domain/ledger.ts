@@ -8,7 +8,7 @@ import type { OutboxWriter } from "../../../../platform/outbox/append";
 import { ledgerTransfers } from "../db/schema";
 import type { AccountDb, AccountTx } from "../db/types";
 import type { TransferRecord } from "./model";
-import { GroupCommit, type GroupCommitOptions } from "./group-commit";
+import { GroupCommit, type GroupCommitOptions } from "../../../../platform/group-commit";
 import { lockAccounts, loadTransfers, writeEffects } from "./ledger-store";
 import { applyBatch, MAX_BATCH, noEffects, type PostingOutcome, type PostingRequest } from "./posting";
 

@@ -1,4 +1,5 @@
 import { create } from "@bufbuild/protobuf";
+import { context, type Context } from "@opentelemetry/api";
 import { and, desc, eq, gte, inArray, isNull, lt, lte, or, sql } from "drizzle-orm";
 import {
   TransferCreatedSchema,
@@ -12,6 +13,7 @@ import {
 } from "../../../../gen/tally/events/v1/events_pb";
 import type { Transfer } from "../../../../gen/tally/transactions/v1/transfer_pb";
 import { DomainError, ErrorReason } from "../../../../platform/errors";
+import { GroupCommit, type GroupCommitOptions } from "../../../../platform/group-commit";
 import { appendEvents, type EventPayload, type OutboxWriter } from "../../../../platform/outbox/append";
 import { cursorId, decodePageToken, pageOf, pageSize, type Page } from "../../../../platform/paging";
 import { requireId } from "../../../../platform/validation";
@@ -48,11 +50,17 @@ export function eventFor(status: TransferStatusName, transfer: Transfer, reversa
  * written with its event in one transaction (the outbox).
  */
 export class Transfers {
+  /** Changes of status from concurrent requests, committed together: see change(). */
+  private readonly statusChanges: GroupCommit<StatusChange, TransferRow | undefined>;
+
   constructor(
     private readonly db: TransactionsDb,
     private readonly outbox: OutboxWriter,
     private readonly afterCommit: () => void = () => {},
-  ) {}
+  ) {
+    // A transfer's changes wait for one another (its id is the key); no two groups touch the same row.
+    this.statusChanges = new GroupCommit((groups) => this.commitStatusChanges(groups.flat()).then((rows) => rows.map((row) => [row])), STATUS_GROUPS, (c) => [c.id]);
+  }
 
   async get(transferId: string): Promise<TransferRow> {
     const id = requireId(transferId, "transfer_id");
@@ -79,28 +87,33 @@ export class Transfers {
    * announces a new status; returns the row as changed, or undefined when the
    * expectation did not hold.
    */
-  async change(id: string, changes: TransferChanges, expected?: { status?: TransferStatusName; step?: TransferRow["step"] }, tx?: TransactionsTx): Promise<TransferRow | undefined> {
-    const run = async (t: TransactionsDb | TransactionsTx) => {
-      const [row] = await t
-        .update(transfers)
-        .set({ ...changes, updatedAt: new Date() })
-        .where(
-          and(
-            eq(transfers.id, id),
-            expected?.status ? eq(transfers.status, expected.status) : undefined,
-            expected?.step ? eq(transfers.step, expected.step) : undefined,
-          ),
-        )
-        .returning();
-      if (row && changes.status) await this.announce(t as TransactionsTx, row);
+  async change(id: string, changes: TransferChanges, expected?: Expected, tx?: TransactionsTx): Promise<TransferRow | undefined> {
+    if (tx) {
+      const row = await update(tx, { id, changes, expected });
+      if (row && changes.status) await this.announce(tx, row);
       return row;
-    };
-    if (tx) return run(tx);
-    // A change of step alone is one statement; a change of status carries its event, in one transaction.
-    if (!changes.status) return run(this.db);
-    const row = await this.db.transaction(run);
-    if (row && changes.status) this.afterCommit();
+    }
+    // A change of step alone is one statement. A change of status carries its event, in one
+    // transaction, shared with the changes of status other requests make meanwhile (group commit).
+    if (!changes.status) return update(this.db, { id, changes, expected });
+    const [row] = await this.statusChanges.submit([{ id, changes, expected, context: context.active() }]);
     return row;
+  }
+
+  /** One transaction for the changes of a group: the updates sent at once (pipelined), then every event in one insert. */
+  private async commitStatusChanges(group: StatusChange[]): Promise<(TransferRow | undefined)[]> {
+    const rows = await this.db.transaction(async (tx) => {
+      // Each in its own request's trace, and so is its event: the transaction is the first request's.
+      const changed = await Promise.all(group.map((c) => (c.context ? context.with(c.context, () => update(tx, c)) : update(tx, c))));
+      const events = changed.flatMap((row, i) => {
+        const payload = row ? eventFor(row.status, transferMessage(row)) : undefined;
+        return row && payload ? [{ subjectId: row.id, payload, context: group[i].context }] : [];
+      });
+      await appendEvents(tx, this.outbox, events);
+      return changed;
+    });
+    this.afterCommit();
+    return rows;
   }
 
   /**
@@ -200,6 +213,35 @@ export class Transfers {
       .limit(limit + 1);
     return pageOf(rows, limit, (last) => ({ before: last.id }));
   }
+}
+
+type Expected = { status?: TransferStatusName; step?: TransferRow["step"] };
+
+interface StatusChange {
+  id: string;
+  changes: TransferChanges;
+  expected?: Expected;
+  /** The trace of the request making the change. */
+  context?: Context;
+}
+
+// Status changes committing at once; the ones that arrive meanwhile share the next transaction.
+const STATUS_GROUPS: GroupCommitOptions = { concurrency: 2, maxItems: 100 };
+
+/** Applies changes to a transfer while `expected` holds; the row as changed, or undefined. */
+async function update(t: TransactionsDb | TransactionsTx, { id, changes, expected }: StatusChange): Promise<TransferRow | undefined> {
+  const [row] = await t
+    .update(transfers)
+    .set({ ...changes, updatedAt: new Date() })
+    .where(
+      and(
+        eq(transfers.id, id),
+        expected?.status ? eq(transfers.status, expected.status) : undefined,
+        expected?.step ? eq(transfers.step, expected.step) : undefined,
+      ),
+    )
+    .returning();
+  return row;
 }
 
 /** The rows of `ids` that exist, in the order of `ids`. */
