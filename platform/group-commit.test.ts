@@ -110,3 +110,19 @@ describe("with lock keys", () => {
     expect(await Promise.all(answers)).toEqual([["ok a+b"], ["ok b+c"], ["ok c+d"]]);
   });
 });
+
+it("with onePerKey, commits requests sharing a key in turn, never in one group", async () => {
+  const m = manualCommit();
+  const group = new GroupCommit(m.commit, { concurrency: 1, maxItems: 10, onePerKey: true }, (n: number) => [String(n % 2)]);
+  const answers = [group.submit([1]), group.submit([3]), group.submit([2]), group.submit([5]), group.submit([4])];
+  expect(m.groups).toEqual([[[1]]]);
+  m.pending[0].resolve();
+  await tick();
+  // 3 and 5 share 1's key (odd), 2 and 4 theirs (even): one of each per group.
+  expect(m.groups[1]).toEqual([[3], [2]]);
+  m.pending[1].resolve();
+  await tick();
+  expect(m.groups[2]).toEqual([[5], [4]]);
+  m.pending[2].resolve();
+  expect(await Promise.all(answers)).toEqual([["ok 1"], ["ok 3"], ["ok 2"], ["ok 5"], ["ok 4"]]);
+});

@@ -5,6 +5,8 @@ export interface GroupCommitOptions {
   concurrency: number;
   /** Items (transfers) in one group at most; a request larger than this still goes alone. */
   maxItems: number;
+  /** Requests sharing a key never commit in one group either: each sees the one before it committed. */
+  onePerKey?: boolean;
 }
 
 /** The rows an item locks (its accounts): a request waits rather than commit beside a group that locks any of them. */
@@ -76,15 +78,17 @@ export class GroupCommit<R, O> {
   /** From the head of the queue, the requests that fit in one group and lock nothing a committing group holds. */
   private take(): Waiting<R, O>[] {
     const group: Waiting<R, O>[] = [];
+    const inGroup = new Set<string>();
     let items = 0;
     for (let i = 0; i < this.queue.length; ) {
       const waiting = this.queue[i];
-      if (waiting.keys.some((key) => this.locked.has(key))) {
+      if (waiting.keys.some((key) => this.locked.has(key) || inGroup.has(key))) {
         i++;
         continue;
       }
       if (group.length > 0 && items + waiting.items.length > this.options.maxItems) break;
       group.push(waiting);
+      if (this.options.onePerKey) for (const key of waiting.keys) inGroup.add(key);
       items += waiting.items.length;
       this.queue.splice(i, 1);
     }

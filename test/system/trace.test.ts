@@ -200,14 +200,14 @@ describe("one transfer, one trace", () => {
     expect(sent.map((s) => s.body.transfer?.status)).toEqual(sent.map(() => "TRANSFER_STATUS_POSTED"));
     expect(new Set(sent.map((s) => s.traceId)).size).toBe(20);
     const published = `${prefix}.transactions.transfer_posted publish`;
-    for (const { traceId } of sent) {
-      const tree = await completeTrace(traceId, (t) => t.find("the relay's publish of transfer_posted", (s) => s.service === "transactions" && s.name === published));
+    const trees = await Promise.all(sent.map(({ traceId }) => completeTrace(traceId, (t) => t.find("the relay's publish of transfer_posted", (s) => s.service === "transactions" && s.name === published))));
+    for (const tree of trees) {
       // Its own event, published once, under its own request: not another transfer's, nor a second copy.
       const publishes = tree.spans.filter((s) => s.service === "transactions" && s.name === published);
       expect(publishes).toHaveLength(1);
       expect(tree.isUnder(publishes[0], tree.server("transactions", "TransactionService/CreateTransfer"))).toBe(true);
     }
-  });
+  }, 90_000);
 
   it("follows a transfer sent to review, then the analyst's approval through the events that post it", async () => {
     const [from, to] = await openFundedAccounts();

@@ -58,7 +58,7 @@ export class Transfers {
     private readonly outbox: OutboxWriter,
     private readonly afterCommit: () => void = () => {},
   ) {
-    // A transfer's changes wait for one another (its id is the key); no two groups touch the same row.
+    // A transfer's changes wait for one another (its id is the key): no two in one group, nor in two at once.
     this.statusChanges = new GroupCommit((groups) => this.commitStatusChanges(groups.flat()).then((rows) => rows.map((row) => [row])), STATUS_GROUPS, (c) => [c.id]);
   }
 
@@ -226,7 +226,7 @@ interface StatusChange {
 }
 
 // Status changes committing at once; the ones that arrive meanwhile share the next transaction.
-const STATUS_GROUPS: GroupCommitOptions = { concurrency: 2, maxItems: 100 };
+const STATUS_GROUPS: GroupCommitOptions = { concurrency: 2, maxItems: 100, onePerKey: true };
 
 /** Applies changes to a transfer while `expected` holds; the row as changed, or undefined. */
 async function update(t: TransactionsDb | TransactionsTx, { id, changes, expected }: StatusChange): Promise<TransferRow | undefined> {
