@@ -195,8 +195,11 @@ describe("one transfer, one trace", () => {
   });
 
   it("keeps each transfer's event in its own trace when concurrent transfers commit together", async () => {
-    const [from, to] = await openFundedAccounts();
-    const sent = await Promise.all(Array.from({ length: 20 }, () => rest(teller, "POST", "/v1/transfers", { requestId: newId(), fromAccountId: from, toAccountId: to, amount: usd(100) })));
+    // Five from each of four accounts: fewer than the shipped velocity rule sends to review.
+    const pairs = await Promise.all(Array.from({ length: 4 }, () => openFundedAccounts()));
+    const sent = await Promise.all(
+      Array.from({ length: 20 }, (_, i) => rest(teller, "POST", "/v1/transfers", { requestId: newId(), fromAccountId: pairs[i % 4][0], toAccountId: pairs[i % 4][1], amount: usd(100) })),
+    );
     expect(sent.map((s) => s.body.transfer?.status)).toEqual(sent.map(() => "TRANSFER_STATUS_POSTED"));
     expect(new Set(sent.map((s) => s.traceId)).size).toBe(20);
     const published = `${prefix}.transactions.transfer_posted publish`;
