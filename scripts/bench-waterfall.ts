@@ -1,11 +1,12 @@
 /**
- * npm run bench:waterfall: where one transfer's time goes. Starts Tally as
+ * npm run bench:waterfall: where a transfer's time goes. Starts Tally as
  * processes (one of each) with every span exported to a receiver in this
- * process, sends BENCH_TRANSFERS transfers one at a time through the gateway
- * over gRPC, and prints the trace of the median one as a waterfall: each
- * span's service, start offset and duration, indented by parent. Also prints,
- * over all of them, the time each span name took in total per transfer.
- * It reports; it does not assert.
+ * process and pg_stat_statements loaded, sends BENCH_TRANSFERS transfers
+ * through the gateway over gRPC, BENCH_CONCURRENCY (1) at a time, and prints
+ * their throughput and latency, the CPU each process spent per transfer,
+ * every statement PostgreSQL ran per transfer, the trace of the median one as
+ * a waterfall (each span's service, start offset and duration, indented by
+ * parent), and the time each span took per transfer. It reports; it does not assert.
  */
 import { Metadata } from "@grpc/grpc-js";
 import { randomBytes } from "node:crypto";
@@ -16,10 +17,10 @@ import { RiskService } from "../gen/tally/risk/v1/risk_service_pb";
 import { TransactionService } from "../gen/tally/transactions/v1/transaction_service_pb";
 import { TransferStatus } from "../gen/tally/transactions/v1/transfer_pb";
 import { DEFAULT_RULES } from "../services/risk/src/domain/default-rules";
-import { createServiceClient } from "../platform/grpc/client";
+import { createServiceClient, type ClientOf } from "../platform/grpc/client";
 import { newId } from "../platform/ids";
-import { startCluster } from "../test/support/cluster";
-import { startOtlpReceiver, type ReceivedSpan } from "../test/support/otlp";
+import { startCluster, type Cluster } from "../test/support/cluster";
+import { startOtlpReceiver, type OtlpReceiver, type ReceivedSpan } from "../test/support/otlp";
 import { envInt, fundFromSettlement, mapLimit, openAccounts, percentile, printColumns, round2 } from "./bench-support";
 import { cpuSecondsOf, cpuSecondsOfCommand } from "./process-cpu";
 
@@ -48,81 +49,124 @@ function waterfall(spans: ReceivedSpan[]): string[][] {
   return rows;
 }
 
+type Clients = { transactions: ClientOf<typeof TransactionService>; token: string; accounts: string[] };
+
+/** Funded accounts, the velocity rule off, and a client of the gateway. */
+async function prepare(cluster: Cluster): Promise<Clients> {
+  const accountTarget = `127.0.0.1:${cluster.of("account")[0].port}`;
+  const gateway = `127.0.0.1:${cluster.of("gateway")[0].port}`;
+  const options = { defaultTimeoutMs: 30_000 };
+  const internal = { accounts: createServiceClient(AccountService, accountTarget, options), ledger: createServiceClient(LedgerService, accountTarget, options) };
+  const accounts = await openAccounts(internal, ACCOUNTS, CURRENCY, 8);
+  await fundFromSettlement(internal, accounts, 100_000_000n, CURRENCY);
+  internal.accounts.close();
+  internal.ledger.close();
+  const analyst = new Metadata();
+  analyst.set("authorization", `Bearer ${await cluster.token("analyst")}`);
+  const risk = createServiceClient(RiskService, gateway, options);
+  await risk.disableRule({ ruleId: VELOCITY_RULE }, { metadata: analyst });
+  risk.close();
+  return { transactions: createServiceClient(TransactionService, gateway, options), token: await cluster.token("teller"), accounts };
+}
+
+interface Sent {
+  traceId: string;
+  ms: number;
+}
+
+/** Sends the transfers, CONCURRENCY at a time, each starting its own trace; how each went, and how they ended, by status. */
+async function send({ transactions, token, accounts }: Clients): Promise<{ sent: Sent[]; statuses: Record<string, number>; seconds: number }> {
+  const sent: Sent[] = [];
+  const statuses: Record<string, number> = {};
+  const started = performance.now();
+  await mapLimit(Array.from({ length: TRANSFERS }, (_, i) => i), CONCURRENCY, async (i) => {
+    // The client starts the trace, so it knows the id to look up.
+    const traceId = randomBytes(16).toString("hex");
+    const metadata = new Metadata();
+    metadata.set("authorization", `Bearer ${token}`);
+    metadata.set("traceparent", `00-${traceId}-${randomBytes(8).toString("hex")}-01`);
+    const t0 = performance.now();
+    const { transfer } = await transactions.createTransfer(
+      { requestId: newId(), fromAccountId: accounts[i % accounts.length], toAccountId: accounts[(i * 7 + 1) % accounts.length], amount: { amount: 100n, currency: CURRENCY } },
+      { metadata },
+    );
+    // Why a transfer did not post: risk's decision, or its fallback when risk could not answer.
+    const why = transfer!.status === TransferStatus.POSTED ? "" : ` (${transfer!.risk?.fallback ? "risk fallback" : (transfer!.risk?.reasons.join(", ") ?? "")})`;
+    const key = `${TransferStatus[transfer!.status]}${why}`;
+    statuses[key] = (statuses[key] ?? 0) + 1;
+    sent.push({ traceId, ms: performance.now() - t0 });
+  });
+  return { sent, statuses, seconds: (performance.now() - started) / 1000 };
+}
+
+/** Every statement PostgreSQL ran, per transfer: the transfers' own and the background's (relays, consumers, sweepers). */
+interface StatementStats {
+  calls: string;
+  total_exec_time: number;
+  query: string;
+}
+
+function printStatements(statements: readonly StatementStats[]): void {
+  const calls = statements.reduce((a, r) => a + Number(r.calls), 0);
+  process.stdout.write(`statements per transfer: ${round2(calls / TRANSFERS)}, of which:\n`);
+  printColumns(
+    ["per transfer", "ms in PostgreSQL", "statement"],
+    statements.slice(0, 30).map((r) => [round2(Number(r.calls) / TRANSFERS).toString(), round2(Number(r.total_exec_time) / TRANSFERS).toFixed(3), String(r.query).replace(/\s+/g, " ").slice(0, 140)]),
+  );
+  process.stdout.write("\n");
+}
+
+/** The median transfer's trace as a waterfall, then each span's time per transfer over the last three quarters sent (the first warm the processes up). */
+function printSpans(otlp: OtlpReceiver, sent: Sent[]): void {
+  const median = [...sent].sort((a, b) => a.ms - b.ms)[Math.floor(sent.length / 2)];
+  printColumns(["service", "span", "start ms", "ms"], waterfall(otlp.trace(median.traceId)));
+  const traced = new Set(sent.slice(Math.floor(sent.length / 4)).map((s) => s.traceId));
+  const totals = new Map<string, { ms: number; count: number }>();
+  for (const s of otlp.spans.filter((span) => traced.has(span.traceId))) {
+    const key = `${s.service}\t${s.name}`;
+    const t = totals.get(key) ?? { ms: 0, count: 0 };
+    totals.set(key, { ms: t.ms + s.endMs - s.startMs, count: t.count + 1 });
+  }
+  process.stdout.write(`\nper transfer, over the last ${traced.size}:\n`);
+  printColumns(
+    ["service", "span", "count", "ms"],
+    [...totals.entries()].sort((a, b) => b[1].ms - a[1].ms).map(([key, t]) => [...key.split("\t"), round2(t.count / traced.size).toString(), round2(t.ms / traced.size).toFixed(2)]),
+  );
+}
+
 async function main(): Promise<void> {
   const otlp = await startOtlpReceiver();
-  const cluster = await startCluster({ replicas: 1, trackStatements: true, env: { OTEL_TRACES_EXPORTER: TRACING ? "otlp" : "none", OTEL_EXPORTER_OTLP_ENDPOINT: otlp.endpoint, OTEL_BSP_SCHEDULE_DELAY: "100", LOG_LEVEL: "warn", ...(process.env.RISK_DEADLINE_MS ? { RISK_DEADLINE_MS: process.env.RISK_DEADLINE_MS } : {}) } });
+  const cluster = await startCluster({
+    replicas: 1,
+    trackStatements: true,
+    env: { OTEL_TRACES_EXPORTER: TRACING ? "otlp" : "none", OTEL_EXPORTER_OTLP_ENDPOINT: otlp.endpoint, OTEL_BSP_SCHEDULE_DELAY: "100", LOG_LEVEL: "warn" },
+  });
   try {
-    const accountTarget = `127.0.0.1:${cluster.of("account")[0].port}`;
-    const internal = { accounts: createServiceClient(AccountService, accountTarget, { defaultTimeoutMs: 30_000 }), ledger: createServiceClient(LedgerService, accountTarget, { defaultTimeoutMs: 30_000 }) };
-    const accounts = await openAccounts(internal, ACCOUNTS, CURRENCY, 8);
-    await fundFromSettlement(internal, accounts, 100_000_000n, CURRENCY);
-    const transactions = createServiceClient(TransactionService, `127.0.0.1:${cluster.of("gateway")[0].port}`, { defaultTimeoutMs: 30_000 });
-    const token = await cluster.token("teller");
-    const analyst = new Metadata();
-    analyst.set("authorization", `Bearer ${await cluster.token("analyst")}`);
-    const risk = createServiceClient(RiskService, `127.0.0.1:${cluster.of("gateway")[0].port}`, { defaultTimeoutMs: 30_000 });
-    await risk.disableRule({ ruleId: VELOCITY_RULE }, { metadata: analyst });
-    risk.close();
-    const sent: { traceId: string; ms: number }[] = [];
-    const statuses: Record<string, number> = {};
-    const cpu = (): Record<string, number> => ({ ...Object.fromEntries(cluster.replicas.map((r) => [r.name, cpuSecondsOf(r.pid)])), postgresql: cpuSecondsOfCommand("postgres"), "nats-server": cpuSecondsOfCommand("nats-server") });
+    const clients = await prepare(cluster);
+    const cpu = (): Record<string, number> => ({
+      ...Object.fromEntries(cluster.replicas.map((r) => [r.name, cpuSecondsOf(r.pid)])),
+      postgresql: cpuSecondsOfCommand("postgres"),
+      "nats-server": cpuSecondsOfCommand("nats-server"),
+    });
     const stats = postgres(cluster.databaseUrl, { max: 1, onnotice: () => {} });
     await stats`select pg_stat_statements_reset()`;
     const cpuBefore = cpu();
-    const started = performance.now();
-    await mapLimit(Array.from({ length: TRANSFERS }, (_, i) => i), CONCURRENCY, async (i) => {
-      // The client starts the trace, so it knows the id to look up.
-      const traceId = randomBytes(16).toString("hex");
-      const metadata = new Metadata();
-      metadata.set("authorization", `Bearer ${token}`);
-      metadata.set("traceparent", `00-${traceId}-${randomBytes(8).toString("hex")}-01`);
-      const t0 = performance.now();
-      const { transfer } = await transactions.createTransfer(
-        { requestId: newId(), fromAccountId: accounts[i % accounts.length], toAccountId: accounts[(i * 7 + 1) % accounts.length], amount: { amount: 100n, currency: CURRENCY } },
-        { metadata },
-      );
-      // Why a transfer did not post: risk's decision, or its fallback when risk could not answer.
-      const why = transfer!.status === TransferStatus.POSTED ? "" : ` (${transfer!.risk?.fallback ? "risk fallback" : (transfer!.risk?.reasons.join(", ") ?? "")})`;
-      const key = `${TransferStatus[transfer!.status]}${why}`;
-      statuses[key] = (statuses[key] ?? 0) + 1;
-      sent.push({ traceId, ms: performance.now() - t0 });
-    });
-    const seconds = (performance.now() - started) / 1000;
+    const { sent, statuses, seconds } = await send(clients);
     const cpuAfter = cpu();
-    // Every statement the system made meanwhile, the transfers' and the background's (relays, consumers, sweepers).
-    const statements = await stats`select calls, total_exec_time, query from pg_stat_statements where dbid = (select oid from pg_database where datname = current_database()) and query not like '%pg_stat_statements%' order by calls desc`;
+    const statements = await stats<StatementStats[]>`select calls, total_exec_time, query from pg_stat_statements where dbid = (select oid from pg_database where datname = current_database()) and query not like '%pg_stat_statements%' order by calls desc`;
     await stats.end();
-    // Let the events be consumed and the last spans exported.
-    await new Promise((r) => setTimeout(r, 3000));
+    clients.transactions.close();
+
     const latencies = sent.map((s) => s.ms).sort((a, b) => a - b);
     process.stdout.write(`${TRANSFERS} transfers, ${CONCURRENCY} at a time: ${Math.round(TRANSFERS / seconds)}/s, p50 ${round2(percentile(latencies, 50))} ms, p99 ${round2(percentile(latencies, 99))} ms; ${JSON.stringify(statuses)}\n`);
     const cpuMs = Object.entries(cpuAfter).map(([p, s]) => [p, round2((1000 * (s - cpuBefore[p])) / TRANSFERS)] as const);
     process.stdout.write(`CPU ms per transfer: ${cpuMs.map(([p, ms]) => `${p} ${ms}`).join(", ")}; all ${round2(cpuMs.reduce((a, [, ms]) => a + ms, 0))}\n\n`);
-    const calls = statements.reduce((a, r) => a + Number(r.calls), 0);
-    process.stdout.write(`statements per transfer: ${round2(calls / TRANSFERS)}, of which:\n`);
-    printColumns(
-      ["per transfer", "ms in PostgreSQL", "statement"],
-      statements.slice(0, 30).map((r) => [round2(Number(r.calls) / TRANSFERS).toString(), round2(Number(r.total_exec_time) / TRANSFERS).toFixed(3), String(r.query).replace(/\s+/g, " ").slice(0, 140)]),
-    );
-    process.stdout.write("\n");
-    if (!TRACING) return;
-    const median = [...sent].sort((a, b) => a.ms - b.ms)[Math.floor(sent.length / 2)];
-    printColumns(["service", "span", "start ms", "ms"], waterfall(otlp.trace(median.traceId)));
-    const traced = new Set(sent.slice(Math.floor(sent.length / 4)).map((s) => s.traceId));
-    const totals = new Map<string, { ms: number; count: number }>();
-    for (const s of otlp.spans.filter((span) => traced.has(span.traceId))) {
-      const key = `${s.service}\t${s.name}`;
-      const t = totals.get(key) ?? { ms: 0, count: 0 };
-      totals.set(key, { ms: t.ms + s.endMs - s.startMs, count: t.count + 1 });
+    printStatements(statements);
+    if (TRACING) {
+      // Let the events be consumed and the last spans exported.
+      await new Promise((r) => setTimeout(r, 3000));
+      printSpans(otlp, sent);
     }
-    process.stdout.write(`\nper transfer, over the last ${traced.size}:\n`);
-    printColumns(
-      ["service", "span", "count", "ms"],
-      [...totals.entries()].sort((a, b) => b[1].ms - a[1].ms).map(([key, t]) => [...key.split("\t"), round2(t.count / traced.size).toString(), round2(t.ms / traced.size).toFixed(2)]),
-    );
-    internal.accounts.close();
-    internal.ledger.close();
-    transactions.close();
   } finally {
     await cluster.stop();
     await otlp.close();
