@@ -1,7 +1,7 @@
 import { context, metrics, propagation, ROOT_CONTEXT, SpanKind, trace, type BatchObservableCallback } from "@opentelemetry/api";
 import type { JetStreamClient } from "@nats-io/jetstream";
 import { headers as natsHeaders } from "@nats-io/transport-node";
-import { and, asc, count, inArray, isNull, lt, min, sql } from "drizzle-orm";
+import { asc, count, inArray, isNull, lt, min, sql } from "drizzle-orm";
 import { getTableConfig, type PgDatabase, type PgQueryResultHKT } from "drizzle-orm/pg-core";
 import type { Logger } from "../logger";
 import { withinScrape } from "../telemetry/scrape";
@@ -75,12 +75,15 @@ export class OutboxRelay {
     const { db, table, js, batchSize } = this.options;
     return db.transaction(async (tx) => {
       // One publisher at a time per outbox keeps the stream in the order events were written;
-      // the others stand by and take over the moment it stops. The lock is taken by the read
-      // itself (before any row passes its filter), so a replica that does not get it reads nothing.
+      // the others stand by and take over the moment it stops.
+      const [{ leader }] = (await tx.execute(
+        sql`select pg_try_advisory_xact_lock(hashtext(${`tally.outbox.${this.outbox}`})) as leader`,
+      )) as unknown as { leader: boolean }[];
+      if (!leader) return 0;
       const rows = await tx
         .select()
         .from(table)
-        .where(and(isNull(table.publishedAt), sql`pg_try_advisory_xact_lock(hashtext(${`tally.outbox.${this.outbox}`}))`))
+        .where(isNull(table.publishedAt))
         .orderBy(asc(table.seq))
         .limit(batchSize)
         .for("update", { skipLocked: true });
