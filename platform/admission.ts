@@ -39,9 +39,4 @@ export class AdmissionLimit {
       throw err;
     }
   }
-
-  /** Requests waiting for their turn now. */
-  get waiting(): number {
-    return this.queued - this.policy.queueSlots;
-  }
 }

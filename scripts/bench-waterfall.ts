@@ -16,13 +16,13 @@ import { LedgerService } from "../gen/tally/account/v1/ledger_service_pb";
 import { RiskService } from "../gen/tally/risk/v1/risk_service_pb";
 import { TransactionService } from "../gen/tally/transactions/v1/transaction_service_pb";
 import { TransferStatus } from "../gen/tally/transactions/v1/transfer_pb";
-import { DEFAULT_RULES } from "../services/risk/src/domain/default-rules";
+import { VELOCITY_RULE_ID } from "../services/risk/src/domain/default-rules";
 import { createServiceClient, type ClientOf } from "../platform/grpc/client";
 import { newId } from "../platform/ids";
 import { startCluster, type Cluster } from "../test/support/cluster";
 import { startOtlpReceiver, type OtlpReceiver, type ReceivedSpan } from "../test/support/otlp";
 import { envInt, fundFromSettlement, mapLimit, openAccounts, percentile, printColumns, round2 } from "./bench-support";
-import { cpuSecondsOf, cpuSecondsOfCommand } from "./process-cpu";
+import { systemCpuSeconds } from "./process-cpu";
 
 const TRANSFERS = envInt("BENCH_TRANSFERS", 200);
 // Transfers in flight at once: 1 shows the path's own latency; more shows what load does to it.
@@ -31,8 +31,6 @@ const CONCURRENCY = envInt("BENCH_CONCURRENCY", 1);
 const TRACING = process.env.BENCH_TRACING !== "off";
 const ACCOUNTS = 1_000;
 const CURRENCY = "USD";
-// As in npm run bench: the shipped velocity rule would send this traffic to review, a path of its own.
-const VELOCITY_RULE = DEFAULT_RULES.find((r) => r.name === "velocity")!.id;
 
 /** The spans of one trace as indented rows: service, name, start offset and duration in ms. */
 function waterfall(spans: ReceivedSpan[]): string[][] {
@@ -64,7 +62,7 @@ async function prepare(cluster: Cluster): Promise<Clients> {
   const analyst = new Metadata();
   analyst.set("authorization", `Bearer ${await cluster.token("analyst")}`);
   const risk = createServiceClient(RiskService, gateway, options);
-  await risk.disableRule({ ruleId: VELOCITY_RULE }, { metadata: analyst });
+  await risk.disableRule({ ruleId: VELOCITY_RULE_ID }, { metadata: analyst });
   risk.close();
   return { transactions: createServiceClient(TransactionService, gateway, options), token: await cluster.token("teller"), accounts };
 }
@@ -143,11 +141,7 @@ async function main(): Promise<void> {
   });
   try {
     const clients = await prepare(cluster);
-    const cpu = (): Record<string, number> => ({
-      ...Object.fromEntries(cluster.replicas.map((r) => [r.name, cpuSecondsOf(r.pid)])),
-      postgresql: cpuSecondsOfCommand("postgres"),
-      "nats-server": cpuSecondsOfCommand("nats-server"),
-    });
+    const cpu = () => systemCpuSeconds(cluster.replicas);
     const stats = postgres(cluster.databaseUrl, { max: 1, onnotice: () => {} });
     await stats`select pg_stat_statements_reset()`;
     const cpuBefore = cpu();

@@ -32,7 +32,7 @@ import { newId } from "../platform/ids";
 import { projectRoot } from "../platform/project-root";
 import { schema as accountSchema } from "../services/account/src/db/schema";
 import { Accounts } from "../services/account/src/domain/accounts";
-import { DEFAULT_RULES } from "../services/risk/src/domain/default-rules";
+import { VELOCITY_RULE_ID } from "../services/risk/src/domain/default-rules";
 import { Ledger } from "../services/account/src/domain/ledger";
 import { MAX_BATCH } from "../services/account/src/domain/posting";
 import { testLogger } from "../test/support/infra";
@@ -40,7 +40,7 @@ import { pendingWork, startCluster, type Cluster } from "../test/support/cluster
 import { seededRandom } from "../test/support/random";
 import { envInt, fundFromSettlement, machine, machineLine, mapLimit, percentile, postgresVersion, printColumns, round2, writeResults } from "./bench-support";
 import { barChart } from "./bench-chart";
-import { cpuSecondsOf, cpuSecondsOfCommand } from "./process-cpu";
+import { cpuSecondsOfCommand, systemCpuSeconds } from "./process-cpu";
 
 const SECONDS = envInt("BENCH_SECONDS", 10);
 const SEED = envInt("BENCH_SEED", 42);
@@ -56,8 +56,6 @@ const FUNDING = 100_000_000n;
 const MAX_AMOUNT = 500;
 // The share of credits the hot account receives in the hot scenarios.
 const HOT_SHARE = 0.9;
-// The shipped velocity rule would send this traffic to review, a path of its own (an analyst decides).
-const VELOCITY_RULE = DEFAULT_RULES.find((r) => r.name === "velocity")!.id;
 
 type Via = "gateway (gRPC)" | "gateway (gRPC), tracing off" | "PostgreSQL alone";
 
@@ -240,7 +238,7 @@ async function settle(cluster: Cluster, timeoutMs = 180_000): Promise<void> {
 async function systemScenarios(cluster: Cluster, via: Via, uniformOnly = false): Promise<Result[]> {
   const teller = await gatewayClients(cluster, "teller");
   const analyst = await gatewayClients(cluster, "analyst");
-  await analyst.risk.disableRule({ ruleId: VELOCITY_RULE }, { metadata: analyst.metadata });
+  await analyst.risk.disableRule({ ruleId: VELOCITY_RULE_ID }, { metadata: analyst.metadata });
   const accountTarget = `127.0.0.1:${cluster.of("account")[0].port}`;
   const internal = {
     accounts: createServiceClient(AccountService, accountTarget, { defaultTimeoutMs: 60_000 }),
@@ -254,12 +252,7 @@ async function systemScenarios(cluster: Cluster, via: Via, uniformOnly = false):
   await fundFromSettlement(internal, accounts, FUNDING, CURRENCY);
   process.stdout.write(`setup: ${ACCOUNTS} accounts opened and funded in ${((performance.now() - started) / 1000).toFixed(1)} s\n`);
 
-  const processes = () => ({
-    ...Object.fromEntries(cluster.replicas.map((r) => [r.name, cpuSecondsOf(r.pid)])),
-    postgresql: cpuSecondsOfCommand("postgres"),
-    "nats-server": cpuSecondsOfCommand("nats-server"),
-    "bench client": ownCpuSeconds(),
-  });
+  const processes = () => ({ ...systemCpuSeconds(cluster.replicas), "bench client": ownCpuSeconds() });
   const call = { metadata: teller.metadata };
   const transfer = (hot: boolean): Op => async (random) => {
     const [from, to] = pair(accounts, random, hot);

@@ -35,3 +35,12 @@ export function cpuSecondsOfCommand(comm: string): number {
     return stat?.comm === comm ? sum + stat.seconds : sum;
   }, 0);
 }
+
+/** CPU seconds of every process of a running system: each replica, PostgreSQL and NATS. */
+export function systemCpuSeconds(replicas: readonly { name: string; pid: number }[]): Record<string, number> {
+  return {
+    ...Object.fromEntries(replicas.map((r) => [r.name, cpuSecondsOf(r.pid)])),
+    postgresql: cpuSecondsOfCommand("postgres"),
+    "nats-server": cpuSecondsOfCommand("nats-server"),
+  };
+}

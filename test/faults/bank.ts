@@ -2,7 +2,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import postgres from "postgres";
 import { LedgerService } from "../../gen/tally/account/v1/ledger_service_pb";
 import { TransferStatus } from "../../gen/tally/transactions/v1/transfer_pb";
-import { DEFAULT_RULES } from "../../services/risk/src/domain/default-rules";
+import { VELOCITY_RULE_ID } from "../../services/risk/src/domain/default-rules";
 import { tallyClients, type TallyClients } from "../../cli/gateway-clients";
 import { createServiceClient } from "../../platform/grpc/client";
 import { newId } from "../../platform/ids";
@@ -23,8 +23,6 @@ const MAX_AMOUNT = 30_000;
 const CALL_TIMEOUT_MS = 8_000;
 // A request that could not be answered is sent again, with the same request id, for this long.
 const RETRY_FOR_MS = 120_000;
-// The shipped velocity rule would send this busy bank's transfers to review, where they would wait for an analyst.
-const VELOCITY_RULE = DEFAULT_RULES.find((r) => r.name === "velocity")!.id;
 
 /** Codes that leave a request's fate unknown: it may or may not have been applied, so it is sent again. */
 const INDETERMINATE = new Set([Code.Unavailable, Code.DeadlineExceeded, Code.Aborted, Code.ResourceExhausted, Code.Unknown, Code.Internal, Code.Canceled]);
@@ -91,7 +89,7 @@ export async function openBank(gatewayUrls: string[], tellerToken: string, analy
     accounts.push(account!.id);
   }
   const [analyst] = clientsFor(gatewayUrls, analystToken);
-  await analyst.risk.disableRule({ ruleId: VELOCITY_RULE });
+  await analyst.risk.disableRule({ ruleId: VELOCITY_RULE_ID });
   // Every risk replica picks the change up within its refresh interval.
   await new Promise((r) => setTimeout(r, 2_000));
   return { customerId, accounts, total: OPENING_BALANCE * BigInt(ACCOUNTS) };

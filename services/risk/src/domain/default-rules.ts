@@ -73,3 +73,6 @@ export const DEFAULT_RULES: readonly (RuleDraft & { id: string })[] = [
     enabled: true,
   },
 ];
+
+/** The shipped velocity rule: benchmarks and load tests turn it off, since their traffic would go to review. */
+export const VELOCITY_RULE_ID = DEFAULT_RULES.find((r) => r.name === "velocity")!.id;

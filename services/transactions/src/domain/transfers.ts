@@ -14,7 +14,7 @@ import {
 import type { Transfer } from "../../../../gen/tally/transactions/v1/transfer_pb";
 import { DomainError, ErrorReason } from "../../../../platform/errors";
 import { GroupCommit, type GroupCommitOptions } from "../../../../platform/group-commit";
-import { appendEvents, type EventPayload, type OutboxWriter } from "../../../../platform/outbox/append";
+import { appendEvents, type EventPayload, type NewEvent, type OutboxWriter } from "../../../../platform/outbox/append";
 import { cursorId, decodePageToken, pageOf, pageSize, type Page } from "../../../../platform/paging";
 import { requireId } from "../../../../platform/validation";
 import { transfers, type TransferRow, type TransferStatusName } from "../db/schema";
@@ -105,10 +105,7 @@ export class Transfers {
     const rows = await this.db.transaction(async (tx) => {
       // Each in its own request's trace, and so is its event: the transaction is the first request's.
       const changed = await Promise.all(group.map((c) => (c.context ? context.with(c.context, () => update(tx, c)) : update(tx, c))));
-      const events = changed.flatMap((row, i) => {
-        const payload = row ? eventFor(row.status, transferMessage(row)) : undefined;
-        return row && payload ? [{ subjectId: row.id, payload, context: group[i].context }] : [];
-      });
+      const events = changed.flatMap((row, i) => (row ? eventsOf(row, undefined, group[i].context) : []));
       await appendEvents(tx, this.outbox, events);
       return changed;
     });
@@ -142,8 +139,7 @@ export class Transfers {
 
   /** Writes the event of the transfer's current status. */
   async announce(tx: TransactionsTx, row: TransferRow, reversal?: TransferRow): Promise<void> {
-    const payload = eventFor(row.status, transferMessage(row), reversal ? transferMessage(reversal) : undefined);
-    if (payload) await appendEvents(tx, this.outbox, [{ subjectId: row.id, payload }]);
+    await appendEvents(tx, this.outbox, eventsOf(row, reversal));
   }
 
   /** Claims a transfer to drive it, unless another driver holds an unexpired claim. */
@@ -242,6 +238,12 @@ async function update(t: TransactionsDb | TransactionsTx, { id, changes, expecte
     )
     .returning();
   return row;
+}
+
+/** The event of a transfer's current status, if that status has one. */
+function eventsOf(row: TransferRow, reversal?: TransferRow, traceContext?: Context): NewEvent[] {
+  const payload = eventFor(row.status, transferMessage(row), reversal ? transferMessage(reversal) : undefined);
+  return payload ? [{ subjectId: row.id, payload, context: traceContext }] : [];
 }
 
 /** The rows of `ids` that exist, in the order of `ids`. */
