@@ -7,6 +7,8 @@ export interface GroupCommitOptions {
   maxItems: number;
   /** Requests sharing a key never commit in one group either: each sees the one before it committed. */
   onePerKey?: boolean;
+  /** Whether a failed group's requests are tried again one by one (the default) or all fail with it. */
+  retryAlone?: (err: unknown) => boolean;
 }
 
 /** The rows an item locks (its accounts): a request waits rather than commit beside a group that locks any of them. */
@@ -27,7 +29,8 @@ interface Waiting<R, O> {
  * trip, one turn at a hot row's lock for all of them. Under light load a
  * request waits for nothing. `commit` gets the requests of a group in arrival
  * order and returns each one's outcomes; if it fails for a group of several,
- * each is committed again alone, so one request's failure is never another's.
+ * each is committed again alone, so one request's failure is never another's
+ * (unless `retryAlone` says the failure is everyone's: a peer that is down).
  *
  * With `keys`, a request that locks a row a committing group has locked waits
  * for that group instead of starting a transaction that would only queue on
@@ -101,6 +104,7 @@ export class GroupCommit<R, O> {
       group.forEach((w, i) => w.resolve(outcomes[i]));
     } catch (err) {
       if (group.length === 1) return group[0].reject(err);
+      if (this.options.retryAlone && !this.options.retryAlone(err)) return group.forEach((w) => w.reject(err));
       await Promise.all(group.map((w) => context.with(w.context, () => this.settle([w]))));
     }
   }

@@ -26,8 +26,10 @@ message Span {
   fixed64 end_time_unix_nano = 8;
   repeated KeyValue attributes = 9;
   repeated Event events = 11;
+  repeated Link links = 13;
   Status status = 15;
 }
+message Link { bytes trace_id = 1; bytes span_id = 2; }
 message Event { fixed64 time_unix_nano = 1; string name = 2; repeated KeyValue attributes = 3; }
 message Status { string message = 2; int32 code = 3; }
 message KeyValue { string key = 1; AnyValue value = 2; }
@@ -55,6 +57,8 @@ export interface ReceivedSpan {
   kind: number;
   attributes: Record<string, AttributeValue>;
   events: { name: string; attributes: Record<string, AttributeValue> }[];
+  /** The spans it is linked to (a call shared by several traces, say). */
+  links: { traceId: string; spanId: string }[];
   /** 0 unset, 1 ok, 2 error. */
   statusCode: number;
   /** When it started and ended, in milliseconds since the epoch. */
@@ -78,6 +82,7 @@ interface Decoded {
         endTimeUnixNano?: string;
         attributes?: KeyValue[];
         events?: { name: string; attributes?: KeyValue[] }[];
+        links?: { traceId: string; spanId: string }[];
         status?: { code?: number };
       }[];
     }[];
@@ -112,6 +117,7 @@ function spansOf(request: Decoded): ReceivedSpan[] {
         kind: span.kind ?? 0,
         attributes: attributesOf(span.attributes),
         events: (span.events ?? []).map((e) => ({ name: e.name, attributes: attributesOf(e.attributes) })),
+        links: (span.links ?? []).map((l) => ({ traceId: l.traceId, spanId: l.spanId })),
         statusCode: span.status?.code ?? 0,
         startMs: Number(BigInt(span.startTimeUnixNano ?? 0) / 1000n) / 1000,
         endMs: Number(BigInt(span.endTimeUnixNano ?? 0) / 1000n) / 1000,
@@ -127,6 +133,7 @@ export function decodeSpans(body: Uint8Array): ReceivedSpan[] {
   const request = Request.toObject(Request.decode(body), { longs: String, bytes: String }) as Decoded;
   for (const span of (request.resourceSpans ?? []).flatMap((rs) => (rs.scopeSpans ?? []).flatMap((ss) => ss.spans ?? []))) {
     Object.assign(span, { traceId: hexOf(span.traceId), spanId: hexOf(span.spanId), parentSpanId: hexOf(span.parentSpanId) });
+    for (const link of span.links ?? []) Object.assign(link, { traceId: hexOf(link.traceId), spanId: hexOf(link.spanId) });
   }
   return spansOf(request);
 }

@@ -155,9 +155,9 @@ describe("one transfer, one trace", () => {
     expectDatabaseWork(tree, transactions);
 
     // transactions → risk: the decision, and the rules behind it.
-    const toRisk = tree.client("transactions", "RiskService/AssessTransfer");
+    const toRisk = tree.client("transactions", "RiskService/AssessTransfers");
     expect(tree.isUnder(toRisk, transactions)).toBe(true);
-    const risk = tree.server("risk", "RiskService/AssessTransfer");
+    const risk = tree.server("risk", "RiskService/AssessTransfers");
     expectParent(risk, toRisk);
     expect(risk.attributes).toMatchObject({ "tally.risk.decision": "approve", "tally.transfer.id": transferId });
     expectDatabaseWork(tree, risk);
@@ -210,6 +210,21 @@ describe("one transfer, one trace", () => {
       expect(publishes).toHaveLength(1);
       expect(tree.isUnder(publishes[0], tree.server("transactions", "TransactionService/CreateTransfer"))).toBe(true);
     }
+    // Risk's decision of each, in its own trace or in a call shared with others that its trace links to.
+    for (const [i, tree] of trees.entries()) {
+      const transferId = sent[i].body.transfer!.id as string;
+      const riskServer = (s: ReceivedSpan) => s.service === "risk" && s.kind === KIND.SERVER && s.name.endsWith("RiskService/AssessTransfers");
+      const shared = tree.spans.find((s) => s.service === "transactions" && s.scope === "tally.batch" && s.name === "RiskService/AssessTransfers");
+      let decided: ReceivedSpan;
+      if (shared) {
+        expect(shared.links).toHaveLength(1);
+        const call = await completeTrace(shared.links[0].traceId, (t) => t.find("the shared call's risk span", riskServer));
+        const batch = call.spans.find((s) => s.spanId === shared.links[0].spanId)!;
+        decided = call.spans.find((s) => riskServer(s) && call.isUnder(s, batch))!;
+      } else decided = tree.find("risk's server span", riskServer);
+      const named = [decided.attributes["tally.transfer.id"], ...decided.events.map((e) => e.attributes["tally.transfer.id"])];
+      expect(named).toContain(transferId);
+    }
   }, 90_000);
 
   it("follows a transfer sent to review, then the analyst's approval through the events that post it", async () => {
@@ -227,7 +242,7 @@ describe("one transfer, one trace", () => {
     expect(review.roots).toEqual([gateway]);
     const transactions = review.server("transactions", "TransactionService/CreateTransfer");
     expect(review.isUnder(transactions, gateway)).toBe(true);
-    const risk = review.server("risk", "RiskService/AssessTransfer");
+    const risk = review.server("risk", "RiskService/AssessTransfers");
     expect(review.isUnder(risk, transactions)).toBe(true);
     expect(risk.attributes["tally.risk.decision"]).toBe("review");
     const fired = risk.events.filter((e) => e.name === "rule fired").map((e) => e.attributes["tally.risk.rule.name"]);

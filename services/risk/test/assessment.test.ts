@@ -1,6 +1,7 @@
 import { status as Status } from "@grpc/grpc-js";
 import { RuleAction, RuleKind } from "../../../gen/tally/risk/v1/risk_pb";
 import { RiskDecision, TransferKind } from "../../../gen/tally/transactions/v1/transfer_pb";
+import { reasonName } from "../../../platform/errors";
 import { newId } from "../../../platform/ids";
 import { expectRpcError, fund, openAccount, profileWhen, riskRows, transferToAssess } from "./fixtures";
 import { startRiskHarness, type RiskHarness } from "./harness";
@@ -148,5 +149,47 @@ describe("AssessTransfer bookkeeping", () => {
 
   it("answers NOT_FOUND for an unknown assessment", async () => {
     await expectRpcError(h.risk.getAssessment({ assessmentId: newId() }), Status.NOT_FOUND, "ASSESSMENT_NOT_FOUND", "assessment_id");
+  });
+});
+
+describe("AssessTransfers: several transfers in one call", () => {
+  it("decides each on its own and stores each once, in one call: decisions, a refusal, a replay and a review", async () => {
+    const [a, b, c] = [await openAccount(h), await openAccount(h), await openAccount(h)];
+    const assessedBefore = transferToAssess(a.id, b.id, 10n);
+    const { assessment: earlier } = await h.risk.assessTransfer({ transfer: assessedBefore });
+    const ordinary = transferToAssess(a.id, b.id, 5_000n);
+    const large = transferToAssess(c.id, a.id, 1_000_000n);
+    const before = [await riskRows(h, "assessments"), await riskRows(h, "reviews")];
+    const { results } = await h.risk.assessTransfers({
+      transfers: [
+        ordinary,
+        { ...transferToAssess(a.id, b.id, 1n), amount: undefined },
+        assessedBefore,
+        large,
+        { ...assessedBefore, amount: { amount: 500_000_000n, currency: "USD" } },
+        ordinary,
+      ],
+    });
+    expect(results.map((r) => [r.index, r.assessment?.decision, r.errorReason === 0 ? "" : reasonName(r.errorReason), r.errorField])).toEqual([
+      [0, RiskDecision.APPROVE, "", ""],
+      [1, undefined, "MISSING_FIELD", "transfer.amount"],
+      [2, RiskDecision.APPROVE, "", ""],
+      [3, RiskDecision.REVIEW, "", ""],
+      [4, undefined, "EXISTS_WITH_DIFFERENT_FIELDS", "transfer.id"],
+      [5, RiskDecision.APPROVE, "", ""],
+    ]);
+    // The replay got the stored decision; the transfer named twice, one assessment.
+    expect(results[2].assessment!.id).toBe(earlier!.id);
+    expect(results[5].assessment!.id).toBe(results[0].assessment!.id);
+    expect([await riskRows(h, "assessments"), await riskRows(h, "reviews")]).toEqual([before[0] + 2, before[1] + 1]);
+    const { reviews } = await h.risk.listReviews({ accountId: c.id });
+    expect(reviews.map((r) => [r.transferId, r.assessmentId])).toEqual([[large.id, results[3].assessment!.id]]);
+    expect((await h.risk.getAssessment({ assessmentId: results[0].assessment!.id })).assessment).toEqual(results[0].assessment);
+  });
+
+  it("refuses an empty call and one over the limit", async () => {
+    await expectRpcError(h.risk.assessTransfers({ transfers: [] }), Status.INVALID_ARGUMENT, "BATCH_EMPTY", "transfers");
+    const many = Array.from({ length: 1001 }, () => transferToAssess(newId(), newId(), 1n));
+    await expectRpcError(h.risk.assessTransfers({ transfers: many }), Status.INVALID_ARGUMENT, "BATCH_TOO_LARGE", "transfers");
   });
 });

@@ -43,7 +43,7 @@ export async function startTransactionsService(config: TransactionsConfig, log: 
   const ledger = createServiceClient(LedgerService, config.ACCOUNT_SERVICE_URL, { ...clientOptions, retryableMethods: ["postTransfers"] });
   const accounts = createServiceClient(AccountService, config.ACCOUNT_SERVICE_URL, { ...clientOptions, retryableMethods: ["getSystemAccount", "getAccount"] });
   // Risk assesses a transfer once, whatever asks again, so a call that found no replica is retried within its deadline.
-  const risk = createServiceClient(RiskService, config.RISK_SERVICE_URL, { ...clientOptions, retryableMethods: ["assessTransfer"] });
+  const risk = createServiceClient(RiskService, config.RISK_SERVICE_URL, { ...clientOptions, retryableMethods: ["assessTransfers"] });
   lifecycle.onStop("service clients", () => [ledger, accounts, risk].forEach((c) => c.close()));
 
   const store = new Transfers(db, outbox, nudge);

@@ -26,14 +26,14 @@ beforeAll(async () => {
     throw new DomainError(ErrorReason.INTERNAL, "not used in this test");
   };
   const handlers = Object.fromEntries((RiskService.methods as { localName: string }[]).map((m) => [m.localName, notUsed])) as unknown as HandlersOf<typeof RiskService>;
-  handlers.assessTransfer = async (request) => {
+  handlers.assessTransfers = async (request) => {
     if (slow) await new Promise((r) => setTimeout(r, DEADLINE_MS * 3));
-    return { assessment: create(AssessmentSchema, { id: newId(), transferId: request.transfer?.id ?? "", decision: RiskDecision.APPROVE }) };
+    return { results: request.transfers.map((t, index) => ({ index, assessment: create(AssessmentSchema, { id: newId(), transferId: t.id, decision: RiskDecision.APPROVE }) })) };
   };
   server = new GrpcServer({ host: "127.0.0.1", port: 0, log: testLogger() }).add(RiskService, handlers);
   client = createServiceClient(RiskService, `127.0.0.1:${await server.start()}`, { defaultTimeoutMs: 10_000 });
   // Connected before the gates judge any call by its deadline.
-  await client.assessTransfer({ transfer: { id: newId() } });
+  await client.assessTransfers({ transfers: [{ id: newId() }] });
 });
 
 afterAll(async () => {

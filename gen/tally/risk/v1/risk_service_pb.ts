@@ -5,6 +5,8 @@
 import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import { file_google_api_annotations } from "../../../google/api/annotations_pb";
+import type { ErrorReason } from "../../common/v1/errors_pb";
+import { file_tally_common_v1_errors } from "../../common/v1/errors_pb";
 import { file_tally_common_v1_policy } from "../../common/v1/policy_pb";
 import type { Alert, Assessment, Review, ReviewStatus, RiskProfile, Rule, RuleKind } from "./risk_pb";
 import { file_tally_risk_v1_risk } from "./risk_pb";
@@ -16,7 +18,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file tally/risk/v1/risk_service.proto.
  */
 export const file_tally_risk_v1_risk_service: GenFile = /*@__PURE__*/
-  fileDesc("CiB0YWxseS9yaXNrL3YxL3Jpc2tfc2VydmljZS5wcm90bxINdGFsbHkucmlzay52MSJKChVBc3Nlc3NUcmFuc2ZlclJlcXVlc3QSMQoIdHJhbnNmZXIYASABKAsyHy50YWxseS50cmFuc2FjdGlvbnMudjEuVHJhbnNmZXIiRwoWQXNzZXNzVHJhbnNmZXJSZXNwb25zZRItCgphc3Nlc3NtZW50GAEgASgLMhkudGFsbHkucmlzay52MS5Bc3Nlc3NtZW50Ii0KFEdldEFzc2Vzc21lbnRSZXF1ZXN0EhUKDWFzc2Vzc21lbnRfaWQYASABKAkiRgoVR2V0QXNzZXNzbWVudFJlc3BvbnNlEi0KCmFzc2Vzc21lbnQYASABKAsyGS50YWxseS5yaXNrLnYxLkFzc2Vzc21lbnQiNgoRQ3JlYXRlUnVsZVJlcXVlc3QSIQoEcnVsZRgBIAEoCzITLnRhbGx5LnJpc2sudjEuUnVsZSI3ChJDcmVhdGVSdWxlUmVzcG9uc2USIQoEcnVsZRgBIAEoCzITLnRhbGx5LnJpc2sudjEuUnVsZSJHChFVcGRhdGVSdWxlUmVxdWVzdBIPCgdydWxlX2lkGAEgASgJEiEKBHJ1bGUYAiABKAsyEy50YWxseS5yaXNrLnYxLlJ1bGUiNwoSVXBkYXRlUnVsZVJlc3BvbnNlEiEKBHJ1bGUYASABKAsyEy50YWxseS5yaXNrLnYxLlJ1bGUiMgoOR2V0UnVsZVJlcXVlc3QSDwoHcnVsZV9pZBgBIAEoCRIPCgd2ZXJzaW9uGAIgASgFIjQKD0dldFJ1bGVSZXNwb25zZRIhCgRydWxlGAEgASgLMhMudGFsbHkucmlzay52MS5SdWxlInkKEExpc3RSdWxlc1JlcXVlc3QSJQoEa2luZBgBIAEoDjIXLnRhbGx5LnJpc2sudjEuUnVsZUtpbmQSFwoPaW5jbHVkZV9oaXN0b3J5GAIgASgIEhEKCXBhZ2Vfc2l6ZRgDIAEoBRISCgpwYWdlX3Rva2VuGAQgASgJIlAKEUxpc3RSdWxlc1Jlc3BvbnNlEiIKBXJ1bGVzGAEgAygLMhMudGFsbHkucmlzay52MS5SdWxlEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSIkChFFbmFibGVSdWxlUmVxdWVzdBIPCgdydWxlX2lkGAEgASgJIjcKEkVuYWJsZVJ1bGVSZXNwb25zZRIhCgRydWxlGAEgASgLMhMudGFsbHkucmlzay52MS5SdWxlIiUKEkRpc2FibGVSdWxlUmVxdWVzdBIPCgdydWxlX2lkGAEgASgJIjgKE0Rpc2FibGVSdWxlUmVzcG9uc2USIQoEcnVsZRgBIAEoCzITLnRhbGx5LnJpc2sudjEuUnVsZSJgCg9UZXN0UnVsZVJlcXVlc3QSJQoEa2luZBgBIAEoDjIXLnRhbGx5LnJpc2sudjEuUnVsZUtpbmQSEgoKZXhwcmVzc2lvbhgCIAEoCRISCgppbnB1dF9qc29uGAMgASgJImAKEFRlc3RSdWxlUmVzcG9uc2USDQoFdmFsaWQYASABKAgSKAoGaXNzdWVzGAIgAygLMhgudGFsbHkucmlzay52MS5SdWxlSXNzdWUSEwoLcmVzdWx0X2pzb24YAyABKAkiOgoJUnVsZUlzc3VlEg8KB21lc3NhZ2UYASABKAkSDAoEbGluZRgCIAEoBRIOCgZjb2x1bW4YAyABKAUifAoSTGlzdFJldmlld3NSZXF1ZXN0EisKBnN0YXR1cxgBIAEoDjIbLnRhbGx5LnJpc2sudjEuUmV2aWV3U3RhdHVzEhIKCmFjY291bnRfaWQYAiABKAkSEQoJcGFnZV9zaXplGAMgASgFEhIKCnBhZ2VfdG9rZW4YBCABKAkiVgoTTGlzdFJldmlld3NSZXNwb25zZRImCgdyZXZpZXdzGAEgAygLMhUudGFsbHkucmlzay52MS5SZXZpZXcSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIiUKEEdldFJldmlld1JlcXVlc3QSEQoJcmV2aWV3X2lkGAEgASgJIjoKEUdldFJldmlld1Jlc3BvbnNlEiUKBnJldmlldxgBIAEoCzIVLnRhbGx5LnJpc2sudjEuUmV2aWV3ImgKFFJlc29sdmVSZXZpZXdSZXF1ZXN0EhEKCXJldmlld19pZBgBIAEoCRIvCgpyZXNvbHV0aW9uGAIgASgOMhsudGFsbHkucmlzay52MS5SZXZpZXdTdGF0dXMSDAoEbm90ZRgDIAEoCSI+ChVSZXNvbHZlUmV2aWV3UmVzcG9uc2USJQoGcmV2aWV3GAEgASgLMhUudGFsbHkucmlzay52MS5SZXZpZXciTgoRTGlzdEFsZXJ0c1JlcXVlc3QSEgoKYWNjb3VudF9pZBgBIAEoCRIRCglwYWdlX3NpemUYAiABKAUSEgoKcGFnZV90b2tlbhgDIAEoCSJTChJMaXN0QWxlcnRzUmVzcG9uc2USJAoGYWxlcnRzGAEgAygLMhQudGFsbHkucmlzay52MS5BbGVydBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiKwoVR2V0Umlza1Byb2ZpbGVSZXF1ZXN0EhIKCmFjY291bnRfaWQYASABKAkiRQoWR2V0Umlza1Byb2ZpbGVSZXNwb25zZRIrCgdwcm9maWxlGAEgASgLMhoudGFsbHkucmlzay52MS5SaXNrUHJvZmlsZTLVDQoLUmlza1NlcnZpY2USZQoOQXNzZXNzVHJhbnNmZXISJC50YWxseS5yaXNrLnYxLkFzc2Vzc1RyYW5zZmVyUmVxdWVzdBolLnRhbGx5LnJpc2sudjEuQXNzZXNzVHJhbnNmZXJSZXNwb25zZSIGirUYAggCEo0BCg1HZXRBc3Nlc3NtZW50EiMudGFsbHkucmlzay52MS5HZXRBc3Nlc3NtZW50UmVxdWVzdBokLnRhbGx5LnJpc2sudjEuR2V0QXNzZXNzbWVudFJlc3BvbnNlIjGKtRgGCAESAgMFgtPkkwIhEh8vdjEvYXNzZXNzbWVudHMve2Fzc2Vzc21lbnRfaWR9EnAKCkNyZWF0ZVJ1bGUSIC50YWxseS5yaXNrLnYxLkNyZWF0ZVJ1bGVSZXF1ZXN0GiEudGFsbHkucmlzay52MS5DcmVhdGVSdWxlUmVzcG9uc2UiHYq1GAUIARIBA4LT5JMCDjoBKiIJL3YxL3J1bGVzEnoKClVwZGF0ZVJ1bGUSIC50YWxseS5yaXNrLnYxLlVwZGF0ZVJ1bGVSZXF1ZXN0GiEudGFsbHkucmlzay52MS5VcGRhdGVSdWxlUmVzcG9uc2UiJ4q1GAUIARIBA4LT5JMCGDoBKhoTL3YxL3J1bGVzL3tydWxlX2lkfRJuCgdHZXRSdWxlEh0udGFsbHkucmlzay52MS5HZXRSdWxlUmVxdWVzdBoeLnRhbGx5LnJpc2sudjEuR2V0UnVsZVJlc3BvbnNlIiSKtRgFCAESAQOC0+STAhUSEy92MS9ydWxlcy97cnVsZV9pZH0SagoJTGlzdFJ1bGVzEh8udGFsbHkucmlzay52MS5MaXN0UnVsZXNSZXF1ZXN0GiAudGFsbHkucmlzay52MS5MaXN0UnVsZXNSZXNwb25zZSIairUYBQgBEgEDgtPkkwILEgkvdjEvcnVsZXMSgQEKCkVuYWJsZVJ1bGUSIC50YWxseS5yaXNrLnYxLkVuYWJsZVJ1bGVSZXF1ZXN0GiEudGFsbHkucmlzay52MS5FbmFibGVSdWxlUmVzcG9uc2UiLoq1GAUIARIBA4LT5JMCHzoBKiIaL3YxL3J1bGVzL3tydWxlX2lkfTplbmFibGUShQEKC0Rpc2FibGVSdWxlEiEudGFsbHkucmlzay52MS5EaXNhYmxlUnVsZVJlcXVlc3QaIi50YWxseS5yaXNrLnYxLkRpc2FibGVSdWxlUmVzcG9uc2UiL4q1GAUIARIBA4LT5JMCIDoBKiIbL3YxL3J1bGVzL3tydWxlX2lkfTpkaXNhYmxlEm8KCFRlc3RSdWxlEh4udGFsbHkucmlzay52MS5UZXN0UnVsZVJlcXVlc3QaHy50YWxseS5yaXNrLnYxLlRlc3RSdWxlUmVzcG9uc2UiIoq1GAUIARIBA4LT5JMCEzoBKiIOL3YxL3J1bGVzOnRlc3QScgoLTGlzdFJldmlld3MSIS50YWxseS5yaXNrLnYxLkxpc3RSZXZpZXdzUmVxdWVzdBoiLnRhbGx5LnJpc2sudjEuTGlzdFJldmlld3NSZXNwb25zZSIcirUYBQgBEgEDgtPkkwINEgsvdjEvcmV2aWV3cxJ4CglHZXRSZXZpZXcSHy50YWxseS5yaXNrLnYxLkdldFJldmlld1JlcXVlc3QaIC50YWxseS5yaXNrLnYxLkdldFJldmlld1Jlc3BvbnNlIiiKtRgFCAESAQOC0+STAhkSFy92MS9yZXZpZXdzL3tyZXZpZXdfaWR9Eo8BCg1SZXNvbHZlUmV2aWV3EiMudGFsbHkucmlzay52MS5SZXNvbHZlUmV2aWV3UmVxdWVzdBokLnRhbGx5LnJpc2sudjEuUmVzb2x2ZVJldmlld1Jlc3BvbnNlIjOKtRgFCAESAQOC0+STAiQ6ASoiHy92MS9yZXZpZXdzL3tyZXZpZXdfaWR9OnJlc29sdmUSbgoKTGlzdEFsZXJ0cxIgLnRhbGx5LnJpc2sudjEuTGlzdEFsZXJ0c1JlcXVlc3QaIS50YWxseS5yaXNrLnYxLkxpc3RBbGVydHNSZXNwb25zZSIbirUYBQgBEgEDgtPkkwIMEgovdjEvYWxlcnRzEpcBCg5HZXRSaXNrUHJvZmlsZRIkLnRhbGx5LnJpc2sudjEuR2V0Umlza1Byb2ZpbGVSZXF1ZXN0GiUudGFsbHkucmlzay52MS5HZXRSaXNrUHJvZmlsZVJlc3BvbnNlIjiKtRgGCAESAgMFgtPkkwIoEiYvdjEvYWNjb3VudHMve2FjY291bnRfaWR9L3Jpc2stcHJvZmlsZWIGcHJvdG8z", [file_google_api_annotations, file_tally_common_v1_policy, file_tally_risk_v1_risk, file_tally_transactions_v1_transfer]);
+  fileDesc("CiB0YWxseS9yaXNrL3YxL3Jpc2tfc2VydmljZS5wcm90bxINdGFsbHkucmlzay52MSJKChVBc3Nlc3NUcmFuc2ZlclJlcXVlc3QSMQoIdHJhbnNmZXIYASABKAsyHy50YWxseS50cmFuc2FjdGlvbnMudjEuVHJhbnNmZXIiRwoWQXNzZXNzVHJhbnNmZXJSZXNwb25zZRItCgphc3Nlc3NtZW50GAEgASgLMhkudGFsbHkucmlzay52MS5Bc3Nlc3NtZW50IkwKFkFzc2Vzc1RyYW5zZmVyc1JlcXVlc3QSMgoJdHJhbnNmZXJzGAEgAygLMh8udGFsbHkudHJhbnNhY3Rpb25zLnYxLlRyYW5zZmVyIlAKF0Fzc2Vzc1RyYW5zZmVyc1Jlc3BvbnNlEjUKB3Jlc3VsdHMYASADKAsyJC50YWxseS5yaXNrLnYxLkFzc2Vzc1RyYW5zZmVyc1Jlc3VsdCK1AQoVQXNzZXNzVHJhbnNmZXJzUmVzdWx0Eg0KBWluZGV4GAEgASgFEi0KCmFzc2Vzc21lbnQYAiABKAsyGS50YWxseS5yaXNrLnYxLkFzc2Vzc21lbnQSMgoMZXJyb3JfcmVhc29uGAMgASgOMhwudGFsbHkuY29tbW9uLnYxLkVycm9yUmVhc29uEhUKDWVycm9yX21lc3NhZ2UYBCABKAkSEwoLZXJyb3JfZmllbGQYBSABKAkiLQoUR2V0QXNzZXNzbWVudFJlcXVlc3QSFQoNYXNzZXNzbWVudF9pZBgBIAEoCSJGChVHZXRBc3Nlc3NtZW50UmVzcG9uc2USLQoKYXNzZXNzbWVudBgBIAEoCzIZLnRhbGx5LnJpc2sudjEuQXNzZXNzbWVudCI2ChFDcmVhdGVSdWxlUmVxdWVzdBIhCgRydWxlGAEgASgLMhMudGFsbHkucmlzay52MS5SdWxlIjcKEkNyZWF0ZVJ1bGVSZXNwb25zZRIhCgRydWxlGAEgASgLMhMudGFsbHkucmlzay52MS5SdWxlIkcKEVVwZGF0ZVJ1bGVSZXF1ZXN0Eg8KB3J1bGVfaWQYASABKAkSIQoEcnVsZRgCIAEoCzITLnRhbGx5LnJpc2sudjEuUnVsZSI3ChJVcGRhdGVSdWxlUmVzcG9uc2USIQoEcnVsZRgBIAEoCzITLnRhbGx5LnJpc2sudjEuUnVsZSIyCg5HZXRSdWxlUmVxdWVzdBIPCgdydWxlX2lkGAEgASgJEg8KB3ZlcnNpb24YAiABKAUiNAoPR2V0UnVsZVJlc3BvbnNlEiEKBHJ1bGUYASABKAsyEy50YWxseS5yaXNrLnYxLlJ1bGUieQoQTGlzdFJ1bGVzUmVxdWVzdBIlCgRraW5kGAEgASgOMhcudGFsbHkucmlzay52MS5SdWxlS2luZBIXCg9pbmNsdWRlX2hpc3RvcnkYAiABKAgSEQoJcGFnZV9zaXplGAMgASgFEhIKCnBhZ2VfdG9rZW4YBCABKAkiUAoRTGlzdFJ1bGVzUmVzcG9uc2USIgoFcnVsZXMYASADKAsyEy50YWxseS5yaXNrLnYxLlJ1bGUSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIiQKEUVuYWJsZVJ1bGVSZXF1ZXN0Eg8KB3J1bGVfaWQYASABKAkiNwoSRW5hYmxlUnVsZVJlc3BvbnNlEiEKBHJ1bGUYASABKAsyEy50YWxseS5yaXNrLnYxLlJ1bGUiJQoSRGlzYWJsZVJ1bGVSZXF1ZXN0Eg8KB3J1bGVfaWQYASABKAkiOAoTRGlzYWJsZVJ1bGVSZXNwb25zZRIhCgRydWxlGAEgASgLMhMudGFsbHkucmlzay52MS5SdWxlImAKD1Rlc3RSdWxlUmVxdWVzdBIlCgRraW5kGAEgASgOMhcudGFsbHkucmlzay52MS5SdWxlS2luZBISCgpleHByZXNzaW9uGAIgASgJEhIKCmlucHV0X2pzb24YAyABKAkiYAoQVGVzdFJ1bGVSZXNwb25zZRINCgV2YWxpZBgBIAEoCBIoCgZpc3N1ZXMYAiADKAsyGC50YWxseS5yaXNrLnYxLlJ1bGVJc3N1ZRITCgtyZXN1bHRfanNvbhgDIAEoCSI6CglSdWxlSXNzdWUSDwoHbWVzc2FnZRgBIAEoCRIMCgRsaW5lGAIgASgFEg4KBmNvbHVtbhgDIAEoBSJ8ChJMaXN0UmV2aWV3c1JlcXVlc3QSKwoGc3RhdHVzGAEgASgOMhsudGFsbHkucmlzay52MS5SZXZpZXdTdGF0dXMSEgoKYWNjb3VudF9pZBgCIAEoCRIRCglwYWdlX3NpemUYAyABKAUSEgoKcGFnZV90b2tlbhgEIAEoCSJWChNMaXN0UmV2aWV3c1Jlc3BvbnNlEiYKB3Jldmlld3MYASADKAsyFS50YWxseS5yaXNrLnYxLlJldmlldxIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiJQoQR2V0UmV2aWV3UmVxdWVzdBIRCglyZXZpZXdfaWQYASABKAkiOgoRR2V0UmV2aWV3UmVzcG9uc2USJQoGcmV2aWV3GAEgASgLMhUudGFsbHkucmlzay52MS5SZXZpZXciaAoUUmVzb2x2ZVJldmlld1JlcXVlc3QSEQoJcmV2aWV3X2lkGAEgASgJEi8KCnJlc29sdXRpb24YAiABKA4yGy50YWxseS5yaXNrLnYxLlJldmlld1N0YXR1cxIMCgRub3RlGAMgASgJIj4KFVJlc29sdmVSZXZpZXdSZXNwb25zZRIlCgZyZXZpZXcYASABKAsyFS50YWxseS5yaXNrLnYxLlJldmlldyJOChFMaXN0QWxlcnRzUmVxdWVzdBISCgphY2NvdW50X2lkGAEgASgJEhEKCXBhZ2Vfc2l6ZRgCIAEoBRISCgpwYWdlX3Rva2VuGAMgASgJIlMKEkxpc3RBbGVydHNSZXNwb25zZRIkCgZhbGVydHMYASADKAsyFC50YWxseS5yaXNrLnYxLkFsZXJ0EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSIrChVHZXRSaXNrUHJvZmlsZVJlcXVlc3QSEgoKYWNjb3VudF9pZBgBIAEoCSJFChZHZXRSaXNrUHJvZmlsZVJlc3BvbnNlEisKB3Byb2ZpbGUYASABKAsyGi50YWxseS5yaXNrLnYxLlJpc2tQcm9maWxlMr8OCgtSaXNrU2VydmljZRJlCg5Bc3Nlc3NUcmFuc2ZlchIkLnRhbGx5LnJpc2sudjEuQXNzZXNzVHJhbnNmZXJSZXF1ZXN0GiUudGFsbHkucmlzay52MS5Bc3Nlc3NUcmFuc2ZlclJlc3BvbnNlIgaKtRgCCAISaAoPQXNzZXNzVHJhbnNmZXJzEiUudGFsbHkucmlzay52MS5Bc3Nlc3NUcmFuc2ZlcnNSZXF1ZXN0GiYudGFsbHkucmlzay52MS5Bc3Nlc3NUcmFuc2ZlcnNSZXNwb25zZSIGirUYAggCEo0BCg1HZXRBc3Nlc3NtZW50EiMudGFsbHkucmlzay52MS5HZXRBc3Nlc3NtZW50UmVxdWVzdBokLnRhbGx5LnJpc2sudjEuR2V0QXNzZXNzbWVudFJlc3BvbnNlIjGKtRgGCAESAgMFgtPkkwIhEh8vdjEvYXNzZXNzbWVudHMve2Fzc2Vzc21lbnRfaWR9EnAKCkNyZWF0ZVJ1bGUSIC50YWxseS5yaXNrLnYxLkNyZWF0ZVJ1bGVSZXF1ZXN0GiEudGFsbHkucmlzay52MS5DcmVhdGVSdWxlUmVzcG9uc2UiHYq1GAUIARIBA4LT5JMCDjoBKiIJL3YxL3J1bGVzEnoKClVwZGF0ZVJ1bGUSIC50YWxseS5yaXNrLnYxLlVwZGF0ZVJ1bGVSZXF1ZXN0GiEudGFsbHkucmlzay52MS5VcGRhdGVSdWxlUmVzcG9uc2UiJ4q1GAUIARIBA4LT5JMCGDoBKhoTL3YxL3J1bGVzL3tydWxlX2lkfRJuCgdHZXRSdWxlEh0udGFsbHkucmlzay52MS5HZXRSdWxlUmVxdWVzdBoeLnRhbGx5LnJpc2sudjEuR2V0UnVsZVJlc3BvbnNlIiSKtRgFCAESAQOC0+STAhUSEy92MS9ydWxlcy97cnVsZV9pZH0SagoJTGlzdFJ1bGVzEh8udGFsbHkucmlzay52MS5MaXN0UnVsZXNSZXF1ZXN0GiAudGFsbHkucmlzay52MS5MaXN0UnVsZXNSZXNwb25zZSIairUYBQgBEgEDgtPkkwILEgkvdjEvcnVsZXMSgQEKCkVuYWJsZVJ1bGUSIC50YWxseS5yaXNrLnYxLkVuYWJsZVJ1bGVSZXF1ZXN0GiEudGFsbHkucmlzay52MS5FbmFibGVSdWxlUmVzcG9uc2UiLoq1GAUIARIBA4LT5JMCHzoBKiIaL3YxL3J1bGVzL3tydWxlX2lkfTplbmFibGUShQEKC0Rpc2FibGVSdWxlEiEudGFsbHkucmlzay52MS5EaXNhYmxlUnVsZVJlcXVlc3QaIi50YWxseS5yaXNrLnYxLkRpc2FibGVSdWxlUmVzcG9uc2UiL4q1GAUIARIBA4LT5JMCIDoBKiIbL3YxL3J1bGVzL3tydWxlX2lkfTpkaXNhYmxlEm8KCFRlc3RSdWxlEh4udGFsbHkucmlzay52MS5UZXN0UnVsZVJlcXVlc3QaHy50YWxseS5yaXNrLnYxLlRlc3RSdWxlUmVzcG9uc2UiIoq1GAUIARIBA4LT5JMCEzoBKiIOL3YxL3J1bGVzOnRlc3QScgoLTGlzdFJldmlld3MSIS50YWxseS5yaXNrLnYxLkxpc3RSZXZpZXdzUmVxdWVzdBoiLnRhbGx5LnJpc2sudjEuTGlzdFJldmlld3NSZXNwb25zZSIcirUYBQgBEgEDgtPkkwINEgsvdjEvcmV2aWV3cxJ4CglHZXRSZXZpZXcSHy50YWxseS5yaXNrLnYxLkdldFJldmlld1JlcXVlc3QaIC50YWxseS5yaXNrLnYxLkdldFJldmlld1Jlc3BvbnNlIiiKtRgFCAESAQOC0+STAhkSFy92MS9yZXZpZXdzL3tyZXZpZXdfaWR9Eo8BCg1SZXNvbHZlUmV2aWV3EiMudGFsbHkucmlzay52MS5SZXNvbHZlUmV2aWV3UmVxdWVzdBokLnRhbGx5LnJpc2sudjEuUmVzb2x2ZVJldmlld1Jlc3BvbnNlIjOKtRgFCAESAQOC0+STAiQ6ASoiHy92MS9yZXZpZXdzL3tyZXZpZXdfaWR9OnJlc29sdmUSbgoKTGlzdEFsZXJ0cxIgLnRhbGx5LnJpc2sudjEuTGlzdEFsZXJ0c1JlcXVlc3QaIS50YWxseS5yaXNrLnYxLkxpc3RBbGVydHNSZXNwb25zZSIbirUYBQgBEgEDgtPkkwIMEgovdjEvYWxlcnRzEpcBCg5HZXRSaXNrUHJvZmlsZRIkLnRhbGx5LnJpc2sudjEuR2V0Umlza1Byb2ZpbGVSZXF1ZXN0GiUudGFsbHkucmlzay52MS5HZXRSaXNrUHJvZmlsZVJlc3BvbnNlIjiKtRgGCAESAgMFgtPkkwIoEiYvdjEvYWNjb3VudHMve2FjY291bnRfaWR9L3Jpc2stcHJvZmlsZWIGcHJvdG8z", [file_google_api_annotations, file_tally_common_v1_errors, file_tally_common_v1_policy, file_tally_risk_v1_risk, file_tally_transactions_v1_transfer]);
 
 /**
  * @generated from message tally.risk.v1.AssessTransferRequest
@@ -53,6 +55,85 @@ export const AssessTransferResponseSchema: GenMessage<AssessTransferResponse> = 
   messageDesc(file_tally_risk_v1_risk_service, 1);
 
 /**
+ * @generated from message tally.risk.v1.AssessTransfersRequest
+ */
+export type AssessTransfersRequest = Message<"tally.risk.v1.AssessTransfersRequest"> & {
+  /**
+   * @generated from field: repeated tally.transactions.v1.Transfer transfers = 1;
+   */
+  transfers: Transfer[];
+};
+
+/**
+ * Describes the message tally.risk.v1.AssessTransfersRequest.
+ * Use `create(AssessTransfersRequestSchema)` to create a new message.
+ */
+export const AssessTransfersRequestSchema: GenMessage<AssessTransfersRequest> = /*@__PURE__*/
+  messageDesc(file_tally_risk_v1_risk_service, 2);
+
+/**
+ * @generated from message tally.risk.v1.AssessTransfersResponse
+ */
+export type AssessTransfersResponse = Message<"tally.risk.v1.AssessTransfersResponse"> & {
+  /**
+   * One per transfer, in the order asked.
+   *
+   * @generated from field: repeated tally.risk.v1.AssessTransfersResult results = 1;
+   */
+  results: AssessTransfersResult[];
+};
+
+/**
+ * Describes the message tally.risk.v1.AssessTransfersResponse.
+ * Use `create(AssessTransfersResponseSchema)` to create a new message.
+ */
+export const AssessTransfersResponseSchema: GenMessage<AssessTransfersResponse> = /*@__PURE__*/
+  messageDesc(file_tally_risk_v1_risk_service, 3);
+
+/**
+ * @generated from message tally.risk.v1.AssessTransfersResult
+ */
+export type AssessTransfersResult = Message<"tally.risk.v1.AssessTransfersResult"> & {
+  /**
+   * @generated from field: int32 index = 1;
+   */
+  index: number;
+
+  /**
+   * Set when the transfer was decided.
+   *
+   * @generated from field: tally.risk.v1.Assessment assessment = 2;
+   */
+  assessment?: Assessment | undefined;
+
+  /**
+   * Set when the transfer was refused (what AssessTransfer would have answered with an error).
+   *
+   * @generated from field: tally.common.v1.ErrorReason error_reason = 3;
+   */
+  errorReason: ErrorReason;
+
+  /**
+   * @generated from field: string error_message = 4;
+   */
+  errorMessage: string;
+
+  /**
+   * The field at fault, when one is.
+   *
+   * @generated from field: string error_field = 5;
+   */
+  errorField: string;
+};
+
+/**
+ * Describes the message tally.risk.v1.AssessTransfersResult.
+ * Use `create(AssessTransfersResultSchema)` to create a new message.
+ */
+export const AssessTransfersResultSchema: GenMessage<AssessTransfersResult> = /*@__PURE__*/
+  messageDesc(file_tally_risk_v1_risk_service, 4);
+
+/**
  * @generated from message tally.risk.v1.GetAssessmentRequest
  */
 export type GetAssessmentRequest = Message<"tally.risk.v1.GetAssessmentRequest"> & {
@@ -67,7 +148,7 @@ export type GetAssessmentRequest = Message<"tally.risk.v1.GetAssessmentRequest">
  * Use `create(GetAssessmentRequestSchema)` to create a new message.
  */
 export const GetAssessmentRequestSchema: GenMessage<GetAssessmentRequest> = /*@__PURE__*/
-  messageDesc(file_tally_risk_v1_risk_service, 2);
+  messageDesc(file_tally_risk_v1_risk_service, 5);
 
 /**
  * @generated from message tally.risk.v1.GetAssessmentResponse
@@ -84,7 +165,7 @@ export type GetAssessmentResponse = Message<"tally.risk.v1.GetAssessmentResponse
  * Use `create(GetAssessmentResponseSchema)` to create a new message.
  */
 export const GetAssessmentResponseSchema: GenMessage<GetAssessmentResponse> = /*@__PURE__*/
-  messageDesc(file_tally_risk_v1_risk_service, 3);
+  messageDesc(file_tally_risk_v1_risk_service, 6);
 
 /**
  * @generated from message tally.risk.v1.CreateRuleRequest
@@ -101,7 +182,7 @@ export type CreateRuleRequest = Message<"tally.risk.v1.CreateRuleRequest"> & {
  * Use `create(CreateRuleRequestSchema)` to create a new message.
  */
 export const CreateRuleRequestSchema: GenMessage<CreateRuleRequest> = /*@__PURE__*/
-  messageDesc(file_tally_risk_v1_risk_service, 4);
+  messageDesc(file_tally_risk_v1_risk_service, 7);
 
 /**
  * @generated from message tally.risk.v1.CreateRuleResponse
@@ -118,7 +199,7 @@ export type CreateRuleResponse = Message<"tally.risk.v1.CreateRuleResponse"> & {
  * Use `create(CreateRuleResponseSchema)` to create a new message.
  */
 export const CreateRuleResponseSchema: GenMessage<CreateRuleResponse> = /*@__PURE__*/
-  messageDesc(file_tally_risk_v1_risk_service, 5);
+  messageDesc(file_tally_risk_v1_risk_service, 8);
 
 /**
  * @generated from message tally.risk.v1.UpdateRuleRequest
@@ -142,7 +223,7 @@ export type UpdateRuleRequest = Message<"tally.risk.v1.UpdateRuleRequest"> & {
  * Use `create(UpdateRuleRequestSchema)` to create a new message.
  */
 export const UpdateRuleRequestSchema: GenMessage<UpdateRuleRequest> = /*@__PURE__*/
-  messageDesc(file_tally_risk_v1_risk_service, 6);
+  messageDesc(file_tally_risk_v1_risk_service, 9);
 
 /**
  * @generated from message tally.risk.v1.UpdateRuleResponse
@@ -159,7 +240,7 @@ export type UpdateRuleResponse = Message<"tally.risk.v1.UpdateRuleResponse"> & {
  * Use `create(UpdateRuleResponseSchema)` to create a new message.
  */
 export const UpdateRuleResponseSchema: GenMessage<UpdateRuleResponse> = /*@__PURE__*/
-  messageDesc(file_tally_risk_v1_risk_service, 7);
+  messageDesc(file_tally_risk_v1_risk_service, 10);
 
 /**
  * @generated from message tally.risk.v1.GetRuleRequest
@@ -183,7 +264,7 @@ export type GetRuleRequest = Message<"tally.risk.v1.GetRuleRequest"> & {
  * Use `create(GetRuleRequestSchema)` to create a new message.
  */
 export const GetRuleRequestSchema: GenMessage<GetRuleRequest> = /*@__PURE__*/
-  messageDesc(file_tally_risk_v1_risk_service, 8);
+  messageDesc(file_tally_risk_v1_risk_service, 11);
 
 /**
  * @generated from message tally.risk.v1.GetRuleResponse
@@ -200,7 +281,7 @@ export type GetRuleResponse = Message<"tally.risk.v1.GetRuleResponse"> & {
  * Use `create(GetRuleResponseSchema)` to create a new message.
  */
 export const GetRuleResponseSchema: GenMessage<GetRuleResponse> = /*@__PURE__*/
-  messageDesc(file_tally_risk_v1_risk_service, 9);
+  messageDesc(file_tally_risk_v1_risk_service, 12);
 
 /**
  * @generated from message tally.risk.v1.ListRulesRequest
@@ -234,7 +315,7 @@ export type ListRulesRequest = Message<"tally.risk.v1.ListRulesRequest"> & {
  * Use `create(ListRulesRequestSchema)` to create a new message.
  */
 export const ListRulesRequestSchema: GenMessage<ListRulesRequest> = /*@__PURE__*/
-  messageDesc(file_tally_risk_v1_risk_service, 10);
+  messageDesc(file_tally_risk_v1_risk_service, 13);
 
 /**
  * @generated from message tally.risk.v1.ListRulesResponse
@@ -256,7 +337,7 @@ export type ListRulesResponse = Message<"tally.risk.v1.ListRulesResponse"> & {
  * Use `create(ListRulesResponseSchema)` to create a new message.
  */
 export const ListRulesResponseSchema: GenMessage<ListRulesResponse> = /*@__PURE__*/
-  messageDesc(file_tally_risk_v1_risk_service, 11);
+  messageDesc(file_tally_risk_v1_risk_service, 14);
 
 /**
  * @generated from message tally.risk.v1.EnableRuleRequest
@@ -273,7 +354,7 @@ export type EnableRuleRequest = Message<"tally.risk.v1.EnableRuleRequest"> & {
  * Use `create(EnableRuleRequestSchema)` to create a new message.
  */
 export const EnableRuleRequestSchema: GenMessage<EnableRuleRequest> = /*@__PURE__*/
-  messageDesc(file_tally_risk_v1_risk_service, 12);
+  messageDesc(file_tally_risk_v1_risk_service, 15);
 
 /**
  * @generated from message tally.risk.v1.EnableRuleResponse
@@ -290,7 +371,7 @@ export type EnableRuleResponse = Message<"tally.risk.v1.EnableRuleResponse"> & {
  * Use `create(EnableRuleResponseSchema)` to create a new message.
  */
 export const EnableRuleResponseSchema: GenMessage<EnableRuleResponse> = /*@__PURE__*/
-  messageDesc(file_tally_risk_v1_risk_service, 13);
+  messageDesc(file_tally_risk_v1_risk_service, 16);
 
 /**
  * @generated from message tally.risk.v1.DisableRuleRequest
@@ -307,7 +388,7 @@ export type DisableRuleRequest = Message<"tally.risk.v1.DisableRuleRequest"> & {
  * Use `create(DisableRuleRequestSchema)` to create a new message.
  */
 export const DisableRuleRequestSchema: GenMessage<DisableRuleRequest> = /*@__PURE__*/
-  messageDesc(file_tally_risk_v1_risk_service, 14);
+  messageDesc(file_tally_risk_v1_risk_service, 17);
 
 /**
  * @generated from message tally.risk.v1.DisableRuleResponse
@@ -324,7 +405,7 @@ export type DisableRuleResponse = Message<"tally.risk.v1.DisableRuleResponse"> &
  * Use `create(DisableRuleResponseSchema)` to create a new message.
  */
 export const DisableRuleResponseSchema: GenMessage<DisableRuleResponse> = /*@__PURE__*/
-  messageDesc(file_tally_risk_v1_risk_service, 15);
+  messageDesc(file_tally_risk_v1_risk_service, 18);
 
 /**
  * @generated from message tally.risk.v1.TestRuleRequest
@@ -353,7 +434,7 @@ export type TestRuleRequest = Message<"tally.risk.v1.TestRuleRequest"> & {
  * Use `create(TestRuleRequestSchema)` to create a new message.
  */
 export const TestRuleRequestSchema: GenMessage<TestRuleRequest> = /*@__PURE__*/
-  messageDesc(file_tally_risk_v1_risk_service, 16);
+  messageDesc(file_tally_risk_v1_risk_service, 19);
 
 /**
  * @generated from message tally.risk.v1.TestRuleResponse
@@ -386,7 +467,7 @@ export type TestRuleResponse = Message<"tally.risk.v1.TestRuleResponse"> & {
  * Use `create(TestRuleResponseSchema)` to create a new message.
  */
 export const TestRuleResponseSchema: GenMessage<TestRuleResponse> = /*@__PURE__*/
-  messageDesc(file_tally_risk_v1_risk_service, 17);
+  messageDesc(file_tally_risk_v1_risk_service, 20);
 
 /**
  * @generated from message tally.risk.v1.RuleIssue
@@ -413,7 +494,7 @@ export type RuleIssue = Message<"tally.risk.v1.RuleIssue"> & {
  * Use `create(RuleIssueSchema)` to create a new message.
  */
 export const RuleIssueSchema: GenMessage<RuleIssue> = /*@__PURE__*/
-  messageDesc(file_tally_risk_v1_risk_service, 18);
+  messageDesc(file_tally_risk_v1_risk_service, 21);
 
 /**
  * @generated from message tally.risk.v1.ListReviewsRequest
@@ -445,7 +526,7 @@ export type ListReviewsRequest = Message<"tally.risk.v1.ListReviewsRequest"> & {
  * Use `create(ListReviewsRequestSchema)` to create a new message.
  */
 export const ListReviewsRequestSchema: GenMessage<ListReviewsRequest> = /*@__PURE__*/
-  messageDesc(file_tally_risk_v1_risk_service, 19);
+  messageDesc(file_tally_risk_v1_risk_service, 22);
 
 /**
  * @generated from message tally.risk.v1.ListReviewsResponse
@@ -467,7 +548,7 @@ export type ListReviewsResponse = Message<"tally.risk.v1.ListReviewsResponse"> &
  * Use `create(ListReviewsResponseSchema)` to create a new message.
  */
 export const ListReviewsResponseSchema: GenMessage<ListReviewsResponse> = /*@__PURE__*/
-  messageDesc(file_tally_risk_v1_risk_service, 20);
+  messageDesc(file_tally_risk_v1_risk_service, 23);
 
 /**
  * @generated from message tally.risk.v1.GetReviewRequest
@@ -484,7 +565,7 @@ export type GetReviewRequest = Message<"tally.risk.v1.GetReviewRequest"> & {
  * Use `create(GetReviewRequestSchema)` to create a new message.
  */
 export const GetReviewRequestSchema: GenMessage<GetReviewRequest> = /*@__PURE__*/
-  messageDesc(file_tally_risk_v1_risk_service, 21);
+  messageDesc(file_tally_risk_v1_risk_service, 24);
 
 /**
  * @generated from message tally.risk.v1.GetReviewResponse
@@ -501,7 +582,7 @@ export type GetReviewResponse = Message<"tally.risk.v1.GetReviewResponse"> & {
  * Use `create(GetReviewResponseSchema)` to create a new message.
  */
 export const GetReviewResponseSchema: GenMessage<GetReviewResponse> = /*@__PURE__*/
-  messageDesc(file_tally_risk_v1_risk_service, 22);
+  messageDesc(file_tally_risk_v1_risk_service, 25);
 
 /**
  * @generated from message tally.risk.v1.ResolveReviewRequest
@@ -530,7 +611,7 @@ export type ResolveReviewRequest = Message<"tally.risk.v1.ResolveReviewRequest">
  * Use `create(ResolveReviewRequestSchema)` to create a new message.
  */
 export const ResolveReviewRequestSchema: GenMessage<ResolveReviewRequest> = /*@__PURE__*/
-  messageDesc(file_tally_risk_v1_risk_service, 23);
+  messageDesc(file_tally_risk_v1_risk_service, 26);
 
 /**
  * @generated from message tally.risk.v1.ResolveReviewResponse
@@ -547,7 +628,7 @@ export type ResolveReviewResponse = Message<"tally.risk.v1.ResolveReviewResponse
  * Use `create(ResolveReviewResponseSchema)` to create a new message.
  */
 export const ResolveReviewResponseSchema: GenMessage<ResolveReviewResponse> = /*@__PURE__*/
-  messageDesc(file_tally_risk_v1_risk_service, 24);
+  messageDesc(file_tally_risk_v1_risk_service, 27);
 
 /**
  * @generated from message tally.risk.v1.ListAlertsRequest
@@ -574,7 +655,7 @@ export type ListAlertsRequest = Message<"tally.risk.v1.ListAlertsRequest"> & {
  * Use `create(ListAlertsRequestSchema)` to create a new message.
  */
 export const ListAlertsRequestSchema: GenMessage<ListAlertsRequest> = /*@__PURE__*/
-  messageDesc(file_tally_risk_v1_risk_service, 25);
+  messageDesc(file_tally_risk_v1_risk_service, 28);
 
 /**
  * @generated from message tally.risk.v1.ListAlertsResponse
@@ -596,7 +677,7 @@ export type ListAlertsResponse = Message<"tally.risk.v1.ListAlertsResponse"> & {
  * Use `create(ListAlertsResponseSchema)` to create a new message.
  */
 export const ListAlertsResponseSchema: GenMessage<ListAlertsResponse> = /*@__PURE__*/
-  messageDesc(file_tally_risk_v1_risk_service, 26);
+  messageDesc(file_tally_risk_v1_risk_service, 29);
 
 /**
  * @generated from message tally.risk.v1.GetRiskProfileRequest
@@ -613,7 +694,7 @@ export type GetRiskProfileRequest = Message<"tally.risk.v1.GetRiskProfileRequest
  * Use `create(GetRiskProfileRequestSchema)` to create a new message.
  */
 export const GetRiskProfileRequestSchema: GenMessage<GetRiskProfileRequest> = /*@__PURE__*/
-  messageDesc(file_tally_risk_v1_risk_service, 27);
+  messageDesc(file_tally_risk_v1_risk_service, 30);
 
 /**
  * @generated from message tally.risk.v1.GetRiskProfileResponse
@@ -630,7 +711,7 @@ export type GetRiskProfileResponse = Message<"tally.risk.v1.GetRiskProfileRespon
  * Use `create(GetRiskProfileResponseSchema)` to create a new message.
  */
 export const GetRiskProfileResponseSchema: GenMessage<GetRiskProfileResponse> = /*@__PURE__*/
-  messageDesc(file_tally_risk_v1_risk_service, 28);
+  messageDesc(file_tally_risk_v1_risk_service, 31);
 
 /**
  * @generated from service tally.risk.v1.RiskService
@@ -647,6 +728,18 @@ export const RiskService: GenService<{
     methodKind: "unary";
     input: typeof AssessTransferRequestSchema;
     output: typeof AssessTransferResponseSchema;
+  },
+  /**
+   * AssessTransfer for several transfers at once, each decided (or refused)
+   * on its own, stored in one transaction. Internal: the transactions
+   * service sends the assessments its concurrent movements ask for together.
+   *
+   * @generated from rpc tally.risk.v1.RiskService.AssessTransfers
+   */
+  assessTransfers: {
+    methodKind: "unary";
+    input: typeof AssessTransfersRequestSchema;
+    output: typeof AssessTransfersResponseSchema;
   },
   /**
    * @generated from rpc tally.risk.v1.RiskService.GetAssessment

@@ -16,6 +16,9 @@ import { transferFacts, type AccountFactsSource } from "./facts";
 import type { Profiles } from "./profiles";
 import type { RuleSet } from "./rule-set";
 
+/** One transfer's assessment, or why it was refused. */
+export type AssessmentResult = { assessment: Assessment } | { error: DomainError };
+
 /**
  * Decides whether a money movement may go ahead. Each transfer id has one
  * decision: it is stored with the rules that fired (and a review opened when
@@ -39,48 +42,93 @@ export class Assessor {
   ) {}
 
   async assess(transfer: Transfer | undefined, deadline?: Date): Promise<Assessment> {
-    const valid = validTransfer(transfer);
+    const [result] = await this.assessMany([transfer], deadline);
+    if ("error" in result) throw result.error;
+    return result.assessment;
+  }
+
+  /**
+   * Decides several transfers at once, each on its own (a transfer that is bad input gets its
+   * error, the others their decisions): the facts of every account in one query, and every
+   * assessment, review and event stored in one transaction.
+   */
+  async assessMany(transfers: (Transfer | undefined)[], deadline?: Date): Promise<AssessmentResult[]> {
+    const results: AssessmentResult[] = new Array(transfers.length);
+    const valid: { index: number; transfer: Transfer }[] = [];
+    transfers.forEach((transfer, index) => {
+      try {
+        valid.push({ index, transfer: validTransfer(transfer) });
+      } catch (err) {
+        if (!(err instanceof DomainError)) throw err;
+        results[index] = { error: err };
+      }
+    });
+    if (valid.length === 0) return results;
+
     // A transfer assessed before is decided again but stored once: the insert below keeps the first decision.
     const started = process.hrtime.bigint();
     const now = new Date();
-    const [[fromAccount, toAccount], profile] = await Promise.all([
-      this.accounts.facts([valid.fromAccountId, valid.toAccountId], deadline, now),
-      this.profiles.profile(valid.fromAccountId, now),
+    const accountIds = [...new Set(valid.flatMap(({ transfer }) => [transfer.fromAccountId, transfer.toAccountId]))];
+    const sources = [...new Set(valid.map(({ transfer }) => transfer.fromAccountId))];
+    const [facts, profiles] = await Promise.all([
+      this.accounts.facts(accountIds, deadline, now),
+      Promise.all(sources.map((id) => this.profiles.profile(id, now))),
     ]);
-    const hits = await this.ruleSet.evaluate("assessment", {
-      transfer: transferFacts(valid),
-      from_account: fromAccount,
-      to_account: toAccount,
-      profile,
-    });
-    const { decision, score } = decide(hits, this.thresholds);
+    const factsOf = new Map(accountIds.map((id, i) => [id, facts[i]]));
+    const profileOf = new Map(sources.map((id, i) => [id, profiles[i]]));
+    const decided = await Promise.all(
+      valid.map(async ({ index, transfer }) => {
+        const hits = await this.ruleSet.evaluate("assessment", {
+          transfer: transferFacts(transfer),
+          from_account: factsOf.get(transfer.fromAccountId)!,
+          to_account: factsOf.get(transfer.toAccountId)!,
+          profile: profileOf.get(transfer.fromAccountId)!,
+        });
+        return { index, transfer, hits, id: newId(), transferJson: toJson(TransferSchema, transfer), ...decide(hits, this.thresholds) };
+      }),
+    );
     const durationMicros = (process.hrtime.bigint() - started) / 1000n;
 
-    const transferJson = toJson(TransferSchema, valid);
     const stored = await this.db.transaction(async (tx) => {
-      const [row] = await tx
+      const rows = await tx
         .insert(assessments)
-        .values({ id: newId(), transferId: valid.id, decision, score, hits, transfer: transferJson, durationMicros })
+        .values(decided.map((d) => ({ id: d.id, transferId: d.transfer.id, decision: d.decision, score: d.score, hits: d.hits, transfer: d.transferJson, durationMicros })))
         .onConflictDoNothing()
         .returning();
-      if (!row) return undefined; // assessed concurrently: that one stands
-      const assessment = assessmentMessage(row);
-      const events: NewEvent[] = [{ subjectId: valid.id, payload: { case: "assessmentCompleted", value: create(AssessmentCompletedSchema, { assessment }) } }];
-      if (decision === "review") {
-        const [review] = await tx
+      // A transfer assessed before (or twice in this batch) keeps its first assessment: found below.
+      const inserted = new Map(rows.map((row) => [row.id, row]));
+      const fresh = decided.flatMap((d) => (inserted.has(d.id) ? [{ ...d, assessment: assessmentMessage(inserted.get(d.id)!) }] : []));
+      const events: NewEvent[] = fresh.map((d) => ({ subjectId: d.transfer.id, payload: { case: "assessmentCompleted", value: create(AssessmentCompletedSchema, { assessment: d.assessment }) } }));
+      const toReview = fresh.filter((d) => d.decision === "review");
+      if (toReview.length > 0) {
+        const opened = await tx
           .insert(reviews)
-          .values({ id: newId(), transferId: valid.id, assessmentId: row.id, accountId: valid.fromAccountId, status: "open", hits, transfer: transferJson })
+          .values(toReview.map((d) => ({ id: newId(), transferId: d.transfer.id, assessmentId: d.id, accountId: d.transfer.fromAccountId, status: "open" as const, hits: d.hits, transfer: d.transferJson })))
           .returning();
-        events.push({ subjectId: review.id, payload: { case: "reviewOpened", value: create(ReviewOpenedSchema, { review: reviewMessage(review) }) } });
+        for (const review of opened) events.push({ subjectId: review.id, payload: { case: "reviewOpened", value: create(ReviewOpenedSchema, { review: reviewMessage(review) }) } });
       }
-      await appendEvents(tx, this.outbox, events);
-      return assessment;
+      if (events.length > 0) await appendEvents(tx, this.outbox, events);
+      return fresh;
     });
-    if (!stored) return this.earlier(valid);
-    this.afterCommit();
-    this.decisions.add(1, { decision });
-    annotate(valid, decision, score, hits);
-    return stored;
+    if (stored.length > 0) this.afterCommit();
+    for (const d of stored) {
+      results[d.index] = { assessment: d.assessment };
+      this.decisions.add(1, { decision: d.decision });
+    }
+    await Promise.all(
+      decided
+        .filter((d) => results[d.index] === undefined)
+        .map(async (d) => {
+          try {
+            results[d.index] = { assessment: await this.earlier(d.transfer) };
+          } catch (err) {
+            if (!(err instanceof DomainError)) throw err;
+            results[d.index] = { error: err };
+          }
+        }),
+    );
+    annotate(decided, transfers.length);
+    return results;
   }
 
   async get(assessmentId: string): Promise<Assessment> {
@@ -108,11 +156,14 @@ export class Assessor {
   }
 }
 
-/** The decision on the caller's span, with each rule that fired as an event. */
-function annotate(transfer: Transfer, decision: string, score: number, hits: StoredHit[]): void {
+/**
+ * The decisions on the caller's span: for one transfer, its fields and decision as attributes and
+ * each rule that fired as an event; for several, an event per transfer with the same attributes.
+ */
+function annotate(decided: { transfer: Transfer; decision: string; score: number; hits: StoredHit[] }[], asked: number): void {
   const span = trace.getActiveSpan();
   if (!span?.isRecording()) return;
-  span.setAttributes({
+  const attributesOf = ({ transfer, decision, score }: (typeof decided)[number]) => ({
     "tally.transfer.id": transfer.id,
     "tally.account.from_id": transfer.fromAccountId,
     "tally.account.to_id": transfer.toAccountId,
@@ -121,14 +172,22 @@ function annotate(transfer: Transfer, decision: string, score: number, hits: Sto
     "tally.risk.decision": decision,
     "tally.risk.score": score,
   });
-  for (const hit of hits) {
-    span.addEvent("rule fired", {
-      "tally.risk.rule.id": hit.ruleId,
-      "tally.risk.rule.version": hit.ruleVersion,
-      "tally.risk.rule.name": hit.ruleName,
-      "tally.risk.rule.action": hit.action,
-      "tally.risk.rule.score": hit.score,
-    });
+  if (asked > 1) {
+    span.setAttribute("tally.risk.batch_size", asked);
+    for (const d of decided) span.addEvent("transfer assessed", { ...attributesOf(d), "tally.risk.rules_fired": d.hits.map((h) => h.ruleName).join(", ") });
+    return;
+  }
+  for (const d of decided) {
+    span.setAttributes(attributesOf(d));
+    for (const hit of d.hits) {
+      span.addEvent("rule fired", {
+        "tally.risk.rule.id": hit.ruleId,
+        "tally.risk.rule.version": hit.ruleVersion,
+        "tally.risk.rule.name": hit.ruleName,
+        "tally.risk.rule.action": hit.action,
+        "tally.risk.rule.score": hit.score,
+      });
+    }
   }
 }
 

@@ -20,11 +20,24 @@ export interface RiskDomain {
   profiles: Profiles;
 }
 
+/** Transfers one AssessTransfers call may carry: as many as a batch of transfers. */
+export const MAX_ASSESSMENTS = 1000;
+
 /** RiskService over gRPC: decode, call the domain, encode. */
 export function riskHandlers(d: RiskDomain): HandlersOf<typeof RiskService> {
   return {
     async assessTransfer(req, ctx) {
       return { assessment: await d.assessor.assess(req.transfer, ctx.deadline) };
+    },
+    async assessTransfers(req, ctx) {
+      if (req.transfers.length === 0) throw new DomainError(ErrorReason.BATCH_EMPTY, "transfers must not be empty", "transfers");
+      if (req.transfers.length > MAX_ASSESSMENTS) throw new DomainError(ErrorReason.BATCH_TOO_LARGE, `at most ${MAX_ASSESSMENTS} transfers per call`, "transfers");
+      const results = await d.assessor.assessMany(req.transfers, ctx.deadline);
+      return {
+        results: results.map((r, index) =>
+          "error" in r ? { index, errorReason: r.error.reason, errorMessage: r.error.message, errorField: r.error.field ?? "" } : { index, assessment: r.assessment },
+        ),
+      };
     },
     async getAssessment(req) {
       return { assessment: await d.assessor.get(req.assessmentId) };

@@ -1,16 +1,34 @@
+import { status as Status } from "@grpc/grpc-js";
 import { PostingMode, PostingResult, type LedgerTransfer } from "../../../../gen/tally/account/v1/ledger_pb";
-import type { LedgerService } from "../../../../gen/tally/account/v1/ledger_service_pb";
+import type { LedgerService, PostTransferResult } from "../../../../gen/tally/account/v1/ledger_service_pb";
+import { CallBatcher, type CallBatcherOptions } from "../../../../platform/call-batcher";
 import type { ClientOf } from "../../../../platform/grpc/client";
+import { RemoteError } from "../../../../platform/grpc/status";
 import type { TransferRow } from "../db/schema";
 
 export type LedgerOutcome = { ok: true; transfer: LedgerTransfer } | { ok: false; result: PostingResult };
+
+type LedgerClient = Pick<ClientOf<typeof LedgerService>, "postTransfers">;
+type PostingItem = NonNullable<Parameters<LedgerClient["postTransfers"]>[0]["transfers"]>[number];
+
+// The ledger refused the request as a whole: one of its items is at fault, so each is sent again alone.
+export const LEDGER_REFUSALS = new Set([Status.INVALID_ARGUMENT, Status.FAILED_PRECONDITION, Status.NOT_FOUND, Status.ALREADY_EXISTS, Status.OUT_OF_RANGE]);
+export const isLedgerRefusal = (err: unknown): err is RemoteError => err instanceof RemoteError && LEDGER_REFUSALS.has(err.code);
+
+/** Postings in flight at once per replica; the ones asked for meanwhile go together in the next call (up to the ledger's batch limit). */
+export const LEDGER_CALLS: Omit<CallBatcherOptions, "retryAlone"> = { concurrency: 4, maxItems: 1000 };
 
 /**
  * The ledger operations a transfer needs, each idempotent by its ledger
  * transfer id: re-driving a step after a crash gets EXISTS and the original.
  */
 export class LedgerGate {
-  constructor(private readonly ledger: Pick<ClientOf<typeof LedgerService>, "postTransfers">) {}
+  /** Concurrent postings share a call: each item is independent (not linked), with its own result. */
+  private readonly calls: CallBatcher<PostingItem, PostTransferResult>;
+
+  constructor(ledger: LedgerClient, options = LEDGER_CALLS) {
+    this.calls = new CallBatcher("LedgerService/PostTransfers", async (transfers) => (await ledger.postTransfers({ transfers })).results, { ...options, retryAlone: isLedgerRefusal });
+  }
 
   post(row: TransferRow): Promise<LedgerOutcome> {
     return this.one({ id: row.id, debitAccountId: row.fromAccountId, creditAccountId: row.toAccountId, amount: row.amount, currency: row.currency, mode: PostingMode.POST });
@@ -37,9 +55,8 @@ export class LedgerGate {
     return this.one({ id: finalizeId, pendingId: row.id, mode: PostingMode.VOID_PENDING });
   }
 
-  private async one(item: Parameters<ClientOf<typeof LedgerService>["postTransfers"]>[0]["transfers"] extends (infer T)[] | undefined ? T : never): Promise<LedgerOutcome> {
-    const { results } = await this.ledger.postTransfers({ transfers: [item] });
-    const [result] = results;
+  private async one(item: PostingItem): Promise<LedgerOutcome> {
+    const result = await this.calls.submit(item);
     if ((result.result === PostingResult.OK || result.result === PostingResult.EXISTS) && result.transfer) {
       return { ok: true, transfer: result.transfer };
     }

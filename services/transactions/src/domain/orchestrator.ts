@@ -1,5 +1,4 @@
 import { create } from "@bufbuild/protobuf";
-import { status as Status } from "@grpc/grpc-js";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { LedgerTransferState, PostingResult } from "../../../../gen/tally/account/v1/ledger_pb";
 import { RiskDecision, RiskOutcomeSchema } from "../../../../gen/tally/transactions/v1/transfer_pb";
@@ -9,7 +8,7 @@ import { RemoteError } from "../../../../platform/grpc/status";
 import type { Logger } from "../../../../platform/logger";
 import type { TransferRow } from "../db/schema";
 import { riskOutcomeJson, riskOutcomeOf } from "../proto";
-import type { LedgerGate, LedgerOutcome } from "./ledger-gate";
+import { isLedgerRefusal, type LedgerGate, type LedgerOutcome } from "./ledger-gate";
 import type { RiskGate } from "./risk-gate";
 import type { TransferChanges, Transfers } from "./transfers";
 
@@ -45,9 +44,6 @@ const failed = (result: PostingResult): TransferChanges => ({
   failureReason: reasonName(FAILURE[result] ?? ErrorReason.INTERNAL),
   failureMessage: `the ledger refused: ${PostingResult[result]}`,
 });
-
-// The ledger refused the request as a whole: posting it again cannot help.
-const LEDGER_REFUSALS = new Set([Status.INVALID_ARGUMENT, Status.FAILED_PRECONDITION, Status.NOT_FOUND, Status.ALREADY_EXISTS, Status.OUT_OF_RANGE]);
 
 /** The dependency did not answer: leave the step for the recovery loop. */
 const STALLED = Symbol("stalled");
@@ -131,7 +127,8 @@ export class Orchestrator {
           return row;
       }
     } catch (err) {
-      if (err instanceof RemoteError && LEDGER_REFUSALS.has(err.code) && row.step !== "assess") {
+      // The ledger refused the posting itself: posting it again cannot help.
+      if (isLedgerRefusal(err) && row.step !== "assess") {
         return this.save(row, { status: "failed", step: "done", failureReason: err.reasonName, failureMessage: `the ledger refused the request: ${err.message}` });
       }
       if (err instanceof RemoteError) {

@@ -2,9 +2,11 @@ import { create } from "@bufbuild/protobuf";
 import { status as Status } from "@grpc/grpc-js";
 import { BrokenCircuitError, CircuitState, CountBreaker, circuitBreaker, handleWhen } from "cockatiel";
 import type { RiskService } from "../../../../gen/tally/risk/v1/risk_service_pb";
+import type { Assessment } from "../../../../gen/tally/risk/v1/risk_pb";
 import { RiskDecision, RiskOutcomeSchema, type RiskOutcome } from "../../../../gen/tally/transactions/v1/transfer_pb";
+import { CallBatcher } from "../../../../platform/call-batcher";
 import type { ClientOf } from "../../../../platform/grpc/client";
-import { RemoteError } from "../../../../platform/grpc/status";
+import { grpcCodeOf, RemoteError } from "../../../../platform/grpc/status";
 import type { Logger } from "../../../../platform/logger";
 import type { TransferRow } from "../db/schema";
 import { transferMessage } from "../proto";
@@ -28,6 +30,9 @@ const isUnavailable = (err: Error) => !isRefusal(err);
 
 export type RiskAnswer = { outcome: RiskOutcome } | { refused: RemoteError } | undefined;
 
+/** Assessments in flight at once per replica; the ones asked for meanwhile go together in the next call. */
+const RISK_CALLS = { concurrency: 4, maxItems: 1000 };
+
 /**
  * Asks risk about a transfer, with a short deadline, behind a circuit breaker:
  * once half of the recent calls failed it stops asking for a cool-down, then
@@ -39,9 +44,11 @@ export type RiskAnswer = { outcome: RiskOutcome } | { refused: RemoteError } | u
  */
 export class RiskGate {
   private readonly breaker;
+  /** Concurrent assessments share one AssessTransfers call, and so one deadline and one sample of the breaker. */
+  private readonly calls: CallBatcher<TransferRow, Assessment | RemoteError>;
 
   constructor(
-    private readonly risk: Pick<ClientOf<typeof RiskService>, "assessTransfer">,
+    risk: Pick<ClientOf<typeof RiskService>, "assessTransfers">,
     private readonly options: RiskGateOptions,
     private readonly log: Logger,
   ) {
@@ -50,6 +57,21 @@ export class RiskGate {
       breaker: new CountBreaker({ threshold: BREAKER_THRESHOLD, size: Math.max(BREAKER_WINDOW, options.breakerFailures), minimumNumberOfCalls: options.breakerFailures }),
     });
     this.breaker.onStateChange((state) => log.warn({ breaker: CircuitState[state] }, "risk circuit breaker changed state"));
+    const call = (rows: TransferRow[]) =>
+      this.breaker.execute(async () => {
+        const { results } = await risk.assessTransfers({ transfers: rows.map(transferMessage) }, { timeoutMs: this.options.deadlineMs });
+        if (results.length !== rows.length) throw new Error(`risk answered ${results.length} of ${rows.length} assessments`);
+        return results.map((r) => {
+          if (r.assessment) {
+            if (r.assessment.decision === RiskDecision.UNSPECIFIED) throw new Error("risk answered without a decision");
+            return r.assessment;
+          }
+          // Risk refused this transfer (what AssessTransfer answers with an error): it ends on that refusal.
+          return new RemoteError(grpcCodeOf(r.errorReason), r.errorReason, r.errorMessage, r.errorField ? [{ field: r.errorField, description: r.errorMessage }] : [], {});
+        });
+      });
+    // A refusal of the whole call is one transfer's fault: each is asked about again alone.
+    this.calls = new CallBatcher("RiskService/AssessTransfers", call, { ...RISK_CALLS, retryAlone: isRefusal });
   }
 
   get state(): "closed" | "open" | "half-open" | "isolated" {
@@ -59,17 +81,14 @@ export class RiskGate {
   /** Risk's decision; its refusal of the request; or undefined when it cannot answer (the fallback decides). */
   async assess(row: TransferRow): Promise<RiskAnswer> {
     try {
-      const { assessment } = await this.breaker.execute(async () => {
-        const reply = await this.risk.assessTransfer({ transfer: transferMessage(row) }, { timeoutMs: this.options.deadlineMs });
-        if (!reply.assessment || reply.assessment.decision === RiskDecision.UNSPECIFIED) throw new Error("risk answered without a decision");
-        return reply;
-      });
+      const answer = await this.calls.submit(row);
+      if (answer instanceof RemoteError) return { refused: answer };
       return {
         outcome: create(RiskOutcomeSchema, {
-          decision: assessment!.decision,
-          score: assessment!.score,
-          reasons: assessment!.hits.map((h) => `${h.ruleName} (v${h.ruleVersion})`),
-          assessmentId: assessment!.id,
+          decision: answer.decision,
+          score: answer.score,
+          reasons: answer.hits.map((h) => `${h.ruleName} (v${h.ruleVersion})`),
+          assessmentId: answer.id,
         }),
       };
     } catch (err) {
@@ -79,4 +98,3 @@ export class RiskGate {
     }
   }
 }
-
