@@ -1,10 +1,11 @@
 import { status as Status } from "@grpc/grpc-js";
 import { ReviewStatus } from "../../../gen/tally/risk/v1/risk_pb";
 import { RiskDecision, TransferKind, TransferStatus } from "../../../gen/tally/transactions/v1/transfer_pb";
+import { reasonName } from "../../../platform/errors";
 import type { RemoteError } from "../../../platform/grpc/status";
 import { newId } from "../../../platform/ids";
 import { eventually, readEvents } from "../../../test/support/events";
-import { balanceOf, expectRpcError, fund, openAccount, rowsIn, statusBecomes, transferRequest, usd } from "./fixtures";
+import { balanceOf, expectRpcError, fund, openAccount, rowsIn, statusBecomes, transferRequest, usd, withSql } from "./fixtures";
 import { connectDatabase } from "../../../platform/db/connect";
 import { testLogger } from "../../../test/support/infra";
 import { schema } from "../src/db/schema";
@@ -280,6 +281,40 @@ describe("BatchCreateTransfers", () => {
       [3, TransferStatus.POSTED],
     ]);
     expect((await balanceOf(h, b.id)).posted).toBe(300n);
+  });
+
+  it("records its items together, each under its own key with its own outcome: new, replayed, refused, or naming a taken id", async () => {
+    const [a, b] = [await funded(1_000_000n), await openAccount(h)];
+    const earlier = transferRequest(a.id, b.id, 7n);
+    const { transfer: first } = await h.transactions.createTransfer(earlier);
+    // Four from each of ten accounts: fewer than the shipped velocity rule sends to review.
+    const senders = await Promise.all(Array.from({ length: 10 }, () => funded(1_000_000n)));
+    const fresh = Array.from({ length: 40 }, (_, i) => transferRequest(senders[i % 10].id, b.id, BigInt(100 + i)));
+    const before = await rowsIn(h, "idempotency_keys");
+    const { results } = await h.transactions.batchCreateTransfers({
+      transfers: [
+        ...fresh.slice(0, 20),
+        earlier,
+        { ...earlier, amount: usd(8n) },
+        transferRequest(a.id, b.id, 9n, { transferId: first!.id }),
+        ...fresh.slice(20),
+      ],
+    });
+    const outcome = (i: number) => results[i].transfer?.status ?? reasonName(results[i].errorReason);
+    expect(fresh.map((_, i) => outcome(i < 20 ? i : i + 3))).toEqual(fresh.map(() => TransferStatus.POSTED));
+    expect([outcome(20), results[20].transfer?.id]).toEqual([TransferStatus.POSTED, first!.id]);
+    expect([outcome(21), outcome(22)]).toEqual(["IDEMPOTENCY_KEY_REUSED", "EXISTS_WITH_DIFFERENT_FIELDS"]);
+    // Only the new requests left keys behind; what was refused recorded nothing.
+    expect(await rowsIn(h, "idempotency_keys")).toBe(before + 40);
+    expect((await balanceOf(h, b.id)).posted).toBe(7n + fresh.reduce((sum, t) => sum + t.amount.amount, 0n));
+    const requestIds = fresh.map((t) => t.requestId);
+    const [shared] = await withSql(h, (sql) => sql`
+      select count(distinct t.created_at)::int as creations, count(distinct k.xmin::text)::int as answers
+      from transactions.transfers t join transactions.idempotency_keys k on k.request_id = t.request_id
+      where t.request_id = any(${requestIds})`);
+    // Created in a few shared transactions (a transaction's rows share its start time), and answered in a few shared statements.
+    expect(shared.creations).toBeLessThan(20);
+    expect(shared.answers).toBeLessThan(20);
   });
 });
 

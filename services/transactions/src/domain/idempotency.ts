@@ -1,11 +1,12 @@
 import { createHash } from "node:crypto";
 import { fromJson, toJson, type DescMessage, type MessageShape } from "@bufbuild/protobuf";
 import { TransferSchema, type Transfer } from "../../../../gen/tally/transactions/v1/transfer_pb";
-import { eq, lt } from "drizzle-orm";
+import { eq, inArray, lt, sql } from "drizzle-orm";
 import { withTransactionRetry } from "../../../../platform/db/retry";
 import { DomainError, ErrorReason } from "../../../../platform/errors";
+import { GroupCommit } from "../../../../platform/group-commit";
 import { requireToken } from "../../../../platform/validation";
-import { idempotencyKeys } from "../db/schema";
+import { idempotencyKeys, type StoredOutcome } from "../db/schema";
 import type { TransactionsDb, TransactionsTx } from "../db/types";
 
 /** JSON with object keys in order, so equal messages hash alike whatever order their maps were built in. */
@@ -23,6 +24,17 @@ export function fingerprint<S extends DescMessage>(schema: S, request: MessageSh
   return createHash("sha256").update(canonical(toJson(schema, { ...request, requestId: "" } as MessageShape<S>))).digest("hex");
 }
 
+/** A request to record under its key, with the ids of the transfers it will create. */
+export interface KeyedRequest {
+  requestId: string;
+  operation: string;
+  requestHash: string;
+  transferIds: string[];
+}
+
+/** What recording a request under its key found: it is new, a replay of an earlier one, or refused. */
+export type KeyOutcome = { transferIds: string[]; replay: boolean } | { error: DomainError };
+
 /**
  * Idempotency keys. A request's key, its fingerprint and the transfers it
  * created are written in the same transaction as those transfers, so a key is
@@ -30,10 +42,15 @@ export function fingerprint<S extends DescMessage>(schema: S, request: MessageSh
  * finds the transfers, and another request under the key is refused.
  */
 export class IdempotencyKeys {
+  /** Answers of concurrent requests, stored together in one statement. */
+  private readonly answers: GroupCommit<{ requestId: string; outcome: StoredOutcome }, void>;
+
   constructor(
     private readonly db: TransactionsDb,
     private readonly ttlHours: number,
-  ) {}
+  ) {
+    this.answers = new GroupCommit((groups) => this.storeAnswers(groups.flat()).then(() => groups.map((g) => g.map(() => undefined))), { concurrency: 2, maxItems: 500 });
+  }
 
   /** Records the key with the transfers the request will create (ids chosen beforehand), and creates them. */
   async run(
@@ -44,33 +61,65 @@ export class IdempotencyKeys {
     create: (tx: TransactionsTx) => Promise<void>,
   ): Promise<{ transferIds: string[]; replay: boolean }> {
     const requestId = requireToken(requestIdInput, "request_id", 128);
+    const [outcome] = await this.runMany([{ requestId, operation, requestHash, transferIds }], async (tx) => {
+      await create(tx);
+      return new Map();
+    });
+    if ("error" in outcome) throw outcome.error;
+    return outcome;
+  }
+
+  /**
+   * run() for several requests in one transaction, each with its own outcome. `create` gets the
+   * requests that claimed their keys and creates their transfers; a request whose transfers it
+   * could not create (named with why) is refused and its key released, the others stand.
+   */
+  async runMany(
+    requests: KeyedRequest[],
+    create: (tx: TransactionsTx, claimed: KeyedRequest[]) => Promise<Map<string, DomainError>>,
+  ): Promise<KeyOutcome[]> {
+    const expiresAt = new Date(Date.now() + this.ttlHours * 3600_000);
+    // In key order: two groups racing on the same keys wait for one another rather than deadlock.
+    const sorted = [...requests].sort((a, b) => (a.requestId < b.requestId ? -1 : a.requestId > b.requestId ? 1 : 0));
     return withTransactionRetry(() =>
       this.db.transaction(async (tx) => {
-        const [claimed] = await tx
+        const rows = await tx
           .insert(idempotencyKeys)
-          .values({ requestId, operation, requestHash, outcome: { transferIds }, expiresAt: new Date(Date.now() + this.ttlHours * 3600_000) })
+          .values(sorted.map((r) => ({ requestId: r.requestId, operation: r.operation, requestHash: r.requestHash, outcome: { transferIds: r.transferIds }, expiresAt })))
           .onConflictDoNothing()
-          .returning();
-        if (!claimed) {
-          // Another request holds the key (it waited for that one to commit, if it was concurrent).
-          const [earlier] = await tx.select().from(idempotencyKeys).where(eq(idempotencyKeys.requestId, requestId));
-          if (earlier.operation !== operation || earlier.requestHash !== requestHash) {
-            throw new DomainError(ErrorReason.IDEMPOTENCY_KEY_REUSED, "request_id was used before for a different request", "request_id");
+          .returning({ requestId: idempotencyKeys.requestId });
+        const claimedIds = new Set(rows.map((r) => r.requestId));
+        const claimed = requests.filter((r) => claimedIds.has(r.requestId));
+        const taken = requests.filter((r) => !claimedIds.has(r.requestId)).map((r) => r.requestId);
+        // Other requests hold these keys (each waited for that one to commit, if it was concurrent).
+        const earlier = taken.length === 0 ? [] : await tx.select().from(idempotencyKeys).where(inArray(idempotencyKeys.requestId, taken));
+        const refused = claimed.length === 0 ? new Map<string, DomainError>() : await create(tx, claimed);
+        if (refused.size > 0) await tx.delete(idempotencyKeys).where(inArray(idempotencyKeys.requestId, [...refused.keys()]));
+        return requests.map((r): KeyOutcome => {
+          const error = refused.get(r.requestId);
+          if (error) return { error };
+          if (claimedIds.has(r.requestId)) return { transferIds: r.transferIds, replay: false };
+          const before = earlier.find((e) => e.requestId === r.requestId)!;
+          if (before.operation !== r.operation || before.requestHash !== r.requestHash) {
+            return { error: new DomainError(ErrorReason.IDEMPOTENCY_KEY_REUSED, "request_id was used before for a different request", "request_id") };
           }
-          return { transferIds: earlier.outcome.transferIds, replay: true };
-        }
-        await create(tx);
-        return { transferIds, replay: false };
+          return { transferIds: before.outcome.transferIds, replay: true };
+        });
       }),
     );
   }
 
   /** Stores the answer the request gave, for its replays, beside the transfers it created. */
   async recordAnswer(requestId: string, transferIds: string[], answer: Transfer[]): Promise<void> {
-    await this.db
-      .update(idempotencyKeys)
-      .set({ outcome: { transferIds, answer: answer.map((t) => toJson(TransferSchema, t)) } })
-      .where(eq(idempotencyKeys.requestId, requestId));
+    await this.answers.submit([{ requestId, outcome: { transferIds, answer: answer.map((t) => toJson(TransferSchema, t)) } }]);
+  }
+
+  /** One statement for the answers of a group. */
+  private async storeAnswers(answers: { requestId: string; outcome: StoredOutcome }[]): Promise<void> {
+    const values = answers.map((a) => sql`(${a.requestId}, ${JSON.stringify(a.outcome)}::jsonb)`);
+    await this.db.execute(
+      sql`update ${idempotencyKeys} set outcome = v.outcome from (values ${sql.join(values, sql`, `)}) as v(request_id, outcome) where ${idempotencyKeys.requestId} = v.request_id`,
+    );
   }
 
   /** The answer a request gave, once it has. */

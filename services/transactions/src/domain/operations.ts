@@ -1,8 +1,10 @@
+import { context, type Context } from "@opentelemetry/api";
 import { eq } from "drizzle-orm";
 import type { AccountService } from "../../../../gen/tally/account/v1/account_service_pb";
 import type { Money } from "../../../../gen/tally/common/v1/money_pb";
 import { RiskDecision, type Transfer } from "../../../../gen/tally/transactions/v1/transfer_pb";
 import { DomainError, ErrorReason } from "../../../../platform/errors";
+import { GroupCommit } from "../../../../platform/group-commit";
 import type { ClientOf } from "../../../../platform/grpc/client";
 import { newId } from "../../../../platform/ids";
 import { requireCurrency, requireId, requireMetadata, requireText, requireToken } from "../../../../platform/validation";
@@ -10,9 +12,9 @@ import { transfers, type TransferKindName, type TransferRow } from "../db/schema
 import type { TransactionsTx } from "../db/types";
 import { riskOutcomeOf, transferMessage } from "../proto";
 import type { AccountDirectory } from "./account-directory";
-import type { IdempotencyKeys } from "./idempotency";
+import type { IdempotencyKeys, KeyedRequest, KeyOutcome } from "./idempotency";
 import type { Orchestrator } from "./orchestrator";
-import { postedAmount, type Transfers } from "./transfers";
+import { postedAmount, takenId, type NewTransfer, type Transfers } from "./transfers";
 
 export interface NewMovement {
   requestId: string;
@@ -37,6 +39,18 @@ export interface OperationLimits {
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
+/** A new movement to record under its key. */
+interface MovementRecord extends KeyedRequest {
+  row: NewTransfer;
+  context: Context;
+}
+
+/** A movement as recorded: refused, a replay, or new with its transfer. */
+type MovementOutcome = KeyOutcome & { created?: TransferRow };
+
+// New movements recorded at once; the ones that arrive meanwhile share the next transaction.
+const MOVEMENT_GROUPS = { concurrency: 2, maxItems: 200, onePerKey: true };
+
 /**
  * What the TransactionService does, request by request: validate, record the
  * request under its idempotency key together with its transfer, then drive
@@ -45,6 +59,8 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
  */
 export class Operations {
   private readonly settlementAccounts = new Map<string, Promise<string>>();
+  /** Concurrent movements' keys and transfers, written together: see recordMovements(). */
+  private readonly movements: GroupCommit<MovementRecord, MovementOutcome>;
 
   constructor(
     private readonly transfers: Transfers,
@@ -53,7 +69,10 @@ export class Operations {
     private readonly accounts: Pick<ClientOf<typeof AccountService>, "getSystemAccount">,
     private readonly directory: AccountDirectory,
     private readonly limits: OperationLimits,
-  ) {}
+  ) {
+    // A request id or a transfer id is in one group at most, and in one group at a time.
+    this.movements = new GroupCommit((groups) => this.recordMovements(groups.flat()).then((o) => o.map((x) => [x])), MOVEMENT_GROUPS, (m) => [`request:${m.requestId}`, `transfer:${m.row.id}`]);
+  }
 
   /** Transfers, deposits, withdrawals and authorizations. */
   async move(m: NewMovement): Promise<Transfer> {
@@ -74,24 +93,40 @@ export class Operations {
     const expires = m.expiresInSeconds ?? 0n;
     if (expires < 0n || expires > 366n * 86_400n) throw new DomainError(ErrorReason.INVALID_FIELD, "expires_in_seconds is from 0 to a year", "expires_in_seconds");
     const holdSeconds = m.kind === "authorization" ? (expires > 0n ? expires : BigInt(this.limits.holdSeconds)) : BigInt(this.limits.reviewHoldSeconds);
-    const [row] = await this.run(m.requestId, m.kind, m.fingerprint, [id], async (tx, leaseUntil) => [
-      await this.transfers.insert(tx, {
-        id,
-        requestId: m.requestId,
-        kind: m.kind,
-        status: "created",
-        step: "assess",
-        fromAccountId: from,
-        toAccountId: to,
-        amount: money.amount,
-        currency: money.currency,
-        holdSeconds,
-        description,
-        metadata,
-        leaseUntil,
-      }),
-    ]);
-    return row;
+    const row: NewTransfer = {
+      id,
+      requestId: m.requestId,
+      kind: m.kind,
+      status: "created",
+      step: "assess",
+      fromAccountId: from,
+      toAccountId: to,
+      amount: money.amount,
+      currency: money.currency,
+      holdSeconds,
+      description,
+      metadata,
+    };
+    const [outcome] = await this.movements.submit([{ requestId: m.requestId, operation: m.kind, requestHash: m.fingerprint, transferIds: [id], row, context: context.active() }]);
+    if ("error" in outcome) throw outcome.error;
+    const [transfer] = outcome.replay ? await this.earlierAnswer(m.requestId, outcome.transferIds) : await this.finish(m.requestId, [id], [outcome.created!]);
+    return transfer;
+  }
+
+  /** One transaction for the keys and transfers of a group of new movements, each with its own outcome. */
+  private async recordMovements(group: MovementRecord[]): Promise<MovementOutcome[]> {
+    const created = new Map<string, TransferRow>();
+    const outcomes = await this.keys.runMany(group, async (tx, claimed) => {
+      created.clear(); // a transaction run again starts afresh
+      // What it creates is claimed by its request from that commit: no one else drives it first.
+      const leaseUntil = new Date(Date.now() + this.orchestrator.leaseMs);
+      const records = claimed as MovementRecord[];
+      const rows = await this.transfers.insertMany(tx, records.map((r) => ({ row: { ...r.row, leaseUntil }, context: r.context })));
+      const refused = new Map<string, DomainError>();
+      rows.forEach((row, i) => (row ? created.set(records[i].requestId, row) : refused.set(records[i].requestId, takenId(records[i].row.id))));
+      return refused;
+    });
+    return outcomes.map((o, i) => ("error" in o || o.replay ? o : { ...o, created: created.get(group[i].requestId) }));
   }
 
   /** Posts all (amount 0) or part of an authorization's hold. */
@@ -172,16 +207,18 @@ export class Operations {
       // What it creates or moves on is claimed by this request from its commit: no one else drives it first.
       rows = await create(tx, new Date(Date.now() + this.orchestrator.leaseMs));
     });
-    if (!replay) {
-      const driven = [];
-      // A transfer at rest (the original of a reversal) has nothing to drive.
-      for (const row of rows) if (row.step !== "done") driven.push(await this.orchestrator.drive(row.id, row));
-      // One transfer: as driven. Several (a reversal and its original): driving one changes the other.
-      const answer = (rows.length === 1 && driven.length === 1 ? driven : await this.transfers.find(transferIds)).map(transferMessage);
-      await this.keys.recordAnswer(requestId, transferIds, answer);
-      return answer;
-    }
-    return this.earlierAnswer(requestId, transferIds);
+    return replay ? this.earlierAnswer(requestId, transferIds) : this.finish(requestId, transferIds, rows);
+  }
+
+  /** Drives what the request created or moved on, and stores the answer it gives with its key. */
+  private async finish(requestId: string, transferIds: string[], rows: TransferRow[]): Promise<Transfer[]> {
+    const driven = [];
+    // A transfer at rest (the original of a reversal) has nothing to drive.
+    for (const row of rows) if (row.step !== "done") driven.push(await this.orchestrator.drive(row.id, row));
+    // One transfer: as driven. Several (a reversal and its original): driving one changes the other.
+    const answer = (rows.length === 1 && driven.length === 1 ? driven : await this.transfers.find(transferIds)).map(transferMessage);
+    await this.keys.recordAnswer(requestId, transferIds, answer);
+    return answer;
   }
 
   /** The answer the original request gave, once it has given it; past the wait, the transfers as they are. */

@@ -75,11 +75,26 @@ export class Transfers {
   }
 
   /** Inserts a new transfer and its transfer_created event, inside the caller's transaction; an id taken already is refused. */
-  async insert(tx: TransactionsTx, row: typeof transfers.$inferInsert): Promise<TransferRow> {
-    const [created] = await tx.insert(transfers).values(row).onConflictDoNothing({ target: transfers.id }).returning();
-    if (!created) throw new DomainError(ErrorReason.EXISTS_WITH_DIFFERENT_FIELDS, `transfer ${row.id} already exists`, "transfer_id");
-    await this.announce(tx, created);
+  async insert(tx: TransactionsTx, row: NewTransfer): Promise<TransferRow> {
+    const [created] = await this.insertMany(tx, [{ row }]);
+    if (!created) throw takenId(row.id);
     return created;
+  }
+
+  /**
+   * Inserts new transfers, each with its transfer_created event in its own request's trace, inside
+   * the caller's transaction, in one statement each; returns them in order, undefined where the id was taken.
+   */
+  async insertMany(tx: TransactionsTx, news: { row: NewTransfer; context?: Context }[]): Promise<(TransferRow | undefined)[]> {
+    const inserted = await tx
+      .insert(transfers)
+      .values(news.map((n) => n.row))
+      .onConflictDoNothing({ target: transfers.id })
+      .returning();
+    const byId = new Map(inserted.map((r) => [r.id, r]));
+    const rows = news.map((n) => byId.get(n.row.id));
+    await appendEvents(tx, this.outbox, rows.flatMap((row, i) => (row ? eventsOf(row, undefined, news[i].context) : [])));
+    return rows;
   }
 
   /**
@@ -210,6 +225,11 @@ export class Transfers {
     return pageOf(rows, limit, (last) => ({ before: last.id }));
   }
 }
+
+export type NewTransfer = typeof transfers.$inferInsert;
+
+/** A transfer id already taken by another transfer. */
+export const takenId = (id: string) => new DomainError(ErrorReason.EXISTS_WITH_DIFFERENT_FIELDS, `transfer ${id} already exists`, "transfer_id");
 
 type Expected = { status?: TransferStatusName; step?: TransferRow["step"] };
 
