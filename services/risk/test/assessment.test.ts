@@ -187,6 +187,22 @@ describe("AssessTransfers: several transfers in one call", () => {
     expect((await h.risk.getAssessment({ assessmentId: results[0].assessment!.id })).assessment).toEqual(results[0].assessment);
   });
 
+  it("judges each transfer by its own sender's profile", async () => {
+    const [busy, quiet, b] = [await openAccount(h), await openAccount(h), await openAccount(h)];
+    await fund(h, busy.id, 10_000n);
+    await fund(h, quiet.id, 10_000n);
+    const posting = (from: string) => ({ id: newId(), debitAccountId: from, creditAccountId: b.id, amount: 1n, currency: "USD", mode: 1 });
+    await h.ledger.postTransfers({ transfers: [...Array.from({ length: 10 }, () => posting(busy.id)), posting(quiet.id)] });
+    await profileWhen(h, busy.id, (p) => p!.lastMinute!.debitCount === 10n);
+    await profileWhen(h, quiet.id, (p) => p!.lastMinute!.debitCount === 1n);
+    const { results } = await h.risk.assessTransfers({ transfers: [transferToAssess(quiet.id, b.id, 1n), transferToAssess(busy.id, b.id, 1n), transferToAssess(quiet.id, b.id, 2n)] });
+    expect(results.map((r) => [r.assessment!.decision, firedRules(r.assessment!)])).toEqual([
+      [RiskDecision.APPROVE, []],
+      [RiskDecision.REVIEW, ["velocity"]],
+      [RiskDecision.APPROVE, []],
+    ]);
+  });
+
   it("refuses an empty call and one over the limit", async () => {
     await expectRpcError(h.risk.assessTransfers({ transfers: [] }), Status.INVALID_ARGUMENT, "BATCH_EMPTY", "transfers");
     const many = Array.from({ length: 1001 }, () => transferToAssess(newId(), newId(), 1n));

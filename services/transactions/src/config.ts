@@ -18,7 +18,7 @@ export function transactionsEnv(env: Env = process.env) {
     RISK_BREAKER_FAILURES: int(5, 1),
     RISK_BREAKER_COOLDOWN_MS: int(5_000, 100),
     // Money movements at work at once per replica, and how many may wait their turn (more are refused as UNAVAILABLE).
-    TRANSFERS_IN_FLIGHT: int(16, 1),
+    TRANSFERS_IN_FLIGHT: int(64, 1),
     TRANSFERS_QUEUED: int(2_000, 0),
     // How long an authorization holds funds when the request names no expiry, and a transfer awaiting review.
     HOLD_SECONDS: int(7 * 24 * 3600, 1),

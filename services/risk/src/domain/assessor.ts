@@ -72,7 +72,7 @@ export class Assessor {
     const sources = [...new Set(valid.map(({ transfer }) => transfer.fromAccountId))];
     const [facts, profiles] = await Promise.all([
       this.accounts.facts(accountIds, deadline, now),
-      Promise.all(sources.map((id) => this.profiles.profile(id, now))),
+      this.profiles.profiles(sources, now),
     ]);
     const factsOf = new Map(accountIds.map((id, i) => [id, facts[i]]));
     const profileOf = new Map(sources.map((id, i) => [id, profiles[i]]));

@@ -103,46 +103,34 @@ export class Profiles {
    * after now − window. Read through `db`, or a transaction that has just recorded an event (monitoring).
    */
   async profile(accountId: string, now = new Date(), db: RiskDb | RiskTx = this.db): Promise<RiskProfile> {
+    const [profile] = await this.profiles([accountId], now, db);
+    return profile;
+  }
+
+  /** The profiles of several accounts as of `now`, in the order asked, in one query. */
+  async profiles(accountIds: string[], now = new Date(), db: RiskDb | RiskTx = this.db): Promise<RiskProfile[]> {
     const since = (window: number) => iso(new Date(now.getTime() - window - BUCKET_MS));
     const sums = (column: string, window: number) =>
       sql.raw(`coalesce(sum(${column}) filter (where bucket > `).append(sql`${since(window)}), 0)::text`);
     const windows = ([["m", MINUTE], ["h", HOUR], ["d", DAY]] as const).flatMap(([name, window]) =>
       (["debit_count", "debit_sum", "credit_count", "credit_sum"] as const).map((column) => sql`${sums(column, window)} as ${sql.raw(`${name}_${column}`)}`),
     );
-    const [row] = (await db.execute(sql`
+    const ids = sql`${`{${accountIds.join(",")}}`}::uuid[]`;
+    const rows = (await db.execute(sql`
       with w as (
-        select ${sql.join(windows, sql`, `)} from ${activity} where account_id = ${accountId}::uuid and bucket > ${since(DAY)}),
+        select account_id, ${sql.join(windows, sql`, `)} from ${activity} where account_id = any(${ids}) and bucket > ${since(DAY)} group by account_id),
       c as (
-        select count(*)::int as partners from ${counterparties} where account_id = ${accountId}::uuid and last_seen_at > ${iso(new Date(now.getTime() - DAY))})
-      select w.*, c.partners, p.currency, p.first_activity_at, p.last_activity_at, p.debit_count, p.debit_sum, p.credit_count, p.credit_sum,
-             a.opened_at, a.currency as account_currency
-      from w cross join c
-      left join ${profiles} p on p.account_id = ${accountId}::uuid
-      left join ${accounts} a on a.id = ${accountId}::uuid`)) as unknown as ProfileRow[];
-    const stats = (name: "m" | "h" | "d") =>
-      create(WindowStatsSchema, {
-        debitCount: BigInt(row[`${name}_debit_count`]),
-        debitSum: BigInt(row[`${name}_debit_sum`]),
-        creditCount: BigInt(row[`${name}_credit_count`]),
-        creditSum: BigInt(row[`${name}_credit_sum`]),
-      });
-    const openedAt = row.opened_at ? new Date(row.opened_at) : undefined;
-    return create(RiskProfileSchema, {
-      accountId,
-      currency: row.currency ?? row.account_currency ?? "",
-      lastMinute: stats("m"),
-      lastHour: stats("h"),
-      lastDay: stats("d"),
-      distinctCounterparties24h: BigInt(row.partners),
-      openedAt: openedAt ? timestampFromDate(openedAt) : undefined,
-      firstActivityAt: row.first_activity_at ? timestampFromDate(new Date(row.first_activity_at)) : undefined,
-      lastActivityAt: row.last_activity_at ? timestampFromDate(new Date(row.last_activity_at)) : undefined,
-      totalDebitCount: BigInt(row.debit_count ?? 0),
-      totalDebitSum: BigInt(row.debit_sum ?? 0),
-      totalCreditCount: BigInt(row.credit_count ?? 0),
-      totalCreditSum: BigInt(row.credit_sum ?? 0),
-      accountAgeDays: openedAt ? ageInDays(openedAt, now) : 0n,
-    });
+        select account_id, count(*)::int as partners from ${counterparties}
+        where account_id = any(${ids}) and last_seen_at > ${iso(new Date(now.getTime() - DAY))} group by account_id)
+      select ids.account_id as asked_id, w.*, coalesce(c.partners, 0) as partners, p.currency, p.first_activity_at, p.last_activity_at,
+             p.debit_count, p.debit_sum, p.credit_count, p.credit_sum, a.opened_at, a.currency as account_currency
+      from unnest(${ids}) as ids(account_id)
+      left join w on w.account_id = ids.account_id
+      left join c on c.account_id = ids.account_id
+      left join ${profiles} p on p.account_id = ids.account_id
+      left join ${accounts} a on a.id = ids.account_id`)) as unknown as ProfileRow[];
+    const byAccount = new Map(rows.map((row) => [row.asked_id, row]));
+    return accountIds.map((accountId) => profileOf(accountId, byAccount.get(accountId)!, now));
   }
 
   /** Buckets and counterparties older than the longest window are of no more use. */
@@ -153,10 +141,39 @@ export class Profiles {
   }
 }
 
+/** A profile from its row of the profile query: an account with no activity in a window has no sums there. */
+function profileOf(accountId: string, row: ProfileRow, now: Date): RiskProfile {
+  const stats = (name: "m" | "h" | "d") =>
+    create(WindowStatsSchema, {
+      debitCount: BigInt(row[`${name}_debit_count`] ?? 0),
+      debitSum: BigInt(row[`${name}_debit_sum`] ?? 0),
+      creditCount: BigInt(row[`${name}_credit_count`] ?? 0),
+      creditSum: BigInt(row[`${name}_credit_sum`] ?? 0),
+    });
+  const openedAt = row.opened_at ? new Date(row.opened_at) : undefined;
+  return create(RiskProfileSchema, {
+    accountId,
+    currency: row.currency ?? row.account_currency ?? "",
+    lastMinute: stats("m"),
+    lastHour: stats("h"),
+    lastDay: stats("d"),
+    distinctCounterparties24h: BigInt(row.partners),
+    openedAt: openedAt ? timestampFromDate(openedAt) : undefined,
+    firstActivityAt: row.first_activity_at ? timestampFromDate(new Date(row.first_activity_at)) : undefined,
+    lastActivityAt: row.last_activity_at ? timestampFromDate(new Date(row.last_activity_at)) : undefined,
+    totalDebitCount: BigInt(row.debit_count ?? 0),
+    totalDebitSum: BigInt(row.debit_sum ?? 0),
+    totalCreditCount: BigInt(row.credit_count ?? 0),
+    totalCreditSum: BigInt(row.credit_sum ?? 0),
+    accountAgeDays: openedAt ? ageInDays(openedAt, now) : 0n,
+  });
+}
+
 type WindowColumns = `${"m" | "h" | "d"}_${"debit_count" | "debit_sum" | "credit_count" | "credit_sum"}`;
 
-/** One row of the profile query: window sums as text, lifetime columns null for an account with no activity. */
-type ProfileRow = Record<WindowColumns, string> & {
+/** One row of the profile query: window sums as text (null with no activity in the last day), lifetime columns null for an account with no activity. */
+type ProfileRow = Record<WindowColumns, string | null> & {
+  asked_id: string;
   partners: number;
   currency: string | null;
   first_activity_at: Date | string | null;

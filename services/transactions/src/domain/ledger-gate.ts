@@ -16,7 +16,7 @@ export const LEDGER_REFUSALS = new Set([Status.INVALID_ARGUMENT, Status.FAILED_P
 export const isLedgerRefusal = (err: unknown): err is RemoteError => err instanceof RemoteError && LEDGER_REFUSALS.has(err.code);
 
 /** Postings in flight at once per replica; the ones asked for meanwhile go together in the next call (up to the ledger's batch limit). */
-export const LEDGER_CALLS: Omit<CallBatcherOptions, "retryAlone"> = { concurrency: 4, maxItems: 1000 };
+export const LEDGER_CALLS: Omit<CallBatcherOptions, "retryAlone"> = { concurrency: 1, maxItems: 1000 };
 
 /**
  * The ledger operations a transfer needs, each idempotent by its ledger

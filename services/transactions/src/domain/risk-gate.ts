@@ -31,7 +31,7 @@ const isUnavailable = (err: Error) => !isRefusal(err);
 export type RiskAnswer = { outcome: RiskOutcome } | { refused: RemoteError } | undefined;
 
 /** Assessments in flight at once per replica; the ones asked for meanwhile go together in the next call. */
-const RISK_CALLS = { concurrency: 4, maxItems: 1000 };
+const RISK_CALLS = { concurrency: 1, maxItems: 1000 };
 
 /**
  * Asks risk about a transfer, with a short deadline, behind a circuit breaker:
