@@ -42,6 +42,7 @@ async function startTestServer(options: Partial<GrpcServerOptions> = {}): Promis
       return state.getAccount(request, context);
     },
     listAccounts: notUsed,
+    lookupAccounts: notUsed,
     freezeAccount: notUsed,
     unfreezeAccount: notUsed,
     closeAccount: notUsed,

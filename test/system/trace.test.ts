@@ -248,7 +248,7 @@ describe("one transfer, one trace", () => {
     const fired = risk.events.filter((e) => e.name === "rule fired").map((e) => e.attributes["tally.risk.rule.name"]);
     expect(fired).toContain("young account, large amount");
     // Transactions asks account about the accounts first.
-    const account = review.server("account", "AccountService/GetAccount");
+    const account = review.server("account", "AccountService/LookupAccounts");
     expect(review.isUnder(account, transactions)).toBe(true);
     const publish = review.find("risk's publish", (s) => s.service === "risk" && s.kind === KIND.PRODUCER && s.name === `${opened} publish`);
     expect(review.isUnder(publish, risk)).toBe(true);

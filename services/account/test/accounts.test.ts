@@ -92,6 +92,20 @@ describe("GetAccount and ListAccounts", () => {
   });
 });
 
+describe("LookupAccounts", () => {
+  it("answers the accounts that exist among the ids, leaving out unknown and malformed ones", async () => {
+    const [a, b] = [await openAccount(h), await openAccount(h, { currency: "EUR" })];
+    const { accounts } = await h.accounts.lookupAccounts({ accountIds: [a.id, newId(), "not-an-id", b.id.toUpperCase(), a.id] });
+    expect(accounts.map((x) => [x.id, x.currency]).sort()).toEqual([[a.id, a.currency], [b.id, "EUR"]].sort());
+    expect((await h.accounts.lookupAccounts({ accountIds: [] })).accounts).toEqual([]);
+  });
+
+  it("refuses more than 1,000 ids", async () => {
+    const ids = Array.from({ length: 1001 }, () => newId());
+    await expectRpcError(h.accounts.lookupAccounts({ accountIds: ids }), Status.INVALID_ARGUMENT, "BATCH_TOO_LARGE", "account_ids");
+  });
+});
+
 describe("status changes", () => {
   it("freezes and unfreezes, idempotently, with the reason kept", async () => {
     const a = await openAccount(h);

@@ -16,7 +16,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file tally/account/v1/account_service.proto.
  */
 export const file_tally_account_v1_account_service: GenFile = /*@__PURE__*/
-  fileDesc("CiZ0YWxseS9hY2NvdW50L3YxL2FjY291bnRfc2VydmljZS5wcm90bxIQdGFsbHkuYWNjb3VudC52MSL3AQoUQ3JlYXRlQWNjb3VudFJlcXVlc3QSEgoKcmVxdWVzdF9pZBgBIAEoCRITCgtjdXN0b21lcl9pZBgCIAEoCRIQCghjdXJyZW5jeRgDIAEoCRIXCg9vdmVyZHJhZnRfbGltaXQYBCABKAMSRgoIbWV0YWRhdGEYBSADKAsyNC50YWxseS5hY2NvdW50LnYxLkNyZWF0ZUFjY291bnRSZXF1ZXN0Lk1ldGFkYXRhRW50cnkSEgoKYWNjb3VudF9pZBgGIAEoCRovCg1NZXRhZGF0YUVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiQwoVQ3JlYXRlQWNjb3VudFJlc3BvbnNlEioKB2FjY291bnQYASABKAsyGS50YWxseS5hY2NvdW50LnYxLkFjY291bnQiJwoRR2V0QWNjb3VudFJlcXVlc3QSEgoKYWNjb3VudF9pZBgBIAEoCSJAChJHZXRBY2NvdW50UmVzcG9uc2USKgoHYWNjb3VudBgBIAEoCzIZLnRhbGx5LmFjY291bnQudjEuQWNjb3VudCJRChNMaXN0QWNjb3VudHNSZXF1ZXN0EhMKC2N1c3RvbWVyX2lkGAEgASgJEhEKCXBhZ2Vfc2l6ZRgCIAEoBRISCgpwYWdlX3Rva2VuGAMgASgJIlwKFExpc3RBY2NvdW50c1Jlc3BvbnNlEisKCGFjY291bnRzGAEgAygLMhkudGFsbHkuYWNjb3VudC52MS5BY2NvdW50EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSI6ChRGcmVlemVBY2NvdW50UmVxdWVzdBISCgphY2NvdW50X2lkGAEgASgJEg4KBnJlYXNvbhgCIAEoCSJDChVGcmVlemVBY2NvdW50UmVzcG9uc2USKgoHYWNjb3VudBgBIAEoCzIZLnRhbGx5LmFjY291bnQudjEuQWNjb3VudCI8ChZVbmZyZWV6ZUFjY291bnRSZXF1ZXN0EhIKCmFjY291bnRfaWQYASABKAkSDgoGcmVhc29uGAIgASgJIkUKF1VuZnJlZXplQWNjb3VudFJlc3BvbnNlEioKB2FjY291bnQYASABKAsyGS50YWxseS5hY2NvdW50LnYxLkFjY291bnQiOQoTQ2xvc2VBY2NvdW50UmVxdWVzdBISCgphY2NvdW50X2lkGAEgASgJEg4KBnJlYXNvbhgCIAEoCSJCChRDbG9zZUFjY291bnRSZXNwb25zZRIqCgdhY2NvdW50GAEgASgLMhkudGFsbHkuYWNjb3VudC52MS5BY2NvdW50IicKEUdldEJhbGFuY2VSZXF1ZXN0EhIKCmFjY291bnRfaWQYASABKAkiQAoSR2V0QmFsYW5jZVJlc3BvbnNlEioKB2JhbGFuY2UYASABKAsyGS50YWxseS5hY2NvdW50LnYxLkJhbGFuY2UifAoSTGlzdEVudHJpZXNSZXF1ZXN0EhIKCmFjY291bnRfaWQYASABKAkSEQoJcGFnZV9zaXplGAIgASgFEhIKCnBhZ2VfdG9rZW4YAyABKAkSKwoFbGF5ZXIYBCABKA4yHC50YWxseS5hY2NvdW50LnYxLkVudHJ5TGF5ZXIiWAoTTGlzdEVudHJpZXNSZXNwb25zZRIoCgdlbnRyaWVzGAEgAygLMhcudGFsbHkuYWNjb3VudC52MS5FbnRyeRIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiWAoXR2V0U3lzdGVtQWNjb3VudFJlcXVlc3QSEAoIY3VycmVuY3kYASABKAkSKwoEa2luZBgCIAEoDjIdLnRhbGx5LmFjY291bnQudjEuQWNjb3VudEtpbmQiRgoYR2V0U3lzdGVtQWNjb3VudFJlc3BvbnNlEioKB2FjY291bnQYASABKAsyGS50YWxseS5hY2NvdW50LnYxLkFjY291bnQyggsKDkFjY291bnRTZXJ2aWNlEoMBCg1DcmVhdGVBY2NvdW50EiYudGFsbHkuYWNjb3VudC52MS5DcmVhdGVBY2NvdW50UmVxdWVzdBonLnRhbGx5LmFjY291bnQudjEuQ3JlYXRlQWNjb3VudFJlc3BvbnNlIiGKtRgGCAESAgIFgtPkkwIROgEqIgwvdjEvYWNjb3VudHMSkgEKCkdldEFjY291bnQSIy50YWxseS5hY2NvdW50LnYxLkdldEFjY291bnRSZXF1ZXN0GiQudGFsbHkuYWNjb3VudC52MS5HZXRBY2NvdW50UmVzcG9uc2UiOYq1GBQIARIEAQIDBRoKYWNjb3VudF9pZILT5JMCGxIZL3YxL2FjY291bnRzL3thY2NvdW50X2lkfRKkAQoMTGlzdEFjY291bnRzEiUudGFsbHkuYWNjb3VudC52MS5MaXN0QWNjb3VudHNSZXF1ZXN0GiYudGFsbHkuYWNjb3VudC52MS5MaXN0QWNjb3VudHNSZXNwb25zZSJFirUYFQgBEgQBAgMFGgtjdXN0b21lcl9pZILT5JMCJhIkL3YxL2N1c3RvbWVycy97Y3VzdG9tZXJfaWR9L2FjY291bnRzEpgBCg1GcmVlemVBY2NvdW50EiYudGFsbHkuYWNjb3VudC52MS5GcmVlemVBY2NvdW50UmVxdWVzdBonLnRhbGx5LmFjY291bnQudjEuRnJlZXplQWNjb3VudFJlc3BvbnNlIjaKtRgHCAESAwIDBYLT5JMCJToBKiIgL3YxL2FjY291bnRzL3thY2NvdW50X2lkfTpmcmVlemUSoAEKD1VuZnJlZXplQWNjb3VudBIoLnRhbGx5LmFjY291bnQudjEuVW5mcmVlemVBY2NvdW50UmVxdWVzdBopLnRhbGx5LmFjY291bnQudjEuVW5mcmVlemVBY2NvdW50UmVzcG9uc2UiOIq1GAcIARIDAgMFgtPkkwInOgEqIiIvdjEvYWNjb3VudHMve2FjY291bnRfaWR9OnVuZnJlZXplEpMBCgxDbG9zZUFjY291bnQSJS50YWxseS5hY2NvdW50LnYxLkNsb3NlQWNjb3VudFJlcXVlc3QaJi50YWxseS5hY2NvdW50LnYxLkNsb3NlQWNjb3VudFJlc3BvbnNlIjSKtRgGCAESAgIFgtPkkwIkOgEqIh8vdjEvYWNjb3VudHMve2FjY291bnRfaWR9OmNsb3NlEpoBCgpHZXRCYWxhbmNlEiMudGFsbHkuYWNjb3VudC52MS5HZXRCYWxhbmNlUmVxdWVzdBokLnRhbGx5LmFjY291bnQudjEuR2V0QmFsYW5jZVJlc3BvbnNlIkGKtRgUCAESBAECAwUaCmFjY291bnRfaWSC0+STAiMSIS92MS9hY2NvdW50cy97YWNjb3VudF9pZH0vYmFsYW5jZRKdAQoLTGlzdEVudHJpZXMSJC50YWxseS5hY2NvdW50LnYxLkxpc3RFbnRyaWVzUmVxdWVzdBolLnRhbGx5LmFjY291bnQudjEuTGlzdEVudHJpZXNSZXNwb25zZSJBirUYFAgBEgQBAgMFGgphY2NvdW50X2lkgtPkkwIjEiEvdjEvYWNjb3VudHMve2FjY291bnRfaWR9L2VudHJpZXMSnAEKEEdldFN5c3RlbUFjY291bnQSKS50YWxseS5hY2NvdW50LnYxLkdldFN5c3RlbUFjY291bnRSZXF1ZXN0GioudGFsbHkuYWNjb3VudC52MS5HZXRTeXN0ZW1BY2NvdW50UmVzcG9uc2UiMYq1GAcIARIDAgMFgtPkkwIgEh4vdjEvc3lzdGVtLWFjY291bnRzL3tjdXJyZW5jeX1iBnByb3RvMw", [file_google_api_annotations, file_tally_account_v1_account, file_tally_account_v1_ledger, file_tally_common_v1_policy]);
+  fileDesc("CiZ0YWxseS9hY2NvdW50L3YxL2FjY291bnRfc2VydmljZS5wcm90bxIQdGFsbHkuYWNjb3VudC52MSL3AQoUQ3JlYXRlQWNjb3VudFJlcXVlc3QSEgoKcmVxdWVzdF9pZBgBIAEoCRITCgtjdXN0b21lcl9pZBgCIAEoCRIQCghjdXJyZW5jeRgDIAEoCRIXCg9vdmVyZHJhZnRfbGltaXQYBCABKAMSRgoIbWV0YWRhdGEYBSADKAsyNC50YWxseS5hY2NvdW50LnYxLkNyZWF0ZUFjY291bnRSZXF1ZXN0Lk1ldGFkYXRhRW50cnkSEgoKYWNjb3VudF9pZBgGIAEoCRovCg1NZXRhZGF0YUVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiQwoVQ3JlYXRlQWNjb3VudFJlc3BvbnNlEioKB2FjY291bnQYASABKAsyGS50YWxseS5hY2NvdW50LnYxLkFjY291bnQiJwoRR2V0QWNjb3VudFJlcXVlc3QSEgoKYWNjb3VudF9pZBgBIAEoCSJAChJHZXRBY2NvdW50UmVzcG9uc2USKgoHYWNjb3VudBgBIAEoCzIZLnRhbGx5LmFjY291bnQudjEuQWNjb3VudCIsChVMb29rdXBBY2NvdW50c1JlcXVlc3QSEwoLYWNjb3VudF9pZHMYASADKAkiRQoWTG9va3VwQWNjb3VudHNSZXNwb25zZRIrCghhY2NvdW50cxgBIAMoCzIZLnRhbGx5LmFjY291bnQudjEuQWNjb3VudCJRChNMaXN0QWNjb3VudHNSZXF1ZXN0EhMKC2N1c3RvbWVyX2lkGAEgASgJEhEKCXBhZ2Vfc2l6ZRgCIAEoBRISCgpwYWdlX3Rva2VuGAMgASgJIlwKFExpc3RBY2NvdW50c1Jlc3BvbnNlEisKCGFjY291bnRzGAEgAygLMhkudGFsbHkuYWNjb3VudC52MS5BY2NvdW50EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSI6ChRGcmVlemVBY2NvdW50UmVxdWVzdBISCgphY2NvdW50X2lkGAEgASgJEg4KBnJlYXNvbhgCIAEoCSJDChVGcmVlemVBY2NvdW50UmVzcG9uc2USKgoHYWNjb3VudBgBIAEoCzIZLnRhbGx5LmFjY291bnQudjEuQWNjb3VudCI8ChZVbmZyZWV6ZUFjY291bnRSZXF1ZXN0EhIKCmFjY291bnRfaWQYASABKAkSDgoGcmVhc29uGAIgASgJIkUKF1VuZnJlZXplQWNjb3VudFJlc3BvbnNlEioKB2FjY291bnQYASABKAsyGS50YWxseS5hY2NvdW50LnYxLkFjY291bnQiOQoTQ2xvc2VBY2NvdW50UmVxdWVzdBISCgphY2NvdW50X2lkGAEgASgJEg4KBnJlYXNvbhgCIAEoCSJCChRDbG9zZUFjY291bnRSZXNwb25zZRIqCgdhY2NvdW50GAEgASgLMhkudGFsbHkuYWNjb3VudC52MS5BY2NvdW50IicKEUdldEJhbGFuY2VSZXF1ZXN0EhIKCmFjY291bnRfaWQYASABKAkiQAoSR2V0QmFsYW5jZVJlc3BvbnNlEioKB2JhbGFuY2UYASABKAsyGS50YWxseS5hY2NvdW50LnYxLkJhbGFuY2UifAoSTGlzdEVudHJpZXNSZXF1ZXN0EhIKCmFjY291bnRfaWQYASABKAkSEQoJcGFnZV9zaXplGAIgASgFEhIKCnBhZ2VfdG9rZW4YAyABKAkSKwoFbGF5ZXIYBCABKA4yHC50YWxseS5hY2NvdW50LnYxLkVudHJ5TGF5ZXIiWAoTTGlzdEVudHJpZXNSZXNwb25zZRIoCgdlbnRyaWVzGAEgAygLMhcudGFsbHkuYWNjb3VudC52MS5FbnRyeRIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiWAoXR2V0U3lzdGVtQWNjb3VudFJlcXVlc3QSEAoIY3VycmVuY3kYASABKAkSKwoEa2luZBgCIAEoDjIdLnRhbGx5LmFjY291bnQudjEuQWNjb3VudEtpbmQiRgoYR2V0U3lzdGVtQWNjb3VudFJlc3BvbnNlEioKB2FjY291bnQYASABKAsyGS50YWxseS5hY2NvdW50LnYxLkFjY291bnQy7wsKDkFjY291bnRTZXJ2aWNlEoMBCg1DcmVhdGVBY2NvdW50EiYudGFsbHkuYWNjb3VudC52MS5DcmVhdGVBY2NvdW50UmVxdWVzdBonLnRhbGx5LmFjY291bnQudjEuQ3JlYXRlQWNjb3VudFJlc3BvbnNlIiGKtRgGCAESAgIFgtPkkwIROgEqIgwvdjEvYWNjb3VudHMSkgEKCkdldEFjY291bnQSIy50YWxseS5hY2NvdW50LnYxLkdldEFjY291bnRSZXF1ZXN0GiQudGFsbHkuYWNjb3VudC52MS5HZXRBY2NvdW50UmVzcG9uc2UiOYq1GBQIARIEAQIDBRoKYWNjb3VudF9pZILT5JMCGxIZL3YxL2FjY291bnRzL3thY2NvdW50X2lkfRJrCg5Mb29rdXBBY2NvdW50cxInLnRhbGx5LmFjY291bnQudjEuTG9va3VwQWNjb3VudHNSZXF1ZXN0GigudGFsbHkuYWNjb3VudC52MS5Mb29rdXBBY2NvdW50c1Jlc3BvbnNlIgaKtRgCCAISpAEKDExpc3RBY2NvdW50cxIlLnRhbGx5LmFjY291bnQudjEuTGlzdEFjY291bnRzUmVxdWVzdBomLnRhbGx5LmFjY291bnQudjEuTGlzdEFjY291bnRzUmVzcG9uc2UiRYq1GBUIARIEAQIDBRoLY3VzdG9tZXJfaWSC0+STAiYSJC92MS9jdXN0b21lcnMve2N1c3RvbWVyX2lkfS9hY2NvdW50cxKYAQoNRnJlZXplQWNjb3VudBImLnRhbGx5LmFjY291bnQudjEuRnJlZXplQWNjb3VudFJlcXVlc3QaJy50YWxseS5hY2NvdW50LnYxLkZyZWV6ZUFjY291bnRSZXNwb25zZSI2irUYBwgBEgMCAwWC0+STAiU6ASoiIC92MS9hY2NvdW50cy97YWNjb3VudF9pZH06ZnJlZXplEqABCg9VbmZyZWV6ZUFjY291bnQSKC50YWxseS5hY2NvdW50LnYxLlVuZnJlZXplQWNjb3VudFJlcXVlc3QaKS50YWxseS5hY2NvdW50LnYxLlVuZnJlZXplQWNjb3VudFJlc3BvbnNlIjiKtRgHCAESAwIDBYLT5JMCJzoBKiIiL3YxL2FjY291bnRzL3thY2NvdW50X2lkfTp1bmZyZWV6ZRKTAQoMQ2xvc2VBY2NvdW50EiUudGFsbHkuYWNjb3VudC52MS5DbG9zZUFjY291bnRSZXF1ZXN0GiYudGFsbHkuYWNjb3VudC52MS5DbG9zZUFjY291bnRSZXNwb25zZSI0irUYBggBEgICBYLT5JMCJDoBKiIfL3YxL2FjY291bnRzL3thY2NvdW50X2lkfTpjbG9zZRKaAQoKR2V0QmFsYW5jZRIjLnRhbGx5LmFjY291bnQudjEuR2V0QmFsYW5jZVJlcXVlc3QaJC50YWxseS5hY2NvdW50LnYxLkdldEJhbGFuY2VSZXNwb25zZSJBirUYFAgBEgQBAgMFGgphY2NvdW50X2lkgtPkkwIjEiEvdjEvYWNjb3VudHMve2FjY291bnRfaWR9L2JhbGFuY2USnQEKC0xpc3RFbnRyaWVzEiQudGFsbHkuYWNjb3VudC52MS5MaXN0RW50cmllc1JlcXVlc3QaJS50YWxseS5hY2NvdW50LnYxLkxpc3RFbnRyaWVzUmVzcG9uc2UiQYq1GBQIARIEAQIDBRoKYWNjb3VudF9pZILT5JMCIxIhL3YxL2FjY291bnRzL3thY2NvdW50X2lkfS9lbnRyaWVzEpwBChBHZXRTeXN0ZW1BY2NvdW50EikudGFsbHkuYWNjb3VudC52MS5HZXRTeXN0ZW1BY2NvdW50UmVxdWVzdBoqLnRhbGx5LmFjY291bnQudjEuR2V0U3lzdGVtQWNjb3VudFJlc3BvbnNlIjGKtRgHCAESAwIDBYLT5JMCIBIeL3YxL3N5c3RlbS1hY2NvdW50cy97Y3VycmVuY3l9YgZwcm90bzM", [file_google_api_annotations, file_tally_account_v1_account, file_tally_account_v1_ledger, file_tally_common_v1_policy]);
 
 /**
  * @generated from message tally.account.v1.CreateAccountRequest
@@ -116,6 +116,42 @@ export const GetAccountResponseSchema: GenMessage<GetAccountResponse> = /*@__PUR
   messageDesc(file_tally_account_v1_account_service, 3);
 
 /**
+ * @generated from message tally.account.v1.LookupAccountsRequest
+ */
+export type LookupAccountsRequest = Message<"tally.account.v1.LookupAccountsRequest"> & {
+  /**
+   * @generated from field: repeated string account_ids = 1;
+   */
+  accountIds: string[];
+};
+
+/**
+ * Describes the message tally.account.v1.LookupAccountsRequest.
+ * Use `create(LookupAccountsRequestSchema)` to create a new message.
+ */
+export const LookupAccountsRequestSchema: GenMessage<LookupAccountsRequest> = /*@__PURE__*/
+  messageDesc(file_tally_account_v1_account_service, 4);
+
+/**
+ * @generated from message tally.account.v1.LookupAccountsResponse
+ */
+export type LookupAccountsResponse = Message<"tally.account.v1.LookupAccountsResponse"> & {
+  /**
+   * In no particular order.
+   *
+   * @generated from field: repeated tally.account.v1.Account accounts = 1;
+   */
+  accounts: Account[];
+};
+
+/**
+ * Describes the message tally.account.v1.LookupAccountsResponse.
+ * Use `create(LookupAccountsResponseSchema)` to create a new message.
+ */
+export const LookupAccountsResponseSchema: GenMessage<LookupAccountsResponse> = /*@__PURE__*/
+  messageDesc(file_tally_account_v1_account_service, 5);
+
+/**
  * @generated from message tally.account.v1.ListAccountsRequest
  */
 export type ListAccountsRequest = Message<"tally.account.v1.ListAccountsRequest"> & {
@@ -140,7 +176,7 @@ export type ListAccountsRequest = Message<"tally.account.v1.ListAccountsRequest"
  * Use `create(ListAccountsRequestSchema)` to create a new message.
  */
 export const ListAccountsRequestSchema: GenMessage<ListAccountsRequest> = /*@__PURE__*/
-  messageDesc(file_tally_account_v1_account_service, 4);
+  messageDesc(file_tally_account_v1_account_service, 6);
 
 /**
  * @generated from message tally.account.v1.ListAccountsResponse
@@ -162,7 +198,7 @@ export type ListAccountsResponse = Message<"tally.account.v1.ListAccountsRespons
  * Use `create(ListAccountsResponseSchema)` to create a new message.
  */
 export const ListAccountsResponseSchema: GenMessage<ListAccountsResponse> = /*@__PURE__*/
-  messageDesc(file_tally_account_v1_account_service, 5);
+  messageDesc(file_tally_account_v1_account_service, 7);
 
 /**
  * @generated from message tally.account.v1.FreezeAccountRequest
@@ -184,7 +220,7 @@ export type FreezeAccountRequest = Message<"tally.account.v1.FreezeAccountReques
  * Use `create(FreezeAccountRequestSchema)` to create a new message.
  */
 export const FreezeAccountRequestSchema: GenMessage<FreezeAccountRequest> = /*@__PURE__*/
-  messageDesc(file_tally_account_v1_account_service, 6);
+  messageDesc(file_tally_account_v1_account_service, 8);
 
 /**
  * @generated from message tally.account.v1.FreezeAccountResponse
@@ -201,7 +237,7 @@ export type FreezeAccountResponse = Message<"tally.account.v1.FreezeAccountRespo
  * Use `create(FreezeAccountResponseSchema)` to create a new message.
  */
 export const FreezeAccountResponseSchema: GenMessage<FreezeAccountResponse> = /*@__PURE__*/
-  messageDesc(file_tally_account_v1_account_service, 7);
+  messageDesc(file_tally_account_v1_account_service, 9);
 
 /**
  * @generated from message tally.account.v1.UnfreezeAccountRequest
@@ -223,7 +259,7 @@ export type UnfreezeAccountRequest = Message<"tally.account.v1.UnfreezeAccountRe
  * Use `create(UnfreezeAccountRequestSchema)` to create a new message.
  */
 export const UnfreezeAccountRequestSchema: GenMessage<UnfreezeAccountRequest> = /*@__PURE__*/
-  messageDesc(file_tally_account_v1_account_service, 8);
+  messageDesc(file_tally_account_v1_account_service, 10);
 
 /**
  * @generated from message tally.account.v1.UnfreezeAccountResponse
@@ -240,7 +276,7 @@ export type UnfreezeAccountResponse = Message<"tally.account.v1.UnfreezeAccountR
  * Use `create(UnfreezeAccountResponseSchema)` to create a new message.
  */
 export const UnfreezeAccountResponseSchema: GenMessage<UnfreezeAccountResponse> = /*@__PURE__*/
-  messageDesc(file_tally_account_v1_account_service, 9);
+  messageDesc(file_tally_account_v1_account_service, 11);
 
 /**
  * @generated from message tally.account.v1.CloseAccountRequest
@@ -262,7 +298,7 @@ export type CloseAccountRequest = Message<"tally.account.v1.CloseAccountRequest"
  * Use `create(CloseAccountRequestSchema)` to create a new message.
  */
 export const CloseAccountRequestSchema: GenMessage<CloseAccountRequest> = /*@__PURE__*/
-  messageDesc(file_tally_account_v1_account_service, 10);
+  messageDesc(file_tally_account_v1_account_service, 12);
 
 /**
  * @generated from message tally.account.v1.CloseAccountResponse
@@ -279,7 +315,7 @@ export type CloseAccountResponse = Message<"tally.account.v1.CloseAccountRespons
  * Use `create(CloseAccountResponseSchema)` to create a new message.
  */
 export const CloseAccountResponseSchema: GenMessage<CloseAccountResponse> = /*@__PURE__*/
-  messageDesc(file_tally_account_v1_account_service, 11);
+  messageDesc(file_tally_account_v1_account_service, 13);
 
 /**
  * @generated from message tally.account.v1.GetBalanceRequest
@@ -296,7 +332,7 @@ export type GetBalanceRequest = Message<"tally.account.v1.GetBalanceRequest"> & 
  * Use `create(GetBalanceRequestSchema)` to create a new message.
  */
 export const GetBalanceRequestSchema: GenMessage<GetBalanceRequest> = /*@__PURE__*/
-  messageDesc(file_tally_account_v1_account_service, 12);
+  messageDesc(file_tally_account_v1_account_service, 14);
 
 /**
  * @generated from message tally.account.v1.GetBalanceResponse
@@ -313,7 +349,7 @@ export type GetBalanceResponse = Message<"tally.account.v1.GetBalanceResponse"> 
  * Use `create(GetBalanceResponseSchema)` to create a new message.
  */
 export const GetBalanceResponseSchema: GenMessage<GetBalanceResponse> = /*@__PURE__*/
-  messageDesc(file_tally_account_v1_account_service, 13);
+  messageDesc(file_tally_account_v1_account_service, 15);
 
 /**
  * @generated from message tally.account.v1.ListEntriesRequest
@@ -347,7 +383,7 @@ export type ListEntriesRequest = Message<"tally.account.v1.ListEntriesRequest"> 
  * Use `create(ListEntriesRequestSchema)` to create a new message.
  */
 export const ListEntriesRequestSchema: GenMessage<ListEntriesRequest> = /*@__PURE__*/
-  messageDesc(file_tally_account_v1_account_service, 14);
+  messageDesc(file_tally_account_v1_account_service, 16);
 
 /**
  * @generated from message tally.account.v1.ListEntriesResponse
@@ -369,7 +405,7 @@ export type ListEntriesResponse = Message<"tally.account.v1.ListEntriesResponse"
  * Use `create(ListEntriesResponseSchema)` to create a new message.
  */
 export const ListEntriesResponseSchema: GenMessage<ListEntriesResponse> = /*@__PURE__*/
-  messageDesc(file_tally_account_v1_account_service, 15);
+  messageDesc(file_tally_account_v1_account_service, 17);
 
 /**
  * @generated from message tally.account.v1.GetSystemAccountRequest
@@ -393,7 +429,7 @@ export type GetSystemAccountRequest = Message<"tally.account.v1.GetSystemAccount
  * Use `create(GetSystemAccountRequestSchema)` to create a new message.
  */
 export const GetSystemAccountRequestSchema: GenMessage<GetSystemAccountRequest> = /*@__PURE__*/
-  messageDesc(file_tally_account_v1_account_service, 16);
+  messageDesc(file_tally_account_v1_account_service, 18);
 
 /**
  * @generated from message tally.account.v1.GetSystemAccountResponse
@@ -410,7 +446,7 @@ export type GetSystemAccountResponse = Message<"tally.account.v1.GetSystemAccoun
  * Use `create(GetSystemAccountResponseSchema)` to create a new message.
  */
 export const GetSystemAccountResponseSchema: GenMessage<GetSystemAccountResponse> = /*@__PURE__*/
-  messageDesc(file_tally_account_v1_account_service, 17);
+  messageDesc(file_tally_account_v1_account_service, 19);
 
 /**
  * Accounts and their balances and statements. Balances change only through
@@ -437,6 +473,18 @@ export const AccountService: GenService<{
     methodKind: "unary";
     input: typeof GetAccountRequestSchema;
     output: typeof GetAccountResponseSchema;
+  },
+  /**
+   * The accounts that exist among the ids asked for; the others are left
+   * out. Internal: the transactions service checks the accounts that its
+   * concurrent requests name in one call.
+   *
+   * @generated from rpc tally.account.v1.AccountService.LookupAccounts
+   */
+  lookupAccounts: {
+    methodKind: "unary";
+    input: typeof LookupAccountsRequestSchema;
+    output: typeof LookupAccountsResponseSchema;
   },
   /**
    * A customer's accounts, oldest first.

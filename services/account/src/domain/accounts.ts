@@ -1,13 +1,16 @@
 import { create } from "@bufbuild/protobuf";
-import { and, asc, desc, eq, gt, lt } from "drizzle-orm";
+import { and, asc, desc, eq, gt, inArray, lt } from "drizzle-orm";
 import { AccountOpenedSchema, AccountStatusChangedSchema } from "../../../../gen/tally/events/v1/events_pb";
-import { newId } from "../../../../platform/ids";
+import { isId, newId, normalizeId } from "../../../../platform/ids";
 import { CURRENCIES } from "../../../../platform/money";
 import { DomainError, ErrorReason } from "../../../../platform/errors";
 import { appendEvents, type OutboxWriter } from "../../../../platform/outbox/append";
 import { cursorId, cursorSequence, decodePageToken, pageOf, pageSize, type Page } from "../../../../platform/paging";
 import { accounts, entries, type AccountRow, type EntryRow } from "../db/schema";
 import type { AccountDb } from "../db/types";
+
+/** Account ids one lookup may name. */
+export const MAX_LOOKUP = 1000;
 import { accountMessage, statusOf } from "../proto";
 import { requireCurrency, requireId, requireMetadata, requireText, requireToken, sameMetadata } from "../../../../platform/validation";
 
@@ -75,6 +78,14 @@ export class Accounts {
     const [row] = await this.db.select().from(accounts).where(eq(accounts.id, id));
     if (!row) throw new DomainError(ErrorReason.ACCOUNT_NOT_FOUND, `account ${id} not found`, "account_id");
     return row;
+  }
+
+  /** The accounts that exist among `ids` (a malformed id names none). */
+  async lookup(ids: string[]): Promise<AccountRow[]> {
+    if (ids.length > MAX_LOOKUP) throw new DomainError(ErrorReason.BATCH_TOO_LARGE, `at most ${MAX_LOOKUP} account ids per lookup`, "account_ids");
+    const valid = [...new Set(ids.filter(isId).map(normalizeId))];
+    if (valid.length === 0) return [];
+    return this.db.select().from(accounts).where(inArray(accounts.id, valid));
   }
 
   /** A customer's accounts in id order: creation order for the UUIDv7 ids Tally assigns. */

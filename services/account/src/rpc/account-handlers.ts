@@ -29,6 +29,9 @@ export function accountHandlers(accounts: Accounts): HandlersOf<typeof AccountSe
     async getAccount(req) {
       return { account: accountMessage(await accounts.get(req.accountId)) };
     },
+    async lookupAccounts(req) {
+      return { accounts: (await accounts.lookup(req.accountIds)).map(accountMessage) };
+    },
     async listAccounts(req) {
       const page = await accounts.listByCustomer(req.customerId, req.pageSize, req.pageToken);
       return { accounts: page.items.map(accountMessage), nextPageToken: page.nextPageToken };

@@ -4,7 +4,7 @@ import { eq, inArray } from "drizzle-orm";
 import type { AccountService } from "../../../../gen/tally/account/v1/account_service_pb";
 import { LedgerTransferState, type LedgerTransfer } from "../../../../gen/tally/account/v1/ledger_pb";
 import { AlertRaisedSchema, type EventEnvelope } from "../../../../gen/tally/events/v1/events_pb";
-import { EventFactsSchema, type RiskProfile } from "../../../../gen/tally/risk/v1/risk_pb";
+import { EventFactsSchema } from "../../../../gen/tally/risk/v1/risk_pb";
 import { ErrorReason } from "../../../../platform/errors";
 import type { ClientOf } from "../../../../platform/grpc/client";
 import { RemoteError } from "../../../../platform/grpc/status";
@@ -57,13 +57,9 @@ export class Monitoring {
     const at = new Date(Math.max(...transfers.map((t) => (t.createdAt ? timestampDate(t.createdAt).getTime() : Date.now()))));
     const late = Date.now() - at.getTime() > FREEZE_HORIZON_MS;
     const debitIds = [...new Set(transfers.map((t) => t.debitAccountId))];
-    const views = await tx.select().from(accounts).where(inArray(accounts.id, debitIds));
-    // The event is recorded already, so one account's profile is the same for all its transfers here.
-    const profiles = new Map<string, Promise<RiskProfile>>();
-    const profileOf = (accountId: string) => {
-      if (!profiles.has(accountId)) profiles.set(accountId, this.profiles.profile(accountId, at, tx));
-      return profiles.get(accountId)!;
-    };
+    // The event is recorded already, so one account's profile is the same for all its transfers here: one query for all.
+    const [views, profiles] = await Promise.all([tx.select().from(accounts).where(inArray(accounts.id, debitIds)), this.profiles.profiles(debitIds, at, tx)]);
+    const profileOf = new Map(debitIds.map((id, i) => [id, profiles[i]]));
     for (const transfer of transfers) {
       const accountId = transfer.debitAccountId;
       const event = create(EventFactsSchema, {
@@ -78,7 +74,7 @@ export class Monitoring {
         metadata: transfer.metadata,
       });
       const account = accountFacts(accountId, views.find((v) => v.id === accountId), at);
-      const hits = await this.ruleSet.evaluate("monitoring", { event, account, profile: await profileOf(accountId) });
+      const hits = await this.ruleSet.evaluate("monitoring", { event, account, profile: profileOf.get(accountId)! });
       for (const hit of hits) await this.raise(tx, envelope, transfer, hit, at, late);
     }
   }

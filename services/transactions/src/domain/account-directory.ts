@@ -1,7 +1,7 @@
 import type { AccountService } from "../../../../gen/tally/account/v1/account_service_pb";
+import { CallBatcher } from "../../../../platform/call-batcher";
 import { DomainError, ErrorReason } from "../../../../platform/errors";
 import type { ClientOf } from "../../../../platform/grpc/client";
-import { RemoteError } from "../../../../platform/grpc/status";
 
 const MAX_CACHED = 100_000;
 
@@ -10,29 +10,46 @@ const MAX_CACHED = 100_000;
  * service once per account and remembered (neither ever changes), so a request
  * naming an unknown account or the wrong currency is refused before anything
  * is recorded. Whether it is frozen or closed is the ledger's to say, at posting.
+ * The accounts that concurrent requests ask about are looked up together, in
+ * one call, and an account already being looked up is not asked for again.
  */
 export class AccountDirectory {
   private readonly currencies = new Map<string, string>();
+  private readonly asking = new Map<string, Promise<string | undefined>>();
+  /** The currency of each account asked about, or undefined for one that does not exist. */
+  private readonly lookups: CallBatcher<string, string | undefined>;
 
-  constructor(private readonly accounts: Pick<ClientOf<typeof AccountService>, "getAccount">) {}
+  constructor(accounts: Pick<ClientOf<typeof AccountService>, "lookupAccounts">) {
+    const lookup = async (ids: string[]) => {
+      const found = new Map((await accounts.lookupAccounts({ accountIds: ids })).accounts.map((a) => [a.id, a.currency]));
+      return ids.map((id) => found.get(id));
+    };
+    // Every id asked about is well formed, so a call that fails is the service's failure, not an id's.
+    this.lookups = new CallBatcher("AccountService/LookupAccounts", lookup, { concurrency: 1, maxItems: 1000, retryAlone: () => false });
+  }
 
-  async requireAccount(accountId: string, currency: string, field: string): Promise<void> {
-    let known = this.currencies.get(accountId);
-    if (known === undefined) {
-      try {
-        const { account } = await this.accounts.getAccount({ accountId });
-        known = account!.currency;
-      } catch (err) {
-        if (err instanceof RemoteError && err.reason === ErrorReason.ACCOUNT_NOT_FOUND) {
-          throw new DomainError(ErrorReason.ACCOUNT_NOT_FOUND, `account ${accountId} not found`, field);
-        }
-        throw err;
-      }
+  /** Refuses the first of the accounts, in order, that does not exist or does not hold `currency`. */
+  async requireAccounts(accounts: { id: string; field: string }[], currency: string): Promise<void> {
+    const known = await Promise.all(accounts.map((a) => this.currencyOf(a.id)));
+    accounts.forEach(({ id, field }, i) => {
+      if (known[i] === undefined) throw new DomainError(ErrorReason.ACCOUNT_NOT_FOUND, `account ${id} not found`, field);
+      if (known[i] !== currency) throw new DomainError(ErrorReason.CURRENCY_MISMATCH, `account ${id} holds ${known[i]}, not ${currency}`, "amount.currency");
+    });
+  }
+
+  private async currencyOf(accountId: string): Promise<string | undefined> {
+    const known = this.currencies.get(accountId);
+    if (known !== undefined) return known;
+    let asked = this.asking.get(accountId);
+    if (!asked) {
+      asked = this.lookups.submit(accountId).finally(() => this.asking.delete(accountId));
+      this.asking.set(accountId, asked);
+    }
+    const currency = await asked;
+    if (currency !== undefined) {
       if (this.currencies.size >= MAX_CACHED) this.currencies.clear();
-      this.currencies.set(accountId, known);
+      this.currencies.set(accountId, currency);
     }
-    if (known !== currency) {
-      throw new DomainError(ErrorReason.CURRENCY_MISMATCH, `account ${accountId} holds ${known}, not ${currency}`, "amount.currency");
-    }
+    return currency;
   }
 }

@@ -87,9 +87,13 @@ export class Operations {
       throw new DomainError(ErrorReason.ACCOUNTS_MUST_BE_DIFFERENT, "the accounts must be different", field);
     }
     // Unknown accounts and the wrong currency are bad input: refused before anything is recorded.
-    const customerFields: [string, string][] =
-      m.kind === "deposit" ? [[to, "account_id"]] : m.kind === "withdrawal" ? [[from, "account_id"]] : [[from, "from_account_id"], [to, "to_account_id"]];
-    for (const [id, field] of customerFields) await this.directory.requireAccount(id, money.currency, field);
+    const customerAccounts =
+      m.kind === "deposit"
+        ? [{ id: to, field: "account_id" }]
+        : m.kind === "withdrawal"
+          ? [{ id: from, field: "account_id" }]
+          : [{ id: from, field: "from_account_id" }, { id: to, field: "to_account_id" }];
+    await this.directory.requireAccounts(customerAccounts, money.currency);
     const expires = m.expiresInSeconds ?? 0n;
     if (expires < 0n || expires > 366n * 86_400n) throw new DomainError(ErrorReason.INVALID_FIELD, "expires_in_seconds is from 0 to a year", "expires_in_seconds");
     const holdSeconds = m.kind === "authorization" ? (expires > 0n ? expires : BigInt(this.limits.holdSeconds)) : BigInt(this.limits.reviewHoldSeconds);
