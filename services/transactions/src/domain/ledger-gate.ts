@@ -1,7 +1,7 @@
 import { status as Status } from "@grpc/grpc-js";
 import { PostingMode, PostingResult, type LedgerTransfer } from "../../../../gen/tally/account/v1/ledger_pb";
 import type { LedgerService, PostTransferResult } from "../../../../gen/tally/account/v1/ledger_service_pb";
-import { CallBatcher, type CallBatcherOptions } from "../../../../platform/call-batcher";
+import { CallBatcher } from "../../../../platform/call-batcher";
 import type { ClientOf } from "../../../../platform/grpc/client";
 import { RemoteError } from "../../../../platform/grpc/status";
 import type { TransferRow } from "../db/schema";
@@ -12,11 +12,11 @@ type LedgerClient = Pick<ClientOf<typeof LedgerService>, "postTransfers">;
 type PostingItem = NonNullable<Parameters<LedgerClient["postTransfers"]>[0]["transfers"]>[number];
 
 // The ledger refused the request as a whole: one of its items is at fault, so each is sent again alone.
-export const LEDGER_REFUSALS = new Set([Status.INVALID_ARGUMENT, Status.FAILED_PRECONDITION, Status.NOT_FOUND, Status.ALREADY_EXISTS, Status.OUT_OF_RANGE]);
+const LEDGER_REFUSALS = new Set([Status.INVALID_ARGUMENT, Status.FAILED_PRECONDITION, Status.NOT_FOUND, Status.ALREADY_EXISTS, Status.OUT_OF_RANGE]);
 export const isLedgerRefusal = (err: unknown): err is RemoteError => err instanceof RemoteError && LEDGER_REFUSALS.has(err.code);
 
-/** Postings in flight at once per replica; the ones asked for meanwhile go together in the next call (up to the ledger's batch limit). */
-export const LEDGER_CALLS: Omit<CallBatcherOptions, "retryAlone"> = { concurrency: 1, maxItems: 1000 };
+/** One call to the ledger at a time per replica; the postings asked for meanwhile go together in the next (up to the ledger's batch limit). */
+const LEDGER_CALLS = { concurrency: 1, maxItems: 1000 };
 
 /**
  * The ledger operations a transfer needs, each idempotent by its ledger
@@ -26,8 +26,8 @@ export class LedgerGate {
   /** Concurrent postings share a call: each item is independent (not linked), with its own result. */
   private readonly calls: CallBatcher<PostingItem, PostTransferResult>;
 
-  constructor(ledger: LedgerClient, options = LEDGER_CALLS) {
-    this.calls = new CallBatcher("LedgerService/PostTransfers", async (transfers) => (await ledger.postTransfers({ transfers })).results, { ...options, retryAlone: isLedgerRefusal });
+  constructor(ledger: LedgerClient) {
+    this.calls = new CallBatcher("LedgerService/PostTransfers", async (transfers) => (await ledger.postTransfers({ transfers })).results, { ...LEDGER_CALLS, retryAlone: isLedgerRefusal });
   }
 
   post(row: TransferRow): Promise<LedgerOutcome> {

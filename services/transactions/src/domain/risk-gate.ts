@@ -30,8 +30,11 @@ const isUnavailable = (err: Error) => !isRefusal(err);
 
 export type RiskAnswer = { outcome: RiskOutcome } | { refused: RemoteError } | undefined;
 
-/** Assessments in flight at once per replica; the ones asked for meanwhile go together in the next call. */
-const RISK_CALLS = { concurrency: 1, maxItems: 1000 };
+/**
+ * One call to risk at a time per replica; the assessments asked for meanwhile go together in the
+ * next, at most 100 in a call, so that a call stays well within the deadline however many wait.
+ */
+const RISK_CALLS = { concurrency: 1, maxItems: 100 };
 
 /**
  * Asks risk about a transfer, with a short deadline, behind a circuit breaker:

@@ -53,10 +53,11 @@ export function transactionHandlers(ops: Operations, store: Transfers, admission
         expiresInSeconds,
       })
       .then(annotate);
-  const transfer = (req: CreateTransferRequest) => move(CreateTransferRequestSchema, req, "transfer", { from: req.fromAccountId, to: req.toAccountId });
+  const createTransfer = (req: CreateTransferRequest, signal: AbortSignal) =>
+    admission.run(() => move(CreateTransferRequestSchema, req, "transfer", { from: req.fromAccountId, to: req.toAccountId }), signal);
   return {
     async createTransfer(req, { signal }) {
-      return { transfer: await admission.run(() => transfer(req), signal) };
+      return { transfer: await createTransfer(req, signal) };
     },
     async createDeposit(req, { signal }) {
       return { transfer: await admission.run(() => move(CreateDepositRequestSchema, req, "deposit", { to: req.accountId }), signal) };
@@ -95,25 +96,22 @@ export function transactionHandlers(ops: Operations, store: Transfers, admission
     async batchCreateTransfers(req, { signal }) {
       if (req.transfers.length === 0) throw new DomainError(ErrorReason.BATCH_EMPTY, "transfers must not be empty", "transfers");
       if (req.transfers.length > MAX_BATCH) throw new DomainError(ErrorReason.BATCH_TOO_LARGE, `at most ${MAX_BATCH} transfers per batch`, "transfers");
-      // A batch is admitted as one request; its items then run a few dozen at a time.
-      return admission.run(async () => {
-        const results = new Array(req.transfers.length);
-        let next = 0;
-        // Each item is its own request (own key, own result).
-        const worker = async () => {
-          for (let i = next++; i < req.transfers.length; i = next++) {
-            try {
-              results[i] = { index: i, transfer: await transfer(req.transfers[i]) };
-            } catch (err) {
-              // An unexpected failure is that item's result: the others have executed and stand.
-              const known = err instanceof DomainError ? err : new DomainError(ErrorReason.INTERNAL, "internal error");
-              results[i] = { index: i, errorReason: known.reason, errorMessage: `${known.field ? `${known.field}: ` : ""}${known.message}` };
-            }
+      const results = new Array(req.transfers.length);
+      let next = 0;
+      // Each item is its own request (own key, own result, its own place in admission).
+      const worker = async () => {
+        for (let i = next++; i < req.transfers.length; i = next++) {
+          try {
+            results[i] = { index: i, transfer: await createTransfer(req.transfers[i], signal) };
+          } catch (err) {
+            // An unexpected failure is that item's result: the others have executed and stand.
+            const known = err instanceof DomainError ? err : new DomainError(ErrorReason.INTERNAL, "internal error");
+            results[i] = { index: i, errorReason: known.reason, errorMessage: `${known.field ? `${known.field}: ` : ""}${known.message}` };
           }
-        };
-        await Promise.all(Array.from({ length: Math.min(BATCH_CONCURRENCY, req.transfers.length) }, worker));
-        return { results };
-      }, signal);
+        }
+      };
+      await Promise.all(Array.from({ length: Math.min(BATCH_CONCURRENCY, req.transfers.length) }, worker));
+      return { results };
     },
   };
 }
