@@ -21,8 +21,8 @@ const SLACK_MS = 300;
 const WARM_UP_MS = 4_000;
 const DECIDED_SHARE = 0.95;
 // A breaker probes once per cool-down; a probe that meets a risk replica still warming up fails and waits another.
-// Both replicas come back cold, so two probes may fail before a third finds one warm, and a transfer sent just
-// after that third cool-down may still have met the breaker open: four cool-downs leave room for it.
+// Both replicas come back cold: two probes may fail before a third finds one warm, and the first call that
+// follows, carrying every assessment that waited, may meet a cold replica too. Four cool-downs leave room for it.
 const SETTLED_AFTER_COOLDOWNS = 4;
 
 let cluster: Cluster;

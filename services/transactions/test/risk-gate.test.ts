@@ -18,6 +18,8 @@ import { RiskGate } from "../src/domain/risk-gate";
 // Generous, so that only the calls the test makes slow miss it, however busy the machine.
 const DEADLINE_MS = 400;
 let slow = false;
+/** How many transfers each call carried. */
+const callSizes: number[] = [];
 let server: GrpcServer;
 let client: ClientOf<typeof RiskService>;
 
@@ -27,6 +29,7 @@ beforeAll(async () => {
   };
   const handlers = Object.fromEntries((RiskService.methods as { localName: string }[]).map((m) => [m.localName, notUsed])) as unknown as HandlersOf<typeof RiskService>;
   handlers.assessTransfers = async (request) => {
+    callSizes.push(request.transfers.length);
     if (slow) await new Promise((r) => setTimeout(r, DEADLINE_MS * 3));
     return { results: request.transfers.map((t, index) => ({ index, assessment: create(AssessmentSchema, { id: newId(), transferId: t.id, decision: RiskDecision.APPROVE }) })) };
   };
@@ -102,4 +105,13 @@ it("opens once most recent calls fail, and then stops waiting on risk at all", a
   } finally {
     slow = false;
   }
+});
+
+it("shares one call among the assessments asked for while a call is out", async () => {
+  const gate = new RiskGate(client, { deadlineMs: DEADLINE_MS, breakerFailures: 5, breakerCooldownMs: 60_000 }, testLogger());
+  callSizes.length = 0;
+  const together = await Promise.all(Array.from({ length: 6 }, () => gate.assess(row())));
+  expect(together.every((a) => a !== undefined && "outcome" in a && a.outcome.decision === RiskDecision.APPROVE)).toBe(true);
+  // The first went alone; the five asked for while it was out shared the next call.
+  expect(callSizes).toEqual([1, 5]);
 });

@@ -30,9 +30,6 @@ const isUnavailable = (err: Error) => !isRefusal(err);
 
 export type RiskAnswer = { outcome: RiskOutcome } | { refused: RemoteError } | undefined;
 
-/** What risk said of one transfer in a call: its assessment, its refusal, or nothing (left out of a call that tested risk). */
-type RiskReply = Assessment | RemoteError | BrokenCircuitError;
-
 /**
  * One call to risk at a time per replica; the assessments asked for meanwhile go together in the
  * next, at most 100 in a call, so that a call stays well within the deadline however many wait.
@@ -51,7 +48,7 @@ const RISK_CALLS = { concurrency: 1, maxItems: 100 };
 export class RiskGate {
   private readonly breaker;
   /** Concurrent assessments share one AssessTransfers call, and so one deadline and one sample of the breaker. */
-  private readonly calls: CallBatcher<TransferRow, RiskReply>;
+  private readonly calls: CallBatcher<TransferRow, Assessment | RemoteError>;
 
   constructor(
     risk: Pick<ClientOf<typeof RiskService>, "assessTransfers">,
@@ -63,14 +60,10 @@ export class RiskGate {
       breaker: new CountBreaker({ threshold: BREAKER_THRESHOLD, size: Math.max(BREAKER_WINDOW, options.breakerFailures), minimumNumberOfCalls: options.breakerFailures }),
     });
     this.breaker.onStateChange((state) => log.warn({ breaker: CircuitState[state] }, "risk circuit breaker changed state"));
-    const call = async (rows: TransferRow[]): Promise<RiskReply[]> => {
-      // While the breaker is not closed, the call that tests risk carries one transfer: a replica
-      // that has just come back answers one within the deadline more surely than a hundred, and the
-      // others fall back as they would have had each been its own call.
-      const asked = this.breaker.state === CircuitState.Closed ? rows : rows.slice(0, 1);
-      const replies = await this.breaker.execute(async () => {
-        const { results } = await risk.assessTransfers({ transfers: asked.map(transferMessage) }, { timeoutMs: this.options.deadlineMs });
-        if (results.length !== asked.length) throw new Error(`risk answered ${results.length} of ${asked.length} assessments`);
+    const call = (rows: TransferRow[]) =>
+      this.breaker.execute(async () => {
+        const { results } = await risk.assessTransfers({ transfers: rows.map(transferMessage) }, { timeoutMs: this.options.deadlineMs });
+        if (results.length !== rows.length) throw new Error(`risk answered ${results.length} of ${rows.length} assessments`);
         return results.map((r) => {
           if (r.assessment) {
             if (r.assessment.decision === RiskDecision.UNSPECIFIED) throw new Error("risk answered without a decision");
@@ -80,8 +73,6 @@ export class RiskGate {
           return new RemoteError(grpcCodeOf(r.errorReason), r.errorReason, r.errorMessage, r.errorField ? [{ field: r.errorField, description: r.errorMessage }] : [], {});
         });
       });
-      return rows.map((_, i) => replies[i] ?? new BrokenCircuitError());
-    };
     // A refusal of the whole call is one transfer's fault: each is asked about again alone.
     this.calls = new CallBatcher("RiskService/AssessTransfers", call, { ...RISK_CALLS, retryAlone: isRefusal });
   }
@@ -94,7 +85,6 @@ export class RiskGate {
   async assess(row: TransferRow): Promise<RiskAnswer> {
     try {
       const answer = await this.calls.submit(row);
-      if (answer instanceof BrokenCircuitError) throw answer;
       if (answer instanceof RemoteError) return { refused: answer };
       return {
         outcome: create(RiskOutcomeSchema, {
