@@ -1,6 +1,7 @@
 import { TransferStatus, type Transfer } from "../../../gen/tally/transactions/v1/transfer_pb";
 import { newId } from "../../../platform/ids";
 import { eventually } from "../../../test/support/events";
+import type { NewTransfer } from "../src/domain/transfers";
 import type { TransactionsHarness } from "./harness";
 
 export { balanceOf, expectRpcError, fund, openAccount, post, settlement, transfer, withSql } from "../../account/test/fixtures";
@@ -13,6 +14,19 @@ export const transferRequest = <E extends object = object>(from: string, to: str
   toAccountId: to,
   amount: usd(amount),
   ...(extra as E),
+});
+
+/** A new transfer of 100 USD between two made-up accounts, waiting for risk, as stored. */
+export const newTransferRow = (): NewTransfer & Pick<Required<NewTransfer>, "status" | "step"> => ({
+  id: newId(),
+  requestId: newId(),
+  kind: "transfer",
+  status: "created",
+  step: "assess",
+  fromAccountId: newId(),
+  toAccountId: newId(),
+  amount: 100n,
+  currency: "USD",
 });
 
 /** Waits until the transfer reaches a status (events and recovery move it asynchronously). */

@@ -9,6 +9,7 @@ import { newId } from "../../../platform/ids";
 import { testLogger } from "../../../test/support/infra";
 import type { TransferRow } from "../src/db/schema";
 import { RiskGate } from "../src/domain/risk-gate";
+import { newTransferRow } from "./fixtures";
 
 /**
  * The risk gate's breaker, against a real gRPC risk server whose answers are
@@ -45,15 +46,7 @@ afterAll(async () => {
 });
 
 const row = (): TransferRow => ({
-  id: newId(),
-  requestId: newId(),
-  kind: "transfer",
-  status: "created",
-  step: "assess",
-  fromAccountId: newId(),
-  toAccountId: newId(),
-  amount: 100n,
-  currency: "USD",
+  ...newTransferRow(),
   capturedAmount: 0n,
   reversedAmount: 0n,
   reversalReserved: 0n,

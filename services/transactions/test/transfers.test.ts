@@ -1,15 +1,18 @@
 import { status as Status } from "@grpc/grpc-js";
+import { fromBinary } from "@bufbuild/protobuf";
+import { EventEnvelopeSchema } from "../../../gen/tally/events/v1/events_pb";
 import { ReviewStatus } from "../../../gen/tally/risk/v1/risk_pb";
 import { RiskDecision, TransferKind, TransferStatus } from "../../../gen/tally/transactions/v1/transfer_pb";
 import { reasonName } from "../../../platform/errors";
 import type { RemoteError } from "../../../platform/grpc/status";
 import { newId } from "../../../platform/ids";
 import { eventually, readEvents } from "../../../test/support/events";
-import { balanceOf, expectRpcError, fund, openAccount, rowsIn, statusBecomes, transferRequest, usd, withSql } from "./fixtures";
+import { balanceOf, expectRpcError, fund, newTransferRow, openAccount, rowsIn, statusBecomes, transferRequest, usd, withSql } from "./fixtures";
 import { connectDatabase } from "../../../platform/db/connect";
 import { testLogger } from "../../../test/support/infra";
 import { schema } from "../src/db/schema";
 import { IdempotencyKeys } from "../src/domain/idempotency";
+import { Transfers, type TransferChanges } from "../src/domain/transfers";
 import { startTransactionsHarness, type TransactionsHarness } from "./harness";
 
 let h: TransactionsHarness;
@@ -315,6 +318,49 @@ describe("BatchCreateTransfers", () => {
     // Created in a few shared transactions (a transaction's rows share its start time), and answered in a few shared statements.
     expect(shared.creations).toBeLessThan(20);
     expect(shared.answers).toBeLessThan(20);
+  });
+});
+
+describe("changes to transfers", () => {
+  it("made at once commit together, each only while what it expects holds, with an event for each new status", async () => {
+    const database = connectDatabase({ url: h.db.url, poolSize: 4, log: testLogger(), applicationName: "test" }, schema);
+    try {
+      const store = new Transfers(database.db, { table: schema.outbox, source: "transactions", subjectPrefix: h.env.NATS_SUBJECT_PREFIX });
+      const leaseUntil = new Date(Date.now() + 60_000);
+      const news = Array.from({ length: 40 }, () => ({ ...newTransferRow(), leaseUntil }));
+      await database.db.transaction((tx) => store.insertMany(tx, news.map((row) => ({ row }))));
+      const risk = { decision: "RISK_DECISION_APPROVE", score: 3 };
+      const postedAt = new Date("2026-01-02T03:04:05.678Z");
+      // Four kinds of change, mixed: a step alone; a new status clearing a column; a step that expects another step; a status that expects a status.
+      const kinds: [TransferChanges, Parameters<Transfers["change"]>[2]][] = [
+        [{ step: "post", risk }, { step: "assess" }],
+        [{ status: "posted", step: "done", postedAt, leaseUntil: null, capturedAmount: 2n ** 62n }, { step: "assess" }],
+        [{ step: "hold", failureMessage: undefined }, { step: "post" }],
+        [{ status: "declined", step: "done", failureReason: "RISK_DECLINED" }, { status: "created" }],
+      ];
+      const changed = await Promise.all(news.map((t, i) => store.change(t.id, ...kinds[i % 4])));
+
+      const [first, second, third, fourth] = [0, 1, 2, 3].map((k) => changed.filter((_, i) => i % 4 === k));
+      expect(first.map((r) => [r?.status, r?.step, r?.risk])).toEqual(first.map(() => ["created", "post", risk]));
+      expect(second.map((r) => [r?.status, r?.step, r?.postedAt, r?.leaseUntil, r?.capturedAmount])).toEqual(second.map(() => ["posted", "done", postedAt, null, 2n ** 62n]));
+      expect(third).toEqual(third.map(() => undefined));
+      expect(fourth.map((r) => [r?.status, r?.step, r?.failureReason, r?.leaseUntil])).toEqual(fourth.map(() => ["declined", "done", "RISK_DECLINED", leaseUntil]));
+      // As stored: what each change returned, and the refused changes left their rows as they were.
+      const stored = await store.find(news.map((t) => t.id));
+      expect(stored.map((r, i) => (i % 4 === 2 ? [r.status, r.step] : r))).toEqual(changed.map((r, i) => (i % 4 === 2 ? ["created", "assess"] : r)));
+
+      const ids = news.map((t) => t.id);
+      const rows = await withSql(h, (sql) => sql<{ payload: Uint8Array }[]>`select payload from transactions.outbox`);
+      const events = rows.map((r) => fromBinary(EventEnvelopeSchema, r.payload)).filter((e) => ids.includes(e.subjectId) && e.type !== "transfer_created");
+      expect(events.map((e) => [e.subjectId, e.type]).sort()).toEqual(
+        [...ids.filter((_, i) => i % 4 === 1).map((id) => [id, "transfer_posted"]), ...ids.filter((_, i) => i % 4 === 3).map((id) => [id, "transfer_declined"])].sort(),
+      );
+      // Committed in a few shared transactions, steps and statuses alike (a transaction's rows share its xmin).
+      const [shared] = await withSql(h, (sql) => sql`select count(distinct xmin::text)::int as transactions from transactions.transfers where id = any(${ids}) and step <> 'assess'`);
+      expect(shared.transactions).toBeLessThan(5);
+    } finally {
+      await database.close();
+    }
   });
 });
 

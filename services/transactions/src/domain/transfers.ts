@@ -50,8 +50,8 @@ export function eventFor(status: TransferStatusName, transfer: Transfer, reversa
  * written with its event in one transaction (the outbox).
  */
 export class Transfers {
-  /** Changes of status from concurrent requests, committed together: see change(). */
-  private readonly statusChanges: GroupCommit<StatusChange, TransferRow | undefined>;
+  /** Changes from concurrent requests, committed together: see change(). */
+  private readonly changes: GroupCommit<Change, TransferRow | undefined>;
 
   constructor(
     private readonly db: TransactionsDb,
@@ -59,7 +59,7 @@ export class Transfers {
     private readonly afterCommit: () => void = () => {},
   ) {
     // A transfer's changes wait for one another (its id is the key): no two in one group, nor in two at once.
-    this.statusChanges = new GroupCommit((groups) => this.commitStatusChanges(groups.flat()).then((rows) => rows.map((row) => [row])), STATUS_GROUPS, (c) => [c.id]);
+    this.changes = new GroupCommit((groups) => this.commitChanges(groups.flat()).then((rows) => rows.map((row) => [row])), CHANGE_GROUPS, (c) => [c.id]);
   }
 
   async get(transferId: string): Promise<TransferRow> {
@@ -104,23 +104,21 @@ export class Transfers {
    */
   async change(id: string, changes: TransferChanges, expected?: Expected, tx?: TransactionsTx): Promise<TransferRow | undefined> {
     if (tx) {
-      const row = await update(tx, { id, changes, expected });
+      const [row] = await updateMany(tx, [{ id, changes, expected }]);
       if (row && changes.status) await this.announce(tx, row);
       return row;
     }
-    // A change of step alone is one statement. A change of status carries its event, in one
-    // transaction, shared with the changes of status other requests make meanwhile (group commit).
-    if (!changes.status) return update(this.db, { id, changes, expected });
-    const [row] = await this.statusChanges.submit([{ id, changes, expected, context: context.active() }]);
+    // Shared with the changes other requests make meanwhile (group commit): one transaction, and one statement per set of columns.
+    const [row] = await this.changes.submit([{ id, changes, expected, context: context.active() }]);
     return row;
   }
 
-  /** One transaction for the changes of a group: the updates sent at once (pipelined), then every event in one insert. */
-  private async commitStatusChanges(group: StatusChange[]): Promise<(TransferRow | undefined)[]> {
+  /** One transaction for the changes of a group: their updates in a statement per set of columns changed, then every event in one insert. */
+  private async commitChanges(group: Change[]): Promise<(TransferRow | undefined)[]> {
     const rows = await this.db.transaction(async (tx) => {
-      // Each in its own request's trace, and so is its event: the transaction is the first request's.
-      const changed = await Promise.all(group.map((c) => (c.context ? context.with(c.context, () => update(tx, c)) : update(tx, c))));
-      const events = changed.flatMap((row, i) => (row ? eventsOf(row, undefined, group[i].context) : []));
+      const changed = await updateMany(tx, group);
+      // Each event in its own request's trace: the transaction is the first request's.
+      const events = changed.flatMap((row, i) => (row && group[i].changes.status ? eventsOf(row, undefined, group[i].context) : []));
       await appendEvents(tx, this.outbox, events);
       return changed;
     });
@@ -233,7 +231,7 @@ export const takenId = (id: string) => new DomainError(ErrorReason.EXISTS_WITH_D
 
 type Expected = { status?: TransferStatusName; step?: TransferRow["step"] };
 
-interface StatusChange {
+interface Change {
   id: string;
   changes: TransferChanges;
   expected?: Expected;
@@ -241,23 +239,54 @@ interface StatusChange {
   context?: Context;
 }
 
-// Status changes committing at once; the ones that arrive meanwhile share the next transaction.
-const STATUS_GROUPS: GroupCommitOptions = { concurrency: 2, maxItems: 100, onePerKey: true };
+// Groups of changes committing at once; the changes that arrive meanwhile share the next transaction.
+const CHANGE_GROUPS: GroupCommitOptions = { concurrency: 2, maxItems: 100, onePerKey: true };
 
-/** Applies changes to a transfer while `expected` holds; the row as changed, or undefined. */
-async function update(t: TransactionsDb | TransactionsTx, { id, changes, expected }: StatusChange): Promise<TransferRow | undefined> {
-  const [row] = await t
+/**
+ * Applies changes to transfers, each while its `expected` holds, in one statement per set of
+ * columns changed (UPDATE … FROM VALUES); returns the rows as changed, in order, or undefined
+ * where the expectation did not hold. At most one change per transfer.
+ */
+async function updateMany(t: TransactionsDb | TransactionsTx, changes: Change[]): Promise<(TransferRow | undefined)[]> {
+  const byShape = new Map<string, Change[]>();
+  for (const change of changes) {
+    // A column set to undefined is left as it is, as drizzle's set() does.
+    const shape = Object.entries(change.changes).flatMap(([k, v]) => (v === undefined ? [] : [k])).sort().join(",");
+    byShape.set(shape, [...(byShape.get(shape) ?? []), change]);
+  }
+  const changed = new Map<string, TransferRow>();
+  for (const [shape, group] of byShape) {
+    for (const row of await updateShape(t, shape ? (shape.split(",") as ChangedColumn[]) : [], group)) changed.set(row.id, row);
+  }
+  return changes.map((c) => changed.get(c.id));
+}
+
+type ChangedColumn = keyof TransferChanges;
+
+/** One UPDATE for changes that set the same columns: each row's values, and what it expects, come from a VALUES list. */
+function updateShape(t: TransactionsDb | TransactionsTx, columns: ChangedColumn[], changes: Change[]): Promise<TransferRow[]> {
+  // Typed by each column's own SQL type: a VALUES list would otherwise read its parameters as text.
+  const value = (name: keyof TransferRow, v: unknown) => sql`${sql.param(v, transfers[name])}::${sql.raw(transfers[name].getSQLType())}`;
+  const rows = changes.map(
+    (c) =>
+      sql`(${sql.join(
+        [value("id", c.id), value("status", c.expected?.status ?? null), value("step", c.expected?.step ?? null), ...columns.map((k) => value(k, c.changes[k] ?? null))],
+        sql`, `,
+      )})`,
+  );
+  const names = ["id", "expected_status", "expected_step", ...columns.map((k) => `set_${k}`)];
+  return t
     .update(transfers)
-    .set({ ...changes, updatedAt: new Date() })
+    .set({ ...Object.fromEntries(columns.map((k) => [k, sql.raw(`v.set_${k}`)])), updatedAt: new Date() })
+    .from(sql`(values ${sql.join(rows, sql`, `)}) as v(${sql.raw(names.join(", "))})`)
     .where(
       and(
-        eq(transfers.id, id),
-        expected?.status ? eq(transfers.status, expected.status) : undefined,
-        expected?.step ? eq(transfers.step, expected.step) : undefined,
+        sql`${transfers.id} = v.id`,
+        sql`(v.expected_status is null or ${transfers.status} = v.expected_status)`,
+        sql`(v.expected_step is null or ${transfers.step} = v.expected_step)`,
       ),
     )
     .returning();
-  return row;
 }
 
 /** The event of a transfer's current status, if that status has one. */
