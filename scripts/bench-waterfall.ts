@@ -2,9 +2,10 @@
  * npm run bench:waterfall: where a transfer's time goes. Starts Tally as
  * processes (one of each) with every span exported to a receiver in this
  * process and pg_stat_statements loaded, sends BENCH_TRANSFERS transfers
- * through the gateway over gRPC, BENCH_CONCURRENCY (1) at a time, and prints
+ * through the gateway over gRPC, BENCH_CONCURRENCY (1) at a time (or, with
+ * BENCH_BATCH, in BatchCreateTransfers requests of that many), and prints
  * their throughput and latency, the CPU each process spent per transfer,
- * every statement PostgreSQL ran per transfer, the trace of the median one as
+ * every statement PostgreSQL ran per transfer, the trace of the median request as
  * a waterfall (each span's service, start offset and duration, indented by
  * parent), and the time each span took per transfer. It reports; it does not assert.
  */
@@ -15,7 +16,7 @@ import { AccountService } from "../gen/tally/account/v1/account_service_pb";
 import { LedgerService } from "../gen/tally/account/v1/ledger_service_pb";
 import { RiskService } from "../gen/tally/risk/v1/risk_service_pb";
 import { TransactionService } from "../gen/tally/transactions/v1/transaction_service_pb";
-import { TransferStatus } from "../gen/tally/transactions/v1/transfer_pb";
+import { TransferStatus, type Transfer } from "../gen/tally/transactions/v1/transfer_pb";
 import { VELOCITY_RULE_ID } from "../services/risk/src/domain/default-rules";
 import { createServiceClient, type ClientOf } from "../platform/grpc/client";
 import { newId } from "../platform/ids";
@@ -27,6 +28,8 @@ import { systemCpuSeconds } from "./process-cpu";
 const TRANSFERS = envInt("BENCH_TRANSFERS", 200);
 // Transfers in flight at once: 1 shows the path's own latency; more shows what load does to it.
 const CONCURRENCY = envInt("BENCH_CONCURRENCY", 1);
+// Transfers per request: 1 sends CreateTransfer; more sends BatchCreateTransfers of that many.
+const BATCH = envInt("BENCH_BATCH", 1);
 // BENCH_TRACING=off: no spans exported, to see what tracing costs (and no waterfall).
 const TRACING = process.env.BENCH_TRACING !== "off";
 const ACCOUNTS = 1_000;
@@ -72,26 +75,35 @@ interface Sent {
   ms: number;
 }
 
-/** Sends the transfers, CONCURRENCY at a time, each starting its own trace; how each went, and how they ended, by status. */
+/** Sends the transfers, CONCURRENCY requests at a time, each request starting its own trace; how each went, and how the transfers ended, by status. */
 async function send({ transactions, token, accounts }: Clients): Promise<{ sent: Sent[]; statuses: Record<string, number>; seconds: number }> {
   const sent: Sent[] = [];
   const statuses: Record<string, number> = {};
+  const request = (i: number) => ({
+    requestId: newId(),
+    fromAccountId: accounts[i % accounts.length],
+    toAccountId: accounts[(i * 7 + 1) % accounts.length],
+    amount: { amount: 100n, currency: CURRENCY },
+  });
+  const count = (transfer: Transfer | undefined) => {
+    // Why a transfer did not post: risk's decision, or its fallback when risk could not answer; or the batch refused the item.
+    const why = !transfer ? "refused" : transfer.status === TransferStatus.POSTED ? "" : ` (${transfer.risk?.fallback ? "risk fallback" : (transfer.risk?.reasons.join(", ") ?? "")})`;
+    const key = `${transfer ? TransferStatus[transfer.status] : ""}${why}`;
+    statuses[key] = (statuses[key] ?? 0) + 1;
+  };
   const started = performance.now();
-  await mapLimit(Array.from({ length: TRANSFERS }, (_, i) => i), CONCURRENCY, async (i) => {
+  await mapLimit(Array.from({ length: Math.ceil(TRANSFERS / BATCH) }, (_, i) => i), CONCURRENCY, async (r) => {
     // The client starts the trace, so it knows the id to look up.
     const traceId = randomBytes(16).toString("hex");
     const metadata = new Metadata();
     metadata.set("authorization", `Bearer ${token}`);
     metadata.set("traceparent", `00-${traceId}-${randomBytes(8).toString("hex")}-01`);
     const t0 = performance.now();
-    const { transfer } = await transactions.createTransfer(
-      { requestId: newId(), fromAccountId: accounts[i % accounts.length], toAccountId: accounts[(i * 7 + 1) % accounts.length], amount: { amount: 100n, currency: CURRENCY } },
-      { metadata },
-    );
-    // Why a transfer did not post: risk's decision, or its fallback when risk could not answer.
-    const why = transfer!.status === TransferStatus.POSTED ? "" : ` (${transfer!.risk?.fallback ? "risk fallback" : (transfer!.risk?.reasons.join(", ") ?? "")})`;
-    const key = `${TransferStatus[transfer!.status]}${why}`;
-    statuses[key] = (statuses[key] ?? 0) + 1;
+    if (BATCH === 1) count((await transactions.createTransfer(request(r), { metadata })).transfer);
+    else {
+      const items = Array.from({ length: Math.min(BATCH, TRANSFERS - r * BATCH) }, (_, i) => request(r * BATCH + i));
+      for (const result of (await transactions.batchCreateTransfers({ transfers: items }, { metadata })).results) count(result.transfer);
+    }
     sent.push({ traceId, ms: performance.now() - t0 });
   });
   return { sent, statuses, seconds: (performance.now() - started) / 1000 };
@@ -119,16 +131,17 @@ function printSpans(otlp: OtlpReceiver, sent: Sent[]): void {
   const median = [...sent].sort((a, b) => a.ms - b.ms)[Math.floor(sent.length / 2)];
   printColumns(["service", "span", "start ms", "ms"], waterfall(otlp.trace(median.traceId)));
   const traced = new Set(sent.slice(Math.floor(sent.length / 4)).map((s) => s.traceId));
+  const transfers = traced.size * BATCH;
   const totals = new Map<string, { ms: number; count: number }>();
   for (const s of otlp.spans.filter((span) => traced.has(span.traceId))) {
     const key = `${s.service}\t${s.name}`;
     const t = totals.get(key) ?? { ms: 0, count: 0 };
     totals.set(key, { ms: t.ms + s.endMs - s.startMs, count: t.count + 1 });
   }
-  process.stdout.write(`\nper transfer, over the last ${traced.size}:\n`);
+  process.stdout.write(`\nper transfer, over the last ${transfers}:\n`);
   printColumns(
     ["service", "span", "count", "ms"],
-    [...totals.entries()].sort((a, b) => b[1].ms - a[1].ms).map(([key, t]) => [...key.split("\t"), round2(t.count / traced.size).toString(), round2(t.ms / traced.size).toFixed(2)]),
+    [...totals.entries()].sort((a, b) => b[1].ms - a[1].ms).map(([key, t]) => [...key.split("\t"), round2(t.count / transfers).toString(), round2(t.ms / transfers).toFixed(2)]),
   );
 }
 
@@ -152,7 +165,7 @@ async function main(): Promise<void> {
     clients.transactions.close();
 
     const latencies = sent.map((s) => s.ms).sort((a, b) => a - b);
-    process.stdout.write(`${TRANSFERS} transfers, ${CONCURRENCY} at a time: ${Math.round(TRANSFERS / seconds)}/s, p50 ${round2(percentile(latencies, 50))} ms, p99 ${round2(percentile(latencies, 99))} ms; ${JSON.stringify(statuses)}\n`);
+    process.stdout.write(`${TRANSFERS} transfers${BATCH > 1 ? ` in batches of ${BATCH}` : ""}, ${CONCURRENCY}${BATCH > 1 ? " batches" : ""} at a time: ${Math.round(TRANSFERS / seconds)}/s, p50 ${round2(percentile(latencies, 50))} ms, p99 ${round2(percentile(latencies, 99))} ms; ${JSON.stringify(statuses)}\n`);
     const cpuMs = Object.entries(cpuAfter).map(([p, s]) => [p, round2((1000 * (s - cpuBefore[p])) / TRANSFERS)] as const);
     process.stdout.write(`CPU ms per transfer: ${cpuMs.map(([p, ms]) => `${p} ${ms}`).join(", ")}; all ${round2(cpuMs.reduce((a, [, ms]) => a + ms, 0))}\n\n`);
     printStatements(statements);

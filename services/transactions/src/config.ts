@@ -8,7 +8,7 @@ export function transactionsEnv(env: Env = process.env) {
     GRPC_PORT: int(50052, 0, 65535),
     ACCOUNT_SERVICE_URL: localDefault("127.0.0.1:50051", env),
     RISK_SERVICE_URL: localDefault("127.0.0.1:50053", env),
-    // How long a transfer waits for risk before the fallback policy decides.
+    // How long a call to risk may take, for each 50 transfers it carries, before the fallback policy decides.
     RISK_DEADLINE_MS: int(250, 1),
     // When risk cannot answer: hold the funds until it can (default), decline, or approve up to a limit.
     RISK_FALLBACK: z.enum(["hold", "decline", "approve"]).default("hold"),
@@ -18,7 +18,7 @@ export function transactionsEnv(env: Env = process.env) {
     RISK_BREAKER_FAILURES: int(5, 1),
     RISK_BREAKER_COOLDOWN_MS: int(5_000, 100),
     // Money movements at work at once per replica, and how many may wait their turn (more are refused as UNAVAILABLE).
-    TRANSFERS_IN_FLIGHT: int(64, 1),
+    TRANSFERS_IN_FLIGHT: int(1_000, 1),
     TRANSFERS_QUEUED: int(2_000, 0),
     // How long an authorization holds funds when the request names no expiry, and a transfer awaiting review.
     HOLD_SECONDS: int(7 * 24 * 3600, 1),

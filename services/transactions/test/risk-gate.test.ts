@@ -19,6 +19,8 @@ import { newTransferRow } from "./fixtures";
 // Generous, so that only the calls the test makes slow miss it, however busy the machine.
 const DEADLINE_MS = 400;
 let slow = false;
+/** How long a slow answer takes. */
+let slowMs = DEADLINE_MS * 3;
 /** How many transfers each call carried. */
 const callSizes: number[] = [];
 let server: GrpcServer;
@@ -31,7 +33,7 @@ beforeAll(async () => {
   const handlers = Object.fromEntries((RiskService.methods as { localName: string }[]).map((m) => [m.localName, notUsed])) as unknown as HandlersOf<typeof RiskService>;
   handlers.assessTransfers = async (request) => {
     callSizes.push(request.transfers.length);
-    if (slow) await new Promise((r) => setTimeout(r, DEADLINE_MS * 3));
+    if (slow) await new Promise((r) => setTimeout(r, slowMs));
     return { results: request.transfers.map((t, index) => ({ index, assessment: create(AssessmentSchema, { id: newId(), transferId: t.id, decision: RiskDecision.APPROVE }) })) };
   };
   server = new GrpcServer({ host: "127.0.0.1", port: 0, log: testLogger() }).add(RiskService, handlers);
@@ -107,4 +109,19 @@ it("shares one call among the assessments asked for while a call is out", async 
   expect(together.every((a) => a !== undefined && "outcome" in a && a.outcome.decision === RiskDecision.APPROVE)).toBe(true);
   // The first went alone; the five asked for while it was out shared the next call.
   expect(callSizes).toEqual([1, 5]);
+});
+
+it("gives a call the deadline for each 50 assessments it carries", async () => {
+  const gate = new RiskGate(client, { deadlineMs: DEADLINE_MS, breakerFailures: 5, breakerCooldownMs: 60_000 }, testLogger());
+  [slow, slowMs] = [true, DEADLINE_MS * 1.25];
+  try {
+    callSizes.length = 0;
+    const answers = await Promise.all(Array.from({ length: 60 }, () => gate.assess(row())));
+    expect(callSizes).toEqual([1, 59]);
+    // The one alone missed its deadline; the 59 together had twice as long, and were answered.
+    expect(answers[0]).toBeUndefined();
+    expect(answers.slice(1).every((a) => a !== undefined && "outcome" in a)).toBe(true);
+  } finally {
+    [slow, slowMs] = [false, DEADLINE_MS * 3];
+  }
 });

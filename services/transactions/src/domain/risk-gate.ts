@@ -32,9 +32,11 @@ export type RiskAnswer = { outcome: RiskOutcome } | { refused: RemoteError } | u
 
 /**
  * One call to risk at a time per replica; the assessments asked for meanwhile go together in the
- * next, at most 100 in a call, so that a call stays well within the deadline however many wait.
+ * next, at most 100 in a call, so that a call stays within its deadline however many wait.
  */
 const RISK_CALLS = { concurrency: 1, maxItems: 100 };
+/** A call has the deadline for each 50 assessments it carries: risk's work grows with them. */
+const ASSESSMENTS_PER_DEADLINE = 50;
 
 /**
  * Asks risk about a transfer, with a short deadline, behind a circuit breaker:
@@ -62,7 +64,7 @@ export class RiskGate {
     this.breaker.onStateChange((state) => log.warn({ breaker: CircuitState[state] }, "risk circuit breaker changed state"));
     const call = (rows: TransferRow[]) =>
       this.breaker.execute(async () => {
-        const { results } = await risk.assessTransfers({ transfers: rows.map(transferMessage) }, { timeoutMs: this.options.deadlineMs });
+        const { results } = await risk.assessTransfers({ transfers: rows.map(transferMessage) }, { timeoutMs: this.options.deadlineMs * Math.ceil(rows.length / ASSESSMENTS_PER_DEADLINE) });
         if (results.length !== rows.length) throw new Error(`risk answered ${results.length} of ${rows.length} assessments`);
         return results.map((r) => {
           if (r.assessment) {
