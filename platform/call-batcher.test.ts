@@ -33,6 +33,19 @@ it("sends a lone item at once, and the items that arrive meanwhile together in t
   expect(await Promise.all(rest)).toEqual(["ok 2", "ok 3", "ok 4"]);
 });
 
+it("sends one caller's items in one call, alone or with other callers', each answered with its own outcome", async () => {
+  const m = manualCall();
+  const batcher = new CallBatcher("Svc/Call", m.call, { concurrency: 1, maxItems: 10, retryAlone: () => true });
+  const first = batcher.submitMany([1, 2]);
+  const [several, one] = [batcher.submitMany([3, 4, 5]), batcher.submit(6)];
+  expect(m.calls).toEqual([[1, 2]]);
+  m.answer[0]();
+  await tick();
+  expect(m.calls[1]).toEqual([3, 4, 5, 6]);
+  m.answer[1]();
+  expect([await first, await several, await one]).toEqual([["ok 1", "ok 2"], ["ok 3", "ok 4", "ok 5"], "ok 6"]);
+});
+
 it("fails every item of a call that failed as a whole, unless retryAlone sends each again on its own", async () => {
   const m = manualCall();
   const down = new CallBatcher("Svc/Call", m.call, { concurrency: 1, maxItems: 10, retryAlone: () => false });

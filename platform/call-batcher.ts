@@ -39,18 +39,32 @@ export class CallBatcher<I, O> {
     private readonly call: (items: I[]) => Promise<O[]>,
     options: CallBatcherOptions,
   ) {
-    this.group = new GroupCommit((groups) => this.send(groups.flat()).then((outcomes) => outcomes.map((o) => [o])), options);
+    this.group = new GroupCommit(async (groups) => {
+      const outcomes = await this.send(groups.flat());
+      let next = 0;
+      return groups.map((g) => outcomes.slice(next, (next += g.length)));
+    }, options);
   }
 
   async submit(item: I): Promise<O> {
-    const [outcome] = await this.group.submit([{ item, context: context.active(), at: hrTime() }]);
+    const [outcome] = await this.submitMany([item]);
     return outcome;
+  }
+
+  /** Items one caller needs together: they go in one call (more than `maxItems` go in one call of their own). */
+  submitMany(items: I[]): Promise<O[]> {
+    const asked = { context: context.active(), at: hrTime() };
+    return this.group.submit(items.map((item) => ({ item, ...asked })));
   }
 
   private async send(members: Member<I>[]): Promise<O[]> {
     const items = members.map((m) => m.item);
-    if (members.length === 1) return this.call(items);
-    const links: Link[] = members.flatMap((m) => {
+    // Each caller's first item: one caller's items, however many, are that caller's call.
+    const firsts = new Map<Context, Member<I>>();
+    for (const m of members) if (!firsts.has(m.context)) firsts.set(m.context, m);
+    const callers = [...firsts.values()];
+    if (callers.length === 1) return this.call(items);
+    const links: Link[] = callers.flatMap((m) => {
       const caller = trace.getSpanContext(m.context);
       return caller ? [{ context: caller }] : [];
     });
@@ -66,7 +80,7 @@ export class CallBatcher<I, O> {
     } finally {
       batch.end();
       // The first caller's trace holds the call itself; each other's, a span of its own linked to it.
-      for (const m of members.slice(1)) {
+      for (const m of callers.slice(1)) {
         const span = tracer.startSpan(this.name, { startTime: m.at, links: batchLink, attributes: { "tally.batch.size": members.length } }, m.context);
         if (failure !== undefined) span.setStatus({ code: SpanStatusCode.ERROR });
         span.end();

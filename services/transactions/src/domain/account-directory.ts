@@ -30,26 +30,33 @@ export class AccountDirectory {
 
   /** Refuses the first of the accounts, in order, that does not exist or does not hold `currency`. */
   async requireAccounts(accounts: { id: string; field: string }[], currency: string): Promise<void> {
-    const known = await Promise.all(accounts.map((a) => this.currencyOf(a.id)));
+    const known = await this.currenciesOf(accounts.map((a) => a.id));
     accounts.forEach(({ id, field }, i) => {
       if (known[i] === undefined) throw new DomainError(ErrorReason.ACCOUNT_NOT_FOUND, `account ${id} not found`, field);
       if (known[i] !== currency) throw new DomainError(ErrorReason.CURRENCY_MISMATCH, `account ${id} holds ${known[i]}, not ${currency}`, "amount.currency");
     });
   }
 
-  private async currencyOf(accountId: string): Promise<string | undefined> {
-    const known = this.currencies.get(accountId);
-    if (known !== undefined) return known;
-    let asked = this.asking.get(accountId);
-    if (!asked) {
-      asked = this.lookups.submit(accountId).finally(() => this.asking.delete(accountId));
-      this.asking.set(accountId, asked);
+  /** The accounts' currencies: those neither known nor being looked up are looked up together, in one call. */
+  private currenciesOf(ids: string[]): Promise<(string | undefined)[]> {
+    const missing = [...new Set(ids.filter((id) => !this.currencies.has(id) && !this.asking.has(id)))];
+    if (missing.length > 0) {
+      const found = this.lookups.submitMany(missing);
+      missing.forEach((id, i) => {
+        const asked = found
+          .then((currencies) => {
+            if (currencies[i] !== undefined) this.remember(id, currencies[i]);
+            return currencies[i];
+          })
+          .finally(() => this.asking.delete(id));
+        this.asking.set(id, asked);
+      });
     }
-    const currency = await asked;
-    if (currency !== undefined) {
-      if (this.currencies.size >= MAX_CACHED) this.currencies.clear();
-      this.currencies.set(accountId, currency);
-    }
-    return currency;
+    return Promise.all(ids.map((id) => this.currencies.get(id) ?? this.asking.get(id)));
+  }
+
+  private remember(accountId: string, currency: string): void {
+    if (this.currencies.size >= MAX_CACHED) this.currencies.clear();
+    this.currencies.set(accountId, currency);
   }
 }

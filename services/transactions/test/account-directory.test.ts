@@ -1,0 +1,47 @@
+import { reasonName } from "../../../platform/errors";
+import { newId } from "../../../platform/ids";
+import { DomainError } from "../../../platform/errors";
+import { AccountDirectory } from "../src/domain/account-directory";
+import { openAccount } from "./fixtures";
+import { startTransactionsHarness, type TransactionsHarness } from "./harness";
+
+/** The account directory against the real account service, through a client that records the ids of each LookupAccounts call. */
+let h: TransactionsHarness;
+const calls: string[][] = [];
+let directory: AccountDirectory;
+
+beforeAll(async () => {
+  h = await startTransactionsHarness({ withRisk: false, withTransactions: false });
+  directory = new AccountDirectory({
+    lookupAccounts: (request, options) => {
+      calls.push([...(request.accountIds ?? [])]);
+      return h.accounts.lookupAccounts(request, options);
+    },
+  });
+});
+afterAll(() => h.stop());
+beforeEach(() => (calls.length = 0));
+
+const refusal = (p: Promise<unknown>) => p.then(() => undefined, (err: DomainError) => [reasonName(err.reason), err.field]);
+
+it("looks up the accounts of a request together, in one call, and then remembers them", async () => {
+  const [a, b] = [await openAccount(h), await openAccount(h)];
+  const accounts = [{ id: a.id, field: "from_account_id" }, { id: b.id, field: "to_account_id" }];
+  await directory.requireAccounts(accounts, "USD");
+  expect(calls).toEqual([[a.id, b.id]]);
+  await directory.requireAccounts(accounts, "USD");
+  expect(calls).toHaveLength(1);
+});
+
+it("asks once about an account that concurrent requests name, and refuses an unknown account or the wrong currency by field", async () => {
+  const [a, b, euros] = [await openAccount(h), await openAccount(h), await openAccount(h, { currency: "EUR" })];
+  const unknown = newId();
+  const outcomes = await Promise.all([
+    refusal(directory.requireAccounts([{ id: a.id, field: "from_account_id" }, { id: b.id, field: "to_account_id" }], "USD")),
+    refusal(directory.requireAccounts([{ id: b.id, field: "from_account_id" }, { id: unknown, field: "to_account_id" }], "USD")),
+    refusal(directory.requireAccounts([{ id: a.id, field: "from_account_id" }, { id: euros.id, field: "to_account_id" }], "USD")),
+  ]);
+  expect(outcomes).toEqual([undefined, ["ACCOUNT_NOT_FOUND", "to_account_id"], ["CURRENCY_MISMATCH", "amount.currency"]]);
+  // The first request's accounts went at once; the others' new accounts together in the next call, each account once.
+  expect(calls).toEqual([[a.id, b.id], [unknown, euros.id]]);
+});
