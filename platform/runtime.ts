@@ -61,6 +61,8 @@ export async function startRuntime<TSchema extends Record<string, unknown> & { o
 
   const relay = new OutboxRelay({
     db: database.db,
+    url: config.DATABASE_URL,
+    applicationName: `${service} outbox relay`,
     table: schema.outbox,
     js: broker.js,
     log,

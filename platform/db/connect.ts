@@ -16,6 +16,10 @@ export interface ConnectOptions {
   log: Logger;
   /** Name seen in pg_stat_activity. */
   applicationName: string;
+  /** Seconds an idle connection is kept (60); 0 keeps it until closed. */
+  idleTimeoutSeconds?: number;
+  /** Called when a connection closes, however it closes. */
+  onClose?: () => void;
 }
 
 /** A pool to PostgreSQL through postgres.js, with drizzle on top and a span per query. bigint columns come back as bigint. */
@@ -28,7 +32,8 @@ export function connectDatabase<TSchema extends Record<string, unknown>>(
     types: { bigint: postgres.BigInt },
     connection: { application_name: options.applicationName },
     onnotice: () => {},
-    idle_timeout: 60,
+    idle_timeout: options.idleTimeoutSeconds ?? 60,
+    onclose: options.onClose,
     connect_timeout: 10,
   });
   const sql = tracedSql(pool, databaseTarget(options.url));

@@ -35,6 +35,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
+  await Promise.all(made.map((r) => r.stop()));
   await Promise.all(streams.map((s) => s.delete()));
   await broker?.close();
   await store?.close();
@@ -59,8 +60,23 @@ function appendInOneTransaction(stream: TestStream, count: number): Promise<Even
   return store.db.transaction((tx) => appendEvents(tx, writerFor(stream), Array.from({ length: count }, accountOpened)));
 }
 
-function newRelay(batchSize = 16): OutboxRelay {
-  return new OutboxRelay({ db: store.db, table: schema.outbox, js: broker.js, log, batchSize, pollMs: 10, retentionHours: 24 });
+/** Every relay a test makes, stopped (its connection closed) after the suite. */
+const made: OutboxRelay[] = [];
+
+function newRelay(batchSize = 16, options: { pollMs?: number; name?: string } = {}): OutboxRelay {
+  const relay = new OutboxRelay({
+    db: store.db,
+    url: database.url,
+    applicationName: options.name ?? "outbox-relay-test",
+    table: schema.outbox,
+    js: broker.js,
+    log,
+    batchSize,
+    pollMs: options.pollMs ?? 10,
+    retentionHours: 24,
+  });
+  made.push(relay);
+  return relay;
 }
 
 async function unpublishedCount(): Promise<number> {
@@ -77,8 +93,10 @@ async function waitUntil(what: string, done: () => Promise<boolean>, limitMs = 3
   }
 }
 
+/** Publishes all there is, then stops the relay, letting the lead go. */
 async function drainAll(relay: OutboxRelay): Promise<void> {
   while ((await relay.drainOnce()) > 0);
+  await relay.stop();
 }
 
 interface StreamedEvent {
@@ -216,7 +234,7 @@ describe("OutboxRelay with a single replica", () => {
 
   it("stops at once when stopped in the middle of publishing, however long its poll interval", async () => {
     const stream = await newStream();
-    const relay = new OutboxRelay({ db: store.db, table: schema.outbox, js: broker.js, log, batchSize: 16, pollMs: 10 * 60_000, retentionHours: 24 });
+    const relay = newRelay(16, { pollMs: 10 * 60_000 });
     relay.start();
     await waitUntil("the relay sleeps until its next poll", async () => relay["wake"] !== undefined);
     await appendInOneTransaction(stream, 3);
@@ -231,7 +249,9 @@ describe("OutboxRelay with a single replica", () => {
       });
       stopping = relay.stop().then(() => "stopped");
     });
-    const outcome = await Promise.race([stopping!, new Promise((resolve) => setTimeout(() => resolve("still running"), 10_000))]);
+    let timer: NodeJS.Timeout | undefined;
+    const outcome = await Promise.race([stopping!, new Promise((resolve) => (timer = setTimeout(() => resolve("still running"), 10_000)))]);
+    clearTimeout(timer);
     expect(outcome).toBe("stopped");
     expect(await streamMessageCount(stream)).toBe(3);
     expect(await unpublishedCount()).toBe(0);
@@ -239,8 +259,7 @@ describe("OutboxRelay with a single replica", () => {
 
   it("publishes soon after a nudge and stops cleanly", async () => {
     const stream = await newStream();
-    const pollMs = 10 * 60_000;
-    const relay = new OutboxRelay({ db: store.db, table: schema.outbox, js: broker.js, log, batchSize: 16, pollMs, retentionHours: 24 });
+    const relay = newRelay(16, { pollMs: 10 * 60_000 });
     expect(await unpublishedCount()).toBe(0);
     relay.start();
     try {
@@ -254,4 +273,66 @@ describe("OutboxRelay with a single replica", () => {
     }
     expect(await unpublishedCount()).toBe(0);
   });
+});
+
+describe("OutboxRelay leadership", () => {
+  it("keeps the lead from pass to pass: another relay publishes nothing while the leader lives, and takes over once it stops", async () => {
+    const stream = await newStream();
+    const [a, b] = [newRelay(16), newRelay(16)];
+    await appendInOneTransaction(stream, 3);
+    expect(await a.drainOnce()).toBe(3);
+    await appendInOneTransaction(stream, 2);
+    // Between its passes the leader still leads: the other may not publish.
+    expect(await b.drainOnce()).toBe(0);
+    expect([a.leading, b.leading]).toEqual([true, false]);
+    await a.stop();
+    expect(await b.drainOnce()).toBe(2);
+    expect(await streamMessageCount(stream)).toBe(5);
+    await b.stop();
+  });
+
+  it("hands the lead over when the leader's connection is lost, and the old leader then stands by", async () => {
+    const stream = await newStream();
+    const [a, b] = [newRelay(16, { name: "outbox-relay-a" }), newRelay(16, { name: "outbox-relay-b" })];
+    await appendInOneTransaction(stream, 1);
+    expect(await a.drainOnce()).toBe(1);
+    await store.sql`select pg_terminate_backend(pid) from pg_stat_activity where application_name = 'outbox-relay-a' and datname = current_database()`;
+    await waitUntil("the leader learns its connection is gone", async () => !a.leading);
+    await appendInOneTransaction(stream, 2);
+    expect(await b.drainOnce()).toBe(2);
+    // On a new connection, without the lock: the other leads now.
+    expect(await a.drainOnce()).toBe(0);
+    expect(await streamMessageCount(stream)).toBe(3);
+    await Promise.all([a.stop(), b.stop()]);
+  });
+
+  it("publishes at once the events another replica commits, told by it, however long the poll interval", async () => {
+    const stream = await newStream();
+    const [leader, other] = [newRelay(16, { pollMs: 10 * 60_000 }), newRelay(16, { pollMs: 10 * 60_000 })];
+    leader.start();
+    await waitUntil("the leader sleeps until its next poll", async () => leader.leading && leader["wake"] !== undefined);
+    other.start();
+    await waitUntil("the other relay sleeps until its next poll", async () => other["wake"] !== undefined);
+    await appendInOneTransaction(stream, 4);
+    // The commit was the other replica's: its relay does not lead, so it tells the leader.
+    other.nudge();
+    await waitUntil("the leader has published", async () => (await streamMessageCount(stream)) === 4, 10_000);
+    expect([leader.published, other.published]).toEqual([4, 0]);
+    await Promise.all([leader.stop(), other.stop()]);
+  });
+});
+
+describe("OutboxRelay when the leader freezes", () => {
+  it("takes the lead from a leader that stops answering (a paused process): its idle session ends, and the lock with it", async () => {
+    const stream = await newStream();
+    const [a, b] = [newRelay(16), newRelay(16)];
+    await appendInOneTransaction(stream, 1);
+    // It leads, and then does nothing more, as a frozen process would.
+    expect(await a.drainOnce()).toBe(1);
+    await appendInOneTransaction(stream, 1);
+    expect(await b.drainOnce()).toBe(0);
+    await waitUntil("another relay takes the lead", async () => (await b.drainOnce()) === 1, 30_000);
+    expect(await streamMessageCount(stream)).toBe(2);
+    await Promise.all([a.stop(), b.stop()]);
+  }, 40_000);
 });

@@ -3,12 +3,18 @@ import type { JetStreamClient } from "@nats-io/jetstream";
 import { headers as natsHeaders } from "@nats-io/transport-node";
 import { asc, count, inArray, isNull, lt, min, sql } from "drizzle-orm";
 import { getTableConfig, type PgDatabase, type PgQueryResultHKT } from "drizzle-orm/pg-core";
+import { connectDatabase, type Database } from "../db/connect";
 import type { Logger } from "../logger";
 import { withinScrape } from "../telemetry/scrape";
 import type { OutboxTable } from "./table";
 
 export interface RelayOptions {
+  /** The service's pool: the backlog's metrics and pruning. */
   db: PgDatabase<PgQueryResultHKT, Record<string, unknown>>;
+  /** The database, for the relay's own connection: its session holds the leadership. */
+  url: string;
+  /** Name its connection has in pg_stat_activity. */
+  applicationName: string;
   table: OutboxTable;
   js: JetStreamClient;
   log: Logger;
@@ -22,8 +28,13 @@ const PRUNE_EVERY_MS = 60_000;
 
 /**
  * Publishes outbox rows to JetStream, oldest first, and marks them sent.
- * Any number of replicas may run one; a transaction-scoped advisory lock lets
- * one publish at a time, so the stream keeps the outbox's order. A row
+ * Any number of replicas may run one; one of them leads and publishes, so the
+ * stream keeps the outbox's order. The leader holds a session-level advisory
+ * lock on a connection of its own, from pass to pass, so a pass is two
+ * statements (a read and a mark) with no transaction; the others try for the
+ * lock at each poll and take over the moment its connection closes. A
+ * replica that is not leading and commits events tells the leader (NOTIFY,
+ * which the leader LISTENs for), so its events go out at once too. A row
  * published but not marked (a crash in between) is sent again with the same
  * Nats-Msg-Id, which the stream drops as a duplicate.
  */
@@ -32,6 +43,8 @@ export class OutboxRelay {
   private loop: Promise<void> | undefined;
   private wake: (() => void) | undefined;
   private nudged = false;
+  /** Another replica said it committed events (while this one leads). */
+  private told = false;
   private lastPrune = 0;
   published = 0;
   duplicates = 0;
@@ -45,9 +58,32 @@ export class OutboxRelay {
   private readonly oldest = this.meter.createObservableGauge("outbox.oldest_unpublished.age", { unit: "s", description: "Age of the oldest unpublished event" });
   private readonly observe: BatchObservableCallback = (result) => this.observeBacklog(result);
   private readonly outbox: string;
+  /** The advisory lock the leader of this outbox holds, whichever replica it is. */
+  private readonly lockKey: string;
+  /** The channel on which the other replicas tell the leader they committed events. */
+  private readonly channel: string;
+  /** While leading: stops listening on the channel. */
+  private unlisten: (() => Promise<void>) | undefined;
+  /** The relay's own connection, opened when first needed; its session holds the lock while this relay leads. */
+  private own: Database<Record<string, never>> | undefined;
+  /** Whether this relay holds the lock: false again the moment its connection closes, since the lock went with it. */
+  private leader = false;
 
   constructor(private readonly options: RelayOptions) {
     this.outbox = getTableConfig(options.table).schema ?? "public";
+    this.lockKey = `tally.outbox.${this.outbox}`;
+    this.channel = `tally_outbox_${this.outbox}`;
+  }
+
+  private get session(): Database<Record<string, never>> {
+    const { url, log, applicationName } = this.options;
+    this.own ??= connectDatabase({ url, poolSize: 1, log, applicationName, idleTimeoutSeconds: 0, onClose: () => (this.leader = false) }, {});
+    return this.own;
+  }
+
+  /** Whether this relay leads (publishes) now. */
+  get leading(): boolean {
+    return this.leader;
   }
 
   start(): void {
@@ -63,76 +99,79 @@ export class OutboxRelay {
     this.wake?.();
   }
 
+  /** Stops publishing; closing its connection hands the lead to another replica. */
   async stop(): Promise<void> {
     this.meter.removeBatchObservableCallback(this.observe, [this.backlog, this.oldest]);
     this.running = false;
     this.wake?.();
     await this.loop;
+    const own = this.own;
+    this.own = undefined;
+    this.leader = false;
+    this.unlisten = undefined;
+    // Its listening connection closes with it.
+    await own?.close();
   }
 
-  /** Publishes one batch; returns how many rows it sent (0 also when another replica is publishing). */
+  /** Publishes one batch; returns how many rows it sent (0 also when another replica leads). */
   async drainOnce(): Promise<number> {
-    const { db, table, js, batchSize } = this.options;
-    return db.transaction(async (tx) => {
-      // One publisher at a time per outbox keeps the stream in the order events were written;
-      // the others stand by and take over the moment it stops.
-      const [{ leader }] = (await tx.execute(
-        sql`select pg_try_advisory_xact_lock(hashtext(${`tally.outbox.${this.outbox}`})) as leader`,
-      )) as unknown as { leader: boolean }[];
-      if (!leader) return 0;
-      const rows = await tx
-        .select()
-        .from(table)
-        .where(isNull(table.publishedAt))
-        .orderBy(asc(table.seq))
-        .limit(batchSize)
-        .for("update", { skipLocked: true });
-      if (rows.length === 0) return 0;
-      // Issued in order on one connection, so the stream stores them in order.
-      const acks = await Promise.all(
-        rows.map((row) => {
-          const parent = propagation.extract(ROOT_CONTEXT, row.headers);
-          const span = tracer.startSpan(`${row.subject} publish`, {
-            kind: SpanKind.PRODUCER,
-            attributes: { "messaging.system": "nats", "messaging.destination.name": row.subject, "messaging.message.id": row.id },
-          }, parent);
-          const h = natsHeaders();
-          for (const [key, value] of Object.entries(row.headers)) h.set(key, value);
-          const carrier: Record<string, string> = {};
-          propagation.inject(trace.setSpan(context.active(), span), carrier);
-          for (const [key, value] of Object.entries(carrier)) h.set(key, value);
-          return js.publish(row.subject, row.payload, { msgID: row.id, headers: h }).finally(() => span.end());
-        }),
-      );
-      await tx
-        .update(table)
-        .set({ publishedAt: sql`now()` })
-        .where(inArray(table.seq, rows.map((r) => r.seq)));
-      this.published += rows.length;
-      this.duplicates += acks.filter((a) => a.duplicate).length;
-      const now = Date.now();
-      for (const row of rows) this.lag.record(Math.max(0, now - row.createdAt.getTime()) / 1000, { outbox: this.outbox });
-      return rows.length;
-    });
+    const { table, js, batchSize } = this.options;
+    const { db } = this.session;
+    if (!this.leader) await this.tryToLead();
+    if (!this.leader) return 0;
+    const rows = await db.select().from(table).where(isNull(table.publishedAt)).orderBy(asc(table.seq)).limit(batchSize);
+    // The connection closed since the lock was taken: the read ran on a new session, without it.
+    if (!this.leader || rows.length === 0) return 0;
+    // Issued in order on one connection, so the stream stores them in order.
+    const acks = await Promise.all(
+      rows.map((row) => {
+        const parent = propagation.extract(ROOT_CONTEXT, row.headers);
+        const span = tracer.startSpan(`${row.subject} publish`, {
+          kind: SpanKind.PRODUCER,
+          attributes: { "messaging.system": "nats", "messaging.destination.name": row.subject, "messaging.message.id": row.id },
+        }, parent);
+        const h = natsHeaders();
+        for (const [key, value] of Object.entries(row.headers)) h.set(key, value);
+        const carrier: Record<string, string> = {};
+        propagation.inject(trace.setSpan(context.active(), span), carrier);
+        for (const [key, value] of Object.entries(carrier)) h.set(key, value);
+        return js.publish(row.subject, row.payload, { msgID: row.id, headers: h }).finally(() => span.end());
+      }),
+    );
+    await db
+      .update(table)
+      .set({ publishedAt: sql`now()` })
+      .where(inArray(table.seq, rows.map((r) => r.seq)));
+    this.published += rows.length;
+    this.duplicates += acks.filter((a) => a.duplicate).length;
+    const now = Date.now();
+    for (const row of rows) this.lag.record(Math.max(0, now - row.createdAt.getTime()) / 1000, { outbox: this.outbox });
+    return rows.length;
   }
 
   private async run(): Promise<void> {
     let failures = 0;
     while (this.running) {
       let sent = 0;
+      const nudged = this.nudged;
       this.nudged = false;
+      this.told = false;
       try {
         sent = await this.drainOnce();
+        // Events committed here, and another replica leads: tell it.
+        if (nudged && !this.leader) await this.session.sql`select pg_notify(${this.channel}, '')`;
         failures = 0;
         await this.pruneIfDue();
       } catch (err) {
         failures++;
         this.options.log.warn({ err, failures }, "outbox relay failed; will retry");
+        // Another replica may publish where this one cannot (its NATS connection, say).
+        await this.resign();
       }
       // Stopped while publishing: stop() found no sleep to cut short, so do not start one.
       if (!this.running) break;
-      // A full batch, or a commit that nudged while this one was publishing: go again at once.
-      if (sent === this.options.batchSize || (this.nudged && failures === 0)) continue;
+      // A full batch, or a commit (here or on another replica) while this one was publishing: go again at once.
+      if (sent === this.options.batchSize || ((this.nudged || this.told) && failures === 0)) continue;
       const backoff = failures === 0 ? this.options.pollMs : Math.min(5000, this.options.pollMs * 2 ** failures);
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, backoff);
@@ -143,6 +182,43 @@ export class OutboxRelay {
       });
       this.wake = undefined;
     }
+  }
+
+  /** Takes the lead if no one has it, and then listens for the other replicas' word of new events. */
+  private async tryToLead(): Promise<void> {
+    const { sql: session } = this.session;
+    // A leader frozen for longer than a few polls (a paused process, a lost host) loses its session, and the lock with it.
+    const frozenMs = String(Math.max(10_000, 5 * this.options.pollMs));
+    const [{ leader }] = await session<{ leader: boolean }[]>`
+      select pg_try_advisory_lock(hashtext(${this.lockKey})) as leader, set_config('idle_session_timeout', ${frozenMs}, false)`;
+    this.leader = leader;
+    if (leader && !this.unlisten) {
+      const { unlisten } = await session.listen(this.channel, () => {
+        this.told = true;
+        this.wake?.();
+      });
+      this.unlisten = unlisten;
+    }
+    // Its connection closed since it led: the word is for the leader now.
+    if (!leader) await this.stopListening();
+  }
+
+  /** Lets the lead go, if this relay has it: a failure here need not stop every replica's events. */
+  private async resign(): Promise<void> {
+    if (!this.leader) return;
+    this.leader = false;
+    await this.stopListening();
+    try {
+      await this.session.sql`select pg_advisory_unlock(hashtext(${this.lockKey}))`;
+    } catch {
+      // The connection is gone, and the lock with it.
+    }
+  }
+
+  private async stopListening(): Promise<void> {
+    const unlisten = this.unlisten;
+    this.unlisten = undefined;
+    await unlisten?.().catch(() => {});
   }
 
   /** Read when metrics are scraped: how many events wait, and for how long the oldest has. */
