@@ -53,6 +53,16 @@ describe("bearer JWTs signed with the development HS256 secret", () => {
     ["a token without a subject", async () => `Bearer ${await new SignJWT(claims).setProtectedHeader({ alg: "HS256" }).setIssuer(TEST_ISSUER).setAudience(TEST_AUDIENCE).setExpirationTime("1h").sign(secret)}`],
   ];
 
+  it("remembers a verified token only until it expires: past its expiry it is refused, though it was let through before", async () => {
+    const token = `Bearer ${await tokenFor("teller", undefined, { ttlSeconds: 2 })}`;
+    expect((await get(h.gateway.base, SYSTEM_ACCOUNT, token)).status).toBe(200);
+    expect((await get(h.gateway.base, SYSTEM_ACCOUNT, token)).status).toBe(200);
+    // Past its expiry and the few seconds of clock skew the verifier allows.
+    await new Promise((r) => setTimeout(r, 8_000));
+    const res = await get(h.gateway.base, SYSTEM_ACCOUNT, token);
+    expect(res).toMatchObject({ status: 401, body: { error: { reason: "UNAUTHENTICATED", message: expect.stringContaining("expired") } } });
+  }, 20_000);
+
   it.each(refused)("refuses %s as UNAUTHENTICATED (401 with a Bearer challenge)", async (_, authorization) => {
     const res = await get(h.gateway.base, SYSTEM_ACCOUNT, await authorization());
     expect(res).toMatchObject({ status: 401, challenge: 'Bearer realm="tally"', body: { error: { reason: "UNAUTHENTICATED" } } });

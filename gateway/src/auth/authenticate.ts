@@ -1,4 +1,5 @@
 import { createRemoteJWKSet, errors, jwtVerify, type JWTVerifyGetKey } from "jose";
+import { LRUCache } from "lru-cache";
 import { DomainError, ErrorReason } from "../../../platform/errors";
 import type { GatewayConfig } from "../config";
 import { rolesFromClaim, type Principal } from "./principal";
@@ -7,6 +8,11 @@ export type Authenticate = (authorization: string | undefined) => Promise<Princi
 
 // Asymmetric algorithms an identity provider signs with; a JWKS never verifies HS256 (or "none").
 const JWKS_ALGORITHMS = ["RS256", "PS256", "ES256", "EdDSA"];
+
+// Verified tokens are remembered until they expire, and a minute at most (a key withdrawn from the
+// JWKS stops counting soon), so a client sending the same token on every request is verified once.
+const REMEMBERED_TOKENS = 10_000;
+const REMEMBER_AT_MOST_MS = 60_000;
 
 const refuse = (message: string) => new DomainError(ErrorReason.UNAUTHENTICATED, message);
 
@@ -32,10 +38,13 @@ export function createAuthenticator(config: Pick<GatewayConfig, "AUTH_JWKS_URL" 
   const jwks: JWTVerifyGetKey | undefined = config.AUTH_JWKS_URL ? createRemoteJWKSet(new URL(config.AUTH_JWKS_URL)) : undefined;
   const secret = new TextEncoder().encode(config.AUTH_HS256_SECRET ?? "");
   const options = { issuer: config.AUTH_ISSUER, audience: config.AUTH_AUDIENCE, algorithms: jwks ? JWKS_ALGORITHMS : ["HS256"], clockTolerance: 5, requiredClaims: ["sub", "exp"] };
+  const verified = new LRUCache<string, Principal>({ max: REMEMBERED_TOKENS });
   return async (authorization) => {
     const [scheme, token, ...rest] = (authorization ?? "").trim().split(/\s+/);
     if (!authorization) throw refuse("a bearer token is required");
     if (scheme.toLowerCase() !== "bearer" || !token || rest.length > 0) throw refuse('the Authorization header must be "Bearer <token>"');
+    const remembered = verified.get(token);
+    if (remembered) return remembered;
     let payload;
     try {
       ({ payload } = jwks ? await jwtVerify(token, jwks, options) : await jwtVerify(token, secret, options));
@@ -47,6 +56,10 @@ export function createAuthenticator(config: Pick<GatewayConfig, "AUTH_JWKS_URL" 
     const subject = typeof claim("sub") === "string" ? (claim("sub") as string) : "";
     if (subject === "") throw refuse("the token names no subject");
     const customerId = typeof claim("customer_id") === "string" && claim("customer_id") !== "" ? (claim("customer_id") as string) : subject;
-    return { subject, roles: rolesFromClaim(claim("roles")), customerId };
+    const principal = { subject, roles: rolesFromClaim(claim("roles")), customerId };
+    // Not a moment past its expiry (jose accepts a few seconds' skew; those it verifies each time).
+    const ttl = Math.min(REMEMBER_AT_MOST_MS, (payload.exp ?? 0) * 1000 - Date.now());
+    if (ttl > 0) verified.set(token, principal, { ttl });
+    return principal;
   };
 }
