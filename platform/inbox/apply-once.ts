@@ -27,16 +27,34 @@ export async function applyOnce<T, TDb extends InboxDatabase = InboxDatabase>(
   eventId: string,
   effect: (tx: TransactionOf<TDb>) => Promise<T>,
 ): Promise<ApplyOutcome<T>> {
+  const outcome = await applyOnceEach(db, table, consumer, [eventId], (tx) => effect(tx));
+  return outcome.fresh.length === 1 ? { applied: true, result: outcome.result as T } : { applied: false };
+}
+
+/**
+ * applyOnce for several events in one transaction: the inbox rows of all of them in one insert,
+ * then one effect for those not applied before (`fresh`, in the order given). Each event id at
+ * most once in a call.
+ */
+export async function applyOnceEach<T, TDb extends InboxDatabase = InboxDatabase>(
+  db: TDb,
+  table: InboxTable,
+  consumer: string,
+  eventIds: string[],
+  effect: (tx: TransactionOf<TDb>, fresh: string[]) => Promise<T>,
+): Promise<{ fresh: string[]; result: T | undefined }> {
   return withTransactionRetry(() =>
-    db.transaction(async (tx): Promise<ApplyOutcome<T>> => {
+    db.transaction(async (tx) => {
       const recorded = await tx
         .insert(table)
-        .values({ consumer, eventId })
+        .values(eventIds.map((eventId) => ({ consumer, eventId })))
         .onConflictDoNothing({ target: [table.consumer, table.eventId] })
         .returning({ eventId: table.eventId });
-      if (recorded.length === 0) return { applied: false };
+      const inserted = new Set(recorded.map((r) => r.eventId));
+      const fresh = eventIds.filter((id) => inserted.has(id));
+      if (fresh.length === 0) return { fresh, result: undefined };
       // The transaction of `db` itself, typed by the constraint here.
-      return { applied: true, result: await effect(tx as TransactionOf<TDb>) };
+      return { fresh, result: await effect(tx as TransactionOf<TDb>, fresh) };
     }),
   );
 }

@@ -4,7 +4,7 @@ import { newId } from "../../../platform/ids";
 import { eventually } from "../../../test/support/events";
 import type { RiskHarness } from "./harness";
 
-export { balanceOf, expectRpcError, fund, openAccount, post, settlement, transfer } from "../../account/test/fixtures";
+export { balanceOf, expectRpcError, fund, openAccount, post, settlement, transfer, withSql } from "../../account/test/fixtures";
 
 /** A transfer as transactions would send it for assessment. */
 export const transferToAssess = (from: string, to: string, amount: bigint, extra: Omit<MessageInitShape<typeof TransferSchema>, "$typeName"> = {}) => ({

@@ -10,7 +10,7 @@ import { RuleAction, RuleKind } from "../../../gen/tally/risk/v1/risk_pb";
 import { newId } from "../../../platform/ids";
 import { eventually, readEvents } from "../../../test/support/events";
 import { TEST_NATS_URL } from "../../../test/support/infra";
-import { fund, openAccount, post, profileWhen, riskRows, transfer } from "./fixtures";
+import { fund, openAccount, post, profileWhen, riskRows, transfer, withSql } from "./fixtures";
 import { startRiskHarness, type RiskHarness } from "./harness";
 
 let h: RiskHarness;
@@ -55,6 +55,34 @@ describe("profiles from the ledger's events", () => {
     const { profile } = await h.risk.getRiskProfile({ accountId: a.id });
     expect([profile!.totalDebitCount, profile!.totalDebitSum, profile!.lastMinute!.debitCount]).toEqual([1n, 70n, 1n]);
     expect(await riskRows(h, "inbox")).toBe(inboxBefore);
+  });
+
+  it("applies the transfers_posted events it handles at once in shared transactions, each event once", async () => {
+    const [a, b] = [await openAccount(h), await openAccount(h)];
+    const posted = () =>
+      buildEnvelope("account", {
+        subjectId: newId(),
+        payload: {
+          case: "transfersPosted",
+          value: create(TransfersPostedSchema, {
+            transfers: [{ id: newId(), debitAccountId: a.id, creditAccountId: b.id, amount: 10n, currency: "USD", state: LedgerTransferState.POSTED, createdAt: timestampFromDate(new Date()) }],
+          }),
+        },
+      });
+    const events = Array.from({ length: 16 }, posted);
+    const processed = h.service.consumer.processed;
+    // All in the stream at once, so the consumer handles several at a time; the first one twice.
+    const nc = await connect({ servers: TEST_NATS_URL });
+    const js = jetstream(nc);
+    await Promise.all([...events, events[0]].map((e) => js.publish(`${h.stream.subjectPrefix}.account.transfers_posted`, toBinary(EventEnvelopeSchema, e), { msgID: newId() })));
+    await nc.close();
+    await eventually(async () => h.service.consumer.processed >= processed + events.length + 1);
+    const { profile } = await h.risk.getRiskProfile({ accountId: a.id });
+    expect([profile!.totalDebitCount, profile!.totalDebitSum]).toEqual([16n, 160n]);
+    const [inbox] = await withSql(h, (sql) => sql`select count(*)::int as rows, count(distinct xmin::text)::int as transactions from risk.inbox where event_id = any(${events.map((e) => e.id)})`);
+    expect(inbox.rows).toBe(16);
+    // Recorded by fewer transactions than events: the events handled together shared one.
+    expect(inbox.transactions).toBeLessThan(16);
   });
 
   it("refuses a malformed account id for a profile", async () => {
