@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from "node:child_process";
+import { createServer, type AddressInfo, type Server } from "node:net";
 import path from "node:path";
 import { TransactionService } from "../../../gen/tally/transactions/v1/transaction_service_pb";
 import { RiskDecision, TransferStatus } from "../../../gen/tally/transactions/v1/transfer_pb";
@@ -13,15 +14,22 @@ import { startTransactionsHarness, type TransactionsHarness } from "./harness";
 describe("when risk cannot answer", () => {
   let h: TransactionsHarness;
   let riskPort: number;
+  // Holds risk's port until risk starts, so no other suite's server can take it: it drops every connection, as a risk that is down would.
+  let placeholder: Server;
   beforeAll(async () => {
-    riskPort = await freePort();
+    placeholder = createServer((socket) => socket.destroy());
+    await new Promise<void>((resolve) => placeholder.listen(0, "127.0.0.1", resolve));
+    riskPort = (placeholder.address() as AddressInfo).port;
     h = await startTransactionsHarness({
       withRisk: false,
       riskPort,
       transactionsEnv: { RISK_BREAKER_FAILURES: "2", RISK_BREAKER_COOLDOWN_MS: "300" },
     });
   });
-  afterAll(() => h.stop());
+  afterAll(async () => {
+    if (placeholder.listening) placeholder.close();
+    await h.stop();
+  });
 
   it("lets a hold waiting for risk expire with the ledger's hold", async () => {
     const [a, b] = [await openAccount(h), await openAccount(h)];
@@ -44,6 +52,7 @@ describe("when risk cannot answer", () => {
     expect(h.service.riskGate.state).toBe("open");
     expect(await balanceOf(h, a.id)).toMatchObject({ debitsPending: 3_000n, posted: 10_000n });
 
+    await new Promise((resolve) => placeholder.close(resolve));
     await h.startRisk();
     // The recovery loop asks risk again once the breaker lets a call through; risk approves.
     for (const t of held) {
