@@ -502,12 +502,16 @@ describe("EventConsumer metrics", () => {
     const held = gate();
     const again = newConsumer(stream, () => held.opened, { durable, concurrency: 1 });
     await again.start();
-    await waitUntil("the lag is seen", async () => (await recorded.value("messaging.consumer.lag", { "messaging.consumer.group.name": durable })) !== undefined);
-    const lag = (await recorded.value("messaging.consumer.lag", { "messaging.consumer.group.name": durable }))!;
-    const unacked = (await recorded.value("messaging.consumer.unacknowledged", { "messaging.consumer.group.name": durable }))!;
-    expect(lag + unacked).toBe(3);
-    expect(unacked).toBeGreaterThanOrEqual(1);
-    held.open();
+    try {
+      await waitUntil("the lag is seen", async () => (await recorded.value("messaging.consumer.lag", { "messaging.consumer.group.name": durable })) !== undefined);
+      const lag = (await recorded.value("messaging.consumer.lag", { "messaging.consumer.group.name": durable }))!;
+      const unacked = (await recorded.value("messaging.consumer.unacknowledged", { "messaging.consumer.group.name": durable }))!;
+      expect(lag + unacked).toBe(3);
+      expect(unacked).toBeGreaterThanOrEqual(1);
+    } finally {
+      // Even when a check fails, so the consumer's handler ends and the suite can stop it.
+      held.open();
+    }
   });
 });
 
