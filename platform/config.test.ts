@@ -114,6 +114,11 @@ describe("platformEnv", () => {
     expect(load({ TALLY_ENV: "staging" }).DATABASE_URL).toBe("postgres://postgres@127.0.0.1:5432/tally");
   });
 
+  it("refuses a duplicate window shorter than a minute: a frozen relay's stale publishes must still be dropped", () => {
+    expect(configErrorOf(() => load({ NATS_DUPLICATE_WINDOW_MS: "30000" })).message).toContain("NATS_DUPLICATE_WINDOW_MS");
+    expect(load({ NATS_DUPLICATE_WINDOW_MS: "60000" }).NATS_DUPLICATE_WINDOW_MS).toBe(60_000);
+  });
+
   it("refuses a subject prefix that is not dot-separated lower-case tokens", () => {
     expect(configErrorOf(() => load({ NATS_SUBJECT_PREFIX: "Tally.>" })).message).toContain("NATS_SUBJECT_PREFIX: ");
   });

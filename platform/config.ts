@@ -52,8 +52,9 @@ export function platformEnv(env: Env = process.env) {
     NATS_URL: localDefault("nats://127.0.0.1:4222", env),
     NATS_STREAM: z.string().regex(/^[A-Za-z0-9_-]+$/).default("TALLY"),
     NATS_SUBJECT_PREFIX: z.string().regex(/^[a-z0-9_]+(\.[a-z0-9_]+)*$/).default("tally"),
-    // Longer than a relay takes to publish an event again after failing to mark it sent.
-    NATS_DUPLICATE_WINDOW_MS: int(10 * 60_000, 1000),
+    // Longer than a relay takes to publish an event again after failing to mark it
+    // sent, and well above the 10 s after which a frozen relay loses the lead.
+    NATS_DUPLICATE_WINDOW_MS: int(10 * 60_000, 60_000),
     NATS_MAX_AGE_DAYS: int(7, 1),
     // 3 on a JetStream cluster; the stream is kept at what this says.
     NATS_STREAM_REPLICAS: int(1, 1, 5),

@@ -335,4 +335,27 @@ describe("OutboxRelay when the leader freezes", () => {
     expect(await streamMessageCount(stream)).toBe(2);
     await Promise.all([a.stop(), b.stop()]);
   }, 40_000);
+
+  it("does not publish rows read longer ago than half its session's idle timeout: it may have lost the lead meanwhile, so it reads again", async () => {
+    const stream = await newStream();
+    const relay = newRelay(16);
+    expect(await relay.drainOnce()).toBe(0);
+    expect(relay.leading).toBe(true);
+    await appendInOneTransaction(stream, 2);
+    // The relay's read waits behind the lock for six seconds, as if it froze there.
+    let locked!: () => void;
+    const lockTaken = new Promise<void>((resolve) => (locked = resolve));
+    const holder = store.sql.begin(async (tx) => {
+      await tx`lock table account.outbox in access exclusive mode`;
+      locked();
+      await new Promise((resolve) => setTimeout(resolve, 6_000));
+    });
+    await lockTaken;
+    expect(await relay.drainOnce()).toBe(0);
+    await holder;
+    expect(await streamMessageCount(stream)).toBe(0);
+    expect(await relay.drainOnce()).toBe(2);
+    expect(await streamMessageCount(stream)).toBe(2);
+    await relay.stop();
+  }, 20_000);
 });

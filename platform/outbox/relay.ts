@@ -68,11 +68,17 @@ export class OutboxRelay {
   private own: Database<Record<string, never>> | undefined;
   /** Whether this relay holds the lock: false again the moment its connection closes, since the lock went with it. */
   private leader = false;
+  /**
+   * A leader's session ends after this long idle (a paused process, a lost
+   * host), and its lock with it; well inside the stream's duplicate window.
+   */
+  private readonly frozenMs: number;
 
   constructor(private readonly options: RelayOptions) {
     this.outbox = getTableConfig(options.table).schema ?? "public";
     this.lockKey = `tally.outbox.${this.outbox}`;
     this.channel = `tally_outbox_${this.outbox}`;
+    this.frozenMs = Math.max(10_000, 5 * options.pollMs);
   }
 
   private get session(): Database<Record<string, never>> {
@@ -119,9 +125,14 @@ export class OutboxRelay {
     const { db } = this.session;
     if (!this.leader) await this.tryToLead();
     if (!this.leader) return 0;
+    const readAt = Date.now();
     const rows = await db.select().from(table).where(isNull(table.publishedAt)).orderBy(asc(table.seq)).limit(batchSize);
     // The connection closed since the lock was taken: the read ran on a new session, without it.
     if (!this.leader || rows.length === 0) return 0;
+    // Frozen since the read, perhaps long enough to lose the lock while another
+    // relay published these rows and more: its close may not have been seen yet.
+    // Read again rather than publish rows that may be stale, out of order.
+    if (Date.now() - readAt > this.frozenMs / 2) return 0;
     // Issued in order on one connection, so the stream stores them in order.
     const acks = await Promise.all(
       rows.map((row) => {
@@ -188,9 +199,8 @@ export class OutboxRelay {
   private async tryToLead(): Promise<void> {
     const { sql: session } = this.session;
     // A leader frozen for longer than a few polls (a paused process, a lost host) loses its session, and the lock with it.
-    const frozenMs = String(Math.max(10_000, 5 * this.options.pollMs));
     const [{ leader }] = await session<{ leader: boolean }[]>`
-      select pg_try_advisory_lock(hashtext(${this.lockKey})) as leader, set_config('idle_session_timeout', ${frozenMs}, false)`;
+      select pg_try_advisory_lock(hashtext(${this.lockKey})) as leader, set_config('idle_session_timeout', ${String(this.frozenMs)}, false)`;
     this.leader = leader;
     if (leader && !this.unlisten) {
       const { unlisten } = await session.listen(this.channel, () => {
@@ -211,7 +221,11 @@ export class OutboxRelay {
     try {
       await this.session.sql`select pg_advisory_unlock(hashtext(${this.lockKey}))`;
     } catch {
-      // The connection is gone, and the lock with it.
+      // The lock may still be held (a session-level lock stacks if taken again):
+      // closing the connection surely lets it go.
+      const own = this.own;
+      this.own = undefined;
+      await own?.close().catch(() => {});
     }
   }
 
