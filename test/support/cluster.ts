@@ -92,8 +92,11 @@ export class Replica {
     return [...this.earlier, ...(this.child?.logs() ?? [])];
   }
 
+  /** Its errors (why it stopped is seldom among the last lines), then its last lines. */
   private tail(): string {
-    return JSON.stringify(this.logs().slice(-10), null, 1);
+    const lines = this.logs();
+    const errors = lines.slice(0, -10).filter((l) => typeof l.level === "string" && ["error", "fatal"].includes(l.level));
+    return JSON.stringify([...errors, ...lines.slice(-10)], null, 1);
   }
 }
 
