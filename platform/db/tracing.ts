@@ -1,6 +1,7 @@
 import { context, SpanKind, SpanStatusCode, trace, type Context, type Span } from "@opentelemetry/api";
 import type postgres from "postgres";
 import { databaseErrorCode } from "./errors";
+import { worthPreparing } from "./prepare";
 
 const tracer = trace.getTracer("tally.db");
 
@@ -18,7 +19,7 @@ export function databaseTarget(url: string): DatabaseTarget {
 
 /**
  * postgres.js has no OpenTelemetry instrumentation, so this wraps a pool in
- * one: every query (drizzle's, which all go through unsafe(), and tagged
+ * one (and has drizzle's statements prepared where that pays: see prepare.ts): every query (drizzle's, which all go through unsafe(), and tagged
  * templates alike) is a client span from when it is issued until it settles,
  * and every transaction a span around its queries. Only the statement text is
  * recorded, never the values bound to it. Queries outside any trace (the
@@ -40,7 +41,10 @@ function wrap<T extends postgres.Sql | postgres.TransactionSql>(sql: T, target: 
     get(obj, property) {
       const value = Reflect.get(obj, property, obj) as unknown;
       if (typeof value !== "function") return value;
-      if (property === "unsafe") return (text: string, ...rest: unknown[]) => traceQuery((value as (...a: unknown[]) => unknown)(text, ...rest), text, target);
+      if (property === "unsafe") {
+        return (text: string, params: unknown[] = [], options: { prepare?: boolean } = {}) =>
+          traceQuery((value as (...a: unknown[]) => unknown)(text, params, { ...options, prepare: options.prepare || worthPreparing(params) }), text, target);
+      }
       if (property === "begin" || property === "savepoint") return traceTransaction(value as (...a: unknown[]) => Promise<unknown>, String(property), target);
       return value;
     },

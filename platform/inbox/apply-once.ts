@@ -1,4 +1,6 @@
+import { sql } from "drizzle-orm";
 import type { PgDatabase, PgQueryResultHKT } from "drizzle-orm/pg-core";
+import { insertRows } from "../db/recordset";
 import { withTransactionRetry } from "../db/retry";
 import type { InboxTable } from "./table";
 
@@ -45,11 +47,10 @@ export async function applyOnceEach<T, TDb extends InboxDatabase = InboxDatabase
 ): Promise<{ fresh: string[]; result: T | undefined }> {
   return withTransactionRetry(() =>
     db.transaction(async (tx) => {
-      const recorded = await tx
-        .insert(table)
-        .values(eventIds.map((eventId) => ({ consumer, eventId })))
-        .onConflictDoNothing({ target: [table.consumer, table.eventId] })
-        .returning({ eventId: table.eventId });
+      const recorded = await insertRows(tx, table, eventIds.map((eventId) => ({ consumer, eventId })), {
+        onConflict: sql`(consumer, event_id) do nothing`,
+        returning: true,
+      });
       const inserted = new Set(recorded.map((r) => r.eventId));
       const fresh = eventIds.filter((id) => inserted.has(id));
       if (fresh.length === 0) return { fresh, result: undefined };

@@ -3,6 +3,7 @@ import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { context, propagation, type Context } from "@opentelemetry/api";
 import type { PgDatabase, PgQueryResultHKT } from "drizzle-orm/pg-core";
 import { EventEnvelopeSchema, type EventEnvelope } from "../../gen/tally/events/v1/events_pb";
+import { insertRows } from "../db/recordset";
 import { newId } from "../ids";
 import { eventSubject } from "../nats/subjects";
 import type { OutboxTable } from "./table";
@@ -51,7 +52,9 @@ export async function appendEvents(
   };
   const active = traceHeaders(context.active());
   const envelopes = events.map((e) => buildEnvelope(writer.source, e));
-  await tx.insert(writer.table).values(
+  await insertRows(
+    tx,
+    writer.table,
     envelopes.map((envelope, i) => ({
       id: envelope.id,
       subject: eventSubject(writer.subjectPrefix, writer.source, envelope.type),

@@ -1,6 +1,7 @@
 import { create } from "@bufbuild/protobuf";
 import { inArray, sql } from "drizzle-orm";
 import { TransfersPostedSchema } from "../../../../gen/tally/events/v1/events_pb";
+import { insertRows, recordset } from "../../../../platform/db/recordset";
 import { appendEvents, type OutboxWriter } from "../../../../platform/outbox/append";
 import { accounts, entries, ledgerTransfers } from "../db/schema";
 import type { AccountTx } from "../db/types";
@@ -37,38 +38,28 @@ export async function loadTransfers(tx: AccountTx, ids: string[]): Promise<Map<s
   return new Map(rows.map((r) => [r.id, r]));
 }
 
-const CHUNK = 2000;
-const chunks = <T>(items: T[]): T[][] =>
-  Array.from({ length: Math.ceil(items.length / CHUNK) }, (_, i) => items.slice(i * CHUNK, (i + 1) * CHUNK));
-
 /** Writes a batch's effects and its event; the statements are pipelined on the transaction's connection. */
 export async function writeEffects(tx: AccountTx, effects: BatchEffects, outbox: OutboxWriter): Promise<void> {
   if (effects.inserted.length === 0 && effects.finalized.length === 0) return;
   const writes: Promise<unknown>[] = [];
   // In id order, so two batches inserting the same new ids wait on each other instead of deadlocking.
   const byId = [...effects.inserted].sort((x, y) => (x.id < y.id ? -1 : x.id > y.id ? 1 : 0));
-  for (const part of chunks(byId)) writes.push(tx.insert(ledgerTransfers).values(part));
+  if (byId.length > 0) writes.push(insertRows(tx, ledgerTransfers, byId));
   if (effects.finalized.length > 0) {
-    const values = sql.join(
-      effects.finalized.map((t) => sql`(${t.id}::uuid, ${t.state}, ${t.postedAmount}::bigint)`),
-      sql`, `,
-    );
-    writes.push(tx.execute(sql`
-      update ${ledgerTransfers} as t set state = v.state, posted_amount = v.posted_amount
-      from (values ${values}) as v(id, state, posted_amount) where t.id = v.id`));
+    const v = recordset({ id: ledgerTransfers.id, state: ledgerTransfers.state, posted_amount: ledgerTransfers.postedAmount }, effects.finalized.map((t) => ({ id: t.id, state: t.state, posted_amount: t.postedAmount })), "v");
+    writes.push(tx.execute(sql`update ${ledgerTransfers} as t set state = v.state, posted_amount = v.posted_amount from ${v} where t.id = v.id`));
   }
-  for (const part of chunks(effects.entries)) writes.push(tx.insert(entries).values(part));
+  if (effects.entries.length > 0) writes.push(insertRows(tx, entries, effects.entries));
   const changed = [...effects.accounts.values()];
-  const values = sql.join(
-    changed.map(
-      (a) => sql`(${a.id}::uuid, ${a.debitsPosted}::bigint, ${a.creditsPosted}::bigint, ${a.debitsPending}::bigint, ${a.creditsPending}::bigint, ${a.version}::bigint)`,
-    ),
-    sql`, `,
+  const balances = recordset(
+    { id: accounts.id, dp: accounts.debitsPosted, cp: accounts.creditsPosted, dpe: accounts.debitsPending, cpe: accounts.creditsPending, version: accounts.version },
+    changed.map((a) => ({ id: a.id, dp: a.debitsPosted, cp: a.creditsPosted, dpe: a.debitsPending, cpe: a.creditsPending, version: a.version })),
+    "v",
   );
   writes.push(tx.execute(sql`
     update ${accounts} as a set debits_posted = v.dp, credits_posted = v.cp, debits_pending = v.dpe,
       credits_pending = v.cpe, version = v.version, updated_at = now()
-    from (values ${values}) as v(id, dp, cp, dpe, cpe, version) where a.id = v.id`));
+    from ${balances} where a.id = v.id`));
   const events = eventChunks([...effects.inserted, ...effects.finalized]).map((transfers) => {
     const touched = new Set(transfers.flatMap((t) => [t.debitAccountId, t.creditAccountId]));
     return {
@@ -83,7 +74,10 @@ export async function writeEffects(tx: AccountTx, effects: BatchEffects, outbox:
     };
   });
   writes.push(appendEvents(tx, outbox, events));
-  await Promise.all(writes);
+  // They run in the order issued: the first to fail is the cause (a race on a new id, retried);
+  // those after it fail only because the transaction had aborted, and may settle sooner.
+  const failed = (await Promise.allSettled(writes)).find((w) => w.status === "rejected");
+  if (failed) throw failed.reason;
 }
 
 // Well under NATS's default 1 MiB message limit, whatever metadata the transfers carry.

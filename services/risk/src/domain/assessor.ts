@@ -1,9 +1,10 @@
 import { create, toJson } from "@bufbuild/protobuf";
 import { metrics, trace } from "@opentelemetry/api";
-import { eq } from "drizzle-orm";
+import { eq, sql } from "drizzle-orm";
 import type { Assessment } from "../../../../gen/tally/risk/v1/risk_pb";
 import { AssessmentCompletedSchema, ReviewOpenedSchema } from "../../../../gen/tally/events/v1/events_pb";
 import { TransferKind, TransferSchema, type Transfer } from "../../../../gen/tally/transactions/v1/transfer_pb";
+import { insertRows } from "../../../../platform/db/recordset";
 import { DomainError, ErrorReason } from "../../../../platform/errors";
 import { newId } from "../../../../platform/ids";
 import { appendEvents, type NewEvent, type OutboxWriter } from "../../../../platform/outbox/append";
@@ -90,11 +91,12 @@ export class Assessor {
     const durationMicros = (process.hrtime.bigint() - started) / 1000n;
 
     const stored = await this.db.transaction(async (tx) => {
-      const rows = await tx
-        .insert(assessments)
-        .values(decided.map((d) => ({ id: d.id, transferId: d.transfer.id, decision: d.decision, score: d.score, hits: d.hits, transfer: d.transferJson, durationMicros })))
-        .onConflictDoNothing()
-        .returning();
+      const rows = await insertRows(
+        tx,
+        assessments,
+        decided.map((d) => ({ id: d.id, transferId: d.transfer.id, decision: d.decision, score: d.score, hits: d.hits, transfer: d.transferJson, durationMicros })),
+        { onConflict: sql`do nothing`, returning: true },
+      );
       // A transfer assessed before (or twice in this batch) keeps its first assessment: found below.
       const inserted = new Map(rows.map((row) => [row.id, row]));
       const fresh = decided.flatMap((d) => (inserted.has(d.id) ? [{ ...d, assessment: assessmentMessage(inserted.get(d.id)!) }] : []));

@@ -4,6 +4,7 @@ import { sql } from "drizzle-orm";
 import type { Account } from "../../../../gen/tally/account/v1/account_pb";
 import { LedgerTransferState, type LedgerTransfer } from "../../../../gen/tally/account/v1/ledger_pb";
 import { RiskProfileSchema, WindowStatsSchema, type RiskProfile } from "../../../../gen/tally/risk/v1/risk_pb";
+import { insertRows } from "../../../../platform/db/recordset";
 import { accounts, activity, counterparties, profiles } from "../db/schema";
 import type { RiskDb, RiskTx } from "../db/types";
 import { accountViewOf } from "./account-view";
@@ -60,29 +61,39 @@ export class Profiles {
       const seen = pairs.get(key);
       if (!seen || seen.at < m.at) pairs.set(key, m);
     }
-    await tx.execute(sql`
-      insert into ${profiles} (account_id, currency, first_activity_at, last_activity_at, debit_count, debit_sum, credit_count, credit_sum)
-      values ${sql.join(perAccount.map((a) => sql`(${a.accountId}::uuid, ${a.currency}, ${iso(a.first)}, ${iso(a.last)}, ${a.debitCount}, ${a.debitSum}, ${a.creditCount}, ${a.creditSum})`), sql`, `)}
-      on conflict (account_id) do update set
-        first_activity_at = least(profiles.first_activity_at, excluded.first_activity_at),
-        last_activity_at = greatest(profiles.last_activity_at, excluded.last_activity_at),
-        debit_count = profiles.debit_count + excluded.debit_count,
-        debit_sum = profiles.debit_sum + excluded.debit_sum,
-        credit_count = profiles.credit_count + excluded.credit_count,
-        credit_sum = profiles.credit_sum + excluded.credit_sum`);
-    await tx.execute(sql`
-      insert into ${activity} (account_id, bucket, debit_count, debit_sum, credit_count, credit_sum)
-      values ${sql.join(perBucket.map((b) => sql`(${b.accountId}::uuid, ${iso(bucketOf(b.first))}, ${b.debitCount}, ${b.debitSum}, ${b.creditCount}, ${b.creditSum})`), sql`, `)}
-      on conflict (account_id, bucket) do update set
-        debit_count = activity.debit_count + excluded.debit_count,
-        debit_sum = activity.debit_sum + excluded.debit_sum,
-        credit_count = activity.credit_count + excluded.credit_count,
-        credit_sum = activity.credit_sum + excluded.credit_sum`);
+    await insertRows(
+      tx,
+      profiles,
+      perAccount.map((a) => ({ ...a, firstActivityAt: a.first, lastActivityAt: a.last })),
+      {
+        onConflict: sql`(account_id) do update set
+          first_activity_at = least(profiles.first_activity_at, excluded.first_activity_at),
+          last_activity_at = greatest(profiles.last_activity_at, excluded.last_activity_at),
+          debit_count = profiles.debit_count + excluded.debit_count,
+          debit_sum = profiles.debit_sum + excluded.debit_sum,
+          credit_count = profiles.credit_count + excluded.credit_count,
+          credit_sum = profiles.credit_sum + excluded.credit_sum`,
+      },
+    );
+    await insertRows(
+      tx,
+      activity,
+      perBucket.map((b) => ({ ...b, bucket: bucketOf(b.first) })),
+      {
+        onConflict: sql`(account_id, bucket) do update set
+          debit_count = activity.debit_count + excluded.debit_count,
+          debit_sum = activity.debit_sum + excluded.debit_sum,
+          credit_count = activity.credit_count + excluded.credit_count,
+          credit_sum = activity.credit_sum + excluded.credit_sum`,
+      },
+    );
     const sortedPairs = [...pairs.entries()].sort(([a], [b]) => (a < b ? -1 : 1)).map(([, m]) => m);
-    await tx.execute(sql`
-      insert into ${counterparties} (account_id, counterparty_id, last_seen_at)
-      values ${sql.join(sortedPairs.map((m) => sql`(${m.accountId}::uuid, ${m.counterpartyId}::uuid, ${iso(m.at)})`), sql`, `)}
-      on conflict (account_id, counterparty_id) do update set last_seen_at = greatest(counterparties.last_seen_at, excluded.last_seen_at)`);
+    await insertRows(
+      tx,
+      counterparties,
+      sortedPairs.map((m) => ({ accountId: m.accountId, counterpartyId: m.counterpartyId, lastSeenAt: m.at })),
+      { onConflict: sql`(account_id, counterparty_id) do update set last_seen_at = greatest(counterparties.last_seen_at, excluded.last_seen_at)` },
+    );
   }
 
   /** Keeps risk's view of an account current; runs inside the event's inbox transaction. */

@@ -2,6 +2,7 @@ import { createHash } from "node:crypto";
 import { fromJson, toJson, type DescMessage, type MessageShape } from "@bufbuild/protobuf";
 import { TransferSchema, type Transfer } from "../../../../gen/tally/transactions/v1/transfer_pb";
 import { eq, inArray, lt, sql } from "drizzle-orm";
+import { insertRows, recordset } from "../../../../platform/db/recordset";
 import { withTransactionRetry } from "../../../../platform/db/retry";
 import { DomainError, ErrorReason } from "../../../../platform/errors";
 import { GroupCommit } from "../../../../platform/group-commit";
@@ -83,11 +84,12 @@ export class IdempotencyKeys {
     const sorted = [...requests].sort((a, b) => (a.requestId < b.requestId ? -1 : a.requestId > b.requestId ? 1 : 0));
     return withTransactionRetry(() =>
       this.db.transaction(async (tx) => {
-        const rows = await tx
-          .insert(idempotencyKeys)
-          .values(sorted.map((r) => ({ requestId: r.requestId, operation: r.operation, requestHash: r.requestHash, outcome: { transferIds: r.transferIds }, expiresAt })))
-          .onConflictDoNothing()
-          .returning({ requestId: idempotencyKeys.requestId });
+        const rows = await insertRows(
+          tx,
+          idempotencyKeys,
+          sorted.map((r) => ({ requestId: r.requestId, operation: r.operation, requestHash: r.requestHash, outcome: { transferIds: r.transferIds }, expiresAt })),
+          { onConflict: sql`do nothing`, returning: true },
+        );
         const claimedIds = new Set(rows.map((r) => r.requestId));
         const claimed = requests.filter((r) => claimedIds.has(r.requestId));
         const taken = requests.filter((r) => !claimedIds.has(r.requestId)).map((r) => r.requestId);
@@ -116,10 +118,8 @@ export class IdempotencyKeys {
 
   /** One statement for the answers of a group. */
   private async storeAnswers(answers: { requestId: string; outcome: StoredOutcome }[]): Promise<void> {
-    const values = answers.map((a) => sql`(${a.requestId}, ${JSON.stringify(a.outcome)}::jsonb)`);
-    await this.db.execute(
-      sql`update ${idempotencyKeys} set outcome = v.outcome from (values ${sql.join(values, sql`, `)}) as v(request_id, outcome) where ${idempotencyKeys.requestId} = v.request_id`,
-    );
+    const v = recordset({ request_id: idempotencyKeys.requestId, outcome: idempotencyKeys.outcome }, answers.map((a) => ({ request_id: a.requestId, outcome: a.outcome })), "v");
+    await this.db.execute(sql`update ${idempotencyKeys} set outcome = v.outcome from ${v} where ${idempotencyKeys.requestId} = v.request_id`);
   }
 
   /** The answer a request gave, once it has. */

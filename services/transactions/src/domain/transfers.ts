@@ -12,6 +12,7 @@ import {
   TransferVoidedSchema,
 } from "../../../../gen/tally/events/v1/events_pb";
 import type { Transfer } from "../../../../gen/tally/transactions/v1/transfer_pb";
+import { insertRows, recordset } from "../../../../platform/db/recordset";
 import { DomainError, ErrorReason } from "../../../../platform/errors";
 import { GroupCommit, type GroupCommitOptions } from "../../../../platform/group-commit";
 import { appendEvents, type EventPayload, type NewEvent, type OutboxWriter } from "../../../../platform/outbox/append";
@@ -86,11 +87,12 @@ export class Transfers {
    * the caller's transaction, in one statement each; returns them in order, undefined where the id was taken.
    */
   async insertMany(tx: TransactionsTx, news: { row: NewTransfer; context?: Context }[]): Promise<(TransferRow | undefined)[]> {
-    const inserted = await tx
-      .insert(transfers)
-      .values(news.map((n) => n.row))
-      .onConflictDoNothing({ target: transfers.id })
-      .returning();
+    const inserted = await insertRows(
+      tx,
+      transfers,
+      news.map((n) => n.row),
+      { onConflict: sql`(id) do nothing`, returning: true },
+    );
     const byId = new Map(inserted.map((r) => [r.id, r]));
     const rows = news.map((n) => byId.get(n.row.id));
     await appendEvents(tx, this.outbox, rows.flatMap((row, i) => (row ? eventsOf(row, undefined, news[i].context) : [])));
@@ -252,7 +254,9 @@ async function updateMany(t: TransactionsDb | TransactionsTx, changes: Change[])
   for (const change of changes) {
     // A column set to undefined is left as it is, as drizzle's set() does.
     const shape = Object.entries(change.changes).flatMap(([k, v]) => (v === undefined ? [] : [k])).sort().join(",");
-    byShape.set(shape, [...(byShape.get(shape) ?? []), change]);
+    const group = byShape.get(shape);
+    if (group) group.push(change);
+    else byShape.set(shape, [change]);
   }
   const changed = new Map<string, TransferRow>();
   for (const [shape, group] of byShape) {
@@ -263,22 +267,19 @@ async function updateMany(t: TransactionsDb | TransactionsTx, changes: Change[])
 
 type ChangedColumn = keyof TransferChanges;
 
-/** One UPDATE for changes that set the same columns: each row's values, and what it expects, come from a VALUES list. */
+/** One UPDATE for changes that set the same columns: each row's values, and what it expects, come from a recordset. */
 function updateShape(t: TransactionsDb | TransactionsTx, columns: ChangedColumn[], changes: Change[]): Promise<TransferRow[]> {
-  // Typed by each column's own SQL type: a VALUES list would otherwise read its parameters as text.
-  const value = (name: keyof TransferRow, v: unknown) => sql`${sql.param(v, transfers[name])}::${sql.raw(transfers[name].getSQLType())}`;
-  const rows = changes.map(
-    (c) =>
-      sql`(${sql.join(
-        [value("id", c.id), value("status", c.expected?.status ?? null), value("step", c.expected?.step ?? null), ...columns.map((k) => value(k, c.changes[k] ?? null))],
-        sql`, `,
-      )})`,
-  );
-  const names = ["id", "expected_status", "expected_step", ...columns.map((k) => `set_${k}`)];
+  const fields = { id: transfers.id, expected_status: transfers.status, expected_step: transfers.step, ...Object.fromEntries(columns.map((k) => [`set_${k}`, transfers[k]])) };
+  const rows = changes.map((c) => ({
+    id: c.id,
+    expected_status: c.expected?.status,
+    expected_step: c.expected?.step,
+    ...Object.fromEntries(columns.map((k) => [`set_${k}`, c.changes[k]])),
+  }));
   return t
     .update(transfers)
-    .set({ ...Object.fromEntries(columns.map((k) => [k, sql.raw(`v.set_${k}`)])), updatedAt: new Date() })
-    .from(sql`(values ${sql.join(rows, sql`, `)}) as v(${sql.raw(names.join(", "))})`)
+    .set({ ...Object.fromEntries(columns.map((k) => [k, sql.raw(`v."set_${k}"`)])), updatedAt: new Date() })
+    .from(recordset(fields, rows, "v"))
     .where(
       and(
         sql`${transfers.id} = v.id`,

@@ -1,0 +1,110 @@
+import { getTableColumns, is, SQL, sql, type InferInsertModel, type InferSelectModel } from "drizzle-orm";
+import { PgJson, PgJsonb, type PgColumn, type PgDatabase, type PgQueryResultHKT, type PgTable } from "drizzle-orm/pg-core";
+
+/**
+ * Many rows as one parameter. Written out as VALUES lists, a statement for n rows has a text of
+ * its own and several parameters per value: drizzle builds it piece by piece (most of a busy
+ * service's time in drizzle), and each connection parses and plans every new length anew. As one
+ * jsonb array read back by `jsonb_to_recordset`, the statement's text is the same for any number
+ * of rows: drizzle builds it in a few steps, and each connection prepares it once.
+ */
+
+type Executor = PgDatabase<PgQueryResultHKT, Record<string, unknown>>;
+
+/** The fields of a recordset: each named as in SQL, typed and encoded as the column given. */
+export type RecordFields = Record<string, PgColumn>;
+
+const isJson = (column: PgColumn) => is(column, PgJsonb) || is(column, PgJson);
+
+/** A value as JSON that PostgreSQL reads back into the column's type. */
+function encode(column: PgColumn, value: unknown): unknown {
+  if (value === null || value === undefined) return null;
+  // Kept as JSON: the recordset's jsonb field takes it as it is.
+  if (isJson(column)) return value;
+  const driver = column.mapToDriverValue(value);
+  if (typeof driver === "bigint") return driver.toString();
+  if (driver instanceof Uint8Array) return `\\x${Buffer.from(driver.buffer, driver.byteOffset, driver.byteLength).toString("hex")}`;
+  return driver;
+}
+
+const quote = (name: string) => `"${name.replace(/"/g, '""')}"`;
+
+/** `jsonb_to_recordset($1) as alias(field type, …)`: the rows, each a record of `fields`, for a FROM clause. */
+export function recordset(fields: RecordFields, rows: Record<string, unknown>[], alias = "r"): SQL {
+  const names = Object.keys(fields);
+  const records = rows.map((row) => {
+    const record: Record<string, unknown> = {};
+    for (const name of names) record[name] = encode(fields[name], row[name]);
+    return record;
+  });
+  const shape = names.map((name) => `${quote(name)} ${fields[name].getSQLType()}`).join(", ");
+  return sql`jsonb_to_recordset(${JSON.stringify(records)}::jsonb) as ${sql.raw(`${quote(alias)}(${shape})`)}`;
+}
+
+interface InsertOptions {
+  /** What follows `on conflict`, e.g. sql`(id) do nothing`. */
+  onConflict?: SQL;
+  /** Return the rows inserted (or changed by the conflict clause), as drizzle's select would. */
+  returning?: boolean;
+}
+
+/**
+ * Inserts rows through a recordset, as drizzle's insert(table).values(rows) would: every column
+ * of the table but identities, a value not given taking the column's default. A column with a
+ * default in SQL (now(), '{}') takes it where the row gives nothing; such a column must be NOT NULL,
+ * since in a recordset a value not given cannot be told from a null.
+ */
+export async function insertRows<T extends PgTable>(
+  db: Executor,
+  table: T,
+  rows: InferInsertModel<T>[],
+  options: InsertOptions = {},
+): Promise<InferSelectModel<T>[]> {
+  if (rows.length === 0) return [];
+  const columns = Object.entries(getTableColumns(table) as Record<string, PgColumn>).filter(
+    ([, column]) => column.generatedIdentity === undefined && column.generated === undefined,
+  );
+  const fields: RecordFields = {};
+  const selected: SQL[] = [];
+  for (const [, column] of columns) {
+    fields[column.name] = column;
+    const field = sql.raw(`r.${quote(column.name)}`);
+    if (is(column.default, SQL)) {
+      if (!column.notNull) throw new Error(`insertRows: ${column.name} is nullable with a default in SQL, so a value not given cannot be told from a null`);
+      selected.push(sql`coalesce(${field}, ${column.default})`);
+    } else selected.push(field);
+  }
+  const records = rows.map((row) => {
+    const record: Record<string, unknown> = {};
+    for (const [key, column] of columns) {
+      let value = (row as Record<string, unknown>)[key];
+      if (value === undefined) value = column.defaultFn ? column.defaultFn() : is(column.default, SQL) ? undefined : column.default;
+      record[column.name] = value;
+    }
+    return record;
+  });
+  const names = sql.raw(columns.map(([, column]) => quote(column.name)).join(", "));
+  const statement = sql`insert into ${table} (${names}) select ${sql.join(selected, sql`, `)} from ${recordset(fields, records)}`;
+  if (options.onConflict) statement.append(sql` on conflict ${options.onConflict}`);
+  if (!options.returning) {
+    await db.execute(statement);
+    return [];
+  }
+  // Named, not *: a statement prepared before a column was added must return what it did.
+  const all = Object.values(getTableColumns(table) as Record<string, PgColumn>).map((column) => quote(column.name));
+  statement.append(sql.raw(` returning ${all.join(", ")}`));
+  return fromDriver(table, (await db.execute(statement)) as unknown as Record<string, unknown>[]);
+}
+
+/** Rows as the driver returned them (named as in SQL), as drizzle's select would give them. */
+export function fromDriver<T extends PgTable>(table: T, rows: Record<string, unknown>[]): InferSelectModel<T>[] {
+  const columns = Object.entries(getTableColumns(table) as Record<string, PgColumn>);
+  return rows.map((raw) => {
+    const row: Record<string, unknown> = {};
+    for (const [key, column] of columns) {
+      const value = raw[column.name];
+      row[key] = value === null || value === undefined ? null : column.mapFromDriverValue(value);
+    }
+    return row as InferSelectModel<T>;
+  });
+}
