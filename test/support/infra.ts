@@ -1,3 +1,4 @@
+import { readFileSync } from "node:fs";
 import { jetstreamManager, type JetStreamManager } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
 import postgres from "postgres";
@@ -82,15 +83,44 @@ export function serviceEnv(db: TestDatabase, stream: TestStream, extra: Record<s
   };
 }
 
-/** A port nothing listens on right now (for a server to be started there later). */
+/** Where the kernel picks the local ports of outgoing connections (Linux's default where it cannot be read). */
+function ephemeralPorts(): { low: number; high: number } {
+  try {
+    const [low, high] = readFileSync("/proc/sys/net/ipv4/ip_local_port_range", "utf8").trim().split(/\s+/).map(Number);
+    if (low > 0 && high >= low) return { low, high };
+  } catch {
+    // Not Linux: keep to the default.
+  }
+  return { low: 32768, high: 60999 };
+}
+
+const handedOut = new Set<number>();
+
+/**
+ * A port nothing listens on right now, for a server to be started there later. It is taken below
+ * the ephemeral range: a port the kernel picked (listen(0)) may meanwhile become the local port of
+ * any process's outgoing connection, and the server then fails to start with EADDRINUSE.
+ */
 export async function freePort(): Promise<number> {
   const { createServer } = await import("node:net");
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
+  const low = Math.min(ephemeralPorts().low, 32768);
+  // The port bound, or 0 where it could not be.
+  const bind = (port: number) =>
+    new Promise<number>((resolve) => {
+      const server = createServer();
+      server.once("error", () => resolve(0));
+      server.listen(port, "127.0.0.1", () => {
+        const bound = (server.address() as { port: number }).port;
+        server.close(() => resolve(bound));
+      });
     });
-  });
+  // An ephemeral range that starts low leaves no room below it: take the kernel's pick.
+  if (low < 21_000) return bind(0);
+  for (let attempt = 0; attempt < 200; attempt++) {
+    const port = 20_000 + Math.floor(Math.random() * (low - 20_000));
+    if (handedOut.has(port) || (await bind(port)) === 0) continue;
+    handedOut.add(port);
+    return port;
+  }
+  throw new Error(`no free port found between 20000 and ${low}`);
 }
