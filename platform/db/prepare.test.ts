@@ -3,6 +3,7 @@ import { integer, pgTable, text } from "drizzle-orm/pg-core";
 import { createTestDatabase, testLogger, type TestDatabase } from "../../test/support/infra";
 import { connectDatabase, type Database } from "./connect";
 import { PREPARE_MAX_PARAMETERS } from "./prepare";
+import { withTransactionRetry } from "./retry";
 
 /** Which of drizzle's statements a connection prepares: those with a few parameters, once each. */
 
@@ -48,4 +49,25 @@ it("answers the same through a prepared statement after the table changes under 
   expect(await byId()).toEqual([{ id: 1, name: "item 1" }]);
   await database.db.execute(sql`alter table items add column note text`);
   expect(await byId()).toEqual([{ id: 1, name: "item 1" }]);
+});
+
+it("runs again a transaction whose prepared statement no longer fits its table (a column's type changed by a migration)", async () => {
+  const read = () => database.db.transaction((tx) => tx.select().from(items).where(inArray(items.id, [2])));
+  expect(await read()).toEqual([{ id: 2, name: "item 2" }]);
+  await database.db.execute(sql`alter table items alter column name type varchar(100)`);
+  let attempts = 0;
+  const rows = await withTransactionRetry(() => {
+    attempts++;
+    return read();
+  });
+  expect(rows).toEqual([{ id: 2, name: "item 2" }]);
+  // The first attempt met the stale statement inside its transaction.
+  expect(attempts).toBe(2);
+});
+
+it("takes postgres.js's unsafe(text, options) form as well as unsafe(text, params, options)", async () => {
+  // postgres.js takes it, though its types do not say so.
+  const unsafeWithOptions = database.sql.unsafe as unknown as (text: string, options: { prepare: boolean }) => Promise<unknown>;
+  expect(await unsafeWithOptions("select 1 as one", { prepare: false })).toEqual([{ one: 1 }]);
+  expect(await database.sql.unsafe("select $1::int as two", [2])).toEqual([{ two: 2 }]);
 });

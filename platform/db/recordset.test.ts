@@ -1,8 +1,9 @@
-import { eq, sql } from "drizzle-orm";
+import { eq, inArray, sql } from "drizzle-orm";
 import { bigint, customType, integer, jsonb, pgTable, text, timestamp, uuid } from "drizzle-orm/pg-core";
 import { createTestDatabase, testLogger, type TestDatabase } from "../../test/support/infra";
 import { newId } from "../ids";
 import { connectDatabase, type Database } from "./connect";
+import { databaseErrorCode } from "./errors";
 import { insertRows, recordset } from "./recordset";
 
 /** Rows written through one jsonb parameter read back exactly as drizzle reads and writes them. */
@@ -94,10 +95,41 @@ describe("insertRows", () => {
     expect(stored.title).toBe("first");
   });
 
-  it("writes nothing of a statement that fails, and names the constraint", async () => {
+  it("writes nothing of a statement that fails in the database", async () => {
+    const [id, other] = [newId(), newId()];
+    const failure = await insertRows(database.db, notes, [{ id: other, title: "x" }, { id, title: "x" }, { id, title: "again" }]).catch((err: unknown) => err);
+    expect(databaseErrorCode(failure)).toBe("23505");
+    expect(await database.db.select().from(notes).where(inArray(notes.id, [id, other]))).toEqual([]);
+  });
+
+  it("refuses, before writing, what drizzle's insert would not write: a null for NOT NULL, a value for an identity", async () => {
     const id = newId();
-    await expect(insertRows(database.db, notes, [{ id, title: "x" }, { id: newId(), title: null as unknown as string }])).rejects.toThrow(/title/);
+    await expect(insertRows(database.db, notes, [{ id, title: "x" }, { id: newId(), title: null as unknown as string }])).rejects.toThrow("title is NOT NULL but was given null");
+    await expect(insertRows(database.db, notes, [{ id, title: "x", amount: null as unknown as bigint }])).rejects.toThrow("amount is NOT NULL but was given null");
+    await expect(insertRows(database.db, notes, [{ id, title: "x", seq: 5n } as typeof notes.$inferInsert])).rejects.toThrow("seq is an identity");
     expect(await database.db.select().from(notes).where(eq(notes.id, id))).toEqual([]);
+  });
+
+  it("keeps JSON as given, strings, arrays and nulls included, and stores a lone surrogate in text as U+FFFD", async () => {
+    const rows = [
+      { id: newId(), title: "lone \ud800 surrogate", meta: { s: "a string" } },
+      { id: newId(), title: "b", meta: ["a", 1, null] as unknown as Record<string, unknown> },
+      { id: newId(), title: "c", meta: "just a string" as unknown as Record<string, unknown> },
+    ];
+    const returned = await insertRows(database.db, notes, rows, { returning: true });
+    expect(returned.map((r) => r.meta)).toEqual([{ s: "a string" }, ["a", 1, null], "just a string"]);
+    expect(returned[0].title).toBe("lone \ufffd surrogate");
+    const [stored] = await database.sql<{ kind: string }[]>`select jsonb_typeof(meta) as kind from notes where id = ${rows[2].id}`;
+    expect(stored.kind).toBe("string");
+  });
+
+  it("applies a conflict clause that updates, with excluded holding the row given", async () => {
+    const id = newId();
+    await insertRows(database.db, notes, [{ id, title: "first", amount: 5n }]);
+    const upsert = (amount: bigint) =>
+      insertRows(database.db, notes, [{ id, title: "ignored", amount }], { onConflict: sql`(id) do update set amount = notes.amount + excluded.amount`, returning: true });
+    expect((await upsert(7n))[0]).toMatchObject({ title: "first", amount: 12n });
+    expect((await upsert(-2n))[0].amount).toBe(10n);
   });
 
   it("uses one statement text for any number of rows, so its connection prepares it once", async () => {

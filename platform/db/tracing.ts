@@ -42,8 +42,12 @@ function wrap<T extends postgres.Sql | postgres.TransactionSql>(sql: T, target: 
       const value = Reflect.get(obj, property, obj) as unknown;
       if (typeof value !== "function") return value;
       if (property === "unsafe") {
-        return (text: string, params: unknown[] = [], options: { prepare?: boolean } = {}) =>
-          traceQuery((value as (...a: unknown[]) => unknown)(text, params, { ...options, prepare: options.prepare || worthPreparing(params) }), text, target);
+        return (text: string, paramsOrOptions?: unknown[] | { prepare?: boolean }, maybeOptions: { prepare?: boolean } = {}) => {
+          // unsafe(text, options) is unsafe(text, [], options).
+          const [params, options] = Array.isArray(paramsOrOptions) ? [paramsOrOptions, maybeOptions] : [[], paramsOrOptions ?? {}];
+          const prepare = options.prepare || worthPreparing(params);
+          return traceQuery((value as (...a: unknown[]) => unknown)(text, params, { ...options, prepare }), text, target);
+        };
       }
       if (property === "begin" || property === "savepoint") return traceTransaction(value as (...a: unknown[]) => Promise<unknown>, String(property), target);
       return value;

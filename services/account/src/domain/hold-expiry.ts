@@ -1,4 +1,4 @@
-import { and, asc, isNotNull, lte, eq } from "drizzle-orm";
+import { and, asc, isNotNull, lte, sql } from "drizzle-orm";
 import { withTransactionRetry } from "../../../../platform/db/retry";
 import type { Logger } from "../../../../platform/logger";
 import { PeriodicTask } from "../../../../platform/periodic";
@@ -50,7 +50,8 @@ export class HoldExpiry {
     const due = await this.db
       .select({ id: ledgerTransfers.id, debit: ledgerTransfers.debitAccountId, credit: ledgerTransfers.creditAccountId })
       .from(ledgerTransfers)
-      .where(and(eq(ledgerTransfers.state, "pending"), isNotNull(ledgerTransfers.expiresAt), lte(ledgerTransfers.expiresAt, now)))
+      // The state as a literal: a prepared statement's generic plan could not match a parameter to the partial index.
+      .where(and(sql`${ledgerTransfers.state} = 'pending'`, isNotNull(ledgerTransfers.expiresAt), lte(ledgerTransfers.expiresAt, now)))
       .orderBy(asc(ledgerTransfers.expiresAt))
       .limit(this.batchSize);
     if (due.length === 0) return 0;

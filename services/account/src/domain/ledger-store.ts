@@ -1,6 +1,7 @@
 import { create } from "@bufbuild/protobuf";
 import { inArray, sql } from "drizzle-orm";
 import { TransfersPostedSchema } from "../../../../gen/tally/events/v1/events_pb";
+import { databaseErrorCode } from "../../../../platform/db/errors";
 import { insertRows, recordset } from "../../../../platform/db/recordset";
 import { appendEvents, type OutboxWriter } from "../../../../platform/outbox/append";
 import { accounts, entries, ledgerTransfers } from "../db/schema";
@@ -41,13 +42,14 @@ export async function loadTransfers(tx: AccountTx, ids: string[]): Promise<Map<s
 /** Writes a batch's effects and its event; the statements are pipelined on the transaction's connection. */
 export async function writeEffects(tx: AccountTx, effects: BatchEffects, outbox: OutboxWriter): Promise<void> {
   if (effects.inserted.length === 0 && effects.finalized.length === 0) return;
+  // Each started as it is pushed (drizzle's statements run when awaited): sent in this order.
   const writes: Promise<unknown>[] = [];
   // In id order, so two batches inserting the same new ids wait on each other instead of deadlocking.
   const byId = [...effects.inserted].sort((x, y) => (x.id < y.id ? -1 : x.id > y.id ? 1 : 0));
   if (byId.length > 0) writes.push(insertRows(tx, ledgerTransfers, byId));
   if (effects.finalized.length > 0) {
     const v = recordset({ id: ledgerTransfers.id, state: ledgerTransfers.state, posted_amount: ledgerTransfers.postedAmount }, effects.finalized.map((t) => ({ id: t.id, state: t.state, posted_amount: t.postedAmount })), "v");
-    writes.push(tx.execute(sql`update ${ledgerTransfers} as t set state = v.state, posted_amount = v.posted_amount from ${v} where t.id = v.id`));
+    writes.push(Promise.resolve(tx.execute(sql`update ${ledgerTransfers} as t set state = v.state, posted_amount = v.posted_amount from ${v} where t.id = v.id`)));
   }
   if (effects.entries.length > 0) writes.push(insertRows(tx, entries, effects.entries));
   const changed = [...effects.accounts.values()];
@@ -56,10 +58,14 @@ export async function writeEffects(tx: AccountTx, effects: BatchEffects, outbox:
     changed.map((a) => ({ id: a.id, dp: a.debitsPosted, cp: a.creditsPosted, dpe: a.debitsPending, cpe: a.creditsPending, version: a.version })),
     "v",
   );
-  writes.push(tx.execute(sql`
-    update ${accounts} as a set debits_posted = v.dp, credits_posted = v.cp, debits_pending = v.dpe,
-      credits_pending = v.cpe, version = v.version, updated_at = now()
-    from ${balances} where a.id = v.id`));
+  writes.push(
+    Promise.resolve(
+      tx.execute(sql`
+        update ${accounts} as a set debits_posted = v.dp, credits_posted = v.cp, debits_pending = v.dpe,
+          credits_pending = v.cpe, version = v.version, updated_at = now()
+        from ${balances} where a.id = v.id`),
+    ),
+  );
   const events = eventChunks([...effects.inserted, ...effects.finalized]).map((transfers) => {
     const touched = new Set(transfers.flatMap((t) => [t.debitAccountId, t.creditAccountId]));
     return {
@@ -74,10 +80,10 @@ export async function writeEffects(tx: AccountTx, effects: BatchEffects, outbox:
     };
   });
   writes.push(appendEvents(tx, outbox, events));
-  // They run in the order issued: the first to fail is the cause (a race on a new id, retried);
-  // those after it fail only because the transaction had aborted, and may settle sooner.
-  const failed = (await Promise.allSettled(writes)).find((w) => w.status === "rejected");
-  if (failed) throw failed.reason;
+  // The first to fail is the cause (a race on a new id, retried); those after it fail only
+  // because the transaction had aborted (25P02), and may settle sooner.
+  const failures = (await Promise.allSettled(writes)).flatMap((w) => (w.status === "rejected" ? [w.reason as unknown] : []));
+  if (failures.length > 0) throw failures.find((err) => databaseErrorCode(err) !== "25P02") ?? failures[0];
 }
 
 // Well under NATS's default 1 MiB message limit, whatever metadata the transfers carry.
