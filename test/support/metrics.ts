@@ -13,6 +13,8 @@ class OnDemandReader extends MetricReader {
 export interface RecordedMetrics {
   /** A counter's sum, a gauge's value, or a histogram's count, over the points whose attributes include `attributes`. */
   value(name: string, attributes?: Attributes): Promise<number | undefined>;
+  /** value() of several metrics from one collection, so they describe the same moment. */
+  values(names: string[], attributes?: Attributes): Promise<(number | undefined)[]>;
 }
 
 /**
@@ -27,19 +29,27 @@ export function recordMetrics(): RecordedMetrics {
     await provider.shutdown();
     metrics.disable();
   });
-  return {
+  const recorded: RecordedMetrics = {
     async value(name, attributes = {}) {
+      const [value] = await recorded.values([name], attributes);
+      return value;
+    },
+    async values(names, attributes = {}) {
       const { resourceMetrics } = await reader.collect();
-      let total: number | undefined;
-      for (const metric of resourceMetrics.scopeMetrics.flatMap((s) => s.metrics)) {
-        if (metric.descriptor.name !== name) continue;
-        for (const point of metric.dataPoints) {
-          if (!Object.entries(attributes).every(([k, v]) => point.attributes[k] === v)) continue;
-          const value = metric.dataPointType === DataPointType.HISTOGRAM ? (point.value as { count: number }).count : (point.value as number);
-          total = (total ?? 0) + value;
+      const all = resourceMetrics.scopeMetrics.flatMap((s) => s.metrics);
+      return names.map((name) => {
+        let total: number | undefined;
+        for (const metric of all) {
+          if (metric.descriptor.name !== name) continue;
+          for (const point of metric.dataPoints) {
+            if (!Object.entries(attributes).every(([k, v]) => point.attributes[k] === v)) continue;
+            const value = metric.dataPointType === DataPointType.HISTOGRAM ? (point.value as { count: number }).count : (point.value as number);
+            total = (total ?? 0) + value;
+          }
         }
-      }
-      return total;
+        return total;
+      });
     },
   };
+  return recorded;
 }
