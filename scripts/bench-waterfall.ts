@@ -3,7 +3,8 @@
  * processes (one of each) with every span exported to a receiver in this
  * process and pg_stat_statements loaded, sends BENCH_TRANSFERS transfers
  * through the gateway over gRPC, BENCH_CONCURRENCY (1) at a time (or, with
- * BENCH_BATCH, in BatchCreateTransfers requests of that many), and prints
+ * BENCH_BATCH, in BatchCreateTransfers requests of that many; with
+ * BENCH_READS=1, GetBalance reads instead of transfers), and prints
  * their throughput and latency, the CPU each process spent per transfer,
  * every statement PostgreSQL ran per transfer, the trace of the median request as
  * a waterfall (each span's service, start offset and duration, indented by
@@ -30,6 +31,8 @@ const TRANSFERS = envInt("BENCH_TRANSFERS", 200);
 const CONCURRENCY = envInt("BENCH_CONCURRENCY", 1);
 // Transfers per request: 1 sends CreateTransfer; more sends BatchCreateTransfers of that many.
 const BATCH = envInt("BENCH_BATCH", 1);
+// BENCH_READS=1: balance reads (GetBalance) in place of transfers, BENCH_TRANSFERS of them.
+const READS = process.env.BENCH_READS === "1";
 // BENCH_TRACING=off: no spans exported, to see what tracing costs (and no waterfall).
 const TRACING = process.env.BENCH_TRACING !== "off";
 const ACCOUNTS = 1_000;
@@ -50,7 +53,7 @@ function waterfall(spans: ReceivedSpan[]): string[][] {
   return rows;
 }
 
-type Clients = { transactions: ClientOf<typeof TransactionService>; token: string; accounts: string[] };
+type Clients = { transactions: ClientOf<typeof TransactionService>; reads: ClientOf<typeof AccountService>; token: string; accounts: string[] };
 
 /** Funded accounts, the velocity rule off, and a client of the gateway. */
 async function prepare(cluster: Cluster): Promise<Clients> {
@@ -67,7 +70,12 @@ async function prepare(cluster: Cluster): Promise<Clients> {
   const risk = createServiceClient(RiskService, gateway, options);
   await risk.disableRule({ ruleId: VELOCITY_RULE_ID }, { metadata: analyst });
   risk.close();
-  return { transactions: createServiceClient(TransactionService, gateway, options), token: await cluster.token("teller"), accounts };
+  return {
+    transactions: createServiceClient(TransactionService, gateway, options),
+    reads: createServiceClient(AccountService, gateway, options),
+    token: await cluster.token("teller"),
+    accounts,
+  };
 }
 
 interface Sent {
@@ -76,7 +84,7 @@ interface Sent {
 }
 
 /** Sends the transfers, CONCURRENCY requests at a time, each request starting its own trace; how each went, and how the transfers ended, by status. */
-async function send({ transactions, token, accounts }: Clients): Promise<{ sent: Sent[]; statuses: Record<string, number>; seconds: number }> {
+async function send({ transactions, reads, token, accounts }: Clients): Promise<{ sent: Sent[]; statuses: Record<string, number>; seconds: number }> {
   const sent: Sent[] = [];
   const statuses: Record<string, number> = {};
   const request = (i: number) => ({
@@ -99,7 +107,10 @@ async function send({ transactions, token, accounts }: Clients): Promise<{ sent:
     metadata.set("authorization", `Bearer ${token}`);
     metadata.set("traceparent", `00-${traceId}-${randomBytes(8).toString("hex")}-01`);
     const t0 = performance.now();
-    if (BATCH === 1) count((await transactions.createTransfer(request(r), { metadata })).transfer);
+    if (READS) {
+      await reads.getBalance({ accountId: accounts[(r * 7) % accounts.length] }, { metadata });
+      statuses.read = (statuses.read ?? 0) + 1;
+    } else if (BATCH === 1) count((await transactions.createTransfer(request(r), { metadata })).transfer);
     else {
       const items = Array.from({ length: Math.min(BATCH, TRANSFERS - r * BATCH) }, (_, i) => request(r * BATCH + i));
       for (const result of (await transactions.batchCreateTransfers({ transfers: items }, { metadata })).results) count(result.transfer);
@@ -163,11 +174,12 @@ async function main(): Promise<void> {
     const statements = await stats<StatementStats[]>`select calls, total_exec_time, query from pg_stat_statements where dbid = (select oid from pg_database where datname = current_database()) and query not like '%pg_stat_statements%' order by calls desc`;
     await stats.end();
     clients.transactions.close();
+    clients.reads.close();
 
     const latencies = sent.map((s) => s.ms).sort((a, b) => a - b);
-    process.stdout.write(`${TRANSFERS} transfers${BATCH > 1 ? ` in batches of ${BATCH}` : ""}, ${CONCURRENCY}${BATCH > 1 ? " batches" : ""} at a time: ${Math.round(TRANSFERS / seconds)}/s, p50 ${round2(percentile(latencies, 50))} ms, p99 ${round2(percentile(latencies, 99))} ms; ${JSON.stringify(statuses)}\n`);
+    process.stdout.write(`${TRANSFERS} ${READS ? "reads" : "transfers"}${BATCH > 1 ? ` in batches of ${BATCH}` : ""}, ${CONCURRENCY}${BATCH > 1 ? " batches" : ""} at a time: ${Math.round(TRANSFERS / seconds)}/s, p50 ${round2(percentile(latencies, 50))} ms, p99 ${round2(percentile(latencies, 99))} ms; ${JSON.stringify(statuses)}\n`);
     const cpuMs = Object.entries(cpuAfter).map(([p, s]) => [p, round2((1000 * (s - cpuBefore[p])) / TRANSFERS)] as const);
-    process.stdout.write(`CPU ms per transfer: ${cpuMs.map(([p, ms]) => `${p} ${ms}`).join(", ")}; all ${round2(cpuMs.reduce((a, [, ms]) => a + ms, 0))}\n\n`);
+    process.stdout.write(`CPU ms per ${READS ? "read" : "transfer"}: ${cpuMs.map(([p, ms]) => `${p} ${ms}`).join(", ")}; all ${round2(cpuMs.reduce((a, [, ms]) => a + ms, 0))}\n\n`);
     printStatements(statements);
     if (TRACING) {
       // Let the events be consumed and the last spans exported.
