@@ -30,9 +30,13 @@ const isUnavailable = (err: Error) => !isRefusal(err);
 
 export type RiskAnswer = { outcome: RiskOutcome } | { refused: RemoteError } | undefined;
 
+/** A transfer to assess, and when it was asked for. */
+type Asked = { row: TransferRow; at: number };
+
 /**
  * One call to risk at a time per replica; the assessments asked for meanwhile go together in the
- * next, at most 100 in a call, so that a call stays within its deadline however many wait.
+ * next, at most 100 in a call, so that a call stays within its deadline however many wait. No
+ * transfer waits on a risk that does not answer longer than its deadline.
  */
 const RISK_CALLS = { concurrency: 1, maxItems: 100 };
 /** A call has the deadline for each 50 assessments it carries: risk's work grows with them. */
@@ -50,7 +54,9 @@ const ASSESSMENTS_PER_DEADLINE = 50;
 export class RiskGate {
   private readonly breaker;
   /** Concurrent assessments share one AssessTransfers call, and so one deadline and one sample of the breaker. */
-  private readonly calls: CallBatcher<TransferRow, Assessment | RemoteError>;
+  private readonly calls: CallBatcher<Asked, Assessment | RemoteError>;
+  /** When risk last answered a call (performance.now()). */
+  private answeredAt = 0;
 
   constructor(
     risk: Pick<ClientOf<typeof RiskService>, "assessTransfers">,
@@ -62,9 +68,20 @@ export class RiskGate {
       breaker: new CountBreaker({ threshold: BREAKER_THRESHOLD, size: Math.max(BREAKER_WINDOW, options.breakerFailures), minimumNumberOfCalls: options.breakerFailures }),
     });
     this.breaker.onStateChange((state) => log.warn({ breaker: CircuitState[state] }, "risk circuit breaker changed state"));
-    const call = (rows: TransferRow[]) =>
-      this.breaker.execute(async () => {
-        const { results } = await risk.assessTransfers({ transfers: rows.map(transferMessage) }, { timeoutMs: this.options.deadlineMs * Math.ceil(rows.length / ASSESSMENTS_PER_DEADLINE) });
+    const call = (asked: Asked[]) => {
+      const rows = asked.map((a) => a.row);
+      // The deadline runs from when the first of them asked, or from risk's last answer if that came
+      // later: waiting behind calls risk answers is its work getting done, but time spent behind a
+      // call it never answered (it hangs) counts.
+      const since = Math.max(Math.min(...asked.map((a) => a.at)), this.answeredAt);
+      const timeoutMs = Math.floor(since + this.options.deadlineMs * Math.ceil(rows.length / ASSESSMENTS_PER_DEADLINE) - performance.now());
+      if (timeoutMs < 1) return Promise.reject(new Error("the deadline passed while an earlier call waited on risk"));
+      return this.breaker.execute(async () => {
+        const { results } = await risk.assessTransfers({ transfers: rows.map(transferMessage) }, { timeoutMs }).catch((err: unknown) => {
+          if (isRefusal(err)) this.answeredAt = performance.now();
+          throw err;
+        });
+        this.answeredAt = performance.now();
         if (results.length !== rows.length) throw new Error(`risk answered ${results.length} of ${rows.length} assessments`);
         return results.map((r) => {
           if (r.assessment) {
@@ -75,6 +92,7 @@ export class RiskGate {
           return new RemoteError(grpcCodeOf(r.errorReason), r.errorReason, r.errorMessage, r.errorField ? [{ field: r.errorField, description: r.errorMessage }] : [], {});
         });
       });
+    };
     // A refusal of the whole call is one transfer's fault: each is asked about again alone.
     this.calls = new CallBatcher("RiskService/AssessTransfers", call, { ...RISK_CALLS, retryAlone: isRefusal });
   }
@@ -86,7 +104,7 @@ export class RiskGate {
   /** Risk's decision; its refusal of the request; or undefined when it cannot answer (the fallback decides). */
   async assess(row: TransferRow): Promise<RiskAnswer> {
     try {
-      const answer = await this.calls.submit(row);
+      const answer = await this.calls.submit({ row, at: performance.now() });
       if (answer instanceof RemoteError) return { refused: answer };
       return {
         outcome: create(RiskOutcomeSchema, {
