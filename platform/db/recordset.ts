@@ -57,6 +57,41 @@ interface InsertOptions {
   returning?: boolean;
 }
 
+/** How insertRows writes into a table: worked out once per table. */
+interface InsertPlan {
+  /** The columns it writes (every one but identities and generated ones), by their key in a row. */
+  columns: [string, PgColumn][];
+  identities: [string, PgColumn][];
+  fields: RecordFields;
+  /** `insert into t (…) select …`, a column with a default in SQL taking it where the row gives nothing. */
+  head: SQL;
+}
+
+const plans = new WeakMap<PgTable, InsertPlan>();
+
+function planFor(table: PgTable): InsertPlan {
+  const known = plans.get(table);
+  if (known) return known;
+  const all = Object.entries(getTableColumns(table) as Record<string, PgColumn>);
+  const columns = all.filter(([, column]) => column.generatedIdentity === undefined && column.generated === undefined);
+  const fields: RecordFields = {};
+  const selected: SQL[] = [];
+  for (const [, column] of columns) {
+    const why = unsupported(column);
+    if (why) throw new Error(`insertRows: ${column.name} ${why}`);
+    fields[column.name] = column;
+    const field = sql.raw(`r.${quote(column.name)}`);
+    if (is(column.default, SQL)) {
+      if (!column.notNull) throw new Error(`insertRows: ${column.name} is nullable with a default in SQL, so a value not given cannot be told from a null`);
+      selected.push(sql`coalesce(${field}, ${column.default})`);
+    } else selected.push(field);
+  }
+  const names = sql.raw(columns.map(([, column]) => quote(column.name)).join(", "));
+  const plan = { columns, identities: all.filter(([, column]) => column.generatedIdentity !== undefined), fields, head: sql`insert into ${table} (${names}) select ${sql.join(selected, sql`, `)}` };
+  plans.set(table, plan);
+  return plan;
+}
+
 /**
  * Inserts rows through a recordset, as drizzle's insert(table).values(rows) would: every column
  * of the table but identities, a value not given taking the column's default. A column with a
@@ -70,22 +105,7 @@ export async function insertRows<T extends PgTable>(
   options: InsertOptions = {},
 ): Promise<InferSelectModel<T>[]> {
   if (rows.length === 0) return [];
-  const columns = Object.entries(getTableColumns(table) as Record<string, PgColumn>).filter(
-    ([, column]) => column.generatedIdentity === undefined && column.generated === undefined,
-  );
-  const fields: RecordFields = {};
-  const selected: SQL[] = [];
-  for (const [, column] of columns) {
-    const why = unsupported(column);
-    if (why) throw new Error(`insertRows: ${column.name} ${why}`);
-    fields[column.name] = column;
-    const field = sql.raw(`r.${quote(column.name)}`);
-    if (is(column.default, SQL)) {
-      if (!column.notNull) throw new Error(`insertRows: ${column.name} is nullable with a default in SQL, so a value not given cannot be told from a null`);
-      selected.push(sql`coalesce(${field}, ${column.default})`);
-    } else selected.push(field);
-  }
-  const identities = Object.entries(getTableColumns(table) as Record<string, PgColumn>).filter(([, column]) => column.generatedIdentity !== undefined);
+  const { columns, identities, fields, head } = planFor(table);
   const records = rows.map((row) => {
     const given = row as Record<string, unknown>;
     const record: Record<string, unknown> = {};
@@ -94,7 +114,7 @@ export async function insertRows<T extends PgTable>(
       if (value === undefined) value = column.defaultFn ? column.defaultFn() : is(column.default, SQL) ? undefined : column.default;
       // A null here would become the column's default, where drizzle's insert fails: fail too.
       if (value === null && column.notNull) throw new Error(`insertRows: ${column.name} is NOT NULL but was given null`);
-      if (is(value, SQL)) throw new Error(`insertRows: ${column.name} was given SQL, which a recordset cannot carry`);
+      if (value instanceof SQL) throw new Error(`insertRows: ${column.name} was given SQL, which a recordset cannot carry`);
       record[column.name] = value;
     }
     for (const [key, column] of identities) {
@@ -102,8 +122,7 @@ export async function insertRows<T extends PgTable>(
     }
     return record;
   });
-  const names = sql.raw(columns.map(([, column]) => quote(column.name)).join(", "));
-  const statement = sql`insert into ${table} (${names}) select ${sql.join(selected, sql`, `)} from ${recordset(fields, records)}`;
+  const statement = sql`${head} from ${recordset(fields, records)}`;
   if (options.onConflict) statement.append(sql` on conflict ${options.onConflict}`);
   if (!options.returning) {
     await db.execute(statement);
