@@ -16,17 +16,29 @@ export type RecordFields = Record<string, PgColumn>;
 
 const isJson = (column: PgColumn) => is(column, PgJsonb) || is(column, PgJson);
 
-/** A value as JSON that PostgreSQL reads back into the column's type. */
-function encode(column: PgColumn, value: unknown): unknown {
-  if (value === null || value === undefined) return null;
+type Encode = (value: unknown) => unknown;
+
+/** A column's value as JSON that PostgreSQL reads back into the column's type. */
+function encoderOf(column: PgColumn): Encode {
   // Kept as JSON: the recordset's jsonb field takes it as it is.
-  if (isJson(column)) return value;
-  const driver = column.mapToDriverValue(value);
-  if (typeof driver === "bigint") return driver.toString();
-  if (driver instanceof Uint8Array) return `\\x${Buffer.from(driver.buffer, driver.byteOffset, driver.byteLength).toString("hex")}`;
-  // A lone surrogate would be refused by jsonb; sent as text it was stored as U+FFFD, as it is here.
-  if (typeof driver === "string") return (driver as unknown as { toWellFormed(): string }).toWellFormed();
-  return driver;
+  if (isJson(column)) return (value) => value ?? null;
+  return (value) => {
+    if (value === null || value === undefined) return null;
+    const driver = column.mapToDriverValue(value);
+    if (typeof driver === "bigint") return driver.toString();
+    if (driver instanceof Uint8Array) return `\\x${Buffer.from(driver.buffer, driver.byteOffset, driver.byteLength).toString("hex")}`;
+    // A lone surrogate would be refused by jsonb; sent as text it was stored as U+FFFD, as it is here.
+    if (typeof driver === "string") return (driver as unknown as { toWellFormed(): string }).toWellFormed();
+    return driver;
+  };
+}
+
+const encoders = new WeakMap<PgColumn, Encode>();
+
+function encoderFor(column: PgColumn): Encode {
+  let encode = encoders.get(column);
+  if (!encode) encoders.set(column, (encode = encoderOf(column)));
+  return encode;
 }
 
 /** What insertRows cannot write as drizzle's insert would: refused rather than written otherwise. */
@@ -41,9 +53,10 @@ const quote = (name: string) => `"${name.replace(/"/g, '""')}"`;
 /** `jsonb_to_recordset($1) as alias(field type, …)`: the rows, each a record of `fields`, for a FROM clause. */
 export function recordset(fields: RecordFields, rows: Record<string, unknown>[], alias = "r"): SQL {
   const names = Object.keys(fields);
+  const encode = names.map((name) => encoderFor(fields[name]));
   const records = rows.map((row) => {
     const record: Record<string, unknown> = {};
-    for (const name of names) record[name] = encode(fields[name], row[name]);
+    for (let i = 0; i < names.length; i++) record[names[i]] = encode[i](row[names[i]]);
     return record;
   });
   const shape = names.map((name) => `${quote(name)} ${fields[name].getSQLType()}`).join(", ");
@@ -65,6 +78,8 @@ interface InsertPlan {
   fields: RecordFields;
   /** `insert into t (…) select …`, a column with a default in SQL taking it where the row gives nothing. */
   head: SQL;
+  /** Every column by name, not *: a statement prepared before a column was added must return what it did. */
+  returning: string;
 }
 
 const plans = new WeakMap<PgTable, InsertPlan>();
@@ -87,7 +102,13 @@ function planFor(table: PgTable): InsertPlan {
     } else selected.push(field);
   }
   const names = sql.raw(columns.map(([, column]) => quote(column.name)).join(", "));
-  const plan = { columns, identities: all.filter(([, column]) => column.generatedIdentity !== undefined), fields, head: sql`insert into ${table} (${names}) select ${sql.join(selected, sql`, `)}` };
+  const plan = {
+    columns,
+    identities: all.filter(([, column]) => column.generatedIdentity !== undefined),
+    fields,
+    head: sql`insert into ${table} (${names}) select ${sql.join(selected, sql`, `)}`,
+    returning: ` returning ${all.map(([, column]) => quote(column.name)).join(", ")}`,
+  };
   plans.set(table, plan);
   return plan;
 }
@@ -105,7 +126,7 @@ export async function insertRows<T extends PgTable>(
   options: InsertOptions = {},
 ): Promise<InferSelectModel<T>[]> {
   if (rows.length === 0) return [];
-  const { columns, identities, fields, head } = planFor(table);
+  const { columns, identities, fields, head, returning } = planFor(table);
   const records = rows.map((row) => {
     const given = row as Record<string, unknown>;
     const record: Record<string, unknown> = {};
@@ -128,9 +149,7 @@ export async function insertRows<T extends PgTable>(
     await db.execute(statement);
     return [];
   }
-  // Named, not *: a statement prepared before a column was added must return what it did.
-  const all = Object.values(getTableColumns(table) as Record<string, PgColumn>).map((column) => quote(column.name));
-  statement.append(sql.raw(` returning ${all.join(", ")}`));
+  statement.append(sql.raw(returning));
   return fromDriver(table, (await db.execute(statement)) as unknown as Record<string, unknown>[]);
 }
 
