@@ -27,11 +27,16 @@ type Status = AccountRow["status"];
 
 /** Opening, reading and changing the standing of accounts. Balances change only through the Ledger. */
 export class Accounts {
+  /** The hottest read (GetAccount, GetBalance, and every check of an account), built once rather than on every call. */
+  private readonly byId;
+
   constructor(
     private readonly db: AccountDb,
     private readonly outbox: OutboxWriter,
     private readonly afterCommit: () => void = () => {},
-  ) {}
+  ) {
+    this.byId = db.select().from(accounts).where(eq(accounts.id, sql.placeholder("id"))).prepare("account_by_id");
+  }
 
   /** Idempotent by request id: a replay returns the account the first call opened. */
   async create(input: NewAccount): Promise<AccountRow> {
@@ -75,7 +80,7 @@ export class Accounts {
 
   async get(accountId: string): Promise<AccountRow> {
     const id = requireId(accountId, "account_id");
-    const [row] = await this.db.select().from(accounts).where(eq(accounts.id, id));
+    const [row] = await this.byId.execute({ id });
     if (!row) throw new DomainError(ErrorReason.ACCOUNT_NOT_FOUND, `account ${id} not found`, "account_id");
     return row;
   }
