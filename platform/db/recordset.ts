@@ -72,8 +72,8 @@ interface InsertOptions {
 
 /** How insertRows writes into a table: worked out once per table. */
 interface InsertPlan {
-  /** The columns it writes (every one but identities and generated ones), by their key in a row. */
-  columns: [string, PgColumn][];
+  /** The columns it writes (every one but identities and generated ones), by their key in a row, each with its value where the row gives none. */
+  columns: [string, PgColumn, () => unknown][];
   identities: [string, PgColumn][];
   fields: RecordFields;
   /** `insert into t (…) select …`, a column with a default in SQL taking it where the row gives nothing. */
@@ -88,7 +88,13 @@ function planFor(table: PgTable): InsertPlan {
   const known = plans.get(table);
   if (known) return known;
   const all = Object.entries(getTableColumns(table) as Record<string, PgColumn>);
-  const columns = all.filter(([, column]) => column.generatedIdentity === undefined && column.generated === undefined);
+  const columns = all
+    .filter(([, column]) => column.generatedIdentity === undefined && column.generated === undefined)
+    .map(([key, column]): [string, PgColumn, () => unknown] => {
+      // A default in SQL is left to the statement (coalesce below): the record carries null.
+      const missing = column.defaultFn ?? (is(column.default, SQL) ? () => undefined : () => column.default);
+      return [key, column, missing];
+    });
   const fields: RecordFields = {};
   const selected: SQL[] = [];
   for (const [, column] of columns) {
@@ -130,9 +136,9 @@ export async function insertRows<T extends PgTable>(
   const records = rows.map((row) => {
     const given = row as Record<string, unknown>;
     const record: Record<string, unknown> = {};
-    for (const [key, column] of columns) {
+    for (const [key, column, missing] of columns) {
       let value = given[key];
-      if (value === undefined) value = column.defaultFn ? column.defaultFn() : is(column.default, SQL) ? undefined : column.default;
+      if (value === undefined) value = missing();
       // A null here would become the column's default, where drizzle's insert fails: fail too.
       if (value === null && column.notNull) throw new Error(`insertRows: ${column.name} is NOT NULL but was given null`);
       if (value instanceof SQL) throw new Error(`insertRows: ${column.name} was given SQL, which a recordset cannot carry`);

@@ -94,6 +94,7 @@ function ephemeralPorts(): { low: number; high: number } {
   return { low: 32768, high: 60999 };
 }
 
+const EPHEMERAL = ephemeralPorts();
 const handedOut = new Set<number>();
 
 /**
@@ -103,7 +104,7 @@ const handedOut = new Set<number>();
  */
 export async function freePort(): Promise<number> {
   const { createServer } = await import("node:net");
-  const low = Math.min(ephemeralPorts().low, 32768);
+  const low = Math.min(EPHEMERAL.low, 32768);
   // The port bound, or 0 where it could not be.
   const bind = (port: number) =>
     new Promise<number>((resolve) => {
