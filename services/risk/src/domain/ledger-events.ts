@@ -1,8 +1,9 @@
 import { context, type Context } from "@opentelemetry/api";
+import type { Account } from "../../../../gen/tally/account/v1/account_pb";
 import type { LedgerTransfer } from "../../../../gen/tally/account/v1/ledger_pb";
 import type { EventEnvelope } from "../../../../gen/tally/events/v1/events_pb";
-import { GroupCommit } from "../../../../platform/group-commit";
-import { applyOnce, applyOnceEach } from "../../../../platform/inbox/apply-once";
+import { GroupCommit, type GroupCommitOptions } from "../../../../platform/group-commit";
+import { applyOnceEach } from "../../../../platform/inbox/apply-once";
 import { inbox } from "../db/schema";
 import type { RiskDb } from "../db/types";
 import type { Monitoring } from "./monitoring";
@@ -10,51 +11,62 @@ import type { Profiles } from "./profiles";
 
 export const LEDGER_EVENTS_CONSUMER = "risk.ledger";
 
-/** A transfers_posted event being handled, in its consumer span's trace. */
-interface Postings {
+/** A ledger event being handled, what it tells risk, and its consumer span's trace. */
+interface LedgerEvent {
   envelope: EventEnvelope;
+  account?: Account;
   transfers: LedgerTransfer[];
   context: Context;
 }
 
-// Postings applied at once: the events handled meanwhile share the next transaction.
-const POSTINGS_GROUPS = { concurrency: 1, maxItems: 32, onePerKey: true };
+/** What an event tells risk, or undefined for an event risk has no use for. */
+function learnt(envelope: EventEnvelope): Omit<LedgerEvent, "envelope" | "context"> | undefined {
+  const { payload } = envelope;
+  switch (payload.case) {
+    case "transfersPosted":
+      return { transfers: payload.value.transfers };
+    case "accountOpened":
+    case "accountStatusChanged":
+      return { account: payload.value.account, transfers: [] };
+    default:
+      return undefined;
+  }
+}
 
 /**
- * Applies the account service's events exactly once: the inbox row, risk's
+ * Applies the account service's events exactly once: the inbox rows, risk's
  * account view, the profile increments and any alerts share one transaction,
- * so a redelivered or replayed event changes nothing. The transfers_posted
- * events handled at the same time share one (group commit): one inbox insert
- * and one statement per profile table for all their transfers; if it fails,
- * each is applied again alone, so one event's failure is never another's.
+ * so a redelivered or replayed event changes nothing. Events are applied in
+ * groups (group commit): an event waits up to `gatherMs` for others, and the
+ * events handled meanwhile share one transaction, one inbox insert and one
+ * statement per table, however many there are. Nobody waits on this work (a
+ * transfer is decided before its event exists), so a few milliseconds buy
+ * fewer, larger transactions. If a group fails, each event is applied again
+ * alone, so one event's failure is never another's.
  */
-export function ledgerEventHandler(db: RiskDb, profiles: Profiles, monitoring: Monitoring) {
-  const applyPostings = async (events: Postings[]): Promise<void> => {
+export function ledgerEventHandler(db: RiskDb, profiles: Profiles, monitoring: Monitoring, gatherMs: number) {
+  const apply = async (events: LedgerEvent[]): Promise<void> => {
     await applyOnceEach(db, inbox, LEDGER_EVENTS_CONSUMER, events.map((e) => e.envelope.id), async (tx, fresh) => {
-      const applied = events.filter((e) => fresh.includes(e.envelope.id));
+      const freshIds = new Set(fresh);
+      const applied = events.filter((e) => freshIds.has(e.envelope.id));
+      await profiles.recordAccounts(tx, applied.flatMap((e) => (e.account ? [e.account] : [])));
       await profiles.recordTransfers(tx, applied.flatMap((e) => e.transfers));
       // Each judged in its own event's trace, so the alerts it raises follow from it.
-      for (const e of applied) await context.with(e.context, () => monitoring.evaluate(tx, e.envelope, e.transfers));
+      for (const e of applied) if (e.transfers.length > 0) await context.with(e.context, () => monitoring.evaluate(tx, e.envelope, e.transfers));
     });
   };
-  const postings = new GroupCommit<Postings, void>(
-    async (groups) => {
-      await applyPostings(groups.flat());
-      return groups.map((g) => g.map(() => undefined));
+  const groups: GroupCommitOptions = { concurrency: 1, maxItems: 64, onePerKey: true, gatherMs };
+  const events = new GroupCommit<LedgerEvent, void>(
+    async (requests) => {
+      await apply(requests.flat());
+      return requests.map((r) => r.map(() => undefined));
     },
-    POSTINGS_GROUPS,
+    groups,
     // An event delivered twice at once goes in two groups: the second finds it applied.
     (e) => [e.envelope.id],
   );
   return async (envelope: EventEnvelope): Promise<void> => {
-    const payload = envelope.payload;
-    if (payload.case === "transfersPosted") {
-      await postings.submit([{ envelope, transfers: payload.value.transfers, context: context.active() }]);
-      return;
-    }
-    if (payload.case !== "accountOpened" && payload.case !== "accountStatusChanged") return;
-    await applyOnce(db, inbox, LEDGER_EVENTS_CONSUMER, envelope.id, async (tx) => {
-      if (payload.value.account) await profiles.recordAccount(tx, payload.value.account);
-    });
+    const what = learnt(envelope);
+    if (what) await events.submit([{ envelope, ...what, context: context.active() }]);
   };
 }
