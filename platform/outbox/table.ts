@@ -33,3 +33,4 @@ export function outboxTable(schema: PgSchema) {
 }
 
 export type OutboxTable = ReturnType<typeof outboxTable>;
+export type OutboxRow = OutboxTable["$inferSelect"];
