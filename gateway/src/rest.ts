@@ -124,6 +124,28 @@ function readBody(req: Request, maxBytes: number): Promise<string> {
   });
 }
 
+/**
+ * Reads and drops what is left of a body the answer does not need (a request
+ * with no route, or refused before its body was read), up to `limit` bytes in
+ * all, so that a client still sending it reads the answer rather than fail to
+ * write (EPIPE). False when the body is longer: the connection must close.
+ */
+function discardBody(req: Request, limit: number): Promise<boolean> {
+  if (req.complete) return Promise.resolve(true);
+  if (Number(req.headers["content-length"] ?? 0) > limit) return Promise.resolve(false);
+  const stream = req as unknown as NodeJS.ReadableStream;
+  return new Promise((resolve) => {
+    let size = 0;
+    stream.on("data", (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > limit) resolve(false);
+    });
+    stream.on("end", () => resolve(true));
+    stream.on("error", () => resolve(false));
+    stream.resume();
+  });
+}
+
 /** A JSON response with its length. */
 export function sendJson(res: Response, status: number, body: JsonValue, headers: Record<string, string> = {}): void {
   const text = JSON.stringify(body);
@@ -203,8 +225,11 @@ export function restHandler(services: DescService[], forward: Forward, maxBodyBy
       const response = await forward(route.method, request, incoming(req));
       sendJson(res, 200, toJson(route.method.output, response as never));
     } catch (err) {
-      // Answered before the body was read (too large): over HTTP/1.1 the connection cannot carry another request.
-      if (req.httpVersionMajor === 1 && !req.complete) (res as ServerResponse).setHeader("connection", "close");
+      // A body too large was read as far as it will be; any other is read to its end first, if it is not too long.
+      const tooLarge = err instanceof DomainError && err.reason === ErrorReason.REQUEST_TOO_LARGE;
+      const read = !tooLarge && (await discardBody(req, 8 * maxBodyBytes));
+      // Answered before the body was read: over HTTP/1.1 the connection cannot carry another request.
+      if (req.httpVersionMajor === 1 && !read && !req.complete) (res as ServerResponse).setHeader("connection", "close");
       sendError(res, err);
     }
   };

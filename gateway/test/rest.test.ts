@@ -1,3 +1,4 @@
+import http from "node:http";
 import { createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { TransactionService } from "../../gen/tally/transactions/v1/transaction_service_pb";
@@ -103,6 +104,40 @@ describe("malformed input gets a clear 4xx and changes nothing", () => {
     const client = createClient(TransactionService, createConnectTransport({ baseUrl: h.gateway.base, httpVersion: "2", useBinaryFormat: true, interceptors: [bearer(token)] }));
     await expect(client.createTransfer({ ...valid(), amount: { amount: 10n, currency: "USD" }, description: "x".repeat(200 * 1024) })).rejects.toMatchObject({ code: 8 });
     expect([await transfers(), await balanceOf(h, from)]).toEqual(before);
+  });
+});
+
+describe("a body the answer does not need", () => {
+  /**
+   * Sends a request over HTTP/1.1 whose body comes in two parts, the second after the
+   * gateway has had time to answer: what the client sees, response or socket error.
+   */
+  function sendSlowly(method: string, path: string, bodyBytes: number): Promise<{ status?: number; body?: string; error?: string }> {
+    const url = new URL(path, h.gateway.base);
+    return new Promise((resolve) => {
+      const req = http.request(url, { method, headers: { authorization: `Bearer ${token}`, "content-type": "application/json", "content-length": bodyBytes } });
+      let answered: { status?: number; body?: string } = {};
+      req.on("response", (res) => {
+        let body = "";
+        res.on("data", (c: Buffer) => (body += c.toString()));
+        res.on("end", () => (answered = { status: res.statusCode, body }));
+      });
+      // Written to its end, and a moment for a reset of the connection to arrive.
+      req.on("finish", () => setTimeout(() => resolve(answered), 200));
+      req.on("error", (err: NodeJS.ErrnoException) => resolve({ ...answered, error: err.code ?? err.message }));
+      setTimeout(() => resolve({ ...answered, error: "the body could not be written to its end" }), 5_000);
+      const half = Math.floor(bodyBytes / 2);
+      req.write(Buffer.alloc(half, 0x20));
+      setTimeout(() => req.end(Buffer.alloc(bodyBytes - half, 0x20)), 300);
+    });
+  }
+
+  it("is read to its end before the answer, so a client still sending it reads the answer instead of failing to write", async () => {
+    for (const [method, path] of [["DELETE", "/v1/nowhere"], ["GET", `/v1/accounts/${newId()}`]]) {
+      const answer = await sendSlowly(method, path, 256 * 1024);
+      expect(answer).toMatchObject({ status: 404 });
+      expect(answer.error).toBeUndefined();
+    }
   });
 });
 
