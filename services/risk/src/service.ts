@@ -67,7 +67,7 @@ export async function startRiskService(config: RiskConfig, log: Logger, lifecycl
     // Profile increments commute and the account view keeps the newest version, so events may apply in any order.
     concurrency: config.EVENTS_CONCURRENCY,
     log,
-    handle: ledgerEventHandler(db, profiles, monitoring, config.EVENTS_GATHER_MS),
+    handle: ledgerEventHandler(db, profiles, monitoring, { gatherMs: config.EVENTS_GATHER_MS, maxEvents: config.EVENTS_CONCURRENCY }),
   });
   await consumer.start();
   lifecycle.onStop("ledger event consumer", () => consumer.stop());
