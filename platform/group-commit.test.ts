@@ -67,49 +67,6 @@ it("commits each request of a failed group alone, so only the one that fails alo
   expect(commits).toEqual([[[1]], [[2], [13], [4]], [[2]], [[13]], [[4]]]);
 });
 
-describe("with a gathering time", () => {
-  const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-  it("holds a group back until its first request has waited gatherMs, so the requests that come meanwhile join it", async () => {
-    const m = manualCommit();
-    const group = new GroupCommit(m.commit, { concurrency: 1, maxItems: 10, gatherMs: 80 });
-    const started = performance.now();
-    const first = group.submit([1]);
-    await sleep(20);
-    const second = group.submit([2]);
-    expect(m.groups).toEqual([]);
-    while (m.groups.length === 0) await sleep(5);
-    expect(performance.now() - started).toBeGreaterThanOrEqual(79);
-    expect(m.groups).toEqual([[[1], [2]]]);
-    m.pending[0].resolve();
-    expect(await Promise.all([first, second])).toEqual([["ok 1"], ["ok 2"]]);
-  });
-
-  it("starts a group at once when the requests waiting fill it", async () => {
-    const m = manualCommit();
-    const group = new GroupCommit(m.commit, { concurrency: 1, maxItems: 3, gatherMs: 60_000 });
-    const answers = [group.submit([1]), group.submit([2, 3])];
-    expect(m.groups).toEqual([[[1], [2, 3]]]);
-    m.pending[0].resolve();
-    expect(await Promise.all(answers)).toEqual([["ok 1"], ["ok 2", "ok 3"]]);
-  });
-
-  it("starts the next group at once when its first request has waited long enough behind a committing one", async () => {
-    const m = manualCommit();
-    const group = new GroupCommit(m.commit, { concurrency: 1, maxItems: 10, gatherMs: 30 });
-    const first = group.submit([1]);
-    while (m.groups.length === 0) await sleep(5);
-    const second = group.submit([2]);
-    await sleep(50);
-    expect(m.groups).toEqual([[[1]]]);
-    m.pending[0].resolve();
-    await tick();
-    expect(m.groups).toEqual([[[1]], [[2]]]);
-    m.pending[1].resolve();
-    expect(await Promise.all([first, second])).toEqual([["ok 1"], ["ok 2"]]);
-  });
-});
-
 describe("with lock keys", () => {
   // Items are "account:n"; an item locks its account.
   const account = (item: string) => [item.split(":")[0]];

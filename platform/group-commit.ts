@@ -9,12 +9,6 @@ export interface GroupCommitOptions {
   onePerKey?: boolean;
   /** Whether a failed group's requests are tried again one by one (the default) or all fail with it. */
   retryAlone?: (err: unknown) => boolean;
-  /**
-   * How long a group that could start waits for more requests to fill it, at most (0, the default: it
-   * starts at once). For work nobody waits on, such as applying events, where fewer, larger groups
-   * are worth a little delay.
-   */
-  gatherMs?: number;
 }
 
 /** The rows an item locks (its accounts): a request waits rather than commit beside a group that locks any of them. */
@@ -22,8 +16,6 @@ export type LockKeys<R> = (item: R) => string[];
 
 interface Waiting<R, O> {
   items: R[];
-  /** When it was submitted (performance.now()). */
-  at: number;
   keys: string[];
   /** The caller's trace context: the group runs in its first request's. */
   context: Context;
@@ -50,9 +42,6 @@ export class GroupCommit<R, O> {
   private running = 0;
   /** The keys committing groups hold, with how many groups hold each. */
   private readonly locked = new Map<string, number>();
-  /** Items waiting in the queue, and the timer that starts a group when its gathering time is up. */
-  private queued = 0;
-  private gathering: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly commit: (requests: R[][]) => Promise<O[][]>,
@@ -63,15 +52,13 @@ export class GroupCommit<R, O> {
   submit(items: R[]): Promise<O[]> {
     return new Promise((resolve, reject) => {
       const keys = [...new Set(items.flatMap(this.keys))].filter((k) => k !== "");
-      this.queue.push({ items, keys, at: performance.now(), context: context.active(), resolve, reject });
-      this.queued += items.length;
+      this.queue.push({ items, keys, context: context.active(), resolve, reject });
       this.drain();
     });
   }
 
   private drain(): void {
     while (this.running < this.options.concurrency) {
-      if (this.gather()) return;
       const group = this.take();
       if (group.length === 0) return;
       const keys = group.flatMap((w) => w.keys);
@@ -106,30 +93,9 @@ export class GroupCommit<R, O> {
       group.push(waiting);
       if (this.options.onePerKey) for (const key of waiting.keys) inGroup.add(key);
       items += waiting.items.length;
-      this.queued -= waiting.items.length;
       this.queue.splice(i, 1);
     }
     return group;
-  }
-
-  /** Whether the next group should wait for more requests: it is not full and its first request has time left to gather. */
-  private gather(): boolean {
-    const gatherMs = this.options.gatherMs ?? 0;
-    if (gatherMs <= 0) return false;
-    const left = this.queue.length === 0 ? 0 : this.queue[0].at + gatherMs - performance.now();
-    if (left <= 0 || this.queued >= this.options.maxItems) {
-      // Whatever still waits after this group is looked at again when a group ends or a request comes.
-      clearTimeout(this.gathering);
-      this.gathering = undefined;
-      return false;
-    }
-    if (!this.gathering) {
-      this.gathering = setTimeout(() => {
-        this.gathering = undefined;
-        this.drain();
-      }, Math.ceil(left));
-    }
-    return true;
   }
 
   private async settle(group: Waiting<R, O>[]): Promise<void> {

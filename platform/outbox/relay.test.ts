@@ -284,43 +284,6 @@ async function leaderAndStandby(): Promise<{ stream: TestStream; a: OutboxRelay;
   return { stream, a, b };
 }
 
-describe("OutboxRelay while events keep coming", () => {
-  /** The ids of the rows a relay's last mark read, to publish in its next pass without reading them again. */
-  const readAhead = (relay: OutboxRelay) => relay["next"]?.rows.map((r) => r.id);
-
-  it("reads the next batch in the statement that marks the last one, and publishes it in the next pass", async () => {
-    const stream = await newStream();
-    const appended = (await appendInOneTransaction(stream, 25)).map((e) => e.id);
-    const relay = newRelay(10);
-    expect(await relay.drainOnce()).toBe(10);
-    expect(readAhead(relay)).toEqual(appended.slice(10, 20));
-    expect(await relay.drainOnce()).toBe(10);
-    expect(readAhead(relay)).toEqual(appended.slice(20));
-    expect(await relay.drainOnce()).toBe(5);
-    // Nothing came meanwhile: nothing read ahead, so the relay sleeps until a commit or its poll.
-    expect(readAhead(relay)).toBeUndefined();
-    expect(await unpublishedCount()).toBe(0);
-    expect((await readStream(stream)).map((e) => e.envelope.id)).toEqual(appended);
-    await relay.stop();
-  });
-
-  it("reads again rather than publish rows it read under a lead it has lost since", async () => {
-    const stream = await newStream();
-    const appended = (await appendInOneTransaction(stream, 12)).map((e) => e.id);
-    const relay = newRelay(4, { name: "outbox-relay-lost" });
-    expect(await relay.drainOnce()).toBe(4);
-    expect(readAhead(relay)).toEqual(appended.slice(4, 8));
-    await store.sql`select pg_terminate_backend(pid) from pg_stat_activity where application_name = 'outbox-relay-lost' and datname = current_database()`;
-    await waitUntil("the relay learns its connection is gone", async () => !relay.leading);
-    // Meanwhile another leader published those rows, and they were pruned.
-    await store.sql`delete from account.outbox where id = any(${appended.slice(4, 8)})`;
-    expect(await relay.drainOnce()).toBe(4);
-    const published = (await readStream(stream)).map((e) => e.envelope.id);
-    expect(published).toEqual([...appended.slice(0, 4), ...appended.slice(8)]);
-    await relay.stop();
-  });
-});
-
 describe("OutboxRelay leadership", () => {
   it("keeps the lead from pass to pass: another relay publishes nothing while the leader lives, and takes over once it stops", async () => {
     const { stream, a, b } = await leaderAndStandby();

@@ -1,12 +1,12 @@
 import { context, metrics, propagation, ROOT_CONTEXT, SpanKind, trace, type BatchObservableCallback } from "@opentelemetry/api";
 import type { JetStreamClient } from "@nats-io/jetstream";
 import { headers as natsHeaders } from "@nats-io/transport-node";
-import { and, asc, count, isNull, lt, min, sql } from "drizzle-orm";
+import { asc, count, inArray, isNull, lt, min, sql } from "drizzle-orm";
 import { getTableConfig, type PgDatabase, type PgQueryResultHKT } from "drizzle-orm/pg-core";
 import { connectDatabase, type Database } from "../db/connect";
 import type { Logger } from "../logger";
 import { withinScrape } from "../telemetry/scrape";
-import type { OutboxRow, OutboxTable } from "./table";
+import type { OutboxTable } from "./table";
 
 export interface RelayOptions {
   /** The service's pool: the backlog's metrics and pruning. */
@@ -30,9 +30,8 @@ const PRUNE_EVERY_MS = 60_000;
  * Publishes outbox rows to JetStream, oldest first, and marks them sent.
  * Any number of replicas may run one; one of them leads and publishes, so the
  * stream keeps the outbox's order. The leader holds a session-level advisory
- * lock on a connection of its own, from pass to pass, so a pass is a read
- * and a mark with no transaction (while events keep coming, one statement: the
- * mark reads the next batch); the others try for the
+ * lock on a connection of its own, from pass to pass, so a pass is two
+ * statements (a read and a mark) with no transaction; the others try for the
  * lock at each poll and take over the moment its connection closes. A
  * replica that is not leading and commits events tells the leader (NOTIFY,
  * which the leader LISTENs for), so its events go out at once too. A row
@@ -69,8 +68,6 @@ export class OutboxRelay {
   private own: Database<Record<string, never>> | undefined;
   /** Whether this relay holds the lock: false again the moment its connection closes, since the lock went with it. */
   private leader = false;
-  /** The rows the last pass's mark read, still to publish, and when they were read. */
-  private next: { rows: OutboxRow[]; readAt: number } | undefined;
   /**
    * A leader's session ends after this long idle (a paused process, a lost
    * host), and its lock with it; well inside the stream's duplicate window.
@@ -126,16 +123,10 @@ export class OutboxRelay {
   async drainOnce(): Promise<number> {
     const { table, js, batchSize } = this.options;
     const { db } = this.session;
-    let next = this.next;
-    this.next = undefined;
-    if (!this.leader) {
-      // Rows read under a lead since lost are read again, under the new one.
-      next = undefined;
-      await this.tryToLead();
-    }
+    if (!this.leader) await this.tryToLead();
     if (!this.leader) return 0;
-    const readAt = next?.readAt ?? Date.now();
-    const rows = next?.rows ?? (await db.select().from(table).where(isNull(table.publishedAt)).orderBy(asc(table.seq)).limit(batchSize));
+    const readAt = Date.now();
+    const rows = await db.select().from(table).where(isNull(table.publishedAt)).orderBy(asc(table.seq)).limit(batchSize);
     // The connection closed since the lock was taken: the read ran on a new session, without it.
     if (!this.leader || rows.length === 0) return 0;
     // Frozen since the read, perhaps long enough to lose the lock while another
@@ -158,22 +149,10 @@ export class OutboxRelay {
         return js.publish(row.subject, row.payload, { msgID: row.id, headers: h }).finally(() => span.end());
       }),
     );
-    // Marks them sent and, in the same statement, reads the rows committed meanwhile (the CTE's
-    // update is not visible to the statement's own read, hence the rows just sent are left out).
-    const sent = sql`${`{${rows.map((r) => r.seq).join(",")}}`}::bigint[]`;
-    const marked = db.$with("marked").as(db.update(table).set({ publishedAt: sql`now()` }).where(sql`${table.seq} = any(${sent})`).returning({ seq: table.seq }));
-    const markedAt = Date.now();
-    // What was committed before this statement, it reads: the word of those commits is answered.
-    this.nudged = false;
-    this.told = false;
-    const following = await db
-      .with(marked)
-      .select()
-      .from(table)
-      .where(and(isNull(table.publishedAt), sql`not (${table.seq} = any(${sent}))`))
-      .orderBy(asc(table.seq))
-      .limit(batchSize);
-    if (following.length > 0) this.next = { rows: following, readAt: markedAt };
+    await db
+      .update(table)
+      .set({ publishedAt: sql`now()` })
+      .where(inArray(table.seq, rows.map((r) => r.seq)));
     this.published += rows.length;
     this.duplicates += acks.filter((a) => a.duplicate).length;
     const now = Date.now();
@@ -184,11 +163,12 @@ export class OutboxRelay {
   private async run(): Promise<void> {
     let failures = 0;
     while (this.running) {
+      let sent = 0;
       const nudged = this.nudged;
       this.nudged = false;
       this.told = false;
       try {
-        await this.drainOnce();
+        sent = await this.drainOnce();
         // Events committed here, and another replica leads: tell it.
         if (nudged && !this.leader) await this.session.sql`select pg_notify(${this.channel}, '')`;
         failures = 0;
@@ -201,8 +181,8 @@ export class OutboxRelay {
       }
       // Stopped while publishing: stop() found no sleep to cut short, so do not start one.
       if (!this.running) break;
-      // More rows read already, or a commit (here or on another replica) while this one was publishing: go again at once.
-      if (this.next || ((this.nudged || this.told) && failures === 0)) continue;
+      // A full batch, or a commit (here or on another replica) while this one was publishing: go again at once.
+      if (sent === this.options.batchSize || ((this.nudged || this.told) && failures === 0)) continue;
       const backoff = failures === 0 ? this.options.pollMs : Math.min(5000, this.options.pollMs * 2 ** failures);
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, backoff);

@@ -33,4 +33,3 @@ export function outboxTable(schema: PgSchema) {
 }
 
 export type OutboxTable = ReturnType<typeof outboxTable>;
-export type OutboxRow = OutboxTable["$inferSelect"];

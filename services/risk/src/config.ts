@@ -12,12 +12,9 @@ export function riskEnv(env: Env = process.env) {
     RISK_DECLINE_SCORE: int(100, 1),
     // How long a replica may use its compiled rules before checking for changes made elsewhere.
     RULES_REFRESH_MS: int(1000, 0),
-    // The durable JetStream consumer that replicas share, and how many events each replica holds at once:
-    // they are applied in groups, a transfers_posted event waiting up to EVENTS_GATHER_MS (0: not at all)
-    // for others to share its transaction.
+    // The durable JetStream consumer that replicas share, and how many events each replica applies at once.
     EVENTS_DURABLE: localDefault("risk", env),
-    EVENTS_CONCURRENCY: int(16, 1, 1000),
-    EVENTS_GATHER_MS: int(0, 0, 5000),
+    EVENTS_CONCURRENCY: int(4, 1, 64),
     // How long an assessment waits for the account service about an account it has not seen.
     ACCOUNT_LOOKUP_TIMEOUT_MS: int(200, 1),
   };

@@ -64,10 +64,10 @@ export async function startRiskService(config: RiskConfig, log: Logger, lifecycl
     stream: config.NATS_STREAM,
     durable: config.EVENTS_DURABLE,
     filterSubjects: [`${config.NATS_SUBJECT_PREFIX}.account.>`],
-    // Profile increments commute and the account view keeps the newest version, so events may apply in any order.
+    // Profile increments commute and the account view keeps the newest version, so events may apply side by side.
     concurrency: config.EVENTS_CONCURRENCY,
     log,
-    handle: ledgerEventHandler(db, profiles, monitoring, { gatherMs: config.EVENTS_GATHER_MS, maxEvents: config.EVENTS_CONCURRENCY }),
+    handle: ledgerEventHandler(db, profiles, monitoring),
   });
   await consumer.start();
   lifecycle.onStop("ledger event consumer", () => consumer.stop());

@@ -3,7 +3,7 @@ import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { jetstream } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
 import { AccountStatus } from "../../../gen/tally/account/v1/account_pb";
-import { AccountStatusChangedSchema, EventEnvelopeSchema, TransfersPostedSchema } from "../../../gen/tally/events/v1/events_pb";
+import { EventEnvelopeSchema, TransfersPostedSchema } from "../../../gen/tally/events/v1/events_pb";
 import { LedgerTransferState } from "../../../gen/tally/account/v1/ledger_pb";
 import { buildEnvelope } from "../../../platform/outbox/append";
 import { RuleAction, RuleKind } from "../../../gen/tally/risk/v1/risk_pb";
@@ -83,35 +83,6 @@ describe("profiles from the ledger's events", () => {
     expect(inbox.rows).toBe(16);
     // Recorded by fewer transactions than events: the events handled together shared one.
     expect(inbox.transactions).toBeLessThan(16);
-  });
-
-  it("applies account events handled at once together, keeping each account's newest version whatever their order", async () => {
-    const a = await openAccount(h);
-    const versions = [5n, 2n, 9n, 3n, 7n, 4n, 8n, 6n];
-    const changed = (version: bigint) =>
-      buildEnvelope("account", {
-        subjectId: a.id,
-        payload: {
-          case: "accountStatusChanged",
-          value: create(AccountStatusChangedSchema, {
-            account: { ...a, status: version === 9n ? AccountStatus.FROZEN : AccountStatus.ACTIVE, version, metadata: { version: String(version) } },
-            previousStatus: AccountStatus.ACTIVE,
-          }),
-        },
-      });
-    const events = versions.map(changed);
-    const processed = h.service.consumer.processed;
-    const nc = await connect({ servers: TEST_NATS_URL });
-    const js = jetstream(nc);
-    await Promise.all(events.map((e) => js.publish(`${h.stream.subjectPrefix}.account.account_status_changed`, toBinary(EventEnvelopeSchema, e), { msgID: newId() })));
-    await nc.close();
-    await eventually(async () => h.service.consumer.processed >= processed + events.length);
-    const [view] = await withSql(h, (sql) => sql`select status, version::text as version, metadata from risk.accounts where id = ${a.id}`);
-    expect(view).toEqual({ status: "frozen", version: "9", metadata: { version: "9" } });
-    const [inbox] = await withSql(h, (sql) => sql`select count(*)::int as rows, count(distinct xmin::text)::int as transactions from risk.inbox where event_id = any(${events.map((e) => e.id)})`);
-    expect(inbox.rows).toBe(events.length);
-    // Several versions of one account in one group: applied together, not each alone after a failed group.
-    expect(inbox.transactions).toBeLessThan(events.length);
   });
 
   it("refuses a malformed account id for a profile", async () => {

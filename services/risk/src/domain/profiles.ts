@@ -96,20 +96,17 @@ export class Profiles {
     );
   }
 
-  /** Keeps risk's view of the accounts current, each at its newest version; runs inside the events' inbox transaction. */
-  async recordAccounts(tx: RiskTx, accountMessages: Account[]): Promise<void> {
-    const newest = new Map<string, Account>();
-    for (const account of accountMessages) {
-      const seen = newest.get(account.id);
-      if (!seen || seen.version < account.version) newest.set(account.id, account);
-    }
-    if (newest.size === 0) return;
-    // One row per account (a statement may change a row once), sorted so replicas lock them in one order.
-    const rows = [...newest.values()].map(accountViewOf).sort((a, b) => (a.id < b.id ? -1 : 1));
-    await insertRows(tx, accounts, rows, {
-      onConflict: sql`(id) do update set status = excluded.status, metadata = excluded.metadata, updated_at = excluded.updated_at, version = excluded.version
-        where excluded.version > accounts.version`,
-    });
+  /** Keeps risk's view of an account current; runs inside the event's inbox transaction. */
+  async recordAccount(tx: RiskTx, account: Account): Promise<void> {
+    const row = accountViewOf(account);
+    await tx
+      .insert(accounts)
+      .values(row)
+      .onConflictDoUpdate({
+        target: accounts.id,
+        set: { status: row.status, metadata: row.metadata, updatedAt: row.updatedAt, version: row.version },
+        setWhere: sql`excluded.version > ${accounts.version}`,
+      });
   }
 
   /**
