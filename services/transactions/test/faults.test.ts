@@ -49,7 +49,8 @@ describe("when risk cannot answer", () => {
       expect(t.status).toBe(TransferStatus.HELD);
       expect(t.risk).toMatchObject({ fallback: true, decision: RiskDecision.UNSPECIFIED });
     }
-    expect(h.service.riskGate.state).toBe("open");
+    // Opened; on a slow machine its 300 ms cool-down may already be over (half-open: one call may test risk).
+    expect(["open", "half-open"]).toContain(h.service.riskGate.state);
     expect(await balanceOf(h, a.id)).toMatchObject({ debitsPending: 3_000n, posted: 10_000n });
 
     await new Promise((resolve) => placeholder.close(resolve));
