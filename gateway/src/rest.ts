@@ -100,50 +100,50 @@ function decodeSegment(segment: string, field: string): string {
   }
 }
 
+/** How many times the body limit a body is still read to its end, before it is refused or dropped, rather than cut off. */
+const READ_THROUGH = 8;
+
 /**
- * The body, up to maxBytes. A larger one is read to its end and dropped before
- * it is refused: answering while the client is still sending makes Node close
- * the connection under it, and the client fails to write (EPIPE) instead of
- * reading the 413. Only beyond a few times the limit is it cut off.
+ * Reads a body to its end, keeping its first `keep` bytes; past `limit` bytes it
+ * stops at once (ended: false, and the connection must close). Answering while
+ * the client is still sending makes Node close the connection under it, and the
+ * client fails to write (EPIPE) instead of reading the answer.
  */
-function readBody(req: Request, maxBytes: number): Promise<string> {
-  const tooLarge = () => new DomainError(ErrorReason.REQUEST_TOO_LARGE, `the request body is over ${maxBytes} bytes`);
-  const drainLimit = 8 * maxBytes;
-  if (Number(req.headers["content-length"] ?? 0) > drainLimit) return Promise.reject(tooLarge());
+function readThrough(req: Request, keep: number, limit: number): Promise<{ kept: Buffer[]; size: number; ended: boolean }> {
+  if (Number(req.headers["content-length"] ?? 0) > limit) return Promise.resolve({ kept: [], size: 0, ended: false });
   const stream = req as unknown as NodeJS.ReadableStream;
   return new Promise((resolve, reject) => {
     let size = 0;
-    const chunks: Buffer[] = [];
+    const kept: Buffer[] = [];
     stream.on("data", (chunk: Buffer) => {
       size += chunk.length;
-      if (size <= maxBytes) chunks.push(chunk);
-      else if (size > drainLimit) reject(tooLarge());
+      if (size <= keep) kept.push(chunk);
+      else if (size > limit) resolve({ kept, size, ended: false });
     });
-    stream.on("end", () => (size > maxBytes ? reject(tooLarge()) : resolve(Buffer.concat(chunks).toString("utf8"))));
+    stream.on("end", () => resolve({ kept, size, ended: true }));
     stream.on("error", reject);
+    stream.resume();
   });
 }
 
+/** The body, up to maxBytes; a larger one is refused once read through (see readThrough). */
+async function readBody(req: Request, maxBytes: number): Promise<string> {
+  const { kept, size, ended } = await readThrough(req, maxBytes, READ_THROUGH * maxBytes);
+  if (!ended || size > maxBytes) throw new DomainError(ErrorReason.REQUEST_TOO_LARGE, `the request body is over ${maxBytes} bytes`);
+  return Buffer.concat(kept).toString("utf8");
+}
+
 /**
- * Reads and drops what is left of a body the answer does not need (a request
- * with no route, or refused before its body was read), up to `limit` bytes in
- * all, so that a client still sending it reads the answer rather than fail to
- * write (EPIPE). False when the body is longer: the connection must close.
+ * Drops what is left of a body the answer does not need (a request with no
+ * route, or refused before its body was read), so the client reads the answer;
+ * false when it is too long to read through.
  */
-function discardBody(req: Request, limit: number): Promise<boolean> {
-  if (req.complete) return Promise.resolve(true);
-  if (Number(req.headers["content-length"] ?? 0) > limit) return Promise.resolve(false);
-  const stream = req as unknown as NodeJS.ReadableStream;
-  return new Promise((resolve) => {
-    let size = 0;
-    stream.on("data", (chunk: Buffer) => {
-      size += chunk.length;
-      if (size > limit) resolve(false);
-    });
-    stream.on("end", () => resolve(true));
-    stream.on("error", () => resolve(false));
-    stream.resume();
-  });
+async function discardBody(req: Request, maxBytes: number): Promise<boolean> {
+  if (req.complete) return true;
+  return readThrough(req, 0, READ_THROUGH * maxBytes).then(
+    ({ ended }) => ended,
+    () => false,
+  );
 }
 
 /** A JSON response with its length. */
@@ -227,7 +227,7 @@ export function restHandler(services: DescService[], forward: Forward, maxBodyBy
     } catch (err) {
       // A body too large was read as far as it will be; any other is read to its end first, if it is not too long.
       const tooLarge = err instanceof DomainError && err.reason === ErrorReason.REQUEST_TOO_LARGE;
-      const read = !tooLarge && (await discardBody(req, 8 * maxBodyBytes));
+      const read = !tooLarge && (await discardBody(req, maxBodyBytes));
       // Answered before the body was read: over HTTP/1.1 the connection cannot carry another request.
       if (req.httpVersionMajor === 1 && !read && !req.complete) (res as ServerResponse).setHeader("connection", "close");
       sendError(res, err);
