@@ -374,8 +374,12 @@ export async function workShares(cluster: Cluster): Promise<Check> {
   };
 }
 
-/** What a run did and found, to print: the traffic, the faults, every check, and when one failed what each process complained of. */
+/**
+ * What a run did and found, to print: the traffic, the faults, every check, and when one failed
+ * what each process complained of, and where the cluster's data and logs are kept to look into.
+ */
 export function report(title: string, bank: Bank, stats: WorkloadStats, journal: Journal, checks: Check[], cluster: Cluster): string {
+  const failed = checks.some((c) => !c.ok);
   const outcomes = stats.attempts.reduce<Record<string, number>>((n, a) => ({ ...n, [a.outcome]: (n[a.outcome] ?? 0) + 1 }), {});
   return [
     `${title}: ${bank.accounts.length} accounts, ${stats.attempts.length} transfers asked for (${JSON.stringify(outcomes)}), ${stats.reads} reads`,
@@ -383,7 +387,7 @@ export function report(title: string, bank: Bank, stats: WorkloadStats, journal:
     ...journal.lines.map((l) => `  ${l}`),
     "checked:",
     ...checks.map((c) => `  ${c.ok ? "ok  " : "FAIL"} ${c.name}: ${c.detail}`),
-    ...(checks.some((c) => !c.ok) ? ["what the processes complained of:", complaints(cluster)] : []),
+    ...(failed ? ["what the processes complained of:", complaints(cluster), `the cluster's data, and every replica's log, are kept in ${cluster.keep()}`] : []),
     "",
   ].join("\n");
 }

@@ -1,4 +1,4 @@
-import { chmodSync, mkdtempSync, rmSync } from "node:fs";
+import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import postgres from "postgres";
@@ -111,6 +111,12 @@ export interface Cluster {
   nats: LocalNats;
   /** A development token for a role, as `npm start` prints them. */
   token(role: RoleName): Promise<string>;
+  /**
+   * Keeps the evidence of a failed run: writes every replica's log lines under the cluster's
+   * folder and leaves that folder (PostgreSQL's and NATS's data and logs with them) when the
+   * cluster stops. Returns the folder.
+   */
+  keep(): string;
   stop(): Promise<void>;
 }
 
@@ -132,11 +138,20 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
   const nats = localNats(path.join(dataDir, "nats"), "127.0.0.1", natsPort, quiet);
   const databaseUrl = `postgres://postgres@127.0.0.1:${pgPort}/tally`;
   const replicas: Replica[] = [];
+  let kept = false;
+  const keep = () => {
+    const logDir = path.join(dataDir, "logs");
+    mkdirSync(logDir, { recursive: true });
+    for (const r of replicas) writeFileSync(path.join(logDir, `${r.name}.jsonl`), r.logs().map((line) => JSON.stringify(line)).join("\n") + "\n");
+    kept = true;
+    return dataDir;
+  };
   const stop = async () => {
     await Promise.all(replicas.map((r) => r.exit("SIGTERM")));
     await nats.stop();
     pg.stop("immediate");
-    rmSync(dataDir, { recursive: true, force: true });
+    if (kept) keep(); // again, with the lines written while stopping
+    else rmSync(dataDir, { recursive: true, force: true });
   };
   try {
     await pg.start();
@@ -193,6 +208,7 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
       postgres: pg,
       nats,
       token: (role) => developmentToken(gatewayConfig({ ...process.env, ...common }), role),
+      keep,
       stop,
     };
   } catch (err) {
