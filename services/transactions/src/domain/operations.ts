@@ -49,7 +49,7 @@ interface MovementRecord extends KeyedRequest {
 type MovementOutcome = KeyOutcome & { created?: TransferRow };
 
 // New movements recorded at once; the ones that arrive meanwhile share the next transaction.
-const MOVEMENT_GROUPS = { concurrency: 2, maxItems: 200, onePerKey: true };
+const MOVEMENT_GROUPS = { concurrency: 2, maxItems: 1000, onePerKey: true };
 
 /**
  * What the TransactionService does, request by request: validate, record the

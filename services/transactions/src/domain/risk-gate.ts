@@ -35,10 +35,11 @@ type Asked = { row: TransferRow; at: number };
 
 /**
  * One call to risk at a time per replica; the assessments asked for meanwhile go together in the
- * next, at most 100 in a call, so that a call stays within its deadline however many wait. No
+ * next, up to the 1,000 risk takes in one call (a whole batch's, so it pays a call's costs once).
+ * The call's deadline grows with what it carries, so no call is missed for its size, and no
  * transfer waits on a risk that does not answer longer than its deadline.
  */
-const RISK_CALLS = { concurrency: 1, maxItems: 100 };
+const RISK_CALLS = { concurrency: 1, maxItems: 1000 };
 /** A call has the deadline for each 50 assessments it carries: risk's work grows with them. */
 const ASSESSMENTS_PER_DEADLINE = 50;
 

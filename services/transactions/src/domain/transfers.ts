@@ -242,7 +242,7 @@ interface Change {
 }
 
 // Groups of changes committing at once; the changes that arrive meanwhile share the next transaction.
-const CHANGE_GROUPS: GroupCommitOptions = { concurrency: 2, maxItems: 100, onePerKey: true };
+const CHANGE_GROUPS: GroupCommitOptions = { concurrency: 2, maxItems: 1000, onePerKey: true };
 
 /**
  * Applies changes to transfers, each while its `expected` holds, in one statement per set of
