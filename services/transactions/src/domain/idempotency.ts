@@ -50,7 +50,8 @@ export class IdempotencyKeys {
     private readonly db: TransactionsDb,
     private readonly ttlHours: number,
   ) {
-    this.answers = new GroupCommit((groups) => this.storeAnswers(groups.flat()).then(() => groups.map((g) => g.map(() => undefined))), { concurrency: 2, maxItems: 1000 });
+    // One statement of answers at a time; those given meanwhile go in the next.
+    this.answers = new GroupCommit((groups) => this.storeAnswers(groups.flat()).then(() => groups.map((g) => g.map(() => undefined))), { concurrency: 1, maxItems: 1000 });
   }
 
   /** Records the key with the transfers the request will create (ids chosen beforehand), and creates them. */

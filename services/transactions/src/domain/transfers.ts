@@ -241,8 +241,8 @@ interface Change {
   context?: Context;
 }
 
-// Groups of changes committing at once; the changes that arrive meanwhile share the next transaction.
-const CHANGE_GROUPS: GroupCommitOptions = { concurrency: 2, maxItems: 1000, onePerKey: true };
+// One group of changes at a time; the changes that arrive meanwhile share the next transaction.
+const CHANGE_GROUPS: GroupCommitOptions = { concurrency: 1, maxItems: 1000, onePerKey: true };
 
 /**
  * Applies changes to transfers, each while its `expected` holds, in one statement per set of
