@@ -52,21 +52,11 @@ const TAKEN = Symbol("taken");
 
 /**
  * Drives a transfer through its steps — risk, then the ledger — persisting
- * each outcome before the next (risk's approval of a transfer to post is saved
- * with the posting's), so a crash or a timeout at any point leaves a step that
- * the recovery loop re-drives. Every step is idempotent: risk
+ * each outcome before the next, so a crash or a timeout at any point leaves a
+ * step that the recovery loop re-drives. Every step is idempotent: risk
  * decides a transfer once, the ledger applies a ledger transfer id once.
  */
 export class Orchestrator {
-  /**
-   * Transfers carried from risk's approval to the ledger without saving the approval first, with
-   * the step their rows still have: the approval is saved with the posting's outcome, one write
-   * instead of two. That is safe because risk keeps its first decision on a transfer and gives it
-   * again when asked: a driver that stops between the two starts again at the assessment, gets
-   * the same approval, and the ledger applies the posting once.
-   */
-  private readonly unsaved = new WeakMap<TransferRow, TransferRow["step"]>();
-
   constructor(
     private readonly transfers: Transfers,
     private readonly risk: RiskGate,
@@ -89,11 +79,7 @@ export class Orchestrator {
       while (row.step !== "done") {
         this.failpoint(`before-${row.step}`);
         const next = await this.step(row);
-        if (next === STALLED) {
-          // Stopped with risk's approval unsaved: answer with the transfer as stored.
-          if (this.unsaved.has(row)) row = await this.transfers.get(id);
-          break;
-        }
+        if (next === STALLED) break;
         if (next === TAKEN) {
           ours = false;
           return this.transfers.get(id);
@@ -188,15 +174,11 @@ export class Orchestrator {
     const outcome = create(RiskOutcomeSchema, { ...answer.outcome, fallback: false });
     const risk = riskOutcomeJson(outcome);
     switch (outcome.decision) {
-      case RiskDecision.APPROVE: {
+      case RiskDecision.APPROVE:
         if (heldForFallback) {
           return row.kind === "authorization" ? this.save(row, { risk, step: "done" }) : this.save(row, { risk, step: "capture", ...this.finalizer(row, 0n) });
         }
-        if (row.kind === "authorization") return this.save(row, { risk, step: "hold" });
-        const approved = { ...row, risk, step: "post" as const };
-        this.unsaved.set(approved, row.step);
-        return approved;
-      }
+        return this.save(row, { risk, step: row.kind === "authorization" ? "hold" : "post" });
       case RiskDecision.REVIEW:
         // Held until an analyst resolves the review (the resolution arrives as an event).
         return this.save(row, { risk, step: heldForFallback ? "done" : "hold" });
@@ -224,13 +206,10 @@ export class Orchestrator {
   }
 
   private async save(row: TransferRow, input: TransferChanges): Promise<TransferRow | typeof TAKEN> {
-    // An approval carried unsaved is saved with this outcome, where the row still has the step before it.
-    const storedStep = this.unsaved.get(row);
-    const decided = storedStep ? { risk: row.risk, ...input } : input;
     // Resting: the claim ends with the same write.
-    const changes = decided.step === "done" ? { ...decided, leaseUntil: null } : decided;
+    const changes = input.step === "done" ? { ...input, leaseUntil: null } : input;
     const ends = changes.status === "posted" || changes.status === "failed";
-    const saved = row.kind === "reversal" && ends ? await this.transfers.settleReversal(row, changes) : await this.transfers.change(row.id, changes, { step: storedStep ?? row.step });
+    const saved = row.kind === "reversal" && ends ? await this.transfers.settleReversal(row, changes) : await this.transfers.change(row.id, changes, { step: row.step });
     return saved ?? TAKEN;
   }
 }
