@@ -131,7 +131,7 @@ describe("a transactions process killed between steps", () => {
     expect((await balanceOf(h, b.id)).posted).toBe(1_234n);
     const entries = await withSql(h, (sql) => sql`select count(*)::int as n from account.entries where transfer_id = ${request.transferId}`);
     expect(entries[0].n).toBe(2);
-    // Risk's approval, not saved before the process died, was asked for again: risk gave its first decision, made once.
+    // Risk decided once, and the posted transfer carries that decision.
     const assessments = await withSql(h, (sql) => sql`select id from risk.assessments where transfer_id = ${request.transferId}`);
     expect(assessments.map((a) => a.id)).toEqual([posted!.risk!.assessmentId]);
     const finals = await eventually(async () => {
