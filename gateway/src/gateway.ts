@@ -11,6 +11,7 @@ import { OwnershipDirectory } from "./auth/ownership";
 import { createBackends } from "./backends";
 import type { GatewayConfig } from "./config";
 import { createForwarder } from "./forward";
+import { withGrpcUnary } from "./grpc-unary";
 import { createOnePortServer, createTlsServer } from "./one-port";
 import { backendGroups, probes } from "./probes";
 import { RateLimiter } from "./rate-limit";
@@ -69,7 +70,8 @@ export async function startGateway(config: GatewayConfig, log: Logger, lifecycle
     fallback: probes(backendGroups(config), restHandler(backends.services, forward, config.MAX_REQUEST_BYTES)),
   });
   const tls = config.TLS_CERT_FILE && config.TLS_KEY_FILE ? { cert: fs.readFileSync(config.TLS_CERT_FILE), key: fs.readFileSync(config.TLS_KEY_FILE) } : undefined;
-  const traced = withCors(config.CORS_ORIGINS, withTracing(handler));
+  const served = withGrpcUnary(backends.services, forward, config.MAX_REQUEST_BYTES, handler);
+  const traced = withCors(config.CORS_ORIGINS, withTracing(served));
   const server = tls ? createTlsServer(traced, tls) : createOnePortServer(traced);
   const port = await new Promise<number>((resolve, reject) => {
     server.once("error", reject);

@@ -1,5 +1,5 @@
-import http2 from "node:http2";
 import { startGatewayHarness, tokenFor, type GatewayHarness } from "./harness";
+import { frame, rawGrpcCall } from "./raw-grpc";
 
 // A request body the gateway cannot decode is the client's fault: INVALID_ARGUMENT on every protocol, never INTERNAL.
 let h: GatewayHarness;
@@ -17,30 +17,7 @@ const NOT_UTF8 = Uint8Array.from([0x0a, 0x02, 0xff, 0xfe]);
 // Field 1 promising five bytes and giving one.
 const TRUNCATED = Uint8Array.from([0x0a, 0x05, 0x61]);
 
-const frame = (message: Uint8Array, flags = 0) => {
-  const bytes = Buffer.alloc(5 + message.length);
-  bytes.writeUInt8(flags, 0);
-  bytes.writeUInt32BE(message.length, 1);
-  bytes.set(message, 5);
-  return bytes;
-};
-
-function grpcCall(body: Buffer): Promise<{ status?: string; message?: string }> {
-  return new Promise((resolve, reject) => {
-    const session = http2.connect(h.gateway.base);
-    const stream = session.request({ ":method": "POST", ":path": PATH, "content-type": "application/grpc", te: "trailers", authorization: `Bearer ${token}` });
-    let result: { status?: string; message?: string } = {};
-    stream.on("response", (headers) => headers["grpc-status"] !== undefined && (result = { status: String(headers["grpc-status"]), message: String(headers["grpc-message"]) }));
-    stream.on("trailers", (trailers) => (result = { status: String(trailers["grpc-status"]), message: decodeURIComponent(String(trailers["grpc-message"] ?? "")) }));
-    stream.on("error", reject);
-    stream.on("close", () => {
-      session.close();
-      resolve(result);
-    });
-    stream.resume();
-    stream.end(body);
-  });
-}
+const grpcCall = (body: Buffer) => rawGrpcCall(h.gateway.base, PATH, body, { authorization: `Bearer ${token}` });
 
 describe.each([
   ["not UTF-8", NOT_UTF8],

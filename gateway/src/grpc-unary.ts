@@ -1,0 +1,110 @@
+import type http from "node:http";
+import type http2 from "node:http2";
+import { fromBinary, toBinary, type DescMethod, type DescService } from "@bufbuild/protobuf";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { parseTimeout, setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
+import { toConnectError } from "./errors";
+import { publicMethods } from "./exposure";
+import type { Forward } from "./forward";
+
+type Request = http.IncomingMessage | http2.Http2ServerRequest;
+type Response = http.ServerResponse | http2.Http2ServerResponse;
+type Handler = (req: Request, res: Response) => void;
+
+// Unary gRPC with binary protobuf: what gRPC clients send. JSON, or a compressed request, goes to connect-es.
+const GRPC_PROTO = /^application\/grpc(\+proto)?$/i;
+const HEADER_BYTES = 5;
+const COMPRESSED = 0x01;
+
+/**
+ * Serves gRPC calls (HTTP/2, binary protobuf, uncompressed) itself and hands
+ * every other request to `next` (connect-es, which serves the rest). The
+ * answer is the same either way — the same forwarder, the same status, message
+ * and details in the trailers — but connect-es spends about 0.5 ms of CPU on
+ * each call on this project's machines, eight times what HTTP/2 itself costs,
+ * and gRPC is how services and most clients call.
+ */
+export function withGrpcUnary(services: DescService[], forward: Forward, maxRequestBytes: number, next: Handler): Handler {
+  const methods = new Map(services.flatMap((s) => publicMethods(s)).map((m) => [`/${m.parent.typeName}/${m.name}`, m]));
+  return (req, res) => {
+    const method = req.httpVersionMajor === 2 && req.method === "POST" ? methods.get(req.url ?? "") : undefined;
+    const encoding = req.headers["grpc-encoding"];
+    if (!method || !GRPC_PROTO.test(req.headers["content-type"] ?? "") || (encoding !== undefined && encoding !== "identity")) return next(req, res);
+    void serve(method, req, res, forward, maxRequestBytes);
+  };
+}
+
+/** One call: read, decode, forward, answer with the message or the error, the status in trailers. */
+async function serve(method: DescMethod, req: Request, res: Response, forward: Forward, maxRequestBytes: number): Promise<void> {
+  let frame: Uint8Array | undefined;
+  let error: ConnectError | undefined;
+  try {
+    const timeout = parseTimeout(header(req, "grpc-timeout") ?? null, Number.MAX_SAFE_INTEGER);
+    if (timeout.error) throw timeout.error;
+    const request = decode(method, unwrap(await readBody(req, maxRequestBytes + HEADER_BYTES)));
+    const answer = await forward(method, request, { header: (name) => header(req, name), timeoutMs: timeout.timeoutMs, protocol: "grpc" });
+    frame = wrap(toBinary(method.output, answer));
+  } catch (err) {
+    error = toConnectError(err);
+  }
+  const response = res as http2.Http2ServerResponse;
+  if (response.stream.destroyed) return; // the client went away
+  response.writeHead(200, { "content-type": "application/grpc+proto" });
+  response.addTrailers(Object.fromEntries(setTrailerStatus(new Headers(), error)));
+  if (frame) response.end(frame);
+  else response.end();
+}
+
+function header(req: Request, name: string): string | undefined {
+  const value = req.headers[name];
+  return Array.isArray(value) ? value.join(", ") : value;
+}
+
+/** The request body, refused once it passes the limit. */
+function readBody(req: Request, limit: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on("data", (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > limit) {
+        req.removeAllListeners("data");
+        req.resume();
+        reject(new ConnectError(`message size is larger than configured readMaxBytes ${limit - HEADER_BYTES}`, Code.ResourceExhausted));
+      } else chunks.push(chunk);
+    });
+    req.once("end", () => resolve(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks)));
+    req.once("error", reject);
+    // The client went away before its request ended.
+    req.once("close", () => reject(new ConnectError("the client closed the stream", Code.Canceled)));
+  });
+}
+
+/** The one message of a unary call, out of its envelope: a flags byte, a length, the bytes. */
+function unwrap(body: Buffer): Uint8Array {
+  if (body.length < HEADER_BYTES) throw new ConnectError("protocol error: missing input message for unary method", Code.InvalidArgument);
+  const flags = body[0];
+  const length = body.readUInt32BE(1);
+  if (flags & COMPRESSED) throw new ConnectError("received compressed envelope, but the request names no grpc-encoding", Code.InvalidArgument);
+  if (flags !== 0) throw new ConnectError(`protocol error: invalid envelope flags ${flags}`, Code.InvalidArgument);
+  if (body.length < HEADER_BYTES + length) throw new ConnectError("protocol error: incomplete envelope", Code.InvalidArgument);
+  if (body.length > HEADER_BYTES + length) throw new ConnectError("protocol error: received extra input message for unary method", Code.InvalidArgument);
+  return body.subarray(HEADER_BYTES);
+}
+
+function wrap(message: Uint8Array): Uint8Array {
+  const frame = Buffer.allocUnsafe(HEADER_BYTES + message.length);
+  frame[0] = 0;
+  frame.writeUInt32BE(message.length, 1);
+  frame.set(message, HEADER_BYTES);
+  return frame;
+}
+
+/** protobuf that does not parse is the client's fault, in connect-es's words. */
+function decode(method: DescMethod, bytes: Uint8Array) {
+  try {
+    return fromBinary(method.input, bytes);
+  } catch (err) {
+    throw new ConnectError(`parse binary: ${err instanceof Error ? err.message : String(err)}`, Code.InvalidArgument);
+  }
+}

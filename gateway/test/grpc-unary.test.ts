@@ -1,0 +1,93 @@
+import http2 from "node:http2";
+import { gzipSync } from "node:zlib";
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { GetAccountRequestSchema, GetAccountResponseSchema } from "../../gen/tally/account/v1/account_service_pb";
+import { newId } from "../../platform/ids";
+import { openAccount } from "../../services/transactions/test/fixtures";
+import { startGatewayHarness, tokenFor, type GatewayHarness } from "./harness";
+import { frame, rawGrpcCall } from "./raw-grpc";
+
+// gRPC calls with binary protobuf are served by the gateway's own path (grpc-unary.ts); the same call
+// compressed, or in JSON, by connect-es. A client must not be able to tell the two apart.
+let h: GatewayHarness;
+let auth: Record<string, string>;
+
+beforeAll(async () => {
+  h = await startGatewayHarness({ MAX_REQUEST_BYTES: "1024" });
+  auth = { authorization: `Bearer ${await tokenFor("admin")}` };
+});
+afterAll(() => h.stop());
+
+const PATH = "/tally.account.v1.AccountService/GetAccount";
+const getAccount = (accountId: string) => toBinary(GetAccountRequestSchema, create(GetAccountRequestSchema, { accountId }));
+const call = (body: Buffer, headers: Record<string, string> = {}) => rawGrpcCall(h.gateway.base, PATH, body, { ...auth, ...headers });
+/** The same call as connect-es serves it: gzip-compressed. */
+const compressed = (message: Uint8Array) => call(frame(gzipSync(message), 1), { "grpc-encoding": "gzip" });
+
+describe("a gRPC call", () => {
+  it("gets the answer connect-es gives, as application/grpc+proto with status 0", async () => {
+    const account = await openAccount(h);
+    const own = await call(frame(getAccount(account.id)));
+    const theirs = await compressed(getAccount(account.id));
+    expect(own).toMatchObject({ contentType: "application/grpc+proto", status: "0" });
+    expect(theirs).toMatchObject({ contentType: "application/grpc+proto", status: "0" });
+    const answer = (body: Buffer) => fromBinary(GetAccountResponseSchema, body.subarray(5, 5 + body.readUInt32BE(1)));
+    expect(answer(own.body).account?.id).toBe(account.id);
+    expect(answer(own.body)).toEqual(answer(theirs.body));
+  });
+
+  it("gets the error connect-es gives: status, message and details (reason) in the trailers", async () => {
+    const missing = newId();
+    const own = await call(frame(getAccount(missing)));
+    const theirs = await compressed(getAccount(missing));
+    expect(own).toMatchObject({ status: "5", message: `account ${missing} not found` });
+    expect(own.details).toBeDefined();
+    expect({ ...own, body: undefined }).toEqual({ ...theirs, body: undefined });
+    expect(own.body.length).toBe(0);
+  });
+
+  it("without a token is UNAUTHENTICATED, as through connect-es", async () => {
+    const own = await rawGrpcCall(h.gateway.base, PATH, frame(getAccount(newId())), {});
+    const theirs = await rawGrpcCall(h.gateway.base, PATH, frame(gzipSync(getAccount(newId())), 1), { "grpc-encoding": "gzip" });
+    expect(own).toMatchObject({ status: "16" });
+    expect({ ...own, body: undefined }).toEqual({ ...theirs, body: undefined });
+  });
+
+  it("keeps the client's deadline: one that has passed before the service answers is DEADLINE_EXCEEDED", async () => {
+    const account = await openAccount(h);
+    expect(await call(frame(getAccount(account.id)), { "grpc-timeout": "1n" })).toMatchObject({ status: "4" });
+    expect(await call(frame(getAccount(account.id)), { "grpc-timeout": "30S" })).toMatchObject({ status: "0" });
+  });
+});
+
+describe("a gRPC request that is not a well-formed unary call is INVALID_ARGUMENT, and reaches no service", () => {
+  it.each([
+    ["no message", Buffer.alloc(0)],
+    ["a cut envelope", frame(getAccount(newId())).subarray(0, 12)],
+    ["two messages", Buffer.concat([frame(getAccount(newId())), frame(getAccount(newId()))])],
+    ["unknown flags", frame(getAccount(newId()), 0x02)],
+    ["a compressed message without grpc-encoding", frame(gzipSync(getAccount(newId())), 1)],
+  ])("%s", async (_, body) => {
+    expect(await call(body)).toMatchObject({ status: "3" });
+  });
+
+  it("a grpc-timeout that is not one", async () => {
+    expect(await call(frame(getAccount(newId())), { "grpc-timeout": "soon" })).toMatchObject({ status: "3", message: expect.stringMatching(/grpc timeout/) });
+  });
+});
+
+it("a request larger than MAX_REQUEST_BYTES is RESOURCE_EXHAUSTED", async () => {
+  expect(await call(frame(getAccount("x".repeat(2000))))).toMatchObject({ status: "8", message: expect.stringMatching(/larger than/) });
+});
+
+it("a client that gives up in the middle of its request leaves the gateway serving", async () => {
+  const session = http2.connect(h.gateway.base);
+  const stream = session.request({ ":method": "POST", ":path": PATH, "content-type": "application/grpc", te: "trailers", ...auth });
+  stream.on("error", () => {});
+  stream.write(frame(getAccount(newId())).subarray(0, 8));
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  stream.close(http2.constants.NGHTTP2_CANCEL);
+  session.close();
+  const account = await openAccount(h);
+  expect(await call(frame(getAccount(account.id)))).toMatchObject({ status: "0" });
+});
