@@ -232,6 +232,22 @@ describe("OutboxRelay with a single replica", () => {
     expect(events.map((e) => e.envelope.id)).toEqual(appended.map((e) => e.id));
   });
 
+  it("marks the rows it published with its next pass's read, one statement, and its last ones when it stops", async () => {
+    const stream = await newStream();
+    const relay = newRelay(16);
+    await appendInOneTransaction(stream, 2);
+    expect(await relay.drainOnce()).toBe(2);
+    // Published; the next pass marks them.
+    expect(await unpublishedCount()).toBe(2);
+    await appendInOneTransaction(stream, 1);
+    // Marks the two and reads the one, and not the two again: its read sees the table from before its mark.
+    expect(await relay.drainOnce()).toBe(1);
+    expect(await unpublishedCount()).toBe(1);
+    await relay.stop();
+    expect(await unpublishedCount()).toBe(0);
+    expect([relay.published, relay.duplicates, await streamMessageCount(stream)]).toEqual([3, 0, 3]);
+  });
+
   it("stops at once when stopped in the middle of publishing, however long its poll interval", async () => {
     const stream = await newStream();
     const relay = newRelay(16, { pollMs: 10 * 60_000 });
@@ -302,7 +318,9 @@ describe("OutboxRelay leadership", () => {
     await store.sql`select pg_terminate_backend(pid) from pg_stat_activity where application_name = 'outbox-relay-a' and datname = current_database()`;
     await waitUntil("the leader learns its connection is gone", async () => !a.leading);
     await appendInOneTransaction(stream, 2);
-    expect(await b.drainOnce()).toBe(2);
+    // The old leader's last row was published but not yet marked (its next pass would have): sent again, dropped as a copy.
+    expect(await b.drainOnce()).toBe(3);
+    expect(b.duplicates).toBe(1);
     // On a new connection, without the lock: the other leads now.
     expect(await a.drainOnce()).toBe(0);
     expect(await streamMessageCount(stream)).toBe(3);
@@ -331,7 +349,9 @@ describe("OutboxRelay when the leader freezes", () => {
     const { stream, a, b } = await leaderAndStandby();
     await appendInOneTransaction(stream, 1);
     expect(await b.drainOnce()).toBe(0);
-    await waitUntil("another relay takes the lead", async () => (await b.drainOnce()) === 1, 30_000);
+    // It sends the new row, and the frozen leader's last one again (published, not yet marked): the stream drops the copy.
+    await waitUntil("another relay takes the lead", async () => (await b.drainOnce()) === 2, 30_000);
+    expect(b.duplicates).toBe(1);
     expect(await streamMessageCount(stream)).toBe(2);
     await Promise.all([a.stop(), b.stop()]);
   }, 40_000);

@@ -1,7 +1,7 @@
 import { context, metrics, propagation, ROOT_CONTEXT, SpanKind, trace, type BatchObservableCallback } from "@opentelemetry/api";
 import type { JetStreamClient } from "@nats-io/jetstream";
 import { headers as natsHeaders } from "@nats-io/transport-node";
-import { asc, count, inArray, isNull, lt, min, sql } from "drizzle-orm";
+import { and, asc, count, inArray, isNull, lt, min, sql } from "drizzle-orm";
 import { getTableConfig, type PgDatabase, type PgQueryResultHKT } from "drizzle-orm/pg-core";
 import { connectDatabase, type Database } from "../db/connect";
 import type { Logger } from "../logger";
@@ -25,18 +25,21 @@ export interface RelayOptions {
 
 const tracer = trace.getTracer("tally.outbox");
 const PRUNE_EVERY_MS = 60_000;
+// Rows published are marked sent by the next pass, which comes this soon at the latest.
+const MARK_WITHIN_MS = 250;
 
 /**
  * Publishes outbox rows to JetStream, oldest first, and marks them sent.
  * Any number of replicas may run one; one of them leads and publishes, so the
  * stream keeps the outbox's order. The leader holds a session-level advisory
- * lock on a connection of its own, from pass to pass, so a pass is two
- * statements (a read and a mark) with no transaction; the others try for the
- * lock at each poll and take over the moment its connection closes. A
- * replica that is not leading and commits events tells the leader (NOTIFY,
- * which the leader LISTENs for), so its events go out at once too. A row
- * published but not marked (a crash in between) is sent again with the same
- * Nats-Msg-Id, which the stream drops as a duplicate.
+ * lock on a connection of its own, from pass to pass, so a pass is one
+ * statement with no transaction: it marks the rows the pass before published
+ * (within MARK_WITHIN_MS) and reads the next. The others try for the lock at
+ * each poll and take over the moment its connection closes. A replica that is
+ * not leading and commits events tells the leader (NOTIFY, which the leader
+ * LISTENs for), so its events go out at once too. A row published but not
+ * marked (the leader lost in between) is sent again with the same Nats-Msg-Id,
+ * which the stream drops as a duplicate.
  */
 export class OutboxRelay {
   private running = false;
@@ -48,6 +51,8 @@ export class OutboxRelay {
   private lastPrune = 0;
   published = 0;
   duplicates = 0;
+  /** Rows this relay published that are not yet marked sent: the next pass's read marks them. */
+  private unmarked: bigint[] = [];
   private readonly meter = metrics.getMeter("tally.outbox");
   private readonly lag = this.meter.createHistogram("outbox.publish.lag", {
     unit: "s",
@@ -111,6 +116,7 @@ export class OutboxRelay {
     this.running = false;
     this.wake?.();
     await this.loop;
+    await this.markPublished().catch((err: unknown) => this.options.log.warn({ err }, "outbox relay could not mark its last rows sent; they will be sent again, and dropped as copies"));
     const own = this.own;
     this.own = undefined;
     this.leader = false;
@@ -119,14 +125,24 @@ export class OutboxRelay {
     await own?.close();
   }
 
-  /** Publishes one batch; returns how many rows it sent (0 also when another replica leads). */
+  /**
+   * Publishes one batch; returns how many rows it sent (0 also when another replica leads). The
+   * rows it sends are marked by the next pass's read, in the same statement (see read()).
+   */
   async drainOnce(): Promise<number> {
-    const { table, js, batchSize } = this.options;
-    const { db } = this.session;
+    const { js } = this.options;
     if (!this.leader) await this.tryToLead();
     if (!this.leader) return 0;
     const readAt = Date.now();
-    const rows = await db.select().from(table).where(isNull(table.publishedAt)).orderBy(asc(table.seq)).limit(batchSize);
+    const published = this.unmarked;
+    this.unmarked = [];
+    let rows;
+    try {
+      rows = await this.read(published);
+    } catch (err) {
+      this.unmarked = published;
+      throw err;
+    }
     // The connection closed since the lock was taken: the read ran on a new session, without it.
     if (!this.leader || rows.length === 0) return 0;
     // Frozen since the read, perhaps long enough to lose the lock while another
@@ -149,15 +165,42 @@ export class OutboxRelay {
         return js.publish(row.subject, row.payload, { msgID: row.id, headers: h }).finally(() => span.end());
       }),
     );
-    await db
-      .update(table)
-      .set({ publishedAt: sql`now()` })
-      .where(inArray(table.seq, rows.map((r) => r.seq)));
+    this.unmarked = rows.map((r) => r.seq);
     this.published += rows.length;
     this.duplicates += acks.filter((a) => a.duplicate).length;
     const now = Date.now();
     for (const row of rows) this.lag.record(Math.max(0, now - row.createdAt.getTime()) / 1000, { outbox: this.outbox });
     return rows.length;
+  }
+
+  /**
+   * The next rows to publish, oldest first. The rows published last are marked sent by the same
+   * statement: a pass is one round trip, not a read and then a mark. The read sees the table as
+   * it was before the mark, so it leaves those rows out itself.
+   */
+  private read(published: bigint[]) {
+    const { table, batchSize } = this.options;
+    const { db } = this.session;
+    if (published.length === 0) return db.select().from(table).where(isNull(table.publishedAt)).orderBy(asc(table.seq)).limit(batchSize);
+    // One array parameter, whatever the count: one statement text, prepared once.
+    const seqs = `{${published.join(",")}}`;
+    const marked = db.$with("marked", { seq: table.seq }).as(sql`update ${table} set published_at = now() where seq = any(${seqs}::bigint[]) returning seq`);
+    return db
+      .with(marked)
+      .select()
+      .from(table)
+      .where(and(isNull(table.publishedAt), sql`not (${table.seq} = any(${seqs}::bigint[]))`))
+      .orderBy(asc(table.seq))
+      .limit(batchSize);
+  }
+
+  /** Marks the rows published last, when no further pass will: the relay stops. */
+  private async markPublished(): Promise<void> {
+    const published = this.unmarked;
+    this.unmarked = [];
+    if (published.length === 0 || !this.leader) return;
+    const { table } = this.options;
+    await this.session.db.update(table).set({ publishedAt: sql`now()` }).where(inArray(table.seq, published));
   }
 
   private async run(): Promise<void> {
@@ -183,7 +226,9 @@ export class OutboxRelay {
       if (!this.running) break;
       // A full batch, or a commit (here or on another replica) while this one was publishing: go again at once.
       if (sent === this.options.batchSize || ((this.nudged || this.told) && failures === 0)) continue;
-      const backoff = failures === 0 ? this.options.pollMs : Math.min(5000, this.options.pollMs * 2 ** failures);
+      // Rows published and not yet marked are marked by the next pass: soon, even with nothing new to send.
+      const idle = this.unmarked.length > 0 ? Math.min(this.options.pollMs, MARK_WITHIN_MS) : this.options.pollMs;
+      const backoff = failures === 0 ? idle : Math.min(5000, this.options.pollMs * 2 ** failures);
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, backoff);
         this.wake = () => {
@@ -217,6 +262,8 @@ export class OutboxRelay {
   private async resign(): Promise<void> {
     if (!this.leader) return;
     this.leader = false;
+    // Whoever leads next sends them again, and the stream drops the copies.
+    this.unmarked = [];
     await this.stopListening();
     try {
       await this.session.sql`select pg_advisory_unlock(hashtext(${this.lockKey}))`;
