@@ -30,7 +30,8 @@ export function withGrpcUnary(services: DescService[], forward: Forward, maxRequ
     const method = req.httpVersionMajor === 2 && req.method === "POST" ? methods.get(req.url ?? "") : undefined;
     const encoding = req.headers["grpc-encoding"];
     if (!method || !GRPC_PROTO.test(req.headers["content-type"] ?? "") || (encoding !== undefined && encoding !== "identity")) return next(req, res);
-    void serve(method, req, res, forward, maxRequestBytes);
+    // Whatever fails in writing the answer (the stream gone meanwhile) ends that stream, never the process.
+    serve(method, req, res, forward, maxRequestBytes).catch(() => (res as http2.Http2ServerResponse).stream.destroy());
   };
 }
 
