@@ -40,10 +40,13 @@ async function serve(method: DescMethod, req: Request, res: Response, forward: F
   let frame: Uint8Array | undefined;
   let error: ConnectError | undefined;
   try {
+    const arrived = Date.now();
     const timeout = parseTimeout(header(req, "grpc-timeout") ?? null, Number.MAX_SAFE_INTEGER);
     if (timeout.error) throw timeout.error;
     const request = decode(method, unwrap(await readBody(req, maxRequestBytes + HEADER_BYTES)));
-    const answer = await forward(method, request, { header: (name) => header(req, name), timeoutMs: timeout.timeoutMs, protocol: "grpc" });
+    // The deadline counts from the call's arrival: a slow upload spends some of it.
+    const timeoutMs = timeout.timeoutMs === undefined ? undefined : Math.max(0, timeout.timeoutMs - (Date.now() - arrived));
+    const answer = await forward(method, request, { header: (name) => header(req, name), timeoutMs, protocol: "grpc" });
     frame = wrap(toBinary(method.output, answer));
   } catch (err) {
     error = toConnectError(err);

@@ -58,6 +58,13 @@ describe("a gRPC call", () => {
     expect(await call(frame(getAccount(account.id)), { "grpc-timeout": "1n" })).toMatchObject({ status: "4" });
     expect(await call(frame(getAccount(account.id)), { "grpc-timeout": "30S" })).toMatchObject({ status: "0" });
   });
+
+  it("counts the deadline from the call's arrival: a request whose body outlasts it is DEADLINE_EXCEEDED", async () => {
+    const account = await openAccount(h);
+    const slowBody = (timeout: string) => rawGrpcCall(h.gateway.base, PATH, frame(getAccount(account.id)), { ...auth, "grpc-timeout": timeout }, 400);
+    expect(await slowBody("200m")).toMatchObject({ status: "4" });
+    expect(await slowBody("30S")).toMatchObject({ status: "0" });
+  });
 });
 
 describe("a gRPC request that is not a well-formed unary call is INVALID_ARGUMENT, and reaches no service", () => {

@@ -19,8 +19,8 @@ export interface RawGrpcAnswer {
   details?: string;
 }
 
-/** One gRPC call over HTTP/2 as bytes, so a test can send what no gRPC client would. */
-export function rawGrpcCall(base: string, path: string, body: Buffer, headers: Record<string, string>): Promise<RawGrpcAnswer> {
+/** One gRPC call over HTTP/2 as bytes, so a test can send what no gRPC client would; its body `bodyAfterMs` after its headers. */
+export function rawGrpcCall(base: string, path: string, body: Buffer, headers: Record<string, string>, bodyAfterMs = 0): Promise<RawGrpcAnswer> {
   return new Promise((resolve, reject) => {
     const session = http2.connect(base);
     session.on("error", reject);
@@ -45,6 +45,7 @@ export function rawGrpcCall(base: string, path: string, body: Buffer, headers: R
       session.close();
       resolve({ ...answer, body: Buffer.concat(chunks) });
     });
-    stream.end(body);
+    if (bodyAfterMs === 0) stream.end(body);
+    else setTimeout(() => stream.end(body), bodyAfterMs);
   });
 }

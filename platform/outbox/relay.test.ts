@@ -327,6 +327,31 @@ describe("OutboxRelay leadership", () => {
     await Promise.all([a.stop(), b.stop()]);
   });
 
+  it("marks what it published before it lost the lead, so the next leader does not send it again", async () => {
+    const { stream, a, b } = await leaderAndStandby();
+    await store.sql`select pg_terminate_backend(pid) from pg_stat_activity where application_name = 'outbox-relay-a' and datname = current_database()`;
+    await waitUntil("the leader learns its connection is gone", async () => !a.leading);
+    await appendInOneTransaction(stream, 2);
+    await b["tryToLead"]();
+    // The lock went with the connection, yet the row it published is in the stream: marked sent on the pool.
+    expect(await a.drainOnce()).toBe(0);
+    expect(await b.drainOnce()).toBe(2);
+    expect(b.duplicates).toBe(0);
+    expect(await streamMessageCount(stream)).toBe(3);
+    await Promise.all([a.stop(), b.stop()]);
+  });
+
+  it("marks what it published when it stops, though its connection (and the lead) is gone", async () => {
+    const { stream, a, b } = await leaderAndStandby();
+    await store.sql`select pg_terminate_backend(pid) from pg_stat_activity where application_name = 'outbox-relay-a' and datname = current_database()`;
+    await waitUntil("the leader learns its connection is gone", async () => !a.leading);
+    await a.stop();
+    expect(await b.drainOnce()).toBe(0);
+    expect(b.duplicates).toBe(0);
+    expect(await streamMessageCount(stream)).toBe(1);
+    await b.stop();
+  });
+
   it("publishes at once the events another replica commits, told by it, however long the poll interval", async () => {
     const stream = await newStream();
     const [leader, other] = [newRelay(16, { pollMs: 10 * 60_000 }), newRelay(16, { pollMs: 10 * 60_000 })];

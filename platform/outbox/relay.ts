@@ -37,9 +37,10 @@ const MARK_WITHIN_MS = 250;
  * (within MARK_WITHIN_MS) and reads the next. The others try for the lock at
  * each poll and take over the moment its connection closes. A replica that is
  * not leading and commits events tells the leader (NOTIFY, which the leader
- * LISTENs for), so its events go out at once too. A row published but not
- * marked (the leader lost in between) is sent again with the same Nats-Msg-Id,
- * which the stream drops as a duplicate.
+ * LISTENs for), so its events go out at once too. A relay that loses the lead
+ * marks what it published still; a row published but never marked (the leader
+ * frozen or gone first) is sent again with the same Nats-Msg-Id, which the
+ * stream drops as a duplicate.
  */
 export class OutboxRelay {
   private running = false;
@@ -132,7 +133,11 @@ export class OutboxRelay {
   async drainOnce(): Promise<number> {
     const { js } = this.options;
     if (!this.leader) await this.tryToLead();
-    if (!this.leader) return 0;
+    if (!this.leader) {
+      // It lost the lead after publishing: its last rows went out all the same.
+      await this.markPublished();
+      return 0;
+    }
     const readAt = Date.now();
     const published = this.unmarked;
     this.unmarked = [];
@@ -184,7 +189,7 @@ export class OutboxRelay {
     if (published.length === 0) return db.select().from(table).where(isNull(table.publishedAt)).orderBy(asc(table.seq)).limit(batchSize);
     // One array parameter, whatever the count: one statement text, prepared once.
     const seqs = `{${published.join(",")}}`;
-    const marked = db.$with("marked", { seq: table.seq }).as(sql`update ${table} set published_at = now() where seq = any(${seqs}::bigint[]) returning seq`);
+    const marked = db.$with("marked", { seq: table.seq }).as(sql`update ${table} set published_at = now() where seq = any(${seqs}::bigint[]) and published_at is null returning seq`);
     return db
       .with(marked)
       .select()
@@ -194,13 +199,16 @@ export class OutboxRelay {
       .limit(batchSize);
   }
 
-  /** Marks the rows published last, when no further pass will: the relay stops. */
+  /**
+   * Marks the rows published last when no further pass of this relay's will: it stops, or lost the
+   * lead. On the service's pool, leading or not: the stream has them, whoever publishes next.
+   */
   private async markPublished(): Promise<void> {
     const published = this.unmarked;
     this.unmarked = [];
-    if (published.length === 0 || !this.leader) return;
-    const { table } = this.options;
-    await this.session.db.update(table).set({ publishedAt: sql`now()` }).where(inArray(table.seq, published));
+    if (published.length === 0) return;
+    const { db, table } = this.options;
+    await db.update(table).set({ publishedAt: sql`now()` }).where(and(inArray(table.seq, published), isNull(table.publishedAt)));
   }
 
   private async run(): Promise<void> {
@@ -262,8 +270,8 @@ export class OutboxRelay {
   private async resign(): Promise<void> {
     if (!this.leader) return;
     this.leader = false;
-    // Whoever leads next sends them again, and the stream drops the copies.
-    this.unmarked = [];
+    // If the database fails this too, whoever leads next sends them again, and the stream drops the copies.
+    await this.markPublished().catch(() => {});
     await this.stopListening();
     try {
       await this.session.sql`select pg_advisory_unlock(hashtext(${this.lockKey}))`;
