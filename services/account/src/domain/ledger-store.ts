@@ -1,7 +1,7 @@
 import { create } from "@bufbuild/protobuf";
 import { inArray, sql } from "drizzle-orm";
 import { TransfersPostedSchema } from "../../../../gen/tally/events/v1/events_pb";
-import { databaseErrorCode } from "../../../../platform/db/errors";
+import { pipelined } from "../../../../platform/db/pipeline";
 import { insertRows, recordset } from "../../../../platform/db/recordset";
 import { appendEvents, type OutboxWriter } from "../../../../platform/outbox/append";
 import { accounts, entries, ledgerTransfers } from "../db/schema";
@@ -80,10 +80,8 @@ export async function writeEffects(tx: AccountTx, effects: BatchEffects, outbox:
     };
   });
   writes.push(appendEvents(tx, outbox, events));
-  // The first to fail is the cause (a race on a new id, retried); those after it fail only
-  // because the transaction had aborted (25P02), and may settle sooner.
-  const failures = (await Promise.allSettled(writes)).flatMap((w) => (w.status === "rejected" ? [w.reason as unknown] : []));
-  if (failures.length > 0) throw failures.find((err) => databaseErrorCode(err) !== "25P02") ?? failures[0];
+  // The first to fail is the cause: a race on a new id, retried.
+  await pipelined(writes);
 }
 
 // Well under NATS's default 1 MiB message limit, whatever metadata the transfers carry.

@@ -4,6 +4,7 @@ import { sql } from "drizzle-orm";
 import type { Account } from "../../../../gen/tally/account/v1/account_pb";
 import { LedgerTransferState, type LedgerTransfer } from "../../../../gen/tally/account/v1/ledger_pb";
 import { RiskProfileSchema, WindowStatsSchema, type RiskProfile } from "../../../../gen/tally/risk/v1/risk_pb";
+import { pipelined } from "../../../../platform/db/pipeline";
 import { insertRows } from "../../../../platform/db/recordset";
 import { accounts, activity, counterparties, profiles } from "../db/schema";
 import type { RiskDb, RiskTx } from "../db/types";
@@ -61,39 +62,42 @@ export class Profiles {
       const seen = pairs.get(key);
       if (!seen || seen.at < m.at) pairs.set(key, m);
     }
-    await insertRows(
-      tx,
-      profiles,
-      perAccount.map((a) => ({ ...a, firstActivityAt: a.first, lastActivityAt: a.last })),
-      {
-        onConflict: sql`(account_id) do update set
-          first_activity_at = least(profiles.first_activity_at, excluded.first_activity_at),
-          last_activity_at = greatest(profiles.last_activity_at, excluded.last_activity_at),
-          debit_count = profiles.debit_count + excluded.debit_count,
-          debit_sum = profiles.debit_sum + excluded.debit_sum,
-          credit_count = profiles.credit_count + excluded.credit_count,
-          credit_sum = profiles.credit_sum + excluded.credit_sum`,
-      },
-    );
-    await insertRows(
-      tx,
-      activity,
-      perBucket.map((b) => ({ ...b, bucket: bucketOf(b.first) })),
-      {
-        onConflict: sql`(account_id, bucket) do update set
-          debit_count = activity.debit_count + excluded.debit_count,
-          debit_sum = activity.debit_sum + excluded.debit_sum,
-          credit_count = activity.credit_count + excluded.credit_count,
-          credit_sum = activity.credit_sum + excluded.credit_sum`,
-      },
-    );
     const sortedPairs = [...pairs.entries()].sort(([a], [b]) => (a < b ? -1 : 1)).map(([, m]) => m);
-    await insertRows(
-      tx,
-      counterparties,
-      sortedPairs.map((m) => ({ accountId: m.accountId, counterpartyId: m.counterpartyId, lastSeenAt: m.at })),
-      { onConflict: sql`(account_id, counterparty_id) do update set last_seen_at = greatest(counterparties.last_seen_at, excluded.last_seen_at)` },
-    );
+    // Independent of one another: pipelined, one round trip for the three.
+    await pipelined([
+      insertRows(
+        tx,
+        profiles,
+        perAccount.map((a) => ({ ...a, firstActivityAt: a.first, lastActivityAt: a.last })),
+        {
+          onConflict: sql`(account_id) do update set
+            first_activity_at = least(profiles.first_activity_at, excluded.first_activity_at),
+            last_activity_at = greatest(profiles.last_activity_at, excluded.last_activity_at),
+            debit_count = profiles.debit_count + excluded.debit_count,
+            debit_sum = profiles.debit_sum + excluded.debit_sum,
+            credit_count = profiles.credit_count + excluded.credit_count,
+            credit_sum = profiles.credit_sum + excluded.credit_sum`,
+        },
+      ),
+      insertRows(
+        tx,
+        activity,
+        perBucket.map((b) => ({ ...b, bucket: bucketOf(b.first) })),
+        {
+          onConflict: sql`(account_id, bucket) do update set
+            debit_count = activity.debit_count + excluded.debit_count,
+            debit_sum = activity.debit_sum + excluded.debit_sum,
+            credit_count = activity.credit_count + excluded.credit_count,
+            credit_sum = activity.credit_sum + excluded.credit_sum`,
+        },
+      ),
+      insertRows(
+        tx,
+        counterparties,
+        sortedPairs.map((m) => ({ accountId: m.accountId, counterpartyId: m.counterpartyId, lastSeenAt: m.at })),
+        { onConflict: sql`(account_id, counterparty_id) do update set last_seen_at = greatest(counterparties.last_seen_at, excluded.last_seen_at)` },
+      ),
+    ]);
   }
 
   /** Keeps risk's view of an account current; runs inside the event's inbox transaction. */
