@@ -9,6 +9,7 @@ import { ledgerTransfers } from "../db/schema";
 import type { AccountDb, AccountTx } from "../db/types";
 import type { TransferRecord } from "./model";
 import { GroupCommit, type GroupCommitOptions } from "../../../../platform/group-commit";
+import { pipelined } from "../../../../platform/db/pipeline";
 import { lockAccounts, loadTransfers, writeEffects } from "./ledger-store";
 import { applyBatch, MAX_BATCH, noEffects, type PostingOutcome, type PostingRequest } from "./posting";
 
@@ -82,9 +83,8 @@ export class Ledger {
       ...requests.flatMap((r) => [r.debitAccountId, r.creditAccountId]),
       ...[...holds.values()].flatMap((h) => [h.debitAccountId, h.creditAccountId]),
     ]).sort();
-    const lockedAccounts = await lockAccounts(tx, accountIds);
-    // Read after locking: what we see now cannot change until we commit.
-    const transfers = await loadTransfers(tx, unique([...requests.map((r) => r.id), ...pendingIds]));
+    // Read after locking (run in this order, in one round trip): what we see now cannot change until we commit.
+    const [lockedAccounts, transfers] = await pipelined([lockAccounts(tx, accountIds), loadTransfers(tx, unique([...requests.map((r) => r.id), ...pendingIds]))]);
     for (const t of transfers.values()) {
       if (t.mode === "pending" && referenced.has(t.id) && !(lockedAccounts.has(t.debitAccountId) && lockedAccounts.has(t.creditAccountId))) {
         throw new ViewChanged();
