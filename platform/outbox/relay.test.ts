@@ -291,6 +291,12 @@ describe("OutboxRelay with a single replica", () => {
   });
 });
 
+/** Ends the connection of relay `a` (leaderAndStandby's leader) from the server's side, and with it the lead. */
+async function loseLeaderConnection(a: OutboxRelay): Promise<void> {
+  await store.sql`select pg_terminate_backend(pid) from pg_stat_activity where application_name = 'outbox-relay-a' and datname = current_database()`;
+  await waitUntil("the leader learns its connection is gone", async () => !a.leading);
+}
+
 /** Two relays on a new stream, the first of which has led a pass (publishing one event); `b` stands by. */
 async function leaderAndStandby(): Promise<{ stream: TestStream; a: OutboxRelay; b: OutboxRelay }> {
   const stream = await newStream();
@@ -315,8 +321,7 @@ describe("OutboxRelay leadership", () => {
 
   it("hands the lead over when the leader's connection is lost, and the old leader then stands by", async () => {
     const { stream, a, b } = await leaderAndStandby();
-    await store.sql`select pg_terminate_backend(pid) from pg_stat_activity where application_name = 'outbox-relay-a' and datname = current_database()`;
-    await waitUntil("the leader learns its connection is gone", async () => !a.leading);
+    await loseLeaderConnection(a);
     await appendInOneTransaction(stream, 2);
     // The old leader's last row was published but not yet marked (its next pass would have): sent again, dropped as a copy.
     expect(await b.drainOnce()).toBe(3);
@@ -329,8 +334,7 @@ describe("OutboxRelay leadership", () => {
 
   it("marks what it published before it lost the lead, so the next leader does not send it again", async () => {
     const { stream, a, b } = await leaderAndStandby();
-    await store.sql`select pg_terminate_backend(pid) from pg_stat_activity where application_name = 'outbox-relay-a' and datname = current_database()`;
-    await waitUntil("the leader learns its connection is gone", async () => !a.leading);
+    await loseLeaderConnection(a);
     await appendInOneTransaction(stream, 2);
     await b["tryToLead"]();
     // The lock went with the connection, yet the row it published is in the stream: marked sent on the pool.
@@ -343,8 +347,7 @@ describe("OutboxRelay leadership", () => {
 
   it("marks what it published when it stops, though its connection (and the lead) is gone", async () => {
     const { stream, a, b } = await leaderAndStandby();
-    await store.sql`select pg_terminate_backend(pid) from pg_stat_activity where application_name = 'outbox-relay-a' and datname = current_database()`;
-    await waitUntil("the leader learns its connection is gone", async () => !a.leading);
+    await loseLeaderConnection(a);
     await a.stop();
     expect(await b.drainOnce()).toBe(0);
     expect(b.duplicates).toBe(0);

@@ -18,6 +18,9 @@ const DAY = 24 * HOUR;
 // Raw SQL fragments take timestamps as ISO text, cast by PostgreSQL.
 const iso = (at: Date) => sql`${at.toISOString()}::timestamptz`;
 const bucketOf = (at: Date) => new Date(Math.floor(at.getTime() / BUCKET_MS) * BUCKET_MS);
+/** An upsert's `set` that adds the new row's counts and sums to the stored ones. */
+const addedUp = (table: "profiles" | "activity") =>
+  sql.raw(["debit_count", "debit_sum", "credit_count", "credit_sum"].map((c) => `${c} = ${table}.${c} + excluded.${c}`).join(", "));
 
 interface Movement {
   accountId: string;
@@ -73,10 +76,7 @@ export class Profiles {
           onConflict: sql`(account_id) do update set
             first_activity_at = least(profiles.first_activity_at, excluded.first_activity_at),
             last_activity_at = greatest(profiles.last_activity_at, excluded.last_activity_at),
-            debit_count = profiles.debit_count + excluded.debit_count,
-            debit_sum = profiles.debit_sum + excluded.debit_sum,
-            credit_count = profiles.credit_count + excluded.credit_count,
-            credit_sum = profiles.credit_sum + excluded.credit_sum`,
+            ${addedUp("profiles")}`,
         },
       ),
       insertRows(
@@ -84,11 +84,7 @@ export class Profiles {
         activity,
         perBucket.map((b) => ({ ...b, bucket: bucketOf(b.first) })),
         {
-          onConflict: sql`(account_id, bucket) do update set
-            debit_count = activity.debit_count + excluded.debit_count,
-            debit_sum = activity.debit_sum + excluded.debit_sum,
-            credit_count = activity.credit_count + excluded.credit_count,
-            credit_sum = activity.credit_sum + excluded.credit_sum`,
+          onConflict: sql`(account_id, bucket) do update set ${addedUp("activity")}`,
         },
       ),
       insertRows(
