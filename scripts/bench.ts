@@ -2,8 +2,9 @@
  * npm run bench: Tally as it runs — one process per service and the
  * gateway, over a PostgreSQL and a NATS of their own, tracing on with its
  * default sampling and exported — driven through the gateway over gRPC for
- * BENCH_SECONDS per scenario from a fixed BENCH_SEED, closed loop, and once
- * open loop at half the rate it reached, for the latency where it keeps up;
+ * BENCH_SECONDS per scenario from a fixed BENCH_SEED, closed loop (32 in
+ * flight; uniform transfers also with 512, which share more of their costs),
+ * and once open loop at half the most it reached, for the latency there;
  * and, in the same run, a baseline: the ledger's own code and SQL straight
  * at PostgreSQL, with no service in between, so every figure is also a ratio
  * to what the database alone does; and the uniform scenario again on a
@@ -48,6 +49,9 @@ const SEED = envInt("BENCH_SEED", 42);
 const WARMUP_SECONDS = envInt("BENCH_WARMUP_SECONDS", 10);
 const ACCOUNTS = envInt("BENCH_ACCOUNTS", 10_000);
 const CONCURRENCY = 32;
+// Enough transfers in flight that they share every statement, call and wakeup: the most the machine gives.
+const MANY_IN_FLIGHT = 512;
+const UNIFORM_MANY = `single transfers, uniform, ${MANY_IN_FLIGHT} in flight`;
 const BATCH = 1_000;
 // One batch at a time: a batch is a thousand transfers in flight already.
 const BATCH_CONCURRENCY = 1;
@@ -266,8 +270,11 @@ async function systemScenarios(cluster: Cluster, via: Via, uniformOnly = false):
   const uniform = await measure("single transfers, uniform", via, CONCURRENCY, transfer(false), processes);
   const results = [uniform];
   if (!uniformOnly) {
-    // Latency where the system keeps up: an open loop at half the rate it reached.
-    const half = Math.max(1, Math.round(uniform.perSecond / 2));
+    await settled();
+    const many = await measure(UNIFORM_MANY, via, MANY_IN_FLIGHT, transfer(false), processes);
+    results.push(many);
+    // Latency where the system keeps up: an open loop at half the most it reached.
+    const half = Math.max(1, Math.round(Math.max(uniform.perSecond, many.perSecond) / 2));
     await settled();
     results.push(await measureAtRate(`single transfers at half that rate, uniform`, via, half, transfer(false), processes));
     await settled();
@@ -324,6 +331,7 @@ async function baselineScenarios(cluster: Cluster): Promise<Result[]> {
     await measure("warm-up (not reported)", "PostgreSQL alone", CONCURRENCY, single(false), processes, WARMUP_SECONDS);
     return [
       await measure("single transfers, uniform", "PostgreSQL alone", CONCURRENCY, single(false), processes),
+      await measure(UNIFORM_MANY, "PostgreSQL alone", MANY_IN_FLIGHT, single(false), processes),
       await measure(`single transfers, ${HOT_SHARE * 100}% to one account`, "PostgreSQL alone", CONCURRENCY, single(true), processes),
       await measure(`batches of ${BATCH}, uniform`, "PostgreSQL alone", BATCH_CONCURRENCY, async (random) => {
         const outcomes = await ledger.postTransfers(Array.from({ length: BATCH }, () => {
@@ -384,6 +392,9 @@ function targets(results: Result[]): string[][] {
   const find = (name: string, via: Via) => results.find((r) => r.name === name && r.path === via);
   const hot = `single transfers, ${HOT_SHARE * 100}% to one account`;
   const uniform = find("single transfers, uniform", "gateway (gRPC)");
+  // The most single transfers the system reached, at either number in flight.
+  const most = [uniform, find(UNIFORM_MANY, "gateway (gRPC)")].reduce((a, b) => ((b?.perSecond ?? -1) > (a?.perSecond ?? -1) ? b : a));
+  const inFlight = most === uniform ? CONCURRENCY : MANY_IN_FLIGHT;
   const half = find("single transfers at half that rate, uniform", "gateway (gRPC)");
   const untraced = find("single transfers, uniform", "gateway (gRPC), tracing off");
   const ratio = (a?: Result, b?: Result) => (a && b && b.perSecond > 0 ? round2(a.perSecond / b.perSecond) : NaN);
@@ -394,7 +405,7 @@ function targets(results: Result[]): string[][] {
   const batch = find(`batches of ${BATCH}, uniform`, "gateway (gRPC)")?.perSecond ?? NaN;
   const reads = find("balance reads", "gateway (gRPC)")?.perSecond ?? NaN;
   return [
-    row("single transfers through the gateway", "≥ 2,000/s", uniform?.perSecond ?? NaN, (uniform?.perSecond ?? 0) >= 2000, "/s"),
+    row(`single transfers through the gateway (${inFlight} in flight)`, "≥ 2,000/s", most?.perSecond ?? NaN, (most?.perSecond ?? 0) >= 2000, "/s"),
     row(`p99 at half that load (${half?.offeredPerSecond ?? "?"}/s offered)`, "≤ 25 ms", half?.latencyMs.p99 ?? NaN, (half?.latencyMs.p99 ?? Infinity) <= 25, " ms"),
     row("batch transfers through the gateway", "≥ 15,000/s", batch, batch >= 15000, "/s"),
     row("balance reads through the gateway", "≥ 5,000/s", reads, reads >= 5000, "/s"),
@@ -445,7 +456,7 @@ async function main(): Promise<void> {
     sink.close();
   }
   const host = machine();
-  const settings = `settings: ${SECONDS} s per scenario, seed ${SEED}, ${ACCOUNTS} accounts, concurrency ${CONCURRENCY} (batches: ${BATCH_CONCURRENCY}), tracing on (parent-based, always sampled) and exported unless said otherwise`;
+  const settings = `settings: ${SECONDS} s per scenario, seed ${SEED}, ${ACCOUNTS} accounts, concurrency ${CONCURRENCY} (batches: ${BATCH_CONCURRENCY}; the second uniform: ${MANY_IN_FLIGHT}), tracing on (parent-based, always sampled) and exported unless said otherwise`;
   process.stdout.write(`\n${machineLine(host, pg)}\n${settings}\n\n`);
   printColumns(HEADER, table(results));
   process.stdout.write("\n");
