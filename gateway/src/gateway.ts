@@ -1,7 +1,7 @@
 import fs from "node:fs";
 import type net from "node:net";
 import { cors as connectCors } from "@connectrpc/connect";
-import { connectNodeAdapter } from "@connectrpc/connect-node";
+import { compressionBrotli, compressionGzip, connectNodeAdapter } from "@connectrpc/connect-node";
 import { answerUndecodableAsInvalid } from "./malformed-requests";
 import corsMiddleware from "cors";
 import type { Lifecycle } from "../../platform/lifecycle";
@@ -58,7 +58,10 @@ export async function startGateway(config: GatewayConfig, log: Logger, lifecycle
     }),
     log,
   );
+  // The answers' compressions, the same on the gateway's own gRPC path as through connect-es.
+  const compression = { acceptCompression: [compressionGzip, compressionBrotli], compressMinBytes: 1024 };
   const handler = connectNodeAdapter({
+    ...compression,
     routes: (router) => {
       registerRoutes(router, backends.services, forward);
       router.handlers.forEach((handler, i) => (router.handlers[i] = answerUndecodableAsInvalid(handler)));
@@ -70,7 +73,7 @@ export async function startGateway(config: GatewayConfig, log: Logger, lifecycle
     fallback: probes(backendGroups(config), restHandler(backends.services, forward, config.MAX_REQUEST_BYTES)),
   });
   const tls = config.TLS_CERT_FILE && config.TLS_KEY_FILE ? { cert: fs.readFileSync(config.TLS_CERT_FILE), key: fs.readFileSync(config.TLS_KEY_FILE) } : undefined;
-  const served = withGrpcUnary(backends.services, forward, config.MAX_REQUEST_BYTES, handler);
+  const served = withGrpcUnary(backends.services, forward, { maxRequestBytes: config.MAX_REQUEST_BYTES, ...compression }, handler);
   const traced = withCors(config.CORS_ORIGINS, withTracing(served));
   const server = tls ? createTlsServer(traced, tls) : createOnePortServer(traced);
   const port = await new Promise<number>((resolve, reject) => {

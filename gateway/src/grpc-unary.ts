@@ -2,7 +2,8 @@ import type http from "node:http";
 import type http2 from "node:http2";
 import { fromBinary, toBinary, type DescMethod, type DescService } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { parseTimeout, setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
+import { compressionNegotiate, encodeEnvelope, envelopeCompress, type Compression } from "@connectrpc/connect/protocol";
+import { headerAcceptEncoding, headerEncoding, parseTimeout, setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
 import { toConnectError } from "./errors";
 import { publicMethods } from "./exposure";
 import type { Forward } from "./forward";
@@ -10,6 +11,14 @@ import type { Forward } from "./forward";
 type Request = http.IncomingMessage | http2.Http2ServerRequest;
 type Response = http.ServerResponse | http2.Http2ServerResponse;
 type Handler = (req: Request, res: Response) => void;
+
+export interface GrpcUnaryOptions {
+  maxRequestBytes: number;
+  /** Compressions an answer may use, as connect-es is given them: the first the client accepts is used. */
+  acceptCompression: Compression[];
+  /** Smaller answers go uncompressed. */
+  compressMinBytes: number;
+}
 
 // Unary gRPC with binary protobuf: what gRPC clients send. JSON, or a compressed request, goes to connect-es.
 const GRPC_PROTO = /^application\/grpc(\+proto)?$/i;
@@ -24,19 +33,24 @@ const COMPRESSED = 0x01;
  * each call on this project's machines, eight times what HTTP/2 itself costs,
  * and gRPC is how services and most clients call.
  */
-export function withGrpcUnary(services: DescService[], forward: Forward, maxRequestBytes: number, next: Handler): Handler {
+export function withGrpcUnary(services: DescService[], forward: Forward, options: GrpcUnaryOptions, next: Handler): Handler {
   const methods = new Map(services.flatMap((s) => publicMethods(s)).map((m) => [`/${m.parent.typeName}/${m.name}`, m]));
   return (req, res) => {
     const method = req.httpVersionMajor === 2 && req.method === "POST" ? methods.get(req.url ?? "") : undefined;
     const encoding = req.headers["grpc-encoding"];
     if (!method || !GRPC_PROTO.test(req.headers["content-type"] ?? "") || (encoding !== undefined && encoding !== "identity")) return next(req, res);
     // Whatever fails in writing the answer (the stream gone meanwhile) ends that stream, never the process.
-    serve(method, req, res, forward, maxRequestBytes).catch(() => (res as http2.Http2ServerResponse).stream.destroy());
+    serve(method, req, res, forward, options).catch(() => (res as http2.Http2ServerResponse).stream.destroy());
   };
 }
 
-/** One call: read, decode, forward, answer with the message or the error, the status in trailers. */
-async function serve(method: DescMethod, req: Request, res: Response, forward: Forward, maxRequestBytes: number): Promise<void> {
+/**
+ * One call: read, decode, forward, answer with the message (compressed as the client accepts, as
+ * connect-es would) or the error, the status in trailers.
+ */
+async function serve(method: DescMethod, req: Request, res: Response, forward: Forward, options: GrpcUnaryOptions): Promise<void> {
+  const { maxRequestBytes, acceptCompression, compressMinBytes } = options;
+  const compression = compressionNegotiate(acceptCompression, null, header(req, headerAcceptEncoding.toLowerCase()) ?? null, headerAcceptEncoding).response;
   let frame: Uint8Array | undefined;
   let error: ConnectError | undefined;
   try {
@@ -47,13 +61,14 @@ async function serve(method: DescMethod, req: Request, res: Response, forward: F
     // The deadline counts from the call's arrival: a slow upload spends some of it.
     const timeoutMs = timeout.timeoutMs === undefined ? undefined : Math.max(0, timeout.timeoutMs - (Date.now() - arrived));
     const answer = await forward(method, request, { header: (name) => header(req, name), timeoutMs, protocol: "grpc" });
-    frame = wrap(toBinary(method.output, answer));
+    const { flags, data } = await envelopeCompress({ flags: 0, data: toBinary(method.output, answer) }, compression, compressMinBytes);
+    frame = encodeEnvelope(flags, data);
   } catch (err) {
     error = toConnectError(err);
   }
   const response = res as http2.Http2ServerResponse;
   if (response.stream.destroyed) return; // the client went away
-  response.writeHead(200, { "content-type": "application/grpc+proto" });
+  response.writeHead(200, { "content-type": "application/grpc+proto", ...(compression ? { [headerEncoding.toLowerCase()]: compression.name } : {}) });
   response.addTrailers(Object.fromEntries(setTrailerStatus(new Headers(), error)));
   if (frame) response.end(frame);
   else response.end();
@@ -94,14 +109,6 @@ function unwrap(body: Buffer): Uint8Array {
   if (body.length < HEADER_BYTES + length) throw new ConnectError("protocol error: incomplete envelope", Code.InvalidArgument);
   if (body.length > HEADER_BYTES + length) throw new ConnectError("protocol error: received extra input message for unary method", Code.InvalidArgument);
   return body.subarray(HEADER_BYTES);
-}
-
-function wrap(message: Uint8Array): Uint8Array {
-  const frame = Buffer.allocUnsafe(HEADER_BYTES + message.length);
-  frame[0] = 0;
-  frame.writeUInt32BE(message.length, 1);
-  frame.set(message, HEADER_BYTES);
-  return frame;
 }
 
 /** protobuf that does not parse is the client's fault, in connect-es's words. */

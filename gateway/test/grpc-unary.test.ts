@@ -1,5 +1,5 @@
 import http2 from "node:http2";
-import { gzipSync } from "node:zlib";
+import { gunzipSync, gzipSync } from "node:zlib";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { GetAccountRequestSchema, GetAccountResponseSchema } from "../../gen/tally/account/v1/account_service_pb";
 import { newId } from "../../platform/ids";
@@ -42,7 +42,8 @@ describe("a gRPC call", () => {
     const theirs = await compressed(getAccount(missing));
     expect(own).toMatchObject({ status: "5", message: `account ${missing} not found` });
     expect(own.details).toBeDefined();
-    expect({ ...own, body: undefined }).toEqual({ ...theirs, body: undefined });
+    // connect-es answers a compressed request compressed (grpc-encoding gzip): all else is the same.
+    expect({ ...own, body: undefined }).toEqual({ ...theirs, body: undefined, encoding: undefined });
     expect(own.body.length).toBe(0);
   });
 
@@ -50,7 +51,7 @@ describe("a gRPC call", () => {
     const own = await rawGrpcCall(h.gateway.base, PATH, frame(getAccount(newId())), {});
     const theirs = await rawGrpcCall(h.gateway.base, PATH, frame(gzipSync(getAccount(newId())), 1), { "grpc-encoding": "gzip" });
     expect(own).toMatchObject({ status: "16" });
-    expect({ ...own, body: undefined }).toEqual({ ...theirs, body: undefined });
+    expect({ ...own, body: undefined }).toEqual({ ...theirs, body: undefined, encoding: undefined });
   });
 
   it("keeps the client's deadline: one that has passed before the service answers is DEADLINE_EXCEEDED", async () => {
@@ -64,6 +65,46 @@ describe("a gRPC call", () => {
     const slowBody = (timeout: string) => rawGrpcCall(h.gateway.base, PATH, frame(getAccount(account.id)), { ...auth, "grpc-timeout": timeout }, 400);
     expect(await slowBody("200m")).toMatchObject({ status: "4" });
     expect(await slowBody("30S")).toMatchObject({ status: "0" });
+  });
+});
+
+describe("an answer to a client that accepts gzip (as grpc-js clients do)", () => {
+  const ACCEPT = { "grpc-accept-encoding": "identity,deflate,gzip" };
+  const message = (body: Buffer) => {
+    const bytes = body.subarray(5, 5 + body.readUInt32BE(1));
+    return fromBinary(GetAccountResponseSchema, body[0] === 1 ? gunzipSync(bytes) : bytes);
+  };
+  // Metadata enough to make the answer larger than 1 KiB.
+  const large = () => h.accounts.createAccount({ requestId: newId(), customerId: "c-large", currency: "USD", metadata: { a: "x".repeat(500), b: "y".repeat(500), c: "z".repeat(500) } });
+
+  it("of 1 KiB or more is gzip-compressed, as connect-es compresses it, and grpc-js reads it", async () => {
+    const { account } = await large();
+    const own = await call(frame(getAccount(account!.id)), ACCEPT);
+    const theirs = await rawGrpcCall(h.gateway.base, PATH, frame(gzipSync(getAccount(account!.id)), 1), { ...auth, ...ACCEPT, "grpc-encoding": "gzip" });
+    expect(own).toMatchObject({ status: "0", encoding: "gzip" });
+    expect(theirs).toMatchObject({ status: "0", encoding: "gzip" });
+    expect(own.body[0]).toBe(1);
+    expect(own.body.length).toBeLessThan(1024);
+    expect(message(own.body)).toEqual(message(theirs.body));
+    expect(message(own.body).account?.metadata.a).toBe("x".repeat(500));
+    const read = await h.accounts.getAccount({ accountId: account!.id });
+    expect(read.account?.metadata).toEqual(account!.metadata);
+  });
+
+  it("smaller than 1 KiB is sent as it is, under the same grpc-encoding connect-es names", async () => {
+    const account = await openAccount(h);
+    const own = await call(frame(getAccount(account.id)), ACCEPT);
+    expect(own).toMatchObject({ status: "0", encoding: "gzip" });
+    expect(own.body[0]).toBe(0);
+    expect(message(own.body).account?.id).toBe(account.id);
+  });
+
+  it("is never compressed for a client that does not say it accepts gzip", async () => {
+    const { account } = await large();
+    const own = await call(frame(getAccount(account!.id)));
+    expect(own).toMatchObject({ status: "0", encoding: undefined });
+    expect(own.body[0]).toBe(0);
+    expect(message(own.body).account?.metadata.b).toBe("y".repeat(500));
   });
 });
 

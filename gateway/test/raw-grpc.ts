@@ -11,6 +11,8 @@ export function frame(message: Uint8Array, flags = 0): Buffer {
 
 export interface RawGrpcAnswer {
   contentType?: string;
+  /** grpc-encoding: how the answer's message is compressed, when its envelope says it is. */
+  encoding?: string;
   /** The response body: the answer's envelope, if any. */
   body: Buffer;
   status?: string;
@@ -36,6 +38,7 @@ export function rawGrpcCall(base: string, path: string, body: Buffer, headers: R
     };
     stream.on("response", (h) => {
       answer.contentType = String(h["content-type"]);
+      answer.encoding = h["grpc-encoding"] === undefined ? undefined : String(h["grpc-encoding"]);
       status(h);
     });
     stream.on("trailers", status);
