@@ -248,6 +248,22 @@ describe("OutboxRelay with a single replica", () => {
     expect([relay.published, relay.duplicates, await streamMessageCount(stream)]).toEqual([3, 0, 3]);
   });
 
+  it("counts in its backlog the rows not yet published, not those published and not yet marked", async () => {
+    const stream = await newStream();
+    const relay = newRelay(16);
+    await appendInOneTransaction(stream, 3);
+    expect(await relay.backlogNow()).toMatchObject({ waiting: 3, oldestSeconds: expect.any(Number) });
+    expect(await relay.drainOnce()).toBe(3);
+    expect(await unpublishedCount()).toBe(3);
+    expect(await relay.backlogNow()).toEqual({ waiting: 0, oldestSeconds: 0 });
+    await appendInOneTransaction(stream, 1);
+    expect((await relay.backlogNow()).waiting).toBe(1);
+    expect(await relay.drainOnce()).toBe(1);
+    expect(await relay.backlogNow()).toEqual({ waiting: 0, oldestSeconds: 0 });
+    await relay.stop();
+    expect(await unpublishedCount()).toBe(0);
+  });
+
   it("stops at once when stopped in the middle of publishing, however long its poll interval", async () => {
     const stream = await newStream();
     const relay = newRelay(16, { pollMs: 10 * 60_000 });

@@ -292,11 +292,22 @@ export class OutboxRelay {
 
   /** Read when metrics are scraped: how many events wait, and for how long the oldest has. */
   private async observeBacklog(result: Parameters<BatchObservableCallback>[0]): Promise<void> {
+    const backlog = await withinScrape(this.backlogNow());
+    if (!backlog) return;
+    result.observe(this.backlog, backlog.waiting, { outbox: this.outbox });
+    result.observe(this.oldest, backlog.oldestSeconds, { outbox: this.outbox });
+  }
+
+  /**
+   * The events committed and not yet published, and the age of the oldest (0 with none): what the
+   * outbox.backlog gauges report. Rows this relay has published count as sent, though its next
+   * pass has yet to mark them.
+   */
+  async backlogNow(): Promise<{ waiting: number; oldestSeconds: number }> {
     const { db, table } = this.options;
-    const [row] = (await withinScrape(db.select({ waiting: count(), since: min(table.createdAt) }).from(table).where(isNull(table.publishedAt)).execute())) ?? [];
-    if (!row) return;
-    result.observe(this.backlog, row.waiting, { outbox: this.outbox });
-    result.observe(this.oldest, row.since ? Math.max(0, (Date.now() - new Date(row.since).getTime()) / 1000) : 0, { outbox: this.outbox });
+    const sent = this.unmarked.length > 0 ? sql`not (${table.seq} = any(${`{${this.unmarked.join(",")}}`}::bigint[]))` : undefined;
+    const [row] = await db.select({ waiting: count(), since: min(table.createdAt) }).from(table).where(and(isNull(table.publishedAt), sent));
+    return { waiting: row.waiting, oldestSeconds: row.since ? Math.max(0, (Date.now() - new Date(row.since).getTime()) / 1000) : 0 };
   }
 
   /** Sent rows are kept a while for inspection, then deleted. */
