@@ -99,16 +99,19 @@ function readBody(req: Request, limit: number): Promise<Buffer> {
   });
 }
 
-/** The one message of a unary call, out of its envelope: a flags byte, a length, the bytes. */
+/**
+ * The one message of a unary call, out of its envelope: a flags byte, a length, the bytes. A call
+ * with no message or more than one is UNIMPLEMENTED (a cardinality violation, in gRPC's words and
+ * connect-es's); flags other than the compressed bit are passed over, as connect-es passes them.
+ */
 function unwrap(body: Buffer): Uint8Array {
-  if (body.length < HEADER_BYTES) throw new ConnectError("protocol error: missing input message for unary method", Code.InvalidArgument);
-  const flags = body[0];
+  if (body.length === 0) throw new ConnectError("protocol error: missing input message for unary method", Code.Unimplemented);
+  if (body.length < HEADER_BYTES) throw new ConnectError("protocol error: incomplete envelope", Code.InvalidArgument);
   const length = body.readUInt32BE(1);
-  if (flags & COMPRESSED) throw new ConnectError("received compressed envelope, but the request names no grpc-encoding", Code.InvalidArgument);
-  if (flags !== 0) throw new ConnectError(`protocol error: invalid envelope flags ${flags}`, Code.InvalidArgument);
+  if (body[0] & COMPRESSED) throw new ConnectError("received compressed envelope, but the request names no grpc-encoding", Code.InvalidArgument);
   if (body.length < HEADER_BYTES + length) throw new ConnectError("protocol error: incomplete envelope", Code.InvalidArgument);
-  if (body.length > HEADER_BYTES + length) throw new ConnectError("protocol error: received extra input message for unary method", Code.InvalidArgument);
-  return body.subarray(HEADER_BYTES);
+  if (body.length > HEADER_BYTES + length) throw new ConnectError("protocol error: received extra input message for unary method", Code.Unimplemented);
+  return body.subarray(HEADER_BYTES, HEADER_BYTES + length);
 }
 
 /** protobuf that does not parse is the client's fault, in connect-es's words. */

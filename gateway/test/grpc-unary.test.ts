@@ -21,8 +21,10 @@ afterAll(() => h.stop());
 const PATH = "/tally.account.v1.AccountService/GetAccount";
 const getAccount = (accountId: string) => toBinary(GetAccountRequestSchema, create(GetAccountRequestSchema, { accountId }));
 const call = (body: Buffer, headers: Record<string, string> = {}) => rawGrpcCall(h.gateway.base, PATH, body, { ...auth, ...headers });
+/** A body, enveloped already, sent as connect-es serves it: under grpc-encoding gzip. */
+const throughConnect = (body: Buffer) => call(body, { "grpc-encoding": "gzip" });
 /** The same call as connect-es serves it: gzip-compressed. */
-const compressed = (message: Uint8Array) => call(frame(gzipSync(message), 1), { "grpc-encoding": "gzip" });
+const compressed = (message: Uint8Array) => throughConnect(frame(gzipSync(message), 1));
 
 describe("a gRPC call", () => {
   it("gets the answer connect-es gives, as application/grpc+proto with status 0", async () => {
@@ -108,15 +110,30 @@ describe("an answer to a client that accepts gzip (as grpc-js clients do)", () =
   });
 });
 
-describe("a gRPC request that is not a well-formed unary call is INVALID_ARGUMENT, and reaches no service", () => {
+describe("a gRPC request that is not a well-formed unary call gets the answer connect-es gives it", () => {
+  const id = newId();
+  const message = getAccount(id);
+  const packed = gzipSync(message);
+  // The same mistake in a compressed request, which connect-es serves.
   it.each([
-    ["no message", Buffer.alloc(0)],
-    ["a cut envelope", frame(getAccount(newId())).subarray(0, 12)],
-    ["two messages", Buffer.concat([frame(getAccount(newId())), frame(getAccount(newId()))])],
-    ["unknown flags", frame(getAccount(newId()), 0x02)],
-    ["a compressed message without grpc-encoding", frame(gzipSync(getAccount(newId())), 1)],
-  ])("%s", async (_, body) => {
-    expect(await call(body)).toMatchObject({ status: "3" });
+    ["no message", Buffer.alloc(0), Buffer.alloc(0), "12"],
+    ["two messages", Buffer.concat([frame(message), frame(message)]), Buffer.concat([frame(packed, 1), frame(packed, 1)]), "12"],
+    ["a cut header", frame(message).subarray(0, 3), frame(packed, 1).subarray(0, 3), "3"],
+    ["a cut envelope", frame(message).subarray(0, 12), frame(packed, 1).subarray(0, 12), "3"],
+  ])("%s", async (_, own, theirs, status) => {
+    const answer = await call(own);
+    expect(answer).toMatchObject({ status, body: Buffer.alloc(0) });
+    expect(answer).toEqual({ ...(await throughConnect(theirs)), encoding: undefined });
+  });
+
+  it("flags beyond the compressed bit are passed over, as connect-es passes them over", async () => {
+    const own = await call(frame(message, 0x02));
+    expect(own).toMatchObject({ status: "5", message: `account ${id} not found` });
+    expect(own).toEqual({ ...(await throughConnect(frame(packed, 0x03))), encoding: undefined });
+  });
+
+  it("a compressed message without grpc-encoding is INVALID_ARGUMENT", async () => {
+    expect(await call(frame(packed, 1))).toMatchObject({ status: "3", message: expect.stringMatching(/compressed/) });
   });
 
   it("a grpc-timeout that is not one", async () => {
