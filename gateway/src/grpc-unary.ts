@@ -1,5 +1,5 @@
 import type http from "node:http";
-import type http2 from "node:http2";
+import http2 from "node:http2";
 import { fromBinary, toBinary, type DescMethod, type DescService } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { compressionNegotiate, encodeEnvelope, envelopeCompress, type Compression } from "@connectrpc/connect/protocol";
@@ -72,6 +72,10 @@ async function serve(method: DescMethod, req: Request, res: Response, forward: F
   response.addTrailers(Object.fromEntries(setTrailerStatus(new Headers(), error)));
   if (frame) response.end(frame);
   else response.end();
+  // Answered before the upload ended (refused as too large, say): the client is asked to stop sending
+  // the rest, which is of no use, once the answer is out (RST_STREAM NO_ERROR, as HTTP/2 provides).
+  // Not before: the trailers, sent when the stream wants them, carry the status.
+  if (!req.complete) response.stream.once("wantTrailers", () => setImmediate(() => response.stream.close(http2.constants.NGHTTP2_NO_ERROR)));
 }
 
 function header(req: Request, name: string): string | undefined {

@@ -4,19 +4,31 @@ import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { GetAccountRequestSchema, GetAccountResponseSchema } from "../../gen/tally/account/v1/account_service_pb";
 import { newId } from "../../platform/ids";
 import { openAccount } from "../../services/transactions/test/fixtures";
-import { startGatewayHarness, tokenFor, type GatewayHarness } from "./harness";
+import { status as Status } from "@grpc/grpc-js";
+import { AccountService } from "../../gen/tally/account/v1/account_service_pb";
+import { createServiceClient, type ClientOf } from "../../platform/grpc/client";
+import { grpcAuth, startGatewayHarness, tokenFor, type GatewayHarness } from "./harness";
 import { frame, rawGrpcCall } from "./raw-grpc";
 
 // gRPC calls with binary protobuf are served by the gateway's own path (grpc-unary.ts); the same call
 // compressed, or in JSON, by connect-es. A client must not be able to tell the two apart.
 let h: GatewayHarness;
 let auth: Record<string, string>;
+/** A grpc-js client of the gateway, as services and most clients call it. */
+let viaGateway: ClientOf<typeof AccountService>;
+let asAdmin: ReturnType<typeof grpcAuth>;
 
 beforeAll(async () => {
   h = await startGatewayHarness({ MAX_REQUEST_BYTES: "1024" });
-  auth = { authorization: `Bearer ${await tokenFor("admin")}` };
+  const token = await tokenFor("admin");
+  auth = { authorization: `Bearer ${token}` };
+  asAdmin = grpcAuth(token);
+  viaGateway = createServiceClient(AccountService, h.gateway.target, { defaultTimeoutMs: 10_000 });
 });
-afterAll(() => h.stop());
+afterAll(async () => {
+  viaGateway.close();
+  await h.stop();
+});
 
 const PATH = "/tally.account.v1.AccountService/GetAccount";
 const getAccount = (accountId: string) => toBinary(GetAccountRequestSchema, create(GetAccountRequestSchema, { accountId }));
@@ -89,7 +101,7 @@ describe("an answer to a client that accepts gzip (as grpc-js clients do)", () =
     expect(own.body.length).toBeLessThan(1024);
     expect(message(own.body)).toEqual(message(theirs.body));
     expect(message(own.body).account?.metadata.a).toBe("x".repeat(500));
-    const read = await h.accounts.getAccount({ accountId: account!.id });
+    const read = await viaGateway.getAccount({ accountId: account!.id }, asAdmin);
     expect(read.account?.metadata).toEqual(account!.metadata);
   });
 
@@ -143,6 +155,39 @@ describe("a gRPC request that is not a well-formed unary call gets the answer co
 
 it("a request larger than MAX_REQUEST_BYTES is RESOURCE_EXHAUSTED", async () => {
   expect(await call(frame(getAccount("x".repeat(2000))))).toMatchObject({ status: "8", message: expect.stringMatching(/larger than/) });
+});
+
+it("a grpc-js client sending a request larger than MAX_REQUEST_BYTES gets RESOURCE_EXHAUSTED, and the gateway serves on", async () => {
+  await expect(viaGateway.getAccount({ accountId: "x".repeat(100_000) }, asAdmin)).rejects.toMatchObject({ code: Status.RESOURCE_EXHAUSTED });
+  const account = await openAccount(h);
+  expect((await viaGateway.getAccount({ accountId: account.id }, asAdmin)).account?.id).toBe(account.id);
+});
+
+it("a client still sending a request refused as too large gets the refusal, then is asked to stop sending (RST_STREAM NO_ERROR)", async () => {
+  const session = http2.connect(h.gateway.base);
+  const stream = session.request({ ":method": "POST", ":path": PATH, "content-type": "application/grpc", te: "trailers", ...auth });
+  stream.on("error", () => {});
+  let status: string | undefined;
+  stream.on("trailers", (t) => (status = String(t["grpc-status"])));
+  stream.resume();
+  // An envelope announcing 10 MiB, sent a chunk at a time until the stream closes or 5 s have passed.
+  const chunk = Buffer.alloc(16 * 1024);
+  stream.write(Buffer.from([0, 0, 0xa0, 0, 0]));
+  let sentAll = false;
+  const sending = (async () => {
+    for (let i = 0; i < 500 && !stream.closed; i++) {
+      stream.write(chunk);
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    sentAll = !stream.closed;
+    stream.end();
+  })();
+  const rstCode = await new Promise<number>((resolve) => stream.on("close", () => resolve(stream.rstCode ?? -1)));
+  await sending;
+  session.close();
+  expect(status).toBe("8");
+  expect(sentAll).toBe(false);
+  expect(rstCode).toBe(http2.constants.NGHTTP2_NO_ERROR);
 });
 
 it("a client that gives up in the middle of its request leaves the gateway serving", async () => {
