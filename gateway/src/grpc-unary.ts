@@ -14,7 +14,7 @@ type Handler = (req: Request, res: Response) => void;
 
 export interface GrpcUnaryOptions {
   maxRequestBytes: number;
-  /** Compressions an answer may use, as connect-es is given them: the first the client accepts is used. */
+  /** Compressions an answer may use, as connect-es is given them: the first in the client's grpc-accept-encoding that is here is used. */
   acceptCompression: Compression[];
   /** Smaller answers go uncompressed. */
   compressMinBytes: number;
@@ -57,7 +57,7 @@ async function serve(method: DescMethod, req: Request, res: Response, forward: F
     const arrived = Date.now();
     const timeout = parseTimeout(header(req, "grpc-timeout") ?? null, Number.MAX_SAFE_INTEGER);
     if (timeout.error) throw timeout.error;
-    const request = decode(method, unwrap(await readBody(req, maxRequestBytes + HEADER_BYTES)));
+    const request = single(method, await readBody(req, maxRequestBytes + HEADER_BYTES));
     // The deadline counts from the call's arrival: a slow upload spends some of it.
     const timeoutMs = timeout.timeoutMs === undefined ? undefined : Math.max(0, timeout.timeoutMs - (Date.now() - arrived));
     const answer = await forward(method, request, { header: (name) => header(req, name), timeoutMs, protocol: "grpc" });
@@ -73,9 +73,16 @@ async function serve(method: DescMethod, req: Request, res: Response, forward: F
   if (frame) response.end(frame);
   else response.end();
   // Answered before the upload ended (refused as too large, say): the client is asked to stop sending
-  // the rest, which is of no use, once the answer is out (RST_STREAM NO_ERROR, as HTTP/2 provides).
-  // Not before: the trailers, sent when the stream wants them, carry the status.
-  if (!req.complete) response.stream.once("wantTrailers", () => setImmediate(() => response.stream.close(http2.constants.NGHTTP2_NO_ERROR)));
+  // the rest, which is of no use (RST_STREAM NO_ERROR, as HTTP/2 provides), after the trailers that
+  // carry the status. Node hands them to HTTP/2 on 'wantTrailers', in an immediate queued before this
+  // one, and sends what it holds for a stream before resetting it.
+  if (!req.complete) {
+    response.stream.once("wantTrailers", () =>
+      setImmediate(() => {
+        if (!req.complete) response.stream.close(http2.constants.NGHTTP2_NO_ERROR);
+      }),
+    );
+  }
 }
 
 function header(req: Request, name: string): string | undefined {
@@ -104,18 +111,28 @@ function readBody(req: Request, limit: number): Promise<Buffer> {
 }
 
 /**
- * The one message of a unary call, out of its envelope: a flags byte, a length, the bytes. A call
- * with no message or more than one is UNIMPLEMENTED (a cardinality violation, in gRPC's words and
- * connect-es's); flags other than the compressed bit are passed over, as connect-es passes them.
+ * The one message of a unary call, decoded, as connect-es reads it: a flags byte, a length, the
+ * bytes; then what follows. No message or a second whole one is UNIMPLEMENTED (a cardinality
+ * violation, in gRPC's words and connect-es's); a cut envelope is INVALID_ARGUMENT; flags other
+ * than the compressed bit are passed over.
  */
-function unwrap(body: Buffer): Uint8Array {
+function single(method: DescMethod, body: Buffer) {
   if (body.length === 0) throw new ConnectError("protocol error: missing input message for unary method", Code.Unimplemented);
-  if (body.length < HEADER_BYTES) throw new ConnectError("protocol error: incomplete envelope", Code.InvalidArgument);
-  const length = body.readUInt32BE(1);
-  if (body[0] & COMPRESSED) throw new ConnectError("received compressed envelope, but the request names no grpc-encoding", Code.InvalidArgument);
-  if (body.length < HEADER_BYTES + length) throw new ConnectError("protocol error: incomplete envelope", Code.InvalidArgument);
-  if (body.length > HEADER_BYTES + length) throw new ConnectError("protocol error: received extra input message for unary method", Code.Unimplemented);
-  return body.subarray(HEADER_BYTES, HEADER_BYTES + length);
+  const [first, rest] = envelope(body);
+  if (first[0] & COMPRESSED) throw new ConnectError("received compressed envelope, but the request names no grpc-encoding", Code.InvalidArgument);
+  const message = decode(method, first.subarray(HEADER_BYTES));
+  if (rest.length > 0) {
+    envelope(rest);
+    throw new ConnectError("protocol error: received extra input message for unary method", Code.Unimplemented);
+  }
+  return message;
+}
+
+/** The first enveloped message of `body`, and the bytes after it; a cut one is refused. */
+function envelope(body: Buffer): [Buffer, Buffer] {
+  const end = body.length < HEADER_BYTES ? Infinity : HEADER_BYTES + body.readUInt32BE(1);
+  if (body.length < end) throw new ConnectError("protocol error: incomplete envelope", Code.InvalidArgument);
+  return [body.subarray(0, end), body.subarray(end)];
 }
 
 /** protobuf that does not parse is the client's fault, in connect-es's words. */

@@ -131,6 +131,9 @@ describe("a gRPC request that is not a well-formed unary call gets the answer co
     ["no message", Buffer.alloc(0), Buffer.alloc(0), "12"],
     ["two messages", Buffer.concat([frame(message), frame(message)]), Buffer.concat([frame(packed, 1), frame(packed, 1)]), "12"],
     ["a cut header", frame(message).subarray(0, 3), frame(packed, 1).subarray(0, 3), "3"],
+    ["a message and stray bytes", Buffer.concat([frame(message), Buffer.from([0, 0, 0])]), Buffer.concat([frame(packed, 1), Buffer.from([0, 0, 0])]), "3"],
+    ["a message and a cut second one", Buffer.concat([frame(message), frame(message).subarray(0, 9)]), Buffer.concat([frame(packed, 1), frame(packed, 1).subarray(0, 9)]), "3"],
+    ["a message that does not parse, then another", Buffer.concat([frame(Buffer.from([0xff, 0xff])), frame(message)]), Buffer.concat([frame(gzipSync(Buffer.from([0xff, 0xff])), 1), frame(packed, 1)]), "3"],
     ["a cut envelope", frame(message).subarray(0, 12), frame(packed, 1).subarray(0, 12), "3"],
   ])("%s", async (_, own, theirs, status) => {
     const answer = await call(own);

@@ -11,7 +11,7 @@ export function frame(message: Uint8Array, flags = 0): Buffer {
 
 export interface RawGrpcAnswer {
   contentType?: string;
-  /** grpc-encoding: how the answer's message is compressed, when its envelope says it is. */
+  /** grpc-encoding: the compression the answer may use (its envelope's flag says whether it does). */
   encoding?: string;
   /** The response body: the answer's envelope, if any. */
   body: Buffer;

@@ -139,15 +139,9 @@ export class OutboxRelay {
       return 0;
     }
     const readAt = Date.now();
-    const published = this.unmarked;
+    // Still unmarked until the read that marks them has returned (the backlog leaves them out till then).
+    const rows = await this.read(this.unmarked);
     this.unmarked = [];
-    let rows;
-    try {
-      rows = await this.read(published);
-    } catch (err) {
-      this.unmarked = published;
-      throw err;
-    }
     // The connection closed since the lock was taken: the read ran on a new session, without it.
     if (!this.leader || rows.length === 0) return 0;
     // Frozen since the read, perhaps long enough to lose the lock while another
@@ -301,7 +295,8 @@ export class OutboxRelay {
   /**
    * The events committed and not yet published, and the age of the oldest (0 with none): what the
    * outbox.backlog gauges report. Rows this relay has published count as sent, though its next
-   * pass has yet to mark them.
+   * pass has yet to mark them; a replica that does not lead cannot tell them apart, and counts the
+   * leader's last batch for as long as it is unmarked (250 ms at most).
    */
   async backlogNow(): Promise<{ waiting: number; oldestSeconds: number }> {
     const { db, table } = this.options;
