@@ -3,7 +3,9 @@ import { readdirSync, readFileSync } from "node:fs";
 /**
  * CPU time used by processes, from /proc (Linux): user + system seconds of
  * one process, or of every process with a given command name (PostgreSQL
- * runs one per connection). Elsewhere it reads as 0.
+ * runs one per connection), each with its children that have ended: a
+ * PostgreSQL backend that exits (its connection closed) still counts, in the
+ * postmaster that reaped it, so the sum never falls. Elsewhere it reads as 0.
  */
 const TICKS_PER_SECOND = 100;
 
@@ -13,8 +15,9 @@ function statOf(pid: number): { comm: string; seconds: number } | undefined {
     // The command is in parentheses and may hold spaces; the fields after it are space-separated.
     const comm = stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")"));
     const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    // utime and stime are fields 14 and 15 of the whole line, 12 and 13 after the command.
-    return { comm, seconds: (Number(fields[11]) + Number(fields[12])) / TICKS_PER_SECOND };
+    // utime, stime, cutime and cstime are fields 14 to 17 of the whole line, 12 to 15 after the command.
+    const ticks = Number(fields[11]) + Number(fields[12]) + Number(fields[13]) + Number(fields[14]);
+    return { comm, seconds: ticks / TICKS_PER_SECOND };
   } catch {
     return undefined;
   }
