@@ -59,6 +59,11 @@ export function createServiceClient<T extends GenServiceMethods>(
   const channel = new grpc.Client(channelTarget(target), grpc.credentials.createInsecure(), {
     "grpc.service_config": JSON.stringify(serviceConfig),
     "grpc.keepalive_time_ms": 30_000,
+    // A replica that went away (restarted, crashed) is tried again within a second, where grpc-js
+    // would back off up to two minutes: in a rolling restart the next replica stops a few seconds
+    // after the last came back, and its callers must have reached the returned one by then.
+    "grpc.initial_reconnect_backoff_ms": 250,
+    "grpc.max_reconnect_backoff_ms": 1_000,
     "grpc.max_receive_message_length": 16 * 1024 * 1024,
   });
   const definition = grpcServiceDefinition(desc);

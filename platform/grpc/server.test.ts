@@ -101,6 +101,31 @@ describe("GrpcServer and createServiceClient", () => {
     s.calls = 0;
   });
 
+  it("calls a replica again within a second of its return, however long it was gone", async () => {
+    const first = await startTestServer();
+    const port = first.server.port;
+    const c = accountClient(first.target);
+    try {
+      await c.getAccount({ accountId: "before" });
+      await first.server.stop(1000);
+      // Gone long enough for grpc-js's own reconnect backoff to reach four seconds and more.
+      await sleep(6_000);
+      const back = await startTestServer({ port });
+      const returned = Date.now();
+      let answeredAfterMs: number | undefined;
+      while (answeredAfterMs === undefined && Date.now() - returned < 10_000) {
+        answeredAfterMs = await c.getAccount({ accountId: "after" }).then(
+          () => Date.now() - returned,
+          () => sleep(50).then(() => undefined),
+        );
+      }
+      await back.server.stop(1000);
+      expect(answeredAfterMs).toBeLessThan(2_000);
+    } finally {
+      c.close();
+    }
+  }, 30_000);
+
   it("binds a free port when asked for port 0", () => {
     expect(s.server.port).toBeGreaterThan(0);
     expect(s.target).toBe(`127.0.0.1:${s.server.port}`);
