@@ -415,8 +415,8 @@ function targets(results: Result[]): string[][] {
   const find = (name: string, via: Via) => results.find((r) => r.name === name && r.path === via);
   const uniform = find(UNIFORM, "gateway (gRPC)");
   // The most single transfers the system reached, at either number in flight.
-  const most = [uniform, find(UNIFORM_MANY, "gateway (gRPC)")].reduce((a, b) => ((b?.perSecond ?? -1) > (a?.perSecond ?? -1) ? b : a));
-  const inFlight = most === uniform ? CONCURRENCY : MANY_IN_FLIGHT;
+  const many = find(UNIFORM_MANY, "gateway (gRPC)");
+  const [most, inFlight] = (many?.perSecond ?? -1) > (uniform?.perSecond ?? -1) ? [many, MANY_IN_FLIGHT] : [uniform, CONCURRENCY];
   const half = find("single transfers at half that rate, uniform", "gateway (gRPC)");
   // The mean throughput of a scenario's runs on one system (a run and its "again", taken in turns with another).
   const mean = (via: Via, ...names: string[]) => {

@@ -1,7 +1,7 @@
 import { context, metrics, propagation, ROOT_CONTEXT, SpanKind, trace, type BatchObservableCallback } from "@opentelemetry/api";
 import type { JetStreamClient } from "@nats-io/jetstream";
 import { headers as natsHeaders } from "@nats-io/transport-node";
-import { and, asc, count, inArray, isNull, lt, min, sql } from "drizzle-orm";
+import { and, asc, count, inArray, isNull, lt, min, not, sql, type SQL } from "drizzle-orm";
 import { getTableConfig, type PgDatabase, type PgQueryResultHKT } from "drizzle-orm/pg-core";
 import { connectDatabase, type Database } from "../db/connect";
 import type { Logger } from "../logger";
@@ -181,16 +181,19 @@ export class OutboxRelay {
     const { table, batchSize } = this.options;
     const { db } = this.session;
     if (published.length === 0) return db.select().from(table).where(isNull(table.publishedAt)).orderBy(asc(table.seq)).limit(batchSize);
-    // One array parameter, whatever the count: one statement text, prepared once.
-    const seqs = `{${published.join(",")}}`;
-    const marked = db.$with("marked", { seq: table.seq }).as(sql`update ${table} set published_at = now() where seq = any(${seqs}::bigint[]) and published_at is null returning seq`);
+    const marked = db.$with("marked", { seq: table.seq }).as(sql`update ${table} set published_at = now() where ${this.among(published)} and published_at is null returning seq`);
     return db
       .with(marked)
       .select()
       .from(table)
-      .where(and(isNull(table.publishedAt), sql`not (${table.seq} = any(${seqs}::bigint[]))`))
+      .where(and(isNull(table.publishedAt), not(this.among(published))))
       .orderBy(asc(table.seq))
       .limit(batchSize);
+  }
+
+  /** The rows of `seqs`: one array parameter, whatever the count, so one statement text, prepared once. */
+  private among(seqs: bigint[]): SQL {
+    return sql`${this.options.table.seq} = any(${`{${seqs.join(",")}}`}::bigint[])`;
   }
 
   /**
@@ -300,8 +303,8 @@ export class OutboxRelay {
    */
   async backlogNow(): Promise<{ waiting: number; oldestSeconds: number }> {
     const { db, table } = this.options;
-    const sent = this.unmarked.length > 0 ? sql`not (${table.seq} = any(${`{${this.unmarked.join(",")}}`}::bigint[]))` : undefined;
-    const [row] = await db.select({ waiting: count(), since: min(table.createdAt) }).from(table).where(and(isNull(table.publishedAt), sent));
+    const unsent = this.unmarked.length > 0 ? not(this.among(this.unmarked)) : undefined;
+    const [row] = await db.select({ waiting: count(), since: min(table.createdAt) }).from(table).where(and(isNull(table.publishedAt), unsent));
     return { waiting: row.waiting, oldestSeconds: row.since ? Math.max(0, (Date.now() - new Date(row.since).getTime()) / 1000) : 0 };
   }
 
