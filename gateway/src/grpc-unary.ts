@@ -105,8 +105,10 @@ function readBody(req: Request, limit: number): Promise<Buffer> {
     });
     req.once("end", () => resolve(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks)));
     req.once("error", reject);
-    // The client went away before its request ended.
-    req.once("close", () => reject(new ConnectError("the client closed the stream", Code.Canceled)));
+    // The client went away before its request ended. (Every stream closes; the error is built only for those cut short.)
+    req.once("close", () => {
+      if (!req.readableEnded) reject(new ConnectError("the client closed the stream", Code.Canceled));
+    });
   });
 }
 
