@@ -128,6 +128,11 @@ describe("two-phase transfers", () => {
 
     const [twice] = await post(h, { ...capture, id: newId() });
     expect(twice.result).toBe(PostingResult.PENDING_TRANSFER_ALREADY_POSTED);
+    // Resent asking for the whole hold, where 250 of it was captured: not what was done under this id.
+    const [wholeResent] = await post(h, { ...capture, amount: 0n });
+    expect(wholeResent.result).toBe(PostingResult.EXISTS_WITH_DIFFERENT_FIELDS);
+    const [resent] = await post(h, capture);
+    expect(resent.result).toBe(PostingResult.EXISTS);
     const [voidAfter] = await post(h, { id: newId(), pendingId: hold.id, mode: PostingMode.VOID_PENDING });
     expect(voidAfter.result).toBe(PostingResult.PENDING_TRANSFER_ALREADY_POSTED);
     const { transfers } = await h.ledger.lookupTransfers({ transferIds: [hold.id!] });
@@ -148,6 +153,8 @@ describe("two-phase transfers", () => {
     );
     expect([posted.result, posted.transfer?.amount]).toEqual([PostingResult.OK, 300n]);
     expect(released.result).toBe(PostingResult.OK);
+    const [postedResent] = await post(h, { id: posted.transfer!.id, pendingId: full.id, mode: PostingMode.POST_PENDING });
+    expect(postedResent.result).toBe(PostingResult.EXISTS);
     const [again] = await post(h, { id: newId(), pendingId: voided.id, mode: PostingMode.VOID_PENDING });
     expect(again.result).toBe(PostingResult.PENDING_TRANSFER_ALREADY_VOIDED);
     const [postVoided] = await post(h, { id: newId(), pendingId: voided.id, mode: PostingMode.POST_PENDING });

@@ -55,6 +55,39 @@ describe("applyBatch", () => {
     expect([after.debitsPosted, after.debitsPending]).toEqual([30n, 0n]);
   });
 
+  it("answers a finalize resent without an amount with EXISTS only if the first took the whole hold", () => {
+    const a = account({ creditsPosted: 1_000n });
+    const b = account();
+    const finalize = (mode: "post_pending" | "void_pending", pendingId: string, amount: bigint, id = newId()) =>
+      request(a, b, amount, { id, mode, pendingId, debitAccountId: "", creditAccountId: "", currency: "" });
+    const [partHold, wholeHold, voidHold] = [request(a, b, 100n, { mode: "pending" }), request(a, b, 100n, { mode: "pending" }), request(a, b, 50n, { mode: "pending" })];
+    const part = finalize("post_pending", partHold.id, 40n);
+    const whole = finalize("post_pending", wholeHold.id, 0n);
+    const voided = finalize("void_pending", voidHold.id, 0n);
+    const { outcomes } = applyBatch(
+      [
+        partHold, wholeHold, voidHold, part, whole, voided,
+        // Resent: the whole hold asked for where 40 of it was taken; then as first sent.
+        finalize("post_pending", partHold.id, 0n, part.id),
+        finalize("post_pending", partHold.id, 40n, part.id),
+        // Resent without an amount, and with the whole hold's amount named.
+        finalize("post_pending", wholeHold.id, 0n, whole.id),
+        finalize("post_pending", wholeHold.id, 100n, whole.id),
+        finalize("void_pending", voidHold.id, 0n, voided.id),
+      ],
+      viewOf(a, b),
+      now,
+    );
+    expect(outcomes.map((o) => PostingResult[o.result])).toEqual([
+      ...Array(6).fill("OK"),
+      "EXISTS_WITH_DIFFERENT_FIELDS",
+      "EXISTS",
+      "EXISTS",
+      "EXISTS",
+      "EXISTS",
+    ]);
+  });
+
   it("rolls a failed chain back completely, leaving the view as it was", () => {
     const a = account({ creditsPosted: 50n });
     const b = account();

@@ -199,7 +199,7 @@ function applyOne(req: PostingRequest, s: Scratch, now: Date): ItemOutcome {
   if (invalid !== undefined) return { result: invalid };
   const existing = s.transfer(req.id);
   if (existing) {
-    return sameFields(existing, req)
+    return sameFields(existing, req, s)
       ? { result: PostingResult.EXISTS, transfer: existing }
       : { result: PostingResult.EXISTS_WITH_DIFFERENT_FIELDS, transfer: existing };
   }
@@ -233,13 +233,19 @@ export function validate(req: PostingRequest): PostingResult | undefined {
   return undefined;
 }
 
-function sameFields(t: TransferRecord, req: PostingRequest): boolean {
+/**
+ * Whether a request with an id already used asks for what was done under it. A finalize may leave
+ * out the hold's accounts and currency; no amount asks for the whole hold, so it matches a capture
+ * of the whole hold only, never a partial one.
+ */
+function sameFields(t: TransferRecord, req: PostingRequest, s: Scratch): boolean {
   const finalizes = req.mode === "post_pending" || req.mode === "void_pending";
+  const amount = req.amount === 0n && finalizes ? s.transfer(req.pendingId)?.amount : req.amount;
   return (
     t.mode === req.mode &&
     (req.debitAccountId === "" ? finalizes : t.debitAccountId === req.debitAccountId) &&
     (req.creditAccountId === "" ? finalizes : t.creditAccountId === req.creditAccountId) &&
-    (req.amount === 0n ? finalizes : t.amount === req.amount) &&
+    t.amount === amount &&
     (req.currency === "" ? finalizes : t.currency === req.currency) &&
     (t.pendingId ?? "") === req.pendingId &&
     t.timeoutSeconds === req.timeoutSeconds &&
