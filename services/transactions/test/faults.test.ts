@@ -11,16 +11,24 @@ import { freePort } from "../../../test/support/infra";
 import { balanceOf, fund, openAccount, statusBecomes, transferRequest, withSql } from "./fixtures";
 import { startTransactionsHarness, type TransactionsHarness } from "./harness";
 
-describe("when risk cannot answer", () => {
-  let h: TransactionsHarness;
-  let riskPort: number;
-  // Holds risk's port until risk starts, so no other suite's server can take it: it drops every connection, as a risk that is down would.
+/**
+ * For the describe it is called in: the services with risk down at first (its port held by a server
+ * that drops every connection, so no other suite's server can take it); `riskBack()` starts risk there.
+ */
+function withRiskDown(): { h: TransactionsHarness; riskBack(): Promise<void> } {
   let placeholder: Server;
+  const suite = {
+    h: undefined as unknown as TransactionsHarness,
+    async riskBack() {
+      await new Promise((resolve) => placeholder.close(resolve));
+      await suite.h.startRisk();
+    },
+  };
   beforeAll(async () => {
     placeholder = createServer((socket) => socket.destroy());
     await new Promise<void>((resolve) => placeholder.listen(0, "127.0.0.1", resolve));
-    riskPort = (placeholder.address() as AddressInfo).port;
-    h = await startTransactionsHarness({
+    const riskPort = (placeholder.address() as AddressInfo).port;
+    suite.h = await startTransactionsHarness({
       withRisk: false,
       riskPort,
       transactionsEnv: { RISK_BREAKER_FAILURES: "2", RISK_BREAKER_COOLDOWN_MS: "300" },
@@ -28,10 +36,16 @@ describe("when risk cannot answer", () => {
   });
   afterAll(async () => {
     if (placeholder.listening) placeholder.close();
-    await h.stop();
+    await suite.h.stop();
   });
+  return suite;
+}
+
+describe("when risk cannot answer", () => {
+  const risk = withRiskDown();
 
   it("lets a hold waiting for risk expire with the ledger's hold", async () => {
+    const { h } = risk;
     const [a, b] = [await openAccount(h), await openAccount(h)];
     await fund(h, a.id, 1_000n);
     const { transfer } = await h.transactions.authorizeTransfer({ ...transferRequest(a.id, b.id, 300n), expiresInSeconds: 1n });
@@ -41,6 +55,7 @@ describe("when risk cannot answer", () => {
   });
 
   it("holds the funds (the default policy), opens the breaker, and settles once risk is back", async () => {
+    const { h } = risk;
     const [a, b] = [await openAccount(h), await openAccount(h)];
     await fund(h, a.id, 10_000n);
     const held = [];
@@ -53,8 +68,7 @@ describe("when risk cannot answer", () => {
     expect(["open", "half-open"]).toContain(h.service.riskGate.state);
     expect(await balanceOf(h, a.id)).toMatchObject({ debitsPending: 3_000n, posted: 10_000n });
 
-    await new Promise((resolve) => placeholder.close(resolve));
-    await h.startRisk();
+    await risk.riskBack();
     // The recovery loop asks risk again once the breaker lets a call through; risk approves.
     for (const t of held) {
       const posted = await statusBecomes(h, t.id, TransferStatus.POSTED, 30_000);
@@ -63,6 +77,45 @@ describe("when risk cannot answer", () => {
     expect(await balanceOf(h, b.id)).toMatchObject({ posted: 3_000n });
     expect(await balanceOf(h, a.id)).toMatchObject({ debitsPending: 0n, posted: 7_000n });
     await eventually(async () => h.service.riskGate.state === "closed");
+  });
+});
+
+describe("a driver that outlived its claim (paused, say)", () => {
+  const risk = withRiskDown();
+
+  const claimOf = (id: string) => withSql(risk.h, async (sql) => (await sql`select lease_until from transactions.transfers where id = ${id}`)[0].lease_until as Date | null);
+
+  it("neither ends the claim of the driver after it nor saves over what that one did", async () => {
+    const { h } = risk;
+    const [a, b] = [await openAccount(h), await openAccount(h)];
+    await fund(h, a.id, 1_000n);
+    // Held by the fallback, waiting at its assessment for risk to answer.
+    const { transfer } = await h.transactions.createTransfer(transferRequest(a.id, b.id, 100n));
+    expect([transfer!.status, transfer!.risk?.fallback]).toEqual([TransferStatus.HELD, true]);
+    // Another driver claims it (for an hour, so recovery leaves it alone meanwhile).
+    const claim = await withSql(h, async (sql) => (await sql`update transactions.transfers set lease_until = now() + interval '1 hour' where id = ${transfer!.id} returning lease_until`)[0].lease_until as Date);
+    // Claimed by another: drive() answers the row as it is.
+    const current = await h.service.orchestrator.drive(transfer!.id);
+    expect([current.status, current.step]).toEqual(["held", "assess"]);
+
+    // A driver whose claim lapsed long ago asks risk again, which still cannot answer: it lets go of its own claim only.
+    await h.service.orchestrator.drive(transfer!.id, { ...current, leaseUntil: new Date(Date.now() - 60_000) });
+    expect(await claimOf(transfer!.id)).toEqual(claim);
+
+    // Risk is back (another transfer posts through it).
+    await risk.riskBack();
+    const other = (await h.transactions.createTransfer(transferRequest(a.id, b.id, 1n))).transfer!;
+    await eventually(async () => h.service.riskGate.state === "closed" && (await statusBecomes(h, other.id, TransferStatus.POSTED, 30_000)));
+    // A driver that last saw the transfer just created, before the fallback held it, has risk approve it: posting the
+    // transfer over its hold would fail it (the ledger holds that id already as a hold), so its save must not land.
+    const stale = await h.service.orchestrator.drive(transfer!.id, { ...current, status: "created", risk: null, holdExpiresAt: null });
+    expect([stale.status, stale.step]).toEqual(["held", "assess"]);
+
+    // Once the other claim lapses, recovery asks risk again and captures the hold.
+    await withSql(h, (sql) => sql`update transactions.transfers set lease_until = null where id = ${transfer!.id}`);
+    await statusBecomes(h, transfer!.id, TransferStatus.POSTED, 30_000);
+    expect(await balanceOf(h, a.id)).toMatchObject({ posted: 899n, debitsPending: 0n });
+    expect(await balanceOf(h, b.id)).toMatchObject({ posted: 101n });
   });
 });
 

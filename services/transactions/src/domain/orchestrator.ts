@@ -90,7 +90,7 @@ export class Orchestrator {
         if (heldForFallback) break;
       }
     } finally {
-      if (ours && row.step !== "done") await this.transfers.release(id);
+      if (ours && row.step !== "done") await this.transfers.release(id, row.leaseUntil);
     }
     return row;
   }
@@ -209,7 +209,11 @@ export class Orchestrator {
     // Resting: the claim ends with the same write.
     const changes = input.step === "done" ? { ...input, leaseUntil: null } : input;
     const ends = changes.status === "posted" || changes.status === "failed";
-    const saved = row.kind === "reversal" && ends ? await this.transfers.settleReversal(row, changes) : await this.transfers.change(row.id, changes, { step: row.step });
+    // Only over the step and status this driver last saw: a driver that outlived its claim (paused,
+    // say) may find the transfer moved on by another and back at the same step, as at assess again
+    // after a fallback hold.
+    const seen = { step: row.step, status: row.status };
+    const saved = row.kind === "reversal" && ends ? await this.transfers.settleReversal(row, changes, seen) : await this.transfers.change(row.id, changes, seen);
     return saved ?? TAKEN;
   }
 }

@@ -136,9 +136,9 @@ export class Transfers {
    * set aside is released, and counted as reversed when it posted; the original is marked reversed,
    * with its event, once posted reversals undo all of it.
    */
-  async settleReversal(reversal: TransferRow, changes: TransferChanges): Promise<TransferRow | undefined> {
+  async settleReversal(reversal: TransferRow, changes: TransferChanges, expected: Expected): Promise<TransferRow | undefined> {
     const saved = await this.db.transaction(async (tx) => {
-      const row = await this.change(reversal.id, changes, { step: reversal.step }, tx);
+      const row = await this.change(reversal.id, changes, expected, tx);
       if (!row || !row.reversesTransferId) return row;
       const [original] = await tx.select().from(transfers).where(eq(transfers.id, row.reversesTransferId)).for("update");
       const reversedAmount = original.reversedAmount + (row.status === "posted" ? row.amount : 0n);
@@ -176,8 +176,10 @@ export class Transfers {
     await this.db.update(transfers).set({ updatedAt: new Date() }).where(eq(transfers.id, id));
   }
 
-  async release(id: string): Promise<void> {
-    await this.db.update(transfers).set({ leaseUntil: null }).where(eq(transfers.id, id));
+  /** Ends a driver's claim: only its own, so a driver that outlived its claim cannot end the next one's. */
+  async release(id: string, claim: Date | null): Promise<void> {
+    if (!claim) return;
+    await this.db.update(transfers).set({ leaseUntil: null }).where(and(eq(transfers.id, id), eq(transfers.leaseUntil, claim)));
   }
 
   /** Transfers left between steps for longer than `olderThanMs`, whose claim (if any) lapsed. */
@@ -234,6 +236,7 @@ export type NewTransfer = typeof transfers.$inferInsert;
 /** A transfer id already taken by another transfer. */
 export const takenId = (id: string) => new DomainError(ErrorReason.EXISTS_WITH_DIFFERENT_FIELDS, `transfer ${id} already exists`, "transfer_id");
 
+/** What a change expects of the row (what is left out is not checked). */
 type Expected = { status?: TransferStatusName; step?: TransferRow["step"] };
 
 interface Change {
