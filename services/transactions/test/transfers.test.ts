@@ -79,6 +79,20 @@ describe("CreateTransfer", () => {
     expect(voided.failureMessage).toBe("fraud ring");
     expect(await balanceOf(h, a.id)).toMatchObject({ debitsPending: 0n, posted: 10_000_000n });
   });
+
+  it("voids a transfer approved in review whose capture the ledger refuses, with the ledger's reason", async () => {
+    const [a, b] = [await funded(), await openAccount(h)];
+    const { transfer } = await h.transactions.createTransfer(transferRequest(a.id, b.id, 2_500_000n));
+    expect([transfer!.status, transfer!.risk?.decision]).toEqual([TransferStatus.HELD, RiskDecision.REVIEW]);
+    const review = await eventually(async () => (await h.risk.listReviews({ accountId: a.id })).reviews[0]);
+    await h.accounts.freezeAccount({ accountId: b.id, reason: "investigation" });
+    await h.risk.resolveReview({ reviewId: review.id, resolution: ReviewStatus.APPROVED, note: "ok" });
+    // No one would capture it again: its hold is released at once, not left to expire in the review hold's time.
+    const voided = await statusBecomes(h, transfer!.id, TransferStatus.VOIDED);
+    expect([voided.risk?.decision, voided.failureMessage]).toEqual([RiskDecision.APPROVE, "the ledger refused: CREDIT_ACCOUNT_FROZEN"]);
+    expect(await balanceOf(h, a.id)).toMatchObject({ debitsPending: 0n, posted: 10_000_000n });
+    expect((await balanceOf(h, b.id)).posted).toBe(0n);
+  });
 });
 
 describe("deposits and withdrawals go through the settlement account", () => {

@@ -278,7 +278,8 @@ export enum TransferStatus {
   FAILED = 5,
 
   /**
-   * A hold released without posting (void, review declined).
+   * A hold released without posting: voided, declined in review, or its capture refused by the
+   * ledger (a transfer held for review or for risk; the refusal is its failure reason).
    *
    * @generated from enum value: TRANSFER_STATUS_VOIDED = 6;
    */

@@ -149,9 +149,14 @@ export class Orchestrator {
     else if (outcome.result === PostingResult.PENDING_TRANSFER_EXPIRED) changes = { status: "expired", step: "done" };
     else if (outcome.result === PostingResult.PENDING_TRANSFER_ALREADY_VOIDED && row.step === "void") changes = { status: "voided", step: "done" };
     else if (row.step === "capture" || row.step === "void") {
-      // The hold stands (say, an account was frozen meanwhile): the transfer stays held, with the refusal noted, to be captured or voided again.
+      // The hold stands (say, an account was frozen meanwhile), and the refusal is noted. An authorization
+      // stays held, for its holder to capture or void again; a transfer held for review or for risk has
+      // no one to, so its hold is released (voided) rather than left to tie up the funds till it expires.
       const { status: _failed, step: _done, ...refusal } = failed(outcome.result);
-      changes = { ...refusal, step: "done", finalizeLedgerId: null, captureAmount: 0n };
+      changes =
+        row.step === "capture" && row.kind !== "authorization"
+          ? { ...refusal, step: "void", finalizeLedgerId: newLedgerId(), captureAmount: 0n }
+          : { ...refusal, step: "done", finalizeLedgerId: null, captureAmount: 0n };
     } else changes = failed(outcome.result);
     return this.save(row, changes);
   }
