@@ -1,3 +1,4 @@
+import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { isId, normalizeId } from "./ids";
 import { isKnownCurrency } from "./money";
 import { DomainError, ErrorReason } from "./errors";
@@ -63,4 +64,16 @@ export function requireText(value: string, field: string, maxLength: number, req
     throw new DomainError(ErrorReason.INVALID_FIELD, `${field} is at most ${maxLength} characters, without NUL`, field);
   }
   return value;
+}
+
+// The times proto3 JSON can write (RFC 3339), and so every event and stored copy of a message.
+const FIRST_SECOND = -62_135_596_800n; // 0001-01-01T00:00:00Z
+const LAST_SECOND = 253_402_300_799n; // 9999-12-31T23:59:59Z
+
+/** A time, when given, that can be written as JSON: from 0001-01-01 to 9999-12-31, nanos 0 to 999,999,999. */
+export function requireTimestamp(value: Timestamp | undefined, field: string): void {
+  if (value === undefined) return;
+  if (value.seconds < FIRST_SECOND || value.seconds > LAST_SECOND || value.nanos < 0 || value.nanos > 999_999_999) {
+    throw new DomainError(ErrorReason.INVALID_FIELD, `${field} must be a time from 0001-01-01 to 9999-12-31 (nanos 0 to 999,999,999)`, field);
+  }
 }

@@ -140,6 +140,12 @@ describe("AssessTransfer bookkeeping", () => {
     ["metadata too large for the event stream", () => ({ transfer: transferToAssess(newId(), newId(), 1n, { metadata: { big: "x".repeat(1_500_000) } }) }), "INVALID_FIELD", "transfer.metadata.big"],
     ["a NUL in the description", () => ({ transfer: transferToAssess(newId(), newId(), 1n, { description: "\u0000" }) }), "INVALID_FIELD", "transfer.description"],
     ["a request id too long", () => ({ transfer: transferToAssess(newId(), newId(), 1n, { requestId: "r".repeat(200) }) }), "INVALID_FIELD", "transfer.request_id"],
+    // Fields risk only stores: each must still fit the database and the JSON of the event stream.
+    ["a hold expiry after the year 9999", () => ({ transfer: transferToAssess(newId(), newId(), 1n, { holdExpiresAt: { seconds: 253_402_300_800n } }) }), "INVALID_FIELD", "transfer.hold_expires_at"],
+    ["a creation time with negative nanos", () => ({ transfer: transferToAssess(newId(), newId(), 1n, { createdAt: { seconds: 0n, nanos: -1 } }) }), "INVALID_FIELD", "transfer.created_at"],
+    ["a malformed id of the transfer reversed", () => ({ transfer: transferToAssess(newId(), newId(), 1n, { reversesTransferId: "x\u0000" }) }), "INVALID_ID", "transfer.reverses_transfer_id"],
+    ["a NUL in an earlier decision's reason", () => ({ transfer: transferToAssess(newId(), newId(), 1n, { risk: { reasons: ["ok", "a\u0000"] } }) }), "INVALID_FIELD", "transfer.risk.reasons[1]"],
+    ["a malformed review id in an earlier decision", () => ({ transfer: transferToAssess(newId(), newId(), 1n, { risk: { reviewId: "r-1" } }) }), "INVALID_ID", "transfer.risk.review_id"],
   ];
   it.each(bad)("refuses %s with a reason and the field, storing nothing", async (_name, request, reason, field) => {
     const before = [await riskRows(h, "assessments"), await riskRows(h, "reviews"), await riskRows(h, "outbox")];

@@ -3,12 +3,12 @@ import { metrics, trace } from "@opentelemetry/api";
 import { eq, sql } from "drizzle-orm";
 import type { Assessment } from "../../../../gen/tally/risk/v1/risk_pb";
 import { AssessmentCompletedSchema, ReviewOpenedSchema } from "../../../../gen/tally/events/v1/events_pb";
-import { TransferKind, TransferSchema, type Transfer } from "../../../../gen/tally/transactions/v1/transfer_pb";
+import { TransferKind, TransferSchema, type RiskOutcome, type Transfer } from "../../../../gen/tally/transactions/v1/transfer_pb";
 import { insertRows } from "../../../../platform/db/recordset";
 import { DomainError, ErrorReason } from "../../../../platform/errors";
 import { newId } from "../../../../platform/ids";
 import { appendEvents, type NewEvent, type OutboxWriter } from "../../../../platform/outbox/append";
-import { requireCurrency, requireId, requireMetadata, requireText } from "../../../../platform/validation";
+import { requireCurrency, requireId, requireMetadata, requireText, requireTimestamp } from "../../../../platform/validation";
 import { assessments, reviews, type StoredHit } from "../db/schema";
 import type { RiskDb } from "../db/types";
 import { assessmentMessage, reviewMessage } from "../proto";
@@ -215,5 +215,24 @@ function validTransfer(transfer: Transfer | undefined): Transfer {
   requireText(transfer.requestId, "transfer.request_id", 128);
   requireText(transfer.description, "transfer.description", 1000);
   requireText(transfer.failureMessage, "transfer.failure_message", 1000);
+  if (transfer.reversesTransferId !== "") requireId(transfer.reversesTransferId, "transfer.reverses_transfer_id");
+  requireTimestamp(transfer.holdExpiresAt, "transfer.hold_expires_at");
+  requireTimestamp(transfer.createdAt, "transfer.created_at");
+  requireTimestamp(transfer.updatedAt, "transfer.updated_at");
+  requireTimestamp(transfer.postedAt, "transfer.posted_at");
+  if (transfer.risk) validRiskOutcome(transfer.risk);
   return { ...transfer, id, fromAccountId, toAccountId };
+}
+
+// A decision's reasons are the rules that fired: a few, never hundreds.
+const MAX_REASONS = 100;
+
+/** What the transactions service noted of an earlier decision (a fallback's, say), stored with the transfer. */
+function validRiskOutcome(risk: RiskOutcome): void {
+  if (risk.reasons.length > MAX_REASONS) {
+    throw new DomainError(ErrorReason.INVALID_FIELD, `transfer.risk.reasons holds at most ${MAX_REASONS}`, "transfer.risk.reasons");
+  }
+  risk.reasons.forEach((reason, i) => requireText(reason, `transfer.risk.reasons[${i}]`, 1000));
+  if (risk.assessmentId !== "") requireId(risk.assessmentId, "transfer.risk.assessment_id");
+  if (risk.reviewId !== "") requireId(risk.reviewId, "transfer.risk.review_id");
 }
