@@ -136,6 +136,35 @@ describe("monitoring rules", () => {
     expect((await h.risk.listAlerts({ accountId: bank!.id })).alerts).toEqual([]);
   });
 
+  it("judge a late event without the activity that came after it", async () => {
+    for (const [name, expression] of [
+      ["window seen", '"window-test" in event.metadata'],
+      ["window burst", '"window-test" in event.metadata && profile.last_minute.debit_count > 20'],
+    ]) {
+      await h.risk.createRule({ rule: { name, kind: RuleKind.MONITORING, expression, action: RuleAction.ALERT, enabled: true } });
+    }
+    const [a, b] = [await openAccount(h), await openAccount(h)];
+    await fund(h, a.id, 1_000n);
+    await post(h, ...Array.from({ length: 22 }, () => transfer(a.id, b.id, 1n)));
+    await profileWhen(h, a.id, (p) => p!.lastMinute!.debitCount === 22n);
+    // Posted half an hour ago, learnt of only now: its last minute held that transfer alone.
+    const envelope = buildEnvelope("account", {
+      subjectId: a.id,
+      payload: {
+        case: "transfersPosted",
+        value: create(TransfersPostedSchema, {
+          transfers: [{ id: newId(), debitAccountId: a.id, creditAccountId: b.id, amount: 5n, currency: "USD", state: LedgerTransferState.POSTED, createdAt: timestampFromDate(new Date(Date.now() - 30 * 60_000)), metadata: { "window-test": "1" } }],
+        }),
+      },
+    });
+    const nc = await connect({ servers: TEST_NATS_URL });
+    await jetstream(nc).publish(`${h.stream.subjectPrefix}.account.transfers_posted`, toBinary(EventEnvelopeSchema, envelope), { msgID: envelope.id });
+    await nc.close();
+    const fired = async () => (await h.risk.listAlerts({ accountId: a.id })).alerts.map((x) => x.message.split(":")[0]);
+    await eventually(async () => (await fired()).includes("window seen"), 20_000);
+    expect(await fired()).not.toContain("window burst");
+  });
+
   it("judge a late event as of its own time, and freeze no account for it", async () => {
     await h.risk.createRule({
       rule: { name: "late check", kind: RuleKind.MONITORING, expression: '"late-test" in event.metadata', action: RuleAction.FREEZE_ACCOUNT, enabled: true },

@@ -111,7 +111,8 @@ export class Profiles {
 
   /**
    * The profile of an account as of `now`, in one round trip: windows are the buckets that end
-   * after now − window. Read through `db`, or a transaction that has just recorded an event (monitoring).
+   * after now − window and begin by now (a late event is judged without what came after it). Read
+   * through `db`, or a transaction that has just recorded an event (monitoring).
    */
   async profile(accountId: string, now = new Date(), db: RiskDb | RiskTx = this.db): Promise<RiskProfile> {
     const [profile] = await this.profiles([accountId], now, db);
@@ -129,7 +130,8 @@ export class Profiles {
     const ids = sql`${`{${accountIds.join(",")}}`}::uuid[]`;
     const rows = (await db.execute(sql`
       with w as (
-        select account_id, ${sql.join(windows, sql`, `)} from ${activity} where account_id = any(${ids}) and bucket > ${since(DAY)} group by account_id),
+        select account_id, ${sql.join(windows, sql`, `)} from ${activity}
+        where account_id = any(${ids}) and bucket > ${since(DAY)} and bucket <= ${iso(now)} group by account_id),
       c as (
         select account_id, count(*)::int as partners from ${counterparties}
         where account_id = any(${ids}) and last_seen_at > ${iso(new Date(now.getTime() - DAY))} group by account_id)
