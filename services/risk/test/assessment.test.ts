@@ -193,6 +193,17 @@ describe("AssessTransfers: several transfers in one call", () => {
     expect((await h.risk.getAssessment({ assessmentId: results[0].assessment!.id })).assessment).toEqual(results[0].assessment);
   });
 
+  it("decides the same transfers sent in two calls at once, in opposite orders, once each and without a deadlock", async () => {
+    const [a, b] = [await openAccount(h), await openAccount(h)];
+    for (let round = 0; round < 3; round++) {
+      const transfers = Array.from({ length: 50 }, () => transferToAssess(a.id, b.id, 10n));
+      const [forward, backward] = await Promise.all([h.risk.assessTransfers({ transfers }), h.risk.assessTransfers({ transfers: [...transfers].reverse() })]);
+      const ids = (results: typeof forward.results) => results.map((r) => r.assessment?.id);
+      expect(ids(forward.results)).toEqual(ids(backward.results).reverse());
+      expect(ids(forward.results).every((id) => id !== undefined)).toBe(true);
+    }
+  });
+
   it("judges each transfer by its own sender's profile", async () => {
     const [busy, quiet, b] = [await openAccount(h), await openAccount(h), await openAccount(h)];
     await fund(h, busy.id, 10_000n);

@@ -90,11 +90,14 @@ export class Assessor {
     );
     const durationMicros = (process.hrtime.bigint() - started) / 1000n;
 
+    // In transfer id order: two calls naming the same transfers in other orders wait for one another
+    // on each transfer's assessment rather than deadlock.
+    const inIdOrder = [...decided].sort((x, y) => (x.transfer.id < y.transfer.id ? -1 : x.transfer.id > y.transfer.id ? 1 : 0));
     const stored = await this.db.transaction(async (tx) => {
       const rows = await insertRows(
         tx,
         assessments,
-        decided.map((d) => ({ id: d.id, transferId: d.transfer.id, decision: d.decision, score: d.score, hits: d.hits, transfer: d.transferJson, durationMicros })),
+        inIdOrder.map((d) => ({ id: d.id, transferId: d.transfer.id, decision: d.decision, score: d.score, hits: d.hits, transfer: d.transferJson, durationMicros })),
         { onConflict: sql`do nothing`, returning: true },
       );
       // A transfer assessed before (or twice in this batch) keeps its first assessment: found below.
