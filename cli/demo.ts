@@ -70,23 +70,26 @@ async function main(): Promise<void> {
   );
   const payment = answerOf(paid).transfer!;
 
-  heading("4. Risk declines a transfer far beyond the limits");
+  heading("4. Risk declines a transfer far beyond the limits; Alice sees the decision, the bank why");
+  const declined = answerOf(
+    await step(`transfer ${show(100_000_000n)} to Bob`, (o) => alice.transactions.createTransfer({ requestId: key("too-large"), fromAccountId: aliceAccount, toAccountId: bobAccount, amount: usd(100_000_000n) }, o), (r) =>
+      `${statusName(expectStatus(r.transfer, TransferStatus.DECLINED).status)} by risk`,
+    ),
+  ).transfer!;
   answerOf(
-    await step(`transfer ${show(100_000_000n)} to Bob`, (o) => alice.transactions.createTransfer({ requestId: key("too-large"), fromAccountId: aliceAccount, toAccountId: bobAccount, amount: usd(100_000_000n) }, o), (r) => {
-      const t = expectStatus(r.transfer, TransferStatus.DECLINED);
-      return `DECLINED by risk (${t.risk?.reasons.join("; ")})`;
-    }),
+    await step("the analyst reads the rules it met", (o) => analyst.transactions.getTransfer({ transferId: declined.id }, o), (r) => r.transfer!.risk!.reasons.join("; ")),
   );
 
   heading("5. A large transfer from a new account waits for an analyst, who approves it");
   const large = answerOf(
-    await step(`transfer ${show(120_000n)} to Bob`, (o) => alice.transactions.createTransfer({ requestId: key("large"), fromAccountId: aliceAccount, toAccountId: bobAccount, amount: usd(120_000n) }, o), (r) => {
-      const t = expectStatus(r.transfer, TransferStatus.HELD);
-      return `HELD for review (${t.risk?.reasons.join("; ")})`;
-    }),
+    await step(`transfer ${show(120_000n)} to Bob`, (o) => alice.transactions.createTransfer({ requestId: key("large"), fromAccountId: aliceAccount, toAccountId: bobAccount, amount: usd(120_000n) }, o), (r) =>
+      `${statusName(expectStatus(r.transfer, TransferStatus.HELD).status)} for review`,
+    ),
   ).transfer!;
   const reviews = answerOf(
-    await step("the analyst lists open reviews of the account", (o) => analyst.risk.listReviews({ accountId: aliceAccount, status: ReviewStatus.OPEN }, o), (r) => `${r.reviews.length} open`),
+    await step("the analyst lists open reviews of the account", (o) => analyst.risk.listReviews({ accountId: aliceAccount, status: ReviewStatus.OPEN }, o), (r) =>
+      `${r.reviews.length} open (${r.reviews.flatMap((review) => review.hits.map((hit) => `${hit.ruleName} (v${hit.ruleVersion})`)).join("; ")})`,
+    ),
   );
   const review = reviews.reviews.find((r) => r.transferId === large.id);
   if (!review) throw new Error(`no open review for transfer ${large.id}`);

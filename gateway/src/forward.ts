@@ -3,7 +3,8 @@ import { Metadata } from "@grpc/grpc-js";
 import { DomainError, ErrorReason } from "../../platform/errors";
 import { requireToken } from "../../platform/validation";
 import type { Authenticate } from "./auth/authenticate";
-import { accessOf, authorize } from "./auth/authorize";
+import { accessOf, allowedAsStaff, authorize } from "./auth/authorize";
+import { customerView } from "./auth/customer-view";
 import type { OwnershipDirectory } from "./auth/ownership";
 import type { Backends } from "./backends";
 import type { RateLimiter } from "./rate-limit";
@@ -47,7 +48,8 @@ function applyIdempotencyKey(method: DescMethod, request: Message, key: string |
  * Authenticates the caller, spends one of their rate-limit tokens, checks the
  * method's policy (and, for customers, ownership), turns Idempotency-Key into
  * the request id, and calls the service with the client's capped deadline and
- * the caller's identity in `tally-principal`.
+ * the caller's identity in `tally-principal`; a customer gets the answer as
+ * customers see it (auth/customer-view.ts).
  */
 export function createForwarder(deps: {
   backends: Backends;
@@ -56,17 +58,19 @@ export function createForwarder(deps: {
   directory: OwnershipDirectory;
   options: ForwardOptions;
 }): Forward {
-  const access = new Map(deps.backends.services.flatMap((s) => s.methods).map((m) => [m, accessOf(m)]));
+  const accessTo = new Map(deps.backends.services.flatMap((s) => s.methods).map((m) => [m, accessOf(m)]));
   return async (method, request, call) => {
     const principal = await deps.authenticate(call.header("authorization"));
     deps.limiter.take(principal.subject);
     const deadline = deadlineOf(call.timeoutMs, deps.options);
     applyIdempotencyKey(method, request, call.header("idempotency-key"));
-    const answer = await authorize(principal, method, access.get(method)!, request, deps.directory, deadline);
+    const access = accessTo.get(method)!;
+    const answer = await authorize(principal, method, access, request, deps.directory, deadline);
     if (answer) return answer;
     const metadata = new Metadata();
     // Metadata values are printable ASCII; anything else in a subject travels percent-encoded.
     metadata.set("tally-principal", /^[\x20-\x7e]*$/.test(principal.subject) ? principal.subject : encodeURIComponent(principal.subject));
-    return (await deps.backends.callOf(method)(request, { deadline, metadata })) as Message;
+    const response = (await deps.backends.callOf(method)(request, { deadline, metadata })) as Message;
+    return allowedAsStaff(principal, access) ? response : customerView(method.output, response);
   };
 }

@@ -1,12 +1,15 @@
 import type { DescMethod, DescService } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
+import { AccountStatus } from "../../gen/tally/account/v1/account_pb";
 import { AccountService } from "../../gen/tally/account/v1/account_service_pb";
 import { BadRequestSchema, ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb";
 import { RuleAction, RuleKind, ReviewStatus } from "../../gen/tally/risk/v1/risk_pb";
 import { RiskService } from "../../gen/tally/risk/v1/risk_service_pb";
 import { TransactionService } from "../../gen/tally/transactions/v1/transaction_service_pb";
+import { RiskDecision, TransferStatus } from "../../gen/tally/transactions/v1/transfer_pb";
 import { newId } from "../../platform/ids";
+import { eventually } from "../../test/support/events";
 import { balanceOf, fund, openAccount, transferRequest, usd } from "../../services/transactions/test/fixtures";
 import { publicMethods } from "../src/exposure";
 import type { RoleName } from "../src/auth/principal";
@@ -193,5 +196,42 @@ describe("BOLA: another customer's resource is answered exactly as a missing one
     const before = await state();
     for (const method of owned) await call(method, EXPECTED[nameOf(method)].request(theirs), token);
     expect(await state()).toEqual(before);
+  });
+});
+
+describe("what a customer sees of the bank's own workings", () => {
+  const byName = (name: string) => PUBLIC.find((m) => nameOf(m) === name)!;
+  const asCaller = (name: string, request: object, token: string) =>
+    call(byName(name), request, token).then((outcome) => (outcome.ok ? outcome.response : Promise.reject(new Error(`${name}: ${outcome.message}`))));
+
+  it("risk's rules, score and ids, an analyst's note and why an account was frozen stay with the bank; risk's decision shows", async () => {
+    const [payer, payee] = [`view-payer-${newId().slice(-6)}`, `view-payee-${newId().slice(-6)}`];
+    const from = (await openAccount(h, { customerId: payer })).id;
+    const to = (await openAccount(h, { customerId: payee })).id;
+    await fund(h, from, 5_000_000n);
+    const [asPayer, asPayee, asTeller] = [await tokenFor("customer", payer), await tokenFor("customer", payee), await tokenFor("teller")];
+    const hidden = { score: 0, reasons: [], assessmentId: "", reviewId: "" };
+
+    // A large amount from a days-old account: held for review.
+    const { transfer } = (await asCaller("TransactionService.CreateTransfer", transferRequest(from, to, 2_000_000n), asPayer)) as { transfer: { id: string } };
+    expect(transfer).toMatchObject({ status: TransferStatus.HELD, risk: { decision: RiskDecision.REVIEW, ...hidden } });
+    const read = (token: string) => asCaller("TransactionService.GetTransfer", { transferId: transfer.id }, token);
+    const forTeller = (await read(asTeller)) as { transfer: { risk: { reasons: string[]; assessmentId: string; reviewId: string } } };
+    expect(forTeller.transfer.risk.reasons.length).toBeGreaterThan(0);
+    expect(forTeller.transfer.risk.assessmentId).not.toBe("");
+    for (const token of [asPayer, asPayee]) expect(await read(token)).toMatchObject({ transfer: { risk: { decision: RiskDecision.REVIEW, ...hidden } } });
+    expect(await asCaller("TransactionService.ListTransfers", { accountId: from }, asPayer)).toMatchObject({ transfers: [{ id: transfer.id, risk: hidden }] });
+
+    // Declined in review, with the analyst's note.
+    const review = await eventually(async () => (await h.risk.listReviews({ accountId: from })).reviews[0]);
+    await h.risk.resolveReview({ reviewId: review.id, resolution: ReviewStatus.DECLINED, note: "mule ring" });
+    await eventually(async () => ((await read(asTeller)) as { transfer: { status: TransferStatus } }).transfer.status === TransferStatus.VOIDED);
+    expect(await read(asTeller)).toMatchObject({ transfer: { failureMessage: "mule ring" } });
+    expect(await read(asPayer)).toMatchObject({ transfer: { status: TransferStatus.VOIDED, failureMessage: "declined by risk" } });
+
+    // Frozen, with the bank's reason.
+    await h.accounts.freezeAccount({ accountId: from, reason: "investigation" });
+    expect(await asCaller("AccountService.GetAccount", { accountId: from }, asTeller)).toMatchObject({ account: { status: AccountStatus.FROZEN, statusReason: "investigation" } });
+    expect(await asCaller("AccountService.GetAccount", { accountId: from }, asPayer)).toMatchObject({ account: { status: AccountStatus.FROZEN, statusReason: "" } });
   });
 });

@@ -36,6 +36,10 @@ export function accessOf(method: DescMethod): MethodAccess {
 
 const ROLE_NAMES = (roles: Set<Role>) => [...roles].map((r) => Role[r].toLowerCase()).join(", ") || "none";
 
+/** Whether the principal may call the method in a role of the bank's (admins hold all), not only as a customer. */
+export const allowedAsStaff = (principal: Principal, access: MethodAccess): boolean =>
+  principal.roles.has(Role.ADMIN) || [...principal.roles].some((r) => r !== Role.CUSTOMER && access.roles.has(r));
+
 /**
  * Checks a call against its method's policy: the principal must hold one of
  * the method's roles (admins hold all). A caller allowed only as a customer
@@ -44,8 +48,7 @@ const ROLE_NAMES = (roles: Set<Role>) => [...roles].map((r) => Role[r].toLowerCa
  * be probed. Returns the answer to give without calling the service, if any.
  */
 export async function authorize(principal: Principal, method: DescMethod, access: MethodAccess, request: Message, directory: OwnershipDirectory, deadline: Date): Promise<Message | undefined> {
-  if (principal.roles.has(Role.ADMIN)) return undefined;
-  if ([...principal.roles].some((r) => r !== Role.CUSTOMER && access.roles.has(r))) return undefined;
+  if (allowedAsStaff(principal, access)) return undefined;
   if (!principal.roles.has(Role.CUSTOMER) || !access.roles.has(Role.CUSTOMER)) {
     throw new DomainError(ErrorReason.PERMISSION_DENIED, `${method.name} needs one of the roles: ${ROLE_NAMES(access.roles)}; the token holds ${ROLE_NAMES(principal.roles)}`);
   }
