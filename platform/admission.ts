@@ -33,7 +33,7 @@ export class AdmissionLimit {
     } catch (err) {
       if (err instanceof BulkheadRejectedError) {
         this.refused.add(1);
-        throw new DomainError(ErrorReason.UNAVAILABLE, `busy: ${this.inFlight} requests at work and ${this.queued} waiting; try again`);
+        throw new DomainError(ErrorReason.OVERLOADED, `busy: ${this.inFlight} requests at work and ${this.queued} waiting; try again`);
       }
       if (err instanceof TaskCancelledError) throw new DomainError(ErrorReason.DEADLINE_EXCEEDED, "the caller stopped waiting before its turn came");
       throw err;

@@ -31,7 +31,8 @@ const IDEMPOTENT = {
   risk: ["getAssessment", "getRule", "listRules", "testRule", "listReviews", "getReview", "listAlerts", "getRiskProfile"],
 };
 
-// The service could not be reached or is shutting down; not a service that answered that something behind it is down (RISK_UNAVAILABLE).
+// The service could not be reached or is shutting down; not a service that answered that something behind it is down
+// (RISK_UNAVAILABLE), nor one too busy to take the request now (OVERLOADED), which serves the calls it can.
 const isUnavailable = (err: unknown) => err instanceof RemoteError && err.code === Status.UNAVAILABLE && err.reason === ErrorReason.UNAVAILABLE;
 
 /**

@@ -58,13 +58,16 @@ describe("a breaker per service", () => {
     expect(rules.length).toBeGreaterThan(0);
   });
 
-  it("does not open for a service that answers UNAVAILABLE about something behind it", async () => {
-    const probe = await startProbeBackend({ failWith: new DomainError(ErrorReason.RISK_UNAVAILABLE, "risk could not answer") });
+  it.each([
+    ["about something behind it", ErrorReason.RISK_UNAVAILABLE, "risk could not answer"],
+    ["too busy to take the request now (it serves others)", ErrorReason.OVERLOADED, "busy: 1000 requests at work and 1000 waiting; try again"],
+  ])("does not open for a service that answers UNAVAILABLE %s", async (_about, reason, message) => {
+    const probe = await startProbeBackend({ failWith: new DomainError(reason, message) });
     const gateway = await startGatewayFor(h, { ACCOUNT_SERVICE_URL: probe.target, BREAKER_FAILURES: "3" });
     const client = createClient(AccountService, createConnectTransport({ baseUrl: gateway.base, httpVersion: "1.1", interceptors: [bearer(await tokenFor("teller"))] }));
     const attempts = [];
     for (let i = 0; i < 5; i++) attempts.push(await client.getSystemAccount({ currency: "USD" }).then(() => "ok", failure));
-    expect(attempts).toEqual(Array(5).fill({ code: Code.Unavailable, reason: "RISK_UNAVAILABLE", circuit: undefined }));
+    expect(attempts).toEqual(Array(5).fill({ code: Code.Unavailable, reason: ErrorReason[reason], circuit: undefined }));
     // Every call reached the service (grpc-js retries UNAVAILABLE on idempotent methods, so some more than once).
     expect(probe.calls.length).toBeGreaterThanOrEqual(5);
     await gateway.stop();

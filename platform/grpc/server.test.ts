@@ -200,6 +200,7 @@ describe("GrpcServer and createServiceClient", () => {
       [ErrorReason.PERMISSION_DENIED, Status.PERMISSION_DENIED],
       [ErrorReason.RATE_LIMITED, Status.RESOURCE_EXHAUSTED],
       [ErrorReason.RISK_UNAVAILABLE, Status.UNAVAILABLE],
+      [ErrorReason.OVERLOADED, Status.UNAVAILABLE],
       [ErrorReason.ACCOUNT_FROZEN, Status.FAILED_PRECONDITION],
     ])("sends reason %p as gRPC code %p", async (reason, code) => {
       s.getAccount = async () => {

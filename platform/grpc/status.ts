@@ -38,6 +38,7 @@ const CODE_OF_REASON: Partial<Record<ErrorReason, Status>> = {
   [ErrorReason.RATE_LIMITED]: Status.RESOURCE_EXHAUSTED,
   [ErrorReason.REQUEST_TOO_LARGE]: Status.RESOURCE_EXHAUSTED,
   [ErrorReason.UNAVAILABLE]: Status.UNAVAILABLE,
+  [ErrorReason.OVERLOADED]: Status.UNAVAILABLE,
   [ErrorReason.RISK_UNAVAILABLE]: Status.UNAVAILABLE,
   [ErrorReason.DEADLINE_EXCEEDED]: Status.DEADLINE_EXCEEDED,
   [ErrorReason.INTERNAL]: Status.INTERNAL,

@@ -32,7 +32,7 @@ afterAll(async () => {
   silentRisk?.close();
 });
 
-it("works on a few at once, queues a few, and refuses the rest as UNAVAILABLE without recording them; refused requests sent again go through", async () => {
+it("works on a few at once, queues a few, and refuses the rest as UNAVAILABLE (OVERLOADED) without recording them; refused requests sent again go through", async () => {
   const [a, b] = [await openAccount(h), await openAccount(h)];
   await fund(h, a.id, 10_000n);
   const requests = Array.from({ length: 6 }, () => transferRequest(a.id, b.id, 100n));
@@ -40,7 +40,7 @@ it("works on a few at once, queues a few, and refuses the rest as UNAVAILABLE wi
 
   const refused = answers.flatMap((answer, i) => (answer.status === "rejected" ? [{ request: requests[i], err: answer.reason as RemoteError }] : []));
   expect(refused).toHaveLength(2);
-  for (const { err } of refused) expect([err.code, err.reasonName, err.message]).toEqual([Status.UNAVAILABLE, "UNAVAILABLE", expect.stringContaining("try again")]);
+  for (const { err } of refused) expect([err.code, err.reasonName, err.message]).toEqual([Status.UNAVAILABLE, "OVERLOADED", expect.stringContaining("try again")]);
   // The four let in waited for risk, then the fallback policy held them.
   const admitted = answers.flatMap((answer) => (answer.status === "fulfilled" ? [answer.value.transfer!] : []));
   expect(admitted.map((t) => [t.status, t.risk?.fallback])).toEqual(Array.from({ length: 4 }, () => [TransferStatus.HELD, true]));
