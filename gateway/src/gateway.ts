@@ -70,7 +70,7 @@ export async function startGateway(config: GatewayConfig, log: Logger, lifecycle
     // A misspelt field is refused, not silently dropped: money moves only as asked.
     jsonOptions: { ignoreUnknownFields: false },
     // Whatever is not a gRPC, gRPC-Web or Connect call is a probe, or REST JSON transcoded from the protos.
-    fallback: probes(backendGroups(config), restHandler(backends.services, forward, config.MAX_REQUEST_BYTES)),
+    fallback: probes(backendGroups(config), log, restHandler(backends.services, forward, config.MAX_REQUEST_BYTES)),
   });
   const tls = config.TLS_CERT_FILE && config.TLS_KEY_FILE ? { cert: fs.readFileSync(config.TLS_CERT_FILE), key: fs.readFileSync(config.TLS_KEY_FILE) } : undefined;
   const served = withGrpcUnary(backends.services, forward, { maxRequestBytes: config.MAX_REQUEST_BYTES, ...compression }, handler);

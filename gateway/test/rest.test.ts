@@ -1,4 +1,6 @@
 import http from "node:http";
+import http2 from "node:http2";
+import type { AddressInfo } from "node:net";
 import { createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { TransactionService } from "../../gen/tally/transactions/v1/transaction_service_pb";
@@ -169,11 +171,31 @@ describe("probes", () => {
     expect(((await ready.json()) as { status: string }).status).toBe("ready");
   });
 
-  it("/readyz says not ready when a service has no replica answering", async () => {
+  it("/readyz says not ready when a service has no replica answering, counting replicas without naming them", async () => {
     const lonely = await startGatewayFor(h, { TRANSACTIONS_SERVICE_URL: "127.0.0.1:1" });
     const res = await fetch(`${lonely.base}/readyz`);
     expect(res.status).toBe(503);
-    expect(((await res.json()) as { backends: Record<string, Record<string, string>> }).backends.transactions).toEqual({ "127.0.0.1:1": "NOT_SERVING" });
+    const body = (await res.json()) as { backends: Record<string, unknown> };
+    expect(body.backends).toEqual({ account: { replicas: 1, serving: 1 }, transactions: { replicas: 1, serving: 0 }, risk: { replicas: 1, serving: 1 } });
+    expect(JSON.stringify(body)).not.toContain("127.0.0.1");
     await lonely.stop();
+  });
+
+  it("/readyz asked many times at once checks each replica once (it needs no token, so anyone may ask)", async () => {
+    // A replica that answers every gRPC call (each health check is one) UNAVAILABLE, and counts them.
+    let checks = 0;
+    const failing = http2.createServer();
+    failing.on("stream", (stream) => {
+      checks++;
+      stream.respond({ ":status": 200, "content-type": "application/grpc", "grpc-status": "14" }, { endStream: true });
+    });
+    await new Promise<void>((resolve) => failing.listen(0, "127.0.0.1", resolve));
+    const gateway = await startGatewayFor(h, { RISK_SERVICE_URL: `127.0.0.1:${(failing.address() as AddressInfo).port}` });
+    const answers = await Promise.all(Array.from({ length: 20 }, () => fetch(`${gateway.base}/readyz`).then((r) => r.status)));
+    expect(answers).toEqual(Array(20).fill(503));
+    expect(checks).toBeGreaterThan(0);
+    expect(checks).toBeLessThanOrEqual(3);
+    await gateway.stop();
+    failing.close();
   });
 });
