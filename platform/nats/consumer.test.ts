@@ -500,9 +500,19 @@ describe("EventConsumer metrics", () => {
     // Started again later, it has these to catch up on: before it does, they are its lag.
     await publishEvents(stream, 3);
     const held = gate();
-    const again = newConsumer(stream, () => held.opened, { durable, concurrency: 1 });
+    let handling = false;
+    const again = newConsumer(
+      stream,
+      () => {
+        handling = true;
+        return held.opened;
+      },
+      { durable, concurrency: 1 },
+    );
     await again.start();
     try {
+      // Once one is delivered and held, at least one is unacknowledged (a scrape before it would see all three as lag).
+      await waitUntil("one message is being handled", async () => handling);
       await waitUntil("the lag is seen", async () => (await recorded.value("messaging.consumer.lag", { "messaging.consumer.group.name": durable })) !== undefined);
       // Both from one scrape: read apart, the consumer may take the messages in between and count them twice.
       const [lag, unacked] = (await recorded.values(["messaging.consumer.lag", "messaging.consumer.unacknowledged"], { "messaging.consumer.group.name": durable })) as number[];
