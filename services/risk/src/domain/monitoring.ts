@@ -58,7 +58,7 @@ export class Monitoring {
     const late = Date.now() - at.getTime() > FREEZE_HORIZON_MS;
     const debitIds = [...new Set(transfers.map((t) => t.debitAccountId))];
     // The event is recorded already, so one account's profile is the same for all its transfers here: one query for all.
-    const [views, profiles] = await Promise.all([tx.select().from(accounts).where(inArray(accounts.id, debitIds)), this.profiles.profiles(debitIds, at, tx)]);
+    const [views, profiles] = await Promise.all([tx.select().from(accounts).where(inArray(accounts.id, debitIds)), this.profiles.profiles(debitIds, at, tx, true)]);
     const profileOf = new Map(debitIds.map((id, i) => [id, profiles[i]]));
     for (const transfer of transfers) {
       const accountId = transfer.debitAccountId;

@@ -111,16 +111,19 @@ export class Profiles {
 
   /**
    * The profile of an account as of `now`, in one round trip: windows are the buckets that end
-   * after now − window and begin by now (a late event is judged without what came after it). Read
-   * through `db`, or a transaction that has just recorded an event (monitoring).
+   * after now − window. Read through `db`, or a transaction that has just recorded an event (monitoring).
    */
   async profile(accountId: string, now = new Date(), db: RiskDb | RiskTx = this.db): Promise<RiskProfile> {
     const [profile] = await this.profiles([accountId], now, db);
     return profile;
   }
 
-  /** The profiles of several accounts as of `now`, in the order asked, in one query. */
-  async profiles(accountIds: string[], now = new Date(), db: RiskDb | RiskTx = this.db): Promise<RiskProfile[]> {
+  /**
+   * The profiles of several accounts as of `now`, in the order asked, in one query. `past`: `now` is
+   * an earlier time (a late event's), so the windows leave out the buckets that began after it; not
+   * for the present, whose newest bucket is keyed by the ledger's clock, which may run ahead.
+   */
+  async profiles(accountIds: string[], now = new Date(), db: RiskDb | RiskTx = this.db, past = false): Promise<RiskProfile[]> {
     const since = (window: number) => iso(new Date(now.getTime() - window - BUCKET_MS));
     const sums = (column: string, window: number) =>
       sql.raw(`coalesce(sum(${column}) filter (where bucket > `).append(sql`${since(window)}), 0)::text`);
@@ -131,7 +134,7 @@ export class Profiles {
     const rows = (await db.execute(sql`
       with w as (
         select account_id, ${sql.join(windows, sql`, `)} from ${activity}
-        where account_id = any(${ids}) and bucket > ${since(DAY)} and bucket <= ${iso(now)} group by account_id),
+        where account_id = any(${ids}) and bucket > ${since(DAY)} ${past ? sql`and bucket <= ${iso(now)}` : sql``} group by account_id),
       c as (
         select account_id, count(*)::int as partners from ${counterparties}
         where account_id = any(${ids}) and last_seen_at > ${iso(new Date(now.getTime() - DAY))} group by account_id)
