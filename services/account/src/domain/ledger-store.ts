@@ -1,6 +1,7 @@
 import { create } from "@bufbuild/protobuf";
 import { inArray, sql } from "drizzle-orm";
 import { TransfersPostedSchema } from "../../../../gen/tally/events/v1/events_pb";
+import { inLockOrder } from "../../../../platform/db/lock-order";
 import { pipelined } from "../../../../platform/db/pipeline";
 import { insertRows, recordset } from "../../../../platform/db/recordset";
 import { appendEvents, type OutboxWriter } from "../../../../platform/outbox/append";
@@ -44,8 +45,8 @@ export async function writeEffects(tx: AccountTx, effects: BatchEffects, outbox:
   if (effects.inserted.length === 0 && effects.finalized.length === 0) return;
   // Each started as it is pushed (drizzle's statements run when awaited): sent in this order.
   const writes: Promise<unknown>[] = [];
-  // In id order, so two batches inserting the same new ids wait on each other instead of deadlocking.
-  const byId = [...effects.inserted].sort((x, y) => (x.id < y.id ? -1 : x.id > y.id ? 1 : 0));
+  // Two batches inserting the same new ids wait on each other.
+  const byId = inLockOrder(effects.inserted, (t) => t.id);
   if (byId.length > 0) writes.push(insertRows(tx, ledgerTransfers, byId));
   if (effects.finalized.length > 0) {
     const v = recordset({ id: ledgerTransfers.id, state: ledgerTransfers.state, posted_amount: ledgerTransfers.postedAmount }, effects.finalized.map((t) => ({ id: t.id, state: t.state, posted_amount: t.postedAmount })), "v");

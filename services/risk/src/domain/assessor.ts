@@ -5,6 +5,7 @@ import type { Assessment } from "../../../../gen/tally/risk/v1/risk_pb";
 import { AssessmentCompletedSchema, ReviewOpenedSchema } from "../../../../gen/tally/events/v1/events_pb";
 import { TransferKind, TransferSchema, type RiskOutcome, type Transfer } from "../../../../gen/tally/transactions/v1/transfer_pb";
 import { insertRows } from "../../../../platform/db/recordset";
+import { inLockOrder } from "../../../../platform/db/lock-order";
 import { DomainError, ErrorReason } from "../../../../platform/errors";
 import { newId } from "../../../../platform/ids";
 import { appendEvents, type NewEvent, type OutboxWriter } from "../../../../platform/outbox/append";
@@ -90,9 +91,8 @@ export class Assessor {
     );
     const durationMicros = (process.hrtime.bigint() - started) / 1000n;
 
-    // In transfer id order: two calls naming the same transfers in other orders wait for one another
-    // on each transfer's assessment rather than deadlock.
-    const inIdOrder = [...decided].sort((x, y) => (x.transfer.id < y.transfer.id ? -1 : x.transfer.id > y.transfer.id ? 1 : 0));
+    // Two calls naming the same transfers in other orders wait for one another on each one's assessment.
+    const inIdOrder = inLockOrder(decided, (d) => d.transfer.id);
     const stored = await this.db.transaction(async (tx) => {
       const rows = await insertRows(
         tx,

@@ -4,6 +4,7 @@ import { sql } from "drizzle-orm";
 import type { Account } from "../../../../gen/tally/account/v1/account_pb";
 import { LedgerTransferState, type LedgerTransfer } from "../../../../gen/tally/account/v1/ledger_pb";
 import { RiskProfileSchema, WindowStatsSchema, type RiskProfile } from "../../../../gen/tally/risk/v1/risk_pb";
+import { inLockOrder } from "../../../../platform/db/lock-order";
 import { pipelined } from "../../../../platform/db/pipeline";
 import { insertRows } from "../../../../platform/db/recordset";
 import { accounts, activity, counterparties, profiles } from "../db/schema";
@@ -65,7 +66,7 @@ export class Profiles {
       const seen = pairs.get(key);
       if (!seen || seen.at < m.at) pairs.set(key, m);
     }
-    const sortedPairs = [...pairs.entries()].sort(([a], [b]) => (a < b ? -1 : 1)).map(([, m]) => m);
+    const sortedPairs = inLockOrder(pairs.entries(), ([key]) => key).map(([, m]) => m);
     // Independent of one another: pipelined, one round trip for the three.
     await pipelined([
       insertRows(
@@ -229,5 +230,5 @@ function aggregate(moves: Movement[], keyOf: (m: Movement) => string): Totals[] 
     }
     totals.set(key, t);
   }
-  return [...totals.entries()].sort(([a], [b]) => (a < b ? -1 : 1)).map(([, t]) => t);
+  return inLockOrder(totals.entries(), ([key]) => key).map(([, t]) => t);
 }

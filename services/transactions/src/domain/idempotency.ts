@@ -2,6 +2,7 @@ import { createHash } from "node:crypto";
 import { fromJson, toJson, type DescMessage, type MessageShape } from "@bufbuild/protobuf";
 import { TransferSchema, type Transfer } from "../../../../gen/tally/transactions/v1/transfer_pb";
 import { eq, inArray, lt, sql } from "drizzle-orm";
+import { inLockOrder } from "../../../../platform/db/lock-order";
 import { insertRows, recordset } from "../../../../platform/db/recordset";
 import { withTransactionRetry } from "../../../../platform/db/retry";
 import { DomainError, ErrorReason } from "../../../../platform/errors";
@@ -81,8 +82,8 @@ export class IdempotencyKeys {
     create: (tx: TransactionsTx, claimed: KeyedRequest[]) => Promise<Map<string, DomainError>>,
   ): Promise<KeyOutcome[]> {
     const expiresAt = new Date(Date.now() + this.ttlHours * 3600_000);
-    // In key order: two groups racing on the same keys wait for one another rather than deadlock.
-    const sorted = [...requests].sort((a, b) => (a.requestId < b.requestId ? -1 : a.requestId > b.requestId ? 1 : 0));
+    // Two groups racing on the same keys wait for one another.
+    const sorted = inLockOrder(requests, (r) => r.requestId);
     return withTransactionRetry(() =>
       this.db.transaction(async (tx) => {
         const rows = await insertRows(
