@@ -57,7 +57,8 @@ export async function startTransactionsService(config: TransactionsConfig, log: 
   const operations = new Operations(store, keys, orchestrator, accounts, new AccountDirectory(accounts), {
     holdSeconds: config.HOLD_SECONDS,
     reviewHoldSeconds: config.REVIEW_HOLD_SECONDS,
-    replayWaitMs: config.GRPC_DEADLINE_MS,
+    // Half a call's deadline: a replay still waiting is told to try again before its caller gives up on it.
+    replayWaitMs: config.GRPC_DEADLINE_MS / 2,
   });
 
   const consumers = [

@@ -1,8 +1,9 @@
 import { status as Status } from "@grpc/grpc-js";
-import { fromBinary } from "@bufbuild/protobuf";
+import { create, fromBinary } from "@bufbuild/protobuf";
 import { EventEnvelopeSchema } from "../../../gen/tally/events/v1/events_pb";
 import { ReviewStatus } from "../../../gen/tally/risk/v1/risk_pb";
-import { RiskDecision, TransferKind, TransferStatus } from "../../../gen/tally/transactions/v1/transfer_pb";
+import { CreateTransferRequestSchema } from "../../../gen/tally/transactions/v1/transaction_service_pb";
+import { RiskDecision, TransferKind, TransferSchema, TransferStatus } from "../../../gen/tally/transactions/v1/transfer_pb";
 import { reasonName } from "../../../platform/errors";
 import type { RemoteError } from "../../../platform/grpc/status";
 import { newId } from "../../../platform/ids";
@@ -11,7 +12,7 @@ import { balanceOf, expectRpcError, fund, newTransferRow, openAccount, rowsIn, s
 import { connectDatabase } from "../../../platform/db/connect";
 import { testLogger } from "../../../test/support/infra";
 import { schema } from "../src/db/schema";
-import { IdempotencyKeys } from "../src/domain/idempotency";
+import { fingerprint, IdempotencyKeys } from "../src/domain/idempotency";
 import { Transfers, type TransferChanges } from "../src/domain/transfers";
 import { startTransactionsHarness, type TransactionsHarness } from "./harness";
 
@@ -403,6 +404,61 @@ describe("accounts are checked before anything is recorded", () => {
 });
 
 describe("idempotency keys", () => {
+  /** The transactions schema, reached as the service reaches it. */
+  async function withStore<T>(use: (keys: IdempotencyKeys, store: Transfers) => Promise<T>): Promise<T> {
+    const database = connectDatabase({ url: h.db.url, poolSize: 2, log: testLogger(), applicationName: "test" }, schema);
+    try {
+      const store = new Transfers(database.db, { table: schema.outbox, source: "transactions", subjectPrefix: h.env.NATS_SUBJECT_PREFIX });
+      return await use(new IdempotencyKeys(database.db, 24), store);
+    } finally {
+      await database.close();
+    }
+  }
+
+  it("keep the first answer stored under a key: a later one, even given at once, gets the first back", async () => {
+    const [requestId, id] = [newId(), newId()];
+    const [stored, kept] = await withStore(async (keys) => {
+      await keys.run(requestId, "transfer", "fingerprint", [id], async () => {});
+      const answers = ["first", "second", "third"].map((description) => [create(TransferSchema, { id, description })]);
+      return [await Promise.all(answers.map((answer) => keys.recordAnswer(requestId, [id], answer))), await keys.answer(requestId)];
+    });
+    expect(stored.map((answer) => answer[0].description)).toEqual(["first", "first", "first"]);
+    expect(kept?.map((t) => t.description)).toEqual(["first"]);
+  });
+
+  it("tell a replay to try again while its request is at work; once that request is gone without answering, the replay drives its transfer and stores the answer", async () => {
+    const [a, b] = [await funded(10_000n), await openAccount(h)];
+    const request = transferRequest(a.id, b.id, 400n, { transferId: newId() });
+    // The request recorded with its transfer, as a replica does before it drives it: claimed, not answered yet.
+    await withStore((keys, store) =>
+      keys.run(request.requestId, "transfer", fingerprint(CreateTransferRequestSchema, create(CreateTransferRequestSchema, request)), [request.transferId], async (tx) => {
+        await store.insert(tx, {
+          id: request.transferId,
+          requestId: request.requestId,
+          kind: "transfer",
+          status: "created",
+          step: "assess",
+          fromAccountId: a.id,
+          toAccountId: b.id,
+          amount: 400n,
+          currency: "USD",
+          leaseUntil: new Date(Date.now() + 3600_000),
+        });
+      }),
+    );
+    await expectRpcError(h.transactions.createTransfer(request), Status.ABORTED, "IDEMPOTENCY_KEY_IN_USE", "request_id");
+    expect(await balanceOf(h, b.id)).toMatchObject({ posted: 0n, creditsPending: 0n });
+
+    // Its replica died: the claim lapses, and the replay takes the transfer over.
+    await withSql(h, (sql) => sql`update transactions.transfers set lease_until = now() - interval '1 second' where id = ${request.transferId}`);
+    const replayed = await h.transactions.createTransfer(request);
+    expect([replayed.transfer!.id, replayed.transfer!.status]).toEqual([request.transferId, TransferStatus.POSTED]);
+    expect(await h.transactions.createTransfer(request)).toEqual(replayed);
+    expect((await balanceOf(h, b.id)).posted).toBe(400n);
+    const entries = await withSql(h, (sql) => sql`select count(*)::int as n from account.entries where transfer_id = ${request.transferId}`);
+    expect(entries[0].n).toBe(2);
+  });
+
   it("are kept for their time to live, then pruned", async () => {
     const [a, b] = [await funded(1_000n), await openAccount(h)];
     await h.transactions.createTransfer(transferRequest(a.id, b.id, 1n));

@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto";
 import { fromJson, toJson, type DescMessage, type MessageShape } from "@bufbuild/protobuf";
 import { TransferSchema, type Transfer } from "../../../../gen/tally/transactions/v1/transfer_pb";
-import { eq, inArray, lt, sql } from "drizzle-orm";
+import { inArray, lt, sql } from "drizzle-orm";
 import { inLockOrder } from "../../../../platform/db/lock-order";
 import { insertRows, recordset } from "../../../../platform/db/recordset";
 import { withTransactionRetry } from "../../../../platform/db/retry";
@@ -34,6 +34,13 @@ export interface KeyedRequest {
   transferIds: string[];
 }
 
+/** An answer to store under its request's key. */
+interface Answer {
+  requestId: string;
+  answer: Transfer[];
+  outcome: StoredOutcome;
+}
+
 /** What recording a request under its key found: it is new, a replay of an earlier one, or refused. */
 export type KeyOutcome = { transferIds: string[]; replay: boolean } | { error: DomainError };
 
@@ -45,14 +52,19 @@ export type KeyOutcome = { transferIds: string[]; replay: boolean } | { error: D
  */
 export class IdempotencyKeys {
   /** Answers of concurrent requests, stored together in one statement. */
-  private readonly answers: GroupCommit<{ requestId: string; outcome: StoredOutcome }, void>;
+  private readonly answers: GroupCommit<Answer, Transfer[]>;
 
   constructor(
     private readonly db: TransactionsDb,
     private readonly ttlHours: number,
   ) {
-    // One statement of answers at a time; those given meanwhile go in the next.
-    this.answers = new GroupCommit((groups) => this.storeAnswers(groups.flat()).then(() => groups.map((g) => g.map(() => undefined))), { concurrency: 1, maxItems: 1000 });
+    // One statement of answers at a time; those given meanwhile go in the next. Two answers for one
+    // key (the request's own and a replay's that took its transfers over) go in two statements.
+    this.answers = new GroupCommit(
+      (groups) => this.storeAnswers(groups.flat()).then((stored) => stored.map((answer) => [answer])),
+      { concurrency: 1, maxItems: 1000, onePerKey: true },
+      (a) => [a.requestId],
+    );
   }
 
   /** Records the key with the transfers the request will create (ids chosen beforehand), and creates them. */
@@ -113,22 +125,37 @@ export class IdempotencyKeys {
     );
   }
 
-  /** Stores the answer the request gave, for its replays, beside the transfers it created. */
-  async recordAnswer(requestId: string, transferIds: string[], answer: Transfer[]): Promise<void> {
-    await this.answers.submit([{ requestId, outcome: { transferIds, answer: answer.map((t) => toJson(TransferSchema, t)) } }]);
+  /**
+   * Stores the answer to a request, for its replays, beside the transfers it created, unless one is
+   * stored already: the first answer stands. Returns the answer stored, so every reply is the same.
+   */
+  async recordAnswer(requestId: string, transferIds: string[], answer: Transfer[]): Promise<Transfer[]> {
+    const [stored] = await this.answers.submit([{ requestId, answer, outcome: { transferIds, answer: answer.map((t) => toJson(TransferSchema, t)) } }]);
+    return stored;
   }
 
-  /** One statement for the answers of a group. */
-  private async storeAnswers(answers: { requestId: string; outcome: StoredOutcome }[]): Promise<void> {
+  /** One statement for the answers of a group; a second only to read the answers some keys had already. */
+  private async storeAnswers(answers: Answer[]): Promise<Transfer[][]> {
     const v = recordset({ request_id: idempotencyKeys.requestId, outcome: idempotencyKeys.outcome }, answers.map((a) => ({ request_id: a.requestId, outcome: a.outcome })), "v");
-    await this.db.execute(sql`update ${idempotencyKeys} set outcome = v.outcome from ${v} where ${idempotencyKeys.requestId} = v.request_id`);
+    const written = await this.db.execute<{ request_id: string }>(
+      sql`update ${idempotencyKeys} set outcome = v.outcome from ${v} where ${idempotencyKeys.requestId} = v.request_id and ${idempotencyKeys.outcome} -> 'answer' is null returning ${idempotencyKeys.requestId}`,
+    );
+    const ours = new Set(written.map((r) => r.request_id));
+    const answeredBefore = answers.filter((a) => !ours.has(a.requestId));
+    const earlier = answeredBefore.length === 0 ? new Map<string, Transfer[]>() : await this.answersOf(answeredBefore.map((a) => a.requestId));
+    // A key pruned meanwhile has no answer to keep: the request's own stands.
+    return answers.map((a) => (ours.has(a.requestId) ? a.answer : (earlier.get(a.requestId) ?? a.answer)));
   }
 
-  /** The answer a request gave, once it has. */
+  /** The answers stored under the keys that have one. */
+  private async answersOf(requestIds: string[]): Promise<Map<string, Transfer[]>> {
+    const rows = await this.db.select().from(idempotencyKeys).where(inArray(idempotencyKeys.requestId, requestIds));
+    return new Map(rows.flatMap((r) => (r.outcome.answer ? [[r.requestId, r.outcome.answer.map((json) => fromJson(TransferSchema, json))]] : [])));
+  }
+
+  /** The answer stored for a request, once there is one. */
   async answer(requestId: string): Promise<Transfer[] | undefined> {
-    const [key] = await this.db.select({ outcome: idempotencyKeys.outcome }).from(idempotencyKeys).where(eq(idempotencyKeys.requestId, requestId));
-    const answer = key?.outcome && "answer" in key.outcome ? key.outcome.answer : undefined;
-    return answer?.map((json) => fromJson(TransferSchema, json));
+    return (await this.answersOf([requestId])).get(requestId);
   }
 
   /** Keys past their time, kept at least the configured hours. */

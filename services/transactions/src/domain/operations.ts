@@ -33,7 +33,7 @@ export interface NewMovement {
 export interface OperationLimits {
   holdSeconds: number;
   reviewHoldSeconds: number;
-  /** How long a replay waits for the original request to finish driving its transfer. */
+  /** How long a replay waits for the original request to answer before it is told to try again later. */
   replayWaitMs: number;
 }
 
@@ -55,8 +55,8 @@ const MOVEMENT_GROUPS = { concurrency: 1, maxItems: 1000, onePerKey: true };
 /**
  * What the TransactionService does, request by request: validate, record the
  * request under its idempotency key together with its transfer, then drive
- * the transfer as far as it goes now. A replay returns the same transfers, in
- * their state once the original request has finished with them.
+ * the transfer as far as it goes now, and store the answer with the key. A
+ * replay gets that same answer.
  */
 export class Operations {
   private readonly settlementAccounts = new Map<string, Promise<string>>();
@@ -215,26 +215,50 @@ export class Operations {
     return replay ? this.earlierAnswer(requestId, transferIds) : this.finish(requestId, transferIds, rows);
   }
 
-  /** Drives what the request created or moved on, and stores the answer it gives with its key. */
+  /**
+   * Drives what the request created or moved on (`rows`, claimed by it), and stores the answer it
+   * gives with its key; returns the answer stored, which is an earlier one if a replay stored it first.
+   */
   private async finish(requestId: string, transferIds: string[], rows: TransferRow[]): Promise<Transfer[]> {
     const driven = [];
     // A transfer at rest (the original of a reversal) has nothing to drive.
     for (const row of rows) if (row.step !== "done") driven.push(await this.orchestrator.drive(row.id, row));
     // One transfer: as driven. Several (a reversal and its original): driving one changes the other.
     const answer = (rows.length === 1 && driven.length === 1 ? driven : await this.transfers.find(transferIds)).map(transferMessage);
-    await this.keys.recordAnswer(requestId, transferIds, answer);
-    return answer;
+    return this.keys.recordAnswer(requestId, transferIds, answer);
   }
 
-  /** The answer the original request gave, once it has given it; past the wait, the transfers as they are. */
+  /**
+   * A replay's answer: the one stored for the request. While the request is still at work its
+   * replay waits for it, and past the wait is told to try again later (IDEMPOTENCY_KEY_IN_USE). A
+   * request gone without answering (its replica died, or it failed) has its replay take its
+   * transfers over: drive them on, as that request would have, and store the answer in its place.
+   */
   private async earlierAnswer(requestId: string, ids: string[]): Promise<Transfer[]> {
     const until = Date.now() + this.limits.replayWaitMs;
     for (;;) {
       const answer = await this.keys.answer(requestId);
       if (answer) return answer;
-      if (Date.now() > until) return (await this.transfers.find(ids)).map(transferMessage);
+      const rows = await this.takeOver(ids);
+      if (rows) return this.finish(requestId, ids, rows);
+      if (Date.now() > until) throw new DomainError(ErrorReason.IDEMPOTENCY_KEY_IN_USE, "the request under this request_id is still at work; try again later", "request_id");
       await sleep(20);
     }
+  }
+
+  /** Claims a request's transfers that are not at rest; undefined while another driver has any of them. */
+  private async takeOver(ids: string[]): Promise<TransferRow[] | undefined> {
+    const claimed: TransferRow[] = [];
+    for (const row of await this.transfers.find(ids)) {
+      const mine = row.step === "done" ? row : await this.transfers.claim(row.id, this.orchestrator.leaseMs);
+      if (!mine) {
+        // Another driver has it (or it came to rest meanwhile): let go of the rest, and look again.
+        for (const taken of claimed) if (taken.step !== "done") await this.transfers.release(taken.id, taken.leaseUntil);
+        return undefined;
+      }
+      claimed.push(mine);
+    }
+    return claimed;
   }
 
   private async lockHeld(tx: TransactionsTx, id: string, action: string): Promise<TransferRow> {
