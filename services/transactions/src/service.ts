@@ -40,7 +40,7 @@ export async function startTransactionsService(config: TransactionsConfig, log: 
   const db = database.db;
   const clientOptions = { defaultTimeoutMs: config.GRPC_DEADLINE_MS };
   // Ledger postings are idempotent by their ids, so a lost connection is retried.
-  const ledger = createServiceClient(LedgerService, config.ACCOUNT_SERVICE_URL, { ...clientOptions, retryableMethods: ["postTransfers"] });
+  const ledger = createServiceClient(LedgerService, config.ACCOUNT_SERVICE_URL, { ...clientOptions, retryableMethods: ["postTransfers", "lookupTransfers"] });
   const accounts = createServiceClient(AccountService, config.ACCOUNT_SERVICE_URL, { ...clientOptions, retryableMethods: ["getSystemAccount", "getAccount", "lookupAccounts"] });
   // Risk assesses a transfer once, whatever asks again, so a call that found no replica is retried within its deadline.
   const risk = createServiceClient(RiskService, config.RISK_SERVICE_URL, { ...clientOptions, retryableMethods: ["assessTransfers"] });

@@ -1,5 +1,6 @@
 import { status as Status } from "@grpc/grpc-js";
 import { create, fromBinary } from "@bufbuild/protobuf";
+import { PostingMode } from "../../../gen/tally/account/v1/ledger_pb";
 import { EventEnvelopeSchema } from "../../../gen/tally/events/v1/events_pb";
 import { ReviewStatus } from "../../../gen/tally/risk/v1/risk_pb";
 import { CreateTransferRequestSchema } from "../../../gen/tally/transactions/v1/transaction_service_pb";
@@ -27,6 +28,17 @@ async function funded(amount = 10_000_000n) {
   const a = await openAccount(h);
   await fund(h, a.id, amount);
   return a;
+}
+
+/** The transactions schema, reached as the service reaches it. */
+async function withStore<T>(use: (keys: IdempotencyKeys, store: Transfers) => Promise<T>): Promise<T> {
+  const database = connectDatabase({ url: h.db.url, poolSize: 2, log: testLogger(), applicationName: "test" }, schema);
+  try {
+    const store = new Transfers(database.db, { table: schema.outbox, source: "transactions", subjectPrefix: h.env.NATS_SUBJECT_PREFIX });
+    return await use(new IdempotencyKeys(database.db, 24), store);
+  } finally {
+    await database.close();
+  }
 }
 
 describe("CreateTransfer", () => {
@@ -131,7 +143,47 @@ describe("authorizations", () => {
     expect((await balanceOf(h, a.id)).debitsPending).toBe(6_000n);
     await h.accounts.unfreezeAccount({ accountId: b.id });
     const { transfer: captured } = await h.transactions.captureTransfer({ requestId: newId(), transferId: hold!.id });
-    expect(captured!.status).toBe(TransferStatus.POSTED);
+    // Posted: the refusal no longer stands.
+    expect([captured!.status, captured!.failureMessage]).toEqual([TransferStatus.POSTED, ""]);
+    expect((await balanceOf(h, b.id)).posted).toBe(6_000n);
+  });
+
+  it("are recorded as the ledger finalized them when an earlier capture or void of theirs was posted late (by a driver that outlived its claim)", async () => {
+    const [a, b] = [await funded(10_000n), await openAccount(h)];
+    const { transfer: hold } = await h.transactions.authorizeTransfer(transferRequest(a.id, b.id, 6_000n));
+    await h.ledger.postTransfers({ transfers: [{ id: newId(), pendingId: hold!.id, amount: 2_000n, mode: PostingMode.POST_PENDING }] });
+    // This capture (of all the hold) finds it posted already: the transfer moved what the ledger posted.
+    const { transfer: captured } = await h.transactions.captureTransfer({ requestId: newId(), transferId: hold!.id });
+    expect([captured!.status, captured!.capturedAmount, captured!.failureMessage]).toEqual([TransferStatus.POSTED, 2_000n, ""]);
+    expect(await balanceOf(h, a.id)).toMatchObject({ posted: 8_000n, debitsPending: 0n });
+    expect((await balanceOf(h, b.id)).posted).toBe(2_000n);
+
+    const { transfer: other } = await h.transactions.authorizeTransfer(transferRequest(a.id, b.id, 1_000n));
+    await h.ledger.postTransfers({ transfers: [{ id: newId(), pendingId: other!.id, mode: PostingMode.VOID_PENDING }] });
+    const { transfer: voided } = await h.transactions.captureTransfer({ requestId: newId(), transferId: other!.id });
+    expect(voided!.status).toBe(TransferStatus.VOIDED);
+    expect(await balanceOf(h, a.id)).toMatchObject({ posted: 8_000n, debitsPending: 0n });
+  });
+
+  it("keep a newer capture from a driver that outlived its claim on an earlier one, which the ledger refused", async () => {
+    const [a, b] = [await funded(10_000n), await openAccount(h)];
+    const { transfer: hold } = await h.transactions.authorizeTransfer(transferRequest(a.id, b.id, 6_000n));
+    const held = await withStore((_, store) => store.get(hold!.id));
+    // A newer capture at work: its driver holds the claim (for an hour, so recovery leaves it alone meanwhile).
+    const newer = newId();
+    await withSql(h, (sql) => sql`update transactions.transfers set step = 'capture', finalize_ledger_id = ${newer}, capture_amount = 0, lease_until = now() + interval '1 hour' where id = ${hold!.id}`);
+    // The earlier capture's driver comes back, its claim long lapsed; the ledger refuses it (the payee frozen meanwhile).
+    await h.accounts.freezeAccount({ accountId: b.id, reason: "investigation" });
+    const stale = { ...held, step: "capture" as const, finalizeLedgerId: newId(), captureAmount: 0n, leaseUntil: new Date(Date.now() - 60_000) };
+    const after = await h.service.orchestrator.drive(hold!.id, stale);
+    // Its refusal is not saved over the newer capture, which would have ended it and left the hold to the ledger.
+    expect([after.status, after.step, after.finalizeLedgerId, after.failureMessage]).toEqual(["held", "capture", newer, ""]);
+
+    // The newer capture's driver is gone too: recovery captures it once the payee is let go.
+    await h.accounts.unfreezeAccount({ accountId: b.id });
+    await withSql(h, (sql) => sql`update transactions.transfers set lease_until = null where id = ${hold!.id}`);
+    const captured = await statusBecomes(h, hold!.id, TransferStatus.POSTED);
+    expect(captured.capturedAmount).toBe(6_000n);
     expect((await balanceOf(h, b.id)).posted).toBe(6_000n);
   });
 
@@ -404,17 +456,6 @@ describe("accounts are checked before anything is recorded", () => {
 });
 
 describe("idempotency keys", () => {
-  /** The transactions schema, reached as the service reaches it. */
-  async function withStore<T>(use: (keys: IdempotencyKeys, store: Transfers) => Promise<T>): Promise<T> {
-    const database = connectDatabase({ url: h.db.url, poolSize: 2, log: testLogger(), applicationName: "test" }, schema);
-    try {
-      const store = new Transfers(database.db, { table: schema.outbox, source: "transactions", subjectPrefix: h.env.NATS_SUBJECT_PREFIX });
-      return await use(new IdempotencyKeys(database.db, 24), store);
-    } finally {
-      await database.close();
-    }
-  }
-
   it("keep the first answer stored under a key: a later one, even given at once, gets the first back", async () => {
     const [requestId, id] = [newId(), newId()];
     const [stored, kept] = await withStore(async (keys) => {

@@ -150,7 +150,8 @@ export type Transfer = Message<"tally.transactions.v1.Transfer"> & {
   risk?: RiskOutcome | undefined;
 
   /**
-   * Why the transfer was declined or failed.
+   * Why the transfer was declined, failed or voided; on one still held, why
+   * its last capture was refused (cleared once a capture posts).
    *
    * @generated from field: tally.common.v1.ErrorReason failure_reason = 15;
    */

@@ -8,7 +8,7 @@ import type { TransferRow } from "../db/schema";
 
 export type LedgerOutcome = { ok: true; transfer: LedgerTransfer } | { ok: false; result: PostingResult };
 
-type LedgerClient = Pick<ClientOf<typeof LedgerService>, "postTransfers">;
+type LedgerClient = Pick<ClientOf<typeof LedgerService>, "postTransfers" | "lookupTransfers">;
 type PostingItem = NonNullable<Parameters<LedgerClient["postTransfers"]>[0]["transfers"]>[number];
 
 // The ledger refused the request as a whole: one of its items is at fault, so each is sent again alone.
@@ -26,7 +26,7 @@ export class LedgerGate {
   /** Concurrent postings share a call: each item is independent (not linked), with its own result. */
   private readonly calls: CallBatcher<PostingItem, PostTransferResult>;
 
-  constructor(ledger: LedgerClient) {
+  constructor(private readonly ledger: LedgerClient) {
     this.calls = new CallBatcher("LedgerService/PostTransfers", async (transfers) => (await ledger.postTransfers({ transfers })).results, { ...LEDGER_CALLS, retryAlone: isLedgerRefusal });
   }
 
@@ -53,6 +53,13 @@ export class LedgerGate {
 
   void(row: TransferRow, finalizeId: string): Promise<LedgerOutcome> {
     return this.one({ id: finalizeId, pendingId: row.id, mode: PostingMode.VOID_PENDING });
+  }
+
+  /** The transfer's hold as the ledger has it: its state, and what was posted from it. */
+  async heldAs(row: TransferRow): Promise<LedgerTransfer> {
+    const [hold] = (await this.ledger.lookupTransfers({ transferIds: [row.id] })).transfers;
+    if (!hold) throw new Error(`the ledger has no hold ${row.id}`);
+    return hold;
   }
 
   private async one(item: PostingItem): Promise<LedgerOutcome> {

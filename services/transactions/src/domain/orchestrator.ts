@@ -45,6 +45,9 @@ const failed = (result: PostingResult): TransferChanges => ({
   failureMessage: `the ledger refused: ${PostingResult[result]}`,
 });
 
+/** The hold was captured: `amount` posted from it (a refusal of an earlier capture no longer stands). */
+const captured = (amount: bigint, postedAt: Date): TransferChanges => ({ status: "posted", step: "done", capturedAmount: amount, postedAt, failureReason: "", failureMessage: "" });
+
 /** The dependency did not answer: leave the step for the recovery loop. */
 const STALLED = Symbol("stalled");
 /** Another driver moved the transfer on (this one's claim had lapsed): it is theirs now. */
@@ -115,12 +118,7 @@ export class Orchestrator {
                 },
           );
         case "capture":
-          return await this.apply(row, await this.ledger.capture(row, row.finalizeLedgerId!, row.captureAmount), (t) => ({
-            status: "posted",
-            step: "done",
-            capturedAmount: t.amount,
-            postedAt: t.createdAt ? timestampDate(t.createdAt) : new Date(),
-          }));
+          return await this.apply(row, await this.ledger.capture(row, row.finalizeLedgerId!, row.captureAmount), (t) => captured(t.amount, t.createdAt ? timestampDate(t.createdAt) : new Date()));
         case "void":
           return await this.apply(row, await this.ledger.void(row, row.finalizeLedgerId!), () => ({ status: "voided", step: "done" }));
         default:
@@ -144,11 +142,15 @@ export class Orchestrator {
   private async apply(row: TransferRow, outcome: LedgerOutcome, success: (t: Extract<LedgerOutcome, { ok: true }>["transfer"]) => TransferChanges): Promise<TransferRow | typeof TAKEN> {
     // The ledger has applied it; the transfer does not know yet.
     this.failpoint(`applied-${row.step}`);
+    const finalizing = row.step === "capture" || row.step === "void";
     let changes: TransferChanges;
     if (outcome.ok) changes = success(outcome.transfer);
     else if (outcome.result === PostingResult.PENDING_TRANSFER_EXPIRED) changes = { status: "expired", step: "done" };
-    else if (outcome.result === PostingResult.PENDING_TRANSFER_ALREADY_VOIDED && row.step === "void") changes = { status: "voided", step: "done" };
-    else if (row.step === "capture" || row.step === "void") {
+    // The hold was finalized already, by an earlier capture or void of it that a driver which outlived
+    // its claim posted late: the ledger's word stands, whatever this step meant to do.
+    else if (outcome.result === PostingResult.PENDING_TRANSFER_ALREADY_VOIDED && finalizing) changes = { status: "voided", step: "done" };
+    else if (outcome.result === PostingResult.PENDING_TRANSFER_ALREADY_POSTED && finalizing) changes = captured((await this.ledger.heldAs(row)).postedAmount, new Date());
+    else if (finalizing) {
       // The hold stands (say, an account was frozen meanwhile), and the refusal is noted. An authorization
       // stays held, for its holder to capture or void again; a transfer held for review or for risk has
       // no one to, so its hold is released (voided) rather than left to tie up the funds till it expires.
@@ -214,10 +216,10 @@ export class Orchestrator {
     // Resting: the claim ends with the same write.
     const changes = input.step === "done" ? { ...input, leaseUntil: null } : input;
     const ends = changes.status === "posted" || changes.status === "failed";
-    // Only over the step and status this driver last saw: a driver that outlived its claim (paused,
-    // say) may find the transfer moved on by another and back at the same step, as at assess again
-    // after a fallback hold.
-    const seen = { step: row.step, status: row.status };
+    // Only over the step, status and finalizing ledger transfer this driver last saw: a driver that
+    // outlived its claim (paused, say) may find the transfer moved on by another and back at the same
+    // step, as at assess again after a fallback hold, or at capture again after a refused capture.
+    const seen = { step: row.step, status: row.status, finalizeLedgerId: row.finalizeLedgerId ?? undefined };
     const saved = row.kind === "reversal" && ends ? await this.transfers.settleReversal(row, changes, seen) : await this.transfers.change(row.id, changes, seen);
     return saved ?? TAKEN;
   }

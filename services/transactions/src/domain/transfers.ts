@@ -237,7 +237,7 @@ export type NewTransfer = typeof transfers.$inferInsert;
 export const takenId = (id: string) => new DomainError(ErrorReason.EXISTS_WITH_DIFFERENT_FIELDS, `transfer ${id} already exists`, "transfer_id");
 
 /** What a change expects of the row (what is left out is not checked). */
-type Expected = { status?: TransferStatusName; step?: TransferRow["step"] };
+type Expected = { status?: TransferStatusName; step?: TransferRow["step"]; finalizeLedgerId?: string };
 
 interface Change {
   id: string;
@@ -281,11 +281,18 @@ type ChangedColumn = keyof TransferChanges;
 
 /** One UPDATE for changes that set the same columns: each row's values, and what it expects, come from a recordset. */
 function updateShape(t: TransactionsDb | TransactionsTx, columns: ChangedColumn[], changes: Change[]): Promise<TransferRow[]> {
-  const fields = { id: transfers.id, expected_status: transfers.status, expected_step: transfers.step, ...Object.fromEntries(columns.map((k) => [`set_${k}`, transfers[k]])) };
+  const fields = {
+    id: transfers.id,
+    expected_status: transfers.status,
+    expected_step: transfers.step,
+    expected_finalize: transfers.finalizeLedgerId,
+    ...Object.fromEntries(columns.map((k) => [`set_${k}`, transfers[k]])),
+  };
   const rows = changes.map((c) => ({
     id: c.id,
     expected_status: c.expected?.status,
     expected_step: c.expected?.step,
+    expected_finalize: c.expected?.finalizeLedgerId,
     ...Object.fromEntries(columns.map((k) => [`set_${k}`, c.changes[k]])),
   }));
   return t
@@ -297,6 +304,7 @@ function updateShape(t: TransactionsDb | TransactionsTx, columns: ChangedColumn[
         sql`${transfers.id} = v.id`,
         sql`(v.expected_status is null or ${transfers.status} = v.expected_status)`,
         sql`(v.expected_step is null or ${transfers.step} = v.expected_step)`,
+        sql`(v.expected_finalize is null or ${transfers.finalizeLedgerId} = v.expected_finalize)`,
       ),
     )
     .returning();
