@@ -1,6 +1,6 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
-import { fromJson, getOption, toJson, type DescMethod, type DescService, type JsonObject, type JsonValue } from "@bufbuild/protobuf";
+import { fromJson, getOption, toJson, type DescField, type DescMessage, type DescMethod, type DescService, type JsonObject, type JsonValue } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { http as httpRule } from "../../gen/google/api/annotations_pb";
 import { BadRequestSchema, ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb";
@@ -89,6 +89,33 @@ function assign(target: JsonObject, path: string, value: string, repeated: boole
   const last = keys[keys.length - 1];
   if (repeated) node[last] = [...((node[last] as JsonValue[] | undefined) ?? []), value];
   else node[last] = value;
+}
+
+/**
+ * The path of the first integer in parsed JSON too large for a double to hold exactly: parsed, it
+ * may be another number already (9007199254740993 reads as 9007199254740992), so it is refused.
+ */
+function inexactInteger(value: JsonValue, path: string): string | undefined {
+  if (typeof value === "number") return Number.isInteger(value) && !Number.isSafeInteger(value) ? path : undefined;
+  if (value === null || typeof value !== "object") return undefined;
+  for (const [key, item] of Object.entries(value)) {
+    const found = inexactInteger(item, Array.isArray(value) ? `${path}[${key}]` : path ? `${path}.${key}` : key);
+    if (found !== undefined) return found;
+  }
+  return undefined;
+}
+
+/** Whether a query parameter names a repeated field of the request: a list even when given once. */
+function isList(message: DescMessage, path: string): boolean {
+  let node: DescMessage | undefined = message;
+  const keys = path.split(".");
+  for (const [i, key] of keys.entries()) {
+    const field: DescField | undefined = node?.fields.find((f) => f.name === key || f.jsonName === key);
+    if (!field) return false;
+    if (i === keys.length - 1) return field.fieldKind === "list";
+    node = field.fieldKind === "message" ? field.message : undefined;
+  }
+  return false;
 }
 
 /** A path segment, percent-decoded; a malformed escape is the client's error. */
@@ -204,6 +231,10 @@ export function restHandler(services: DescService[], forward: Forward, maxBodyBy
         } catch {
           throw new DomainError(ErrorReason.MALFORMED_REQUEST, "the request body is not valid JSON");
         }
+        const inexact = inexactInteger(body, "");
+        if (inexact !== undefined) {
+          throw new DomainError(ErrorReason.MALFORMED_REQUEST, `${inexact || "the body"} is a number beyond 2^53, which JSON cannot carry exactly: send a 64-bit integer as a string`, inexact);
+        }
         if (route.body === "*") {
           if (typeof body !== "object" || body === null || Array.isArray(body)) throw new DomainError(ErrorReason.MALFORMED_REQUEST, "the request body must be a JSON object");
           // The parsed body itself: copying it with Object.assign would let a "__proto__" key set the copy's prototype.
@@ -212,7 +243,8 @@ export function restHandler(services: DescService[], forward: Forward, maxBodyBy
       } else {
         for (const key of new Set(url.searchParams.keys())) {
           const values = url.searchParams.getAll(key);
-          for (const value of values) assign(fields, key, value, values.length > 1);
+          const repeated = values.length > 1 || isList(route.method.input, key);
+          for (const value of values) assign(fields, key, value, repeated);
         }
       }
       route.params.forEach((name, i) => assign(fields, name, decodeSegment(match![i + 1], name), false));

@@ -45,6 +45,11 @@ describe("REST JSON, transcoded from the google.api.http annotations", () => {
     expect([status, body.transfer.status, body.transfer.amount.amount]).toEqual([200, "TRANSFER_STATUS_POSTED", "300"]);
     const listed = await rest("GET", `/v1/accounts/${b.id}/transfers?statuses=TRANSFER_STATUS_POSTED&statuses=TRANSFER_STATUS_HELD`);
     expect(listed.body.transfers.map((t: { id: string }) => t.id)).toEqual([body.transfer.id]);
+    // A repeated field given once is a list of one.
+    const posted = await rest("GET", `/v1/accounts/${b.id}/transfers?statuses=TRANSFER_STATUS_POSTED&page_size=5`);
+    expect([posted.status, posted.body.transfers?.map((t: { id: string }) => t.id)]).toEqual([200, [body.transfer.id]]);
+    const held = await rest("GET", `/v1/accounts/${b.id}/transfers?statuses=TRANSFER_STATUS_HELD`);
+    expect([held.status, held.body.transfers ?? []]).toEqual([200, []]);
   });
 
   it("answers errors as JSON with the HTTP status, the reason and the fields", async () => {
@@ -79,6 +84,8 @@ describe("malformed input gets a clear 4xx and changes nothing", () => {
     ["a number where an object belongs", () => ({ body: { ...valid(), amount: 10 } }), 400, "MALFORMED_REQUEST"],
     ["an unknown field", () => ({ body: { ...valid(), ammount: { amount: "10", currency: "USD" } } }), 400, "MALFORMED_REQUEST"],
     ["a fractional amount", () => ({ body: { ...valid(), amount: { amount: "10.5", currency: "USD" } } }), 400, "MALFORMED_REQUEST"],
+    // Read as 9007199254740992 by any JSON parser: one unit off, so refused rather than moved.
+    ["an amount as a number beyond 2^53", () => ({ body: JSON.stringify(valid()).replace('"amount":"10"', '"amount":9007199254740993') }), 400, "MALFORMED_REQUEST"],
     ["a huge body", () => ({ body: { ...valid(), description: "x".repeat(200 * 1024) } }), 413, "REQUEST_TOO_LARGE"],
     ["a bad path parameter", () => ({ path: "/v1/transfers/not-a-uuid:void", body: {} }), 400, "INVALID_ID"],
     ["a path parameter with a slash in it", () => ({ path: `/v1/transfers/${newId()}%2F..:void`, body: {} }), 400, "INVALID_ID"],
