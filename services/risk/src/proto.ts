@@ -48,6 +48,7 @@ export const hitMessage = (hit: StoredHit): RuleHit =>
     ruleName: hit.ruleName,
     action: ACTION_BY_NAME[hit.action],
     score: hit.score,
+    error: hit.error ?? "",
   });
 
 const transferOf = (json: unknown) => fromJson(TransferSchema, json as JsonValue, { ignoreUnknownFields: true });

@@ -15,7 +15,7 @@ const rule = (overrides = {}) => ({
   name: "metadata flag",
   description: "flags transfers marked by the caller",
   kind: RuleKind.ASSESSMENT,
-  expression: 'transfer.metadata["flag"] == "1"',
+  expression: '"flag" in transfer.metadata && transfer.metadata["flag"] == "1"',
   action: RuleAction.REVIEW,
   priority: 5,
   enabled: true,
@@ -32,7 +32,7 @@ it("ships the default rules, enabled, at version 1", async () => {
 it("creates, versions, disables and enables a rule, keeping every version for audit", async () => {
   const { rule: created } = await h.risk.createRule({ rule: rule() });
   expect([created!.version, created!.enabled]).toEqual([1, true]);
-  const { rule: updated } = await h.risk.updateRule({ ruleId: created!.id, rule: rule({ expression: 'transfer.metadata["flag"] == "2"' }) });
+  const { rule: updated } = await h.risk.updateRule({ ruleId: created!.id, rule: rule({ expression: '"flag" in transfer.metadata && transfer.metadata["flag"] == "2"' }) });
   expect(updated!.version).toBe(2);
   const { rule: disabled } = await h.risk.disableRule({ ruleId: created!.id });
   expect([disabled!.version, disabled!.enabled]).toEqual([3, false]);
@@ -41,7 +41,7 @@ it("creates, versions, disables and enables a rule, keeping every version for au
   expect([enabled!.version, enabled!.enabled]).toEqual([4, true]);
 
   const first = (await h.risk.getRule({ ruleId: created!.id, version: 1 })).rule!;
-  expect(first.expression).toBe('transfer.metadata["flag"] == "1"');
+  expect(first.expression).toBe('"flag" in transfer.metadata && transfer.metadata["flag"] == "1"');
   expect((await h.risk.getRule({ ruleId: created!.id })).rule!.version).toBe(4);
   const { rules: history } = await h.risk.listRules({ includeHistory: true, pageSize: 500 });
   expect(history.filter((r) => r.id === created!.id).map((r) => r.version)).toEqual([1, 2, 3, 4]);
@@ -79,6 +79,26 @@ it("applies a change at once, and stops applying a disabled rule", async () => {
   expect(await assess()).toBe(RiskDecision.DECLINE);
   await h.risk.disableRule({ ruleId: created!.id });
   expect(await assess()).toBe(RiskDecision.APPROVE);
+});
+
+it("fails closed: a DECLINE rule that cannot be evaluated on a transfer sends it to review, with the rule and its error", async () => {
+  const [a, b] = [await openAccount(h), await openAccount(h)];
+  // Unguarded: a transfer without the key cannot be evaluated ("no such key"), which must not approve it.
+  const { rule: created } = await h.risk.createRule({ rule: rule({ name: "kyc", expression: 'transfer.metadata["kyc"] != "verified"', action: RuleAction.DECLINE }) });
+  try {
+    const assess = async (metadata: Record<string, string>) => (await h.risk.assessTransfer({ transfer: transferToAssess(a.id, b.id, 10n, { metadata }) })).assessment!;
+    expect((await assess({ kyc: "pending" })).decision).toBe(RiskDecision.DECLINE);
+    expect((await assess({ kyc: "verified" })).decision).toBe(RiskDecision.APPROVE);
+    const unknown = await assess({});
+    expect(unknown.decision).toBe(RiskDecision.REVIEW);
+    expect(unknown.hits.map((hit) => [hit.ruleName, hit.action, hit.score, hit.error])).toEqual([["kyc", RuleAction.DECLINE, 0, expect.stringContaining("kyc")]]);
+    // An ADD_SCORE rule that cannot be evaluated adds nothing (it is counted and logged, not stored with each assessment).
+    await h.risk.updateRule({ ruleId: created!.id, rule: rule({ name: "kyc", expression: 'transfer.metadata["kyc"] != "verified"', action: RuleAction.ADD_SCORE, score: 10 }) });
+    const scored = await assess({});
+    expect([scored.decision, scored.score, scored.hits]).toEqual([RiskDecision.APPROVE, 0, []]);
+  } finally {
+    await h.risk.disableRule({ ruleId: created!.id });
+  }
 });
 
 it("pages through rules", async () => {

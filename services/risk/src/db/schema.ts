@@ -137,6 +137,8 @@ export interface StoredHit {
   ruleName: string;
   action: (typeof rules.$inferSelect)["action"];
   score: number;
+  /** Why the rule could not be evaluated: it did not fire (see RuleHit.error). */
+  error?: string;
 }
 
 export const inbox = inboxTable(riskSchema);

@@ -80,12 +80,15 @@ export class Assessor {
     const profileOf = new Map(sources.map((id, i) => [id, profiles[i]]));
     const decided = await Promise.all(
       valid.map(async ({ index, transfer }) => {
-        const hits = await this.ruleSet.evaluate("assessment", {
+        const evaluated = await this.ruleSet.evaluate("assessment", {
           transfer: transferFacts(transfer),
           from_account: factsOf.get(transfer.fromAccountId)!,
           to_account: factsOf.get(transfer.toAccountId)!,
           profile: profileOf.get(transfer.fromAccountId)!,
         });
+        // A rule that could not be evaluated is kept with the assessment when it decides it (DECLINE or
+        // REVIEW: it sends the transfer to review); a score it could not add is only counted and logged.
+        const hits = evaluated.filter((hit) => !hit.error || hit.action !== "add_score");
         return { index, transfer, hits, id: newId(), transferJson: toJson(TransferSchema, transfer), ...decide(hits, this.thresholds) };
       }),
     );
@@ -179,18 +182,23 @@ function annotate(decided: { transfer: Transfer; decision: string; score: number
   });
   if (asked > 1) {
     span.setAttribute("tally.risk.batch_size", asked);
-    for (const d of decided) span.addEvent("transfer assessed", { ...attributesOf(d), "tally.risk.rules_fired": d.hits.map((h) => h.ruleName).join(", ") });
+    for (const d of decided) {
+      const fired = d.hits.filter((h) => !h.error).map((h) => h.ruleName);
+      const failed = d.hits.filter((h) => h.error).map((h) => h.ruleName);
+      span.addEvent("transfer assessed", { ...attributesOf(d), "tally.risk.rules_fired": fired.join(", "), ...(failed.length > 0 ? { "tally.risk.rules_failed": failed.join(", ") } : {}) });
+    }
     return;
   }
   for (const d of decided) {
     span.setAttributes(attributesOf(d));
     for (const hit of d.hits) {
-      span.addEvent("rule fired", {
+      span.addEvent(hit.error ? "rule could not be evaluated" : "rule fired", {
         "tally.risk.rule.id": hit.ruleId,
         "tally.risk.rule.version": hit.ruleVersion,
         "tally.risk.rule.name": hit.ruleName,
         "tally.risk.rule.action": hit.action,
         "tally.risk.rule.score": hit.score,
+        ...(hit.error ? { "tally.risk.rule.error": hit.error } : {}),
       });
     }
   }

@@ -75,7 +75,8 @@ export class Monitoring {
       });
       const account = accountFacts(accountId, views.find((v) => v.id === accountId), at);
       const hits = await this.ruleSet.evaluate("monitoring", { event, account, profile: profileOf.get(accountId)! });
-      for (const hit of hits) await this.raise(tx, envelope, transfer, hit, at, late);
+      // A rule that could not be evaluated raises nothing (it is counted and logged).
+      for (const hit of hits) if (!hit.error) await this.raise(tx, envelope, transfer, hit, at, late);
     }
   }
 

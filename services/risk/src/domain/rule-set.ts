@@ -38,21 +38,27 @@ export class RuleSet {
     this.revision = -1;
   }
 
-  /** Evaluates the enabled rules of a kind, in priority order; returns the ones that fired. */
+  /**
+   * Evaluates the enabled rules of a kind, in priority order; returns the ones that fired, and
+   * those that could not be evaluated on this input, with the error and a score of 0 (what that
+   * means is the caller's to decide).
+   */
   async evaluate(kind: RuleKindName, input: RuleInput): Promise<StoredHit[]> {
     const hits: StoredHit[] = [];
     for (const { row, compiled } of await this.rules(kind)) {
       const outcome = compiled.evaluate(input);
+      const hit = { ruleId: row.id, ruleVersion: row.version, ruleName: row.name, action: row.action };
       if ("error" in outcome) {
-        // A rule that cannot be evaluated on this input does not fire; it is counted, and logged once a minute.
+        // Counted, and logged once a minute.
         this.evaluationErrors++;
         const key = `${row.id}/${row.version}`;
         if (Date.now() - (this.lastWarned.get(key) ?? 0) > WARN_EVERY_MS) {
           this.lastWarned.set(key, Date.now());
           this.log.warn({ rule: row.id, version: row.version, error: outcome.error }, "rule evaluation failed (guard map keys with `in` or has())");
         }
+        hits.push({ ...hit, score: 0, error: outcome.error });
       } else if (outcome.matched) {
-        hits.push({ ruleId: row.id, ruleVersion: row.version, ruleName: row.name, action: row.action, score: row.score });
+        hits.push({ ...hit, score: row.score });
       }
     }
     return hits;

@@ -111,7 +111,7 @@ export class RiskGate {
         outcome: create(RiskOutcomeSchema, {
           decision: answer.decision,
           score: answer.score,
-          reasons: answer.hits.map((h) => `${h.ruleName} (v${h.ruleVersion})`),
+          reasons: answer.hits.map((h) => `${h.ruleName} (v${h.ruleVersion})${h.error ? " could not be evaluated" : ""}`),
           assessmentId: answer.id,
         }),
       };
