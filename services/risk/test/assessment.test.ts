@@ -78,6 +78,15 @@ describe("AssessTransfer with the default rules", () => {
     expect(firedRules(assessment)).toEqual(["velocity"]);
   });
 
+  it("sends to review a transfer touching an account it cannot learn of, which the account rules cannot judge", async () => {
+    const known = await openAccount(h);
+    // Neither in risk's view nor known to the account service (as when that service does not answer in time).
+    for (const [from, to] of [[newId(), known.id], [known.id, newId()]]) {
+      const assessment = await decisionOf(from, to, 100n);
+      expect([assessment.decision, firedRules(assessment)]).toEqual([RiskDecision.REVIEW, ["account unknown to risk"]]);
+    }
+  });
+
   it("adds up scores against the thresholds", async () => {
     const [a, b] = [await openAccount(h), await openAccount(h)];
     for (const name of ["night-time", "new device"]) {

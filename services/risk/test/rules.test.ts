@@ -25,7 +25,7 @@ const rule = (overrides = {}) => ({
 it("ships the default rules, enabled, at version 1", async () => {
   const { rules } = await h.risk.listRules({});
   const names = rules.map((r) => r.name);
-  expect(names).toEqual(expect.arrayContaining(["very large amount", "large amount", "velocity", "young account, large amount", "blocked counterparty", "burst of payments"]));
+  expect(names).toEqual(expect.arrayContaining(["very large amount", "large amount", "velocity", "young account, large amount", "blocked counterparty", "account unknown to risk", "burst of payments"]));
   expect(rules.every((r) => r.enabled && r.version === 1)).toBe(true);
 });
 

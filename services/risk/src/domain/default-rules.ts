@@ -62,6 +62,18 @@ export const DEFAULT_RULES: readonly (RuleDraft & { id: string })[] = [
     enabled: true,
   },
   {
+    id: "0190c0de-0000-7000-8000-000000000007",
+    name: "account unknown to risk",
+    description:
+      "Sends to review a transfer touching an account risk could not learn of (its events not consumed yet, and the account service not answering in time): the rules that judge accounts cannot judge it.",
+    kind: "assessment",
+    expression: "!from_account.known || !to_account.known",
+    action: "review",
+    score: 50,
+    priority: 5,
+    enabled: true,
+  },
+  {
     id: "0190c0de-0000-7000-8000-000000000006",
     name: "burst of payments",
     description: "Raises an alert when a customer sends more than 20 transfers within a minute.",
