@@ -59,6 +59,8 @@ describe("idempotency per transfer id", () => {
     expect(again.transfer).toEqual(first.transfer);
     const [different] = await post(h, { ...t, amount: 101n });
     expect(different.result).toBe(PostingResult.EXISTS_WITH_DIFFERENT_FIELDS);
+    // Another request's transfer is not shown to whoever reused its id.
+    expect(different.transfer).toBeUndefined();
     expect(await ledgerSnapshot(h)).toEqual(before);
     expect((await balanceOf(h, b.id)).posted).toBe(100n);
   });

@@ -199,9 +199,8 @@ function applyOne(req: PostingRequest, s: Scratch, now: Date): ItemOutcome {
   if (invalid !== undefined) return { result: invalid };
   const existing = s.transfer(req.id);
   if (existing) {
-    return sameFields(existing, req, s)
-      ? { result: PostingResult.EXISTS, transfer: existing }
-      : { result: PostingResult.EXISTS_WITH_DIFFERENT_FIELDS, transfer: existing };
+    // Another request under the id learns only that: the transfer stored is not its to see.
+    return sameFields(existing, req, s) ? { result: PostingResult.EXISTS, transfer: existing } : { result: PostingResult.EXISTS_WITH_DIFFERENT_FIELDS };
   }
   return req.mode === "post" || req.mode === "pending" ? applyNew(req, s, now) : applyFinalize(req, s, now);
 }
