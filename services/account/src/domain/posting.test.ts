@@ -45,6 +45,9 @@ describe("applyBatch", () => {
     const capture = request(a, b, 30n, { mode: "post_pending", pendingId: hold.id, debitAccountId: "", creditAccountId: "", currency: "" });
     const { outcomes, effects } = applyBatch([hold, capture], viewOf(a, b), now);
     expect(outcomes.map((o) => o.result)).toEqual([PostingResult.OK, PostingResult.OK]);
+    // Each is answered as its own item left it: the hold as created.
+    expect([outcomes[0].transfer?.state, outcomes[0].transfer?.postedAmount]).toEqual(["pending", 0n]);
+    expect([outcomes[1].transfer?.state, outcomes[1].transfer?.amount]).toEqual(["posted", 30n]);
     // The hold is inserted once, already in its final state.
     expect(effects.inserted.map((t) => [t.id, t.state, t.postedAmount])).toEqual([
       [hold.id, "pending_posted", 30n],

@@ -183,10 +183,13 @@ class Scratch {
       effects.insertedById.set(t.id, t);
     }
     for (const t of this.finalized.values()) {
-      // A hold created earlier in this batch is inserted in its final state instead.
+      // A hold created earlier in this batch is inserted in its final state instead (in its place, not
+      // over it: that record is also the result its creator is answered with, as it was created).
       const inserted = effects.insertedById.get(t.id);
-      if (inserted) Object.assign(inserted, t);
-      else effects.finalized.push(t);
+      if (inserted) {
+        effects.inserted[effects.inserted.indexOf(inserted)] = t;
+        effects.insertedById.set(t.id, t);
+      } else effects.finalized.push(t);
     }
     effects.entries.push(...this.entries);
   }
@@ -374,7 +377,7 @@ function applyFinalize(req: PostingRequest, s: Scratch, now: Date): ItemOutcome 
 
 /** Releases expired holds (called by the expiry sweeper under the same row locks). */
 export function expireHolds(holds: TransferRecord[], view: LedgerView, now: Date): BatchEffects {
-  const effects: BatchEffects = { inserted: [], insertedById: new Map(), finalized: [], entries: [], accounts: new Map() };
+  const effects = noEffects();
   for (const hold of holds) {
     if (hold.state !== "pending" || hold.expiresAt === null || hold.expiresAt > now) continue;
     const s = new Scratch(view);
