@@ -487,7 +487,9 @@ export const AccountService: GenService<{
     output: typeof LookupAccountsResponseSchema;
   },
   /**
-   * A customer's accounts, oldest first.
+   * A customer's accounts in id order: about the order they were opened, for
+   * the time-ordered ids Tally assigns (one opened with a client-chosen id
+   * sorts by that id).
    *
    * @generated from rpc tally.account.v1.AccountService.ListAccounts
    */
