@@ -187,6 +187,20 @@ describe("authorizations", () => {
     expect((await balanceOf(h, b.id)).posted).toBe(6_000n);
   });
 
+  it("take the ledger's word when a capture by a driver that outlived its claim posts after the transfer was left held", async () => {
+    const [a, b] = [await funded(10_000n), await openAccount(h)];
+    const { transfer: hold } = await h.transactions.authorizeTransfer(transferRequest(a.id, b.id, 6_000n));
+    // At rest, held (as after another capture of it was refused and noted), when the driver of an earlier
+    // capture, its claim long lapsed, comes back and posts it: no one would drive the transfer again.
+    const held = await withStore((_, store) => store.get(hold!.id));
+    const stale = { ...held, step: "capture" as const, finalizeLedgerId: newId(), captureAmount: 4_000n, leaseUntil: new Date(Date.now() - 60_000) };
+    const after = await h.service.orchestrator.drive(hold!.id, stale);
+    expect([after.status, after.step, after.capturedAmount]).toEqual(["posted", "done", 4_000n]);
+    expect((await h.transactions.getTransfer({ transferId: hold!.id })).transfer!.status).toBe(TransferStatus.POSTED);
+    expect((await balanceOf(h, b.id)).posted).toBe(4_000n);
+    expect(await balanceOf(h, a.id)).toMatchObject({ posted: 6_000n, debitsPending: 0n });
+  });
+
   it("void releases the hold", async () => {
     const [a, b] = [await funded(10_000n), await openAccount(h)];
     const { transfer: hold } = await h.transactions.authorizeTransfer(transferRequest(a.id, b.id, 6_000n));
@@ -452,6 +466,30 @@ describe("accounts are checked before anything is recorded", () => {
     const before = await rowsIn(h, "transfers");
     await expectRpcError(h.transactions.createTransfer(transferRequest(a.id, b.id, 10n)), Status.FAILED_PRECONDITION, "CURRENCY_MISMATCH", "amount.currency");
     expect(await rowsIn(h, "transfers")).toBe(before);
+  });
+});
+
+describe("recovery", () => {
+  it("drives the transfers behind one it cannot drive", async () => {
+    const [a, b] = [await funded(10_000n), await openAccount(h)];
+    // Two transfers left between steps by a replica that died, their claims lapsed; the database refuses
+    // every change to the older one (a trigger stands in for whatever would make driving it fail).
+    const [stuck, next] = [newId(), newId()];
+    await withSql(h, async (sql) => {
+      for (const [id, ago] of [[stuck, "10 minutes"], [next, "5 minutes"]]) {
+        await sql`insert into transactions.transfers (id, request_id, kind, status, step, from_account_id, to_account_id, amount, currency, updated_at)
+                  values (${id}, ${newId()}, 'transfer', 'created', 'post', ${a.id}, ${b.id}, 100, 'USD', now() - ${ago}::interval)`;
+      }
+      await sql.unsafe(`create function transactions.refuse_stuck() returns trigger language plpgsql as $$
+        begin if old.id = '${stuck}' then raise exception 'this transfer cannot be changed'; end if; return new; end $$`);
+      await sql.unsafe("create trigger refuse_stuck before update on transactions.transfers for each row execute function transactions.refuse_stuck()");
+    });
+    try {
+      await statusBecomes(h, next, TransferStatus.POSTED);
+      expect((await balanceOf(h, b.id)).posted).toBe(100n);
+    } finally {
+      await withSql(h, (sql) => sql.unsafe("drop trigger refuse_stuck on transactions.transfers; drop function transactions.refuse_stuck()"));
+    }
   });
 });
 

@@ -55,10 +55,9 @@ export class LedgerGate {
     return this.one({ id: finalizeId, pendingId: row.id, mode: PostingMode.VOID_PENDING });
   }
 
-  /** The transfer's hold as the ledger has it: its state, and what was posted from it. */
-  async heldAs(row: TransferRow): Promise<LedgerTransfer> {
+  /** The transfer's hold as the ledger has it (its state, and what was posted from it), if it has one. */
+  async heldAs(row: TransferRow): Promise<LedgerTransfer | undefined> {
     const [hold] = (await this.ledger.lookupTransfers({ transferIds: [row.id] })).transfers;
-    if (!hold) throw new Error(`the ledger has no hold ${row.id}`);
     return hold;
   }
 

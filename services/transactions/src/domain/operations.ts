@@ -236,13 +236,14 @@ export class Operations {
    */
   private async earlierAnswer(requestId: string, ids: string[]): Promise<Transfer[]> {
     const until = Date.now() + this.limits.replayWaitMs;
-    for (;;) {
+    for (let looks = 0; ; ) {
       const answer = await this.keys.answer(requestId);
       if (answer) return answer;
       const rows = await this.takeOver(ids);
       if (rows) return this.finish(requestId, ids, rows);
       if (Date.now() > until) throw new DomainError(ErrorReason.IDEMPOTENCY_KEY_IN_USE, "the request under this request_id is still at work; try again later", "request_id");
-      await sleep(20);
+      // Looking less often the longer it waits: many replays waiting at once do not flood the database.
+      await sleep(Math.min(250, 20 * 2 ** looks++));
     }
   }
 

@@ -139,7 +139,11 @@ export class Orchestrator {
   }
 
   /** Records a ledger outcome: the step's success, or the failure it ends the transfer with. */
-  private async apply(row: TransferRow, outcome: LedgerOutcome, success: (t: Extract<LedgerOutcome, { ok: true }>["transfer"]) => TransferChanges): Promise<TransferRow | typeof TAKEN> {
+  private async apply(
+    row: TransferRow,
+    outcome: LedgerOutcome,
+    success: (t: Extract<LedgerOutcome, { ok: true }>["transfer"]) => TransferChanges,
+  ): Promise<TransferRow | typeof STALLED | typeof TAKEN> {
     // The ledger has applied it; the transfer does not know yet.
     this.failpoint(`applied-${row.step}`);
     const finalizing = row.step === "capture" || row.step === "void";
@@ -149,8 +153,11 @@ export class Orchestrator {
     // The hold was finalized already, by an earlier capture or void of it that a driver which outlived
     // its claim posted late: the ledger's word stands, whatever this step meant to do.
     else if (outcome.result === PostingResult.PENDING_TRANSFER_ALREADY_VOIDED && finalizing) changes = { status: "voided", step: "done" };
-    else if (outcome.result === PostingResult.PENDING_TRANSFER_ALREADY_POSTED && finalizing) changes = captured((await this.ledger.heldAs(row)).postedAmount, new Date());
-    else if (finalizing) {
+    else if (outcome.result === PostingResult.PENDING_TRANSFER_ALREADY_POSTED && finalizing) {
+      const posted = await this.postedBefore(row);
+      if (posted === STALLED) return STALLED;
+      changes = posted;
+    } else if (finalizing) {
       // The hold stands (say, an account was frozen meanwhile), and the refusal is noted. An authorization
       // stays held, for its holder to capture or void again; a transfer held for review or for risk has
       // no one to, so its hold is released (voided) rather than left to tie up the funds till it expires.
@@ -160,7 +167,30 @@ export class Orchestrator {
           ? { ...refusal, step: "void", finalizeLedgerId: newLedgerId(), captureAmount: 0n }
           : { ...refusal, step: "done", finalizeLedgerId: null, captureAmount: 0n };
     } else changes = failed(outcome.result);
-    return this.save(row, changes);
+    const saved = await this.save(row, changes);
+    // This driver's claim lapsed, and another recorded the hold as still held (its own capture of it
+    // refused, say) before this driver's finalize posted: the ledger's word stands over a transfer
+    // left at rest, which no one would drive again.
+    if (saved === TAKEN && outcome.ok && finalizing) return this.recordLateFinalize(row.id, changes);
+    return saved;
+  }
+
+  /** What an earlier capture posted from the hold; STALLED (to look again later) while the ledger cannot say. */
+  private async postedBefore(row: TransferRow): Promise<TransferChanges | typeof STALLED> {
+    const hold = await this.ledger.heldAs(row).catch((err: unknown) => this.log.warn({ transfer: row.id, err: (err as Error).message }, "the ledger did not say what was posted from the hold"));
+    if (!hold) {
+      await this.transfers.touch(row.id);
+      return STALLED;
+    }
+    if (row.step === "void") this.log.warn({ transfer: row.id, postedAmount: String(hold.postedAmount) }, "the hold to void was posted by an earlier capture of it; the transfer is posted");
+    return captured(hold.postedAmount, new Date());
+  }
+
+  private async recordLateFinalize(id: string, changes: TransferChanges): Promise<TransferRow | typeof TAKEN> {
+    const current = await this.transfers.get(id);
+    if (current.status !== "held" || current.step !== "done") return TAKEN;
+    this.log.warn({ transfer: id, status: changes.status }, "a finalize posted after the transfer was left held; it takes the ledger's state");
+    return this.save(current, changes);
   }
 
   private async assess(row: TransferRow): Promise<TransferRow | typeof STALLED | typeof TAKEN> {

@@ -41,7 +41,14 @@ export class Recovery {
     const ids = await this.transfers.stalled(this.afterMs, 100);
     for (const id of ids) {
       if (this.stopped) break;
-      await this.orchestrator.drive(id);
+      try {
+        await this.orchestrator.drive(id);
+      } catch (err) {
+        // One transfer that cannot be driven now must not hold back the others behind it: it goes to
+        // the back of the line (if it can be touched) and is tried again in a later pass.
+        this.log.error({ transfer: id, err: (err as Error).message }, "recovery could not drive a transfer");
+        await this.transfers.touch(id).catch(() => {});
+      }
     }
     if (ids.length > 0) this.log.info({ transfers: ids.length }, "recovery re-drove stalled transfers");
     if (Date.now() - this.lastPrune > PRUNE_EVERY_MS) {
