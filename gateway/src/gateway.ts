@@ -2,6 +2,7 @@ import fs from "node:fs";
 import type net from "node:net";
 import { cors as connectCors } from "@connectrpc/connect";
 import { compressionBrotli, compressionGzip, connectNodeAdapter } from "@connectrpc/connect-node";
+import { refuseInexactJson } from "./inexact-json";
 import { answerUndecodableAsInvalid } from "./malformed-requests";
 import corsMiddleware from "cors";
 import type { Lifecycle } from "../../platform/lifecycle";
@@ -64,7 +65,7 @@ export async function startGateway(config: GatewayConfig, log: Logger, lifecycle
     ...compression,
     routes: (router) => {
       registerRoutes(router, backends.services, forward);
-      router.handlers.forEach((handler, i) => (router.handlers[i] = answerUndecodableAsInvalid(handler)));
+      router.handlers.forEach((handler, i) => (router.handlers[i] = answerUndecodableAsInvalid(refuseInexactJson(handler, config.MAX_REQUEST_BYTES))));
     },
     readMaxBytes: config.MAX_REQUEST_BYTES,
     // A misspelt field is refused, not silently dropped: money moves only as asked.

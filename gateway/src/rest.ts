@@ -6,6 +6,7 @@ import { http as httpRule } from "../../gen/google/api/annotations_pb";
 import { BadRequestSchema, ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb";
 import { DomainError, ErrorReason } from "../../platform/errors";
 import { toConnectError } from "./errors";
+import { requireExactIntegers } from "./inexact-json";
 import { publicMethods } from "./exposure";
 import type { Forward, IncomingCall } from "./forward";
 
@@ -89,20 +90,6 @@ function assign(target: JsonObject, path: string, value: string, repeated: boole
   const last = keys[keys.length - 1];
   if (repeated) node[last] = [...((node[last] as JsonValue[] | undefined) ?? []), value];
   else node[last] = value;
-}
-
-/**
- * The path of the first integer in parsed JSON too large for a double to hold exactly: parsed, it
- * may be another number already (9007199254740993 reads as 9007199254740992), so it is refused.
- */
-function inexactInteger(value: JsonValue, path: string): string | undefined {
-  if (typeof value === "number") return Number.isInteger(value) && !Number.isSafeInteger(value) ? path : undefined;
-  if (value === null || typeof value !== "object") return undefined;
-  for (const [key, item] of Object.entries(value)) {
-    const found = inexactInteger(item, Array.isArray(value) ? `${path}[${key}]` : path ? `${path}.${key}` : key);
-    if (found !== undefined) return found;
-  }
-  return undefined;
 }
 
 /** Whether a query parameter names a repeated field of the request: a list even when given once. */
@@ -231,10 +218,7 @@ export function restHandler(services: DescService[], forward: Forward, maxBodyBy
         } catch {
           throw new DomainError(ErrorReason.MALFORMED_REQUEST, "the request body is not valid JSON");
         }
-        const inexact = inexactInteger(body, "");
-        if (inexact !== undefined) {
-          throw new DomainError(ErrorReason.MALFORMED_REQUEST, `${inexact || "the body"} is a number beyond 2^53, which JSON cannot carry exactly: send a 64-bit integer as a string`, inexact);
-        }
+        requireExactIntegers(body);
         if (route.body === "*") {
           if (typeof body !== "object" || body === null || Array.isArray(body)) throw new DomainError(ErrorReason.MALFORMED_REQUEST, "the request body must be a JSON object");
           // The parsed body itself: copying it with Object.assign would let a "__proto__" key set the copy's prototype.

@@ -100,14 +100,18 @@ describe("malformed input gets a clear 4xx and changes nothing", () => {
     expect([await transfers(), await balanceOf(h, from)]).toEqual(before);
   });
 
-  it("over Connect JSON: bad JSON, wrong types, unknown fields and a huge body", async () => {
+  it("over Connect JSON: bad JSON, wrong types, unknown fields, an amount JSON cannot carry exactly and a huge body", async () => {
     const before = [await transfers(), await balanceOf(h, from)];
     const post = (body: string) =>
       fetch(`${h.gateway.base}/tally.transactions.v1.TransactionService/CreateTransfer`, { method: "POST", headers: { authorization: `Bearer ${token}`, "content-type": "application/json" }, body });
-    for (const body of ['{"requestId": ', JSON.stringify({ ...valid(), amount: 10 }), JSON.stringify({ ...valid(), ammount: {} })]) {
+    const inexact = JSON.stringify(valid()).replace('"amount":"10"', '"amount":9007199254740993');
+    for (const body of ['{"requestId": ', JSON.stringify({ ...valid(), amount: 10 }), JSON.stringify({ ...valid(), ammount: {} }), inexact]) {
       const res = await post(body);
       expect([res.status, ((await res.json()) as { code: string }).code]).toEqual([400, "invalid_argument"]);
     }
+    // Said of the field, with Tally's reason, as every error is.
+    const refused = (await (await post(inexact)).json()) as { details: { type: string; debug?: { reason?: string; fieldViolations?: { field: string }[] } }[] };
+    expect(refused.details.map((d) => d.debug?.reason ?? d.debug?.fieldViolations?.[0].field)).toEqual(["MALFORMED_REQUEST", "amount.amount"]);
     const huge = await post(JSON.stringify({ ...valid(), description: "x".repeat(200 * 1024) }));
     expect([huge.status, ((await huge.json()) as { code: string }).code]).toEqual([429, "resource_exhausted"]);
     const client = createClient(TransactionService, createConnectTransport({ baseUrl: h.gateway.base, httpVersion: "2", useBinaryFormat: true, interceptors: [bearer(token)] }));
