@@ -150,7 +150,15 @@ async function ensureDatabase(url) {
   admin.pathname = "/postgres";
   const sql = postgres(admin.toString(), { max: 1, onnotice: () => {} });
   try {
-    const rows = await sql`select 1 from pg_database where datname = ${name}`;
+    const rows = await sql`select 1 from pg_database where datname = ${name}`.catch((err) => {
+      // Debian's own cluster asks local TCP logins for a password (scram-sha-256), unlike this machine kind's.
+      if (err.code === "28P01" || err.code === "28000") {
+        throw new Error(
+          `PostgreSQL at ${target.host} refused ${target.username || "postgres"} (${err.message}): put the password in DATABASE_URL (postgres://user:password@host:port/db), or let local logins in (pg_hba.conf: host all all 127.0.0.1/32 trust)`,
+        );
+      }
+      throw err;
+    });
     if (rows.length === 0) {
       await sql.unsafe(`create database "${name.replace(/"/g, '""')}"`).catch((err) => {
         if (err.code !== "42P04") throw err; // created meanwhile by someone else

@@ -19,8 +19,6 @@ function wholeNumber(name, fallback, min, max) {
   process.exit(2);
 }
 const replicas = wholeNumber("REPLICAS", 1, 1, 9);
-// Moves every port up, to run a second system beside the first (or beside anything on 8080).
-const portOffset = wholeNumber("PORT_OFFSET", 0, 0, 10_000);
 
 /** The processes, each with its first port and the first port of its /metrics. */
 const SERVICES = [
@@ -29,6 +27,10 @@ const SERVICES = [
   { name: "risk", main: "dist/services/risk/src/main.js", port: 50053, metricsPort: 9467, portVar: "GRPC_PORT", urlVar: "RISK_SERVICE_URL" },
   { name: "gateway", main: "dist/gateway/src/main.js", port: 8080, metricsPort: 9464, portVar: "HTTP_PORT", http: true },
 ];
+
+// Moves every port up, to run a second system beside the first (or beside anything on 8080), as far
+// as the last replica's highest port allows.
+const portOffset = wholeNumber("PORT_OFFSET", 0, 0, 65_535 - (Math.max(...SERVICES.map((s) => s.port)) + (replicas - 1) * 100));
 
 const children = [];
 let stopping = false;

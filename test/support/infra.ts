@@ -8,8 +8,14 @@ import { ensureStream } from "../../platform/nats/stream";
 
 /** Test-only plumbing: a fresh database and a private stream per suite, on the real servers. */
 
-export const TEST_DATABASE_ADMIN_URL = process.env.TEST_DATABASE_ADMIN_URL ?? "postgres://postgres@127.0.0.1:5432/postgres";
-export const TEST_NATS_URL = process.env.TEST_NATS_URL ?? "nats://127.0.0.1:4222";
+/** The servers `npm test` made sure of (scripts/infra.js: DATABASE_URL's, NATS_URL's first), unless the TEST_ variables name others. */
+function adminUrl(databaseUrl: string): string {
+  const url = new URL(databaseUrl);
+  url.pathname = "/postgres";
+  return url.toString();
+}
+export const TEST_DATABASE_ADMIN_URL = process.env.TEST_DATABASE_ADMIN_URL || adminUrl(process.env.DATABASE_URL || "postgres://postgres@127.0.0.1:5432/postgres");
+export const TEST_NATS_URL = process.env.TEST_NATS_URL || (process.env.NATS_URL || "nats://127.0.0.1:4222").split(",")[0];
 
 export const testLogger = () => createLogger("test", process.env.TEST_LOG_LEVEL ?? "silent");
 
@@ -94,8 +100,13 @@ function ephemeralPorts(): { low: number; high: number } {
   return { low: 32768, high: 60999 };
 }
 
-const EPHEMERAL = ephemeralPorts();
+export const EPHEMERAL = ephemeralPorts();
 const handedOut = new Set<number>();
+
+/** Ports about to be listened on by a server started later: freePort() hands none of them out. */
+export function reservePorts(ports: number[]): void {
+  for (const port of ports) handedOut.add(port);
+}
 
 /**
  * A port nothing listens on right now, for a server to be started there later. It is taken below

@@ -1,6 +1,10 @@
 import { spawn, type ChildProcess } from "node:child_process";
+import { createHash } from "node:crypto";
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import net from "node:net";
+import { tmpdir } from "node:os";
 import path from "node:path";
+import { EPHEMERAL, reservePorts } from "./infra";
 
 /** `npm start` run as a reader runs it, in its own process group so that SIGINT reaches it as Ctrl-C does. */
 export interface NpmStart {
@@ -65,12 +69,70 @@ export async function portsFree(ports: number[]): Promise<boolean> {
   return true;
 }
 
-/** A PORT_OFFSET under which every port npm start uses, for `replicas` of each, is free. */
-export async function freePortOffset(replicas = 1): Promise<number> {
+/**
+ * A PORT_OFFSET under which every port npm start uses, for `replicas` (at most 2) of each, is free,
+ * and none lies where the kernel picks outgoing connections' ports (one of them could be taken in
+ * the minute npm start builds before it listens). `slot` (0 or 1) keeps two suites starting at
+ * once apart: their offsets differ in the hundreds a second replica adds.
+ */
+export async function freePortOffset(replicas: 1 | 2, slot: 0 | 1): Promise<number> {
   const ports = (offset: number) => START_PORTS.flatMap((p) => Array.from({ length: replicas }, (_, r) => p + r * 100 + offset));
-  for (let tries = 0; tries < 50; tries++) {
-    const offset = 1000 + Math.floor(Math.random() * 90) * 100;
-    if (await portsFree(ports(offset))) return offset;
+  const outside = (offset: number) => ports(offset).every((p) => p < EPHEMERAL.low || (p > EPHEMERAL.high && p < 65_536));
+  const candidates = Array.from({ length: 150 }, (_, i) => 1000 + i * 100).filter((o) => o % 400 === slot * 200);
+  const preferred = candidates.filter(outside);
+  for (const offset of shuffled(preferred.length > 0 ? preferred : candidates)) {
+    if (!(await portsFree(ports(offset)))) continue;
+    reservePorts(ports(offset));
+    return offset;
   }
   throw new Error("no free set of ports for npm start");
 }
+
+const shuffled = <T>(items: T[]): T[] => items.map((item) => ({ item, key: Math.random() })).sort((a, b) => a.key - b.key).map((x) => x.item);
+
+/**
+ * `npm start`, once it reports every process serving. One at a time on this machine: it builds
+ * dist/ and its services load it, so two starting at once (two suites) could load files the
+ * other is rewriting. What it wrote is in the error if it does not get there.
+ */
+export async function startedSystem(env: Record<string, string>, timeoutMs: number): Promise<NpmStart> {
+  const release = await exclusive(path.join(tmpdir(), `tally-npm-start-${createHash("sha256").update(ROOT).digest("hex").slice(0, 12)}`), timeoutMs);
+  const system = npmStart(env);
+  try {
+    await system.waitFor("Ctrl-C stops everything.", timeoutMs);
+    return system;
+  } catch (err) {
+    await system.interrupt();
+    throw err;
+  } finally {
+    release();
+  }
+}
+
+/** Holds `dir` as a lock between processes until released; a holder that died leaves it to be taken. */
+async function exclusive(dir: string, timeoutMs: number): Promise<() => void> {
+  const until = Date.now() + timeoutMs;
+  const pidFile = path.join(dir, "pid");
+  for (;;) {
+    try {
+      mkdirSync(dir);
+      writeFileSync(pidFile, String(process.pid));
+      return () => rmSync(dir, { recursive: true, force: true });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
+    }
+    const holder = existsSync(pidFile) ? Number(readFileSync(pidFile, "utf8")) : 0;
+    if (holder > 0 && !alive(holder)) rmSync(dir, { recursive: true, force: true });
+    else if (Date.now() > until) throw new Error(`another npm start held ${dir} for ${timeoutMs / 1000} s`);
+    else await new Promise((resolve) => setTimeout(resolve, 250));
+  }
+}
+
+const alive = (pid: number): boolean => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === "EPERM";
+  }
+};

@@ -2,7 +2,7 @@ import { spawn } from "node:child_process";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { createTestDatabase, testStream, TEST_NATS_URL, type TestDatabase, type TestStream } from "../support/infra";
-import { freePortOffset, npmStart, portsFree, START_PORTS, type NpmStart } from "../support/npm-start";
+import { freePortOffset, portsFree, START_PORTS, startedSystem, type NpmStart } from "../support/npm-start";
 
 /**
  * The README works as written: the system is started with its first command
@@ -50,7 +50,7 @@ function bash(script: string, env: Record<string, string> = {}, timeoutMs = 120_
 
 beforeAll(async () => {
   [database, stream] = [await createTestDatabase(), testStream()];
-  offset = await freePortOffset();
+  offset = await freePortOffset(1, 1);
   gatewayUrl = `http://127.0.0.1:${8080 + offset}`;
   systemEnv = {
     PORT_OFFSET: String(offset),
@@ -62,10 +62,9 @@ beforeAll(async () => {
     OTEL_TRACES_EXPORTER: "none",
     LOG_LEVEL: "warn",
   };
-  system = npmStart(systemEnv);
-  await system.waitFor("Ctrl-C stops everything.", 150_000);
+  system = await startedSystem(systemEnv, 170_000);
   output = system.output();
-}, 180_000);
+}, 360_000);
 
 // Stopped as Ctrl-C stops it, whatever ran: npm start's services are their own process groups and would outlive a SIGKILL.
 afterAll(async () => {

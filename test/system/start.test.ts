@@ -4,7 +4,7 @@ import path from "node:path";
 import { developmentToken } from "../../gateway/src/auth/tokens";
 import { gatewayConfig } from "../../gateway/src/config";
 import { freePort } from "../support/infra";
-import { freePortOffset, npmStart, portsFree, START_PORTS, type NpmStart } from "../support/npm-start";
+import { freePortOffset, portsFree, START_PORTS, startedSystem, type NpmStart } from "../support/npm-start";
 
 /**
  * `npm start` on a machine where PostgreSQL and NATS do not answer at the
@@ -21,8 +21,8 @@ beforeAll(async () => {
   dataDir = mkdtempSync(path.join(tmpdir(), "tally-start-"));
   // PostgreSQL runs as its own user when started by root, and must reach its data directory.
   chmodSync(dataDir, 0o755);
-  [offset, pgPort, natsPort] = [await freePortOffset(2), await freePort(), await freePort()];
-  system = npmStart({
+  [offset, pgPort, natsPort] = [await freePortOffset(2, 0), await freePort(), await freePort()];
+  system = await startedSystem({
     TALLY_DATA_DIR: dataDir,
     DATABASE_URL: `postgres://postgres@127.0.0.1:${pgPort}/tally_start`,
     NATS_URL: `nats://127.0.0.1:${natsPort}`,
@@ -30,9 +30,8 @@ beforeAll(async () => {
     REPLICAS: "2",
     OTEL_TRACES_EXPORTER: "none",
     LOG_LEVEL: "info",
-  });
-  await system.waitFor("Ctrl-C stops everything.", 170_000);
-}, 180_000);
+  }, 170_000);
+}, 360_000);
 
 afterAll(async () => {
   await system?.interrupt();
