@@ -469,6 +469,26 @@ describe("accounts are checked before anything is recorded", () => {
   });
 });
 
+describe("a driver that outlived its claim", () => {
+  it("saves nothing over the claim of the driver after it, even at the same step: a posting the ledger refused it may be the next one's to make", async () => {
+    const [a, b] = [await openAccount(h), await openAccount(h)];
+    // Left at its posting, claimed now by another driver (for an hour, so recovery leaves it alone meanwhile).
+    const id = newId();
+    await withSql(h, (sql) => sql`insert into transactions.transfers (id, request_id, kind, status, step, from_account_id, to_account_id, amount, currency, lease_until)
+                                   values (${id}, ${newId()}, 'transfer', 'created', 'post', ${a.id}, ${b.id}, 100, 'USD', now() + interval '1 hour')`);
+    const current = await withStore((_, store) => store.get(id));
+    // The earlier driver, its claim long lapsed, posts while the funds are not there yet: refused.
+    const stale = await h.service.orchestrator.drive(id, { ...current, leaseUntil: new Date(Date.now() - 60_000) });
+    expect([stale.status, stale.step, stale.failureReason]).toEqual(["created", "post", ""]);
+
+    // The funds arrive; the driver holding the claim is gone too, and recovery posts it.
+    await fund(h, a.id, 100n);
+    await withSql(h, (sql) => sql`update transactions.transfers set lease_until = null where id = ${id}`);
+    await statusBecomes(h, id, TransferStatus.POSTED);
+    expect((await balanceOf(h, b.id)).posted).toBe(100n);
+  });
+});
+
 describe("recovery", () => {
   it("drives the transfers behind one it cannot drive", async () => {
     const [a, b] = [await funded(10_000n), await openAccount(h)];

@@ -246,10 +246,12 @@ export class Orchestrator {
     // Resting: the claim ends with the same write.
     const changes = input.step === "done" ? { ...input, leaseUntil: null } : input;
     const ends = changes.status === "posted" || changes.status === "failed";
-    // Only over the step, status and finalizing ledger transfer this driver last saw: a driver that
-    // outlived its claim (paused, say) may find the transfer moved on by another and back at the same
+    // Only while this driver's claim is the transfer's (another claimed it once this one's lapsed, and
+    // may have done this step's work with another outcome: a posting the ledger refused this driver and
+    // then made for the next), and over the step, status and finalizing ledger transfer it last saw: a
+    // driver that outlived its claim (paused, say) may find the transfer moved on and back at the same
     // step, as at assess again after a fallback hold, or at capture again after a refused capture.
-    const seen = { step: row.step, status: row.status, finalizeLedgerId: row.finalizeLedgerId ?? undefined };
+    const seen = { step: row.step, status: row.status, finalizeLedgerId: row.finalizeLedgerId ?? undefined, leaseUntil: row.leaseUntil ?? undefined };
     const saved = row.kind === "reversal" && ends ? await this.transfers.settleReversal(row, changes, seen) : await this.transfers.change(row.id, changes, seen);
     return saved ?? TAKEN;
   }

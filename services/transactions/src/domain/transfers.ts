@@ -237,7 +237,7 @@ export type NewTransfer = typeof transfers.$inferInsert;
 export const takenId = (id: string) => new DomainError(ErrorReason.EXISTS_WITH_DIFFERENT_FIELDS, `transfer ${id} already exists`, "transfer_id");
 
 /** What a change expects of the row (what is left out is not checked). */
-type Expected = { status?: TransferStatusName; step?: TransferRow["step"]; finalizeLedgerId?: string };
+type Expected = { status?: TransferStatusName; step?: TransferRow["step"]; finalizeLedgerId?: string; leaseUntil?: Date };
 
 interface Change {
   id: string;
@@ -286,6 +286,7 @@ function updateShape(t: TransactionsDb | TransactionsTx, columns: ChangedColumn[
     expected_status: transfers.status,
     expected_step: transfers.step,
     expected_finalize: transfers.finalizeLedgerId,
+    expected_lease: transfers.leaseUntil,
     ...Object.fromEntries(columns.map((k) => [`set_${k}`, transfers[k]])),
   };
   const rows = changes.map((c) => ({
@@ -293,6 +294,7 @@ function updateShape(t: TransactionsDb | TransactionsTx, columns: ChangedColumn[
     expected_status: c.expected?.status,
     expected_step: c.expected?.step,
     expected_finalize: c.expected?.finalizeLedgerId,
+    expected_lease: c.expected?.leaseUntil,
     ...Object.fromEntries(columns.map((k) => [`set_${k}`, c.changes[k]])),
   }));
   return t
@@ -305,6 +307,7 @@ function updateShape(t: TransactionsDb | TransactionsTx, columns: ChangedColumn[
         sql`(v.expected_status is null or ${transfers.status} = v.expected_status)`,
         sql`(v.expected_step is null or ${transfers.step} = v.expected_step)`,
         sql`(v.expected_finalize is null or ${transfers.finalizeLedgerId} = v.expected_finalize)`,
+        sql`(v.expected_lease is null or ${transfers.leaseUntil} = v.expected_lease)`,
       ),
     )
     .returning();
