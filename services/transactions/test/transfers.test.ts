@@ -1,6 +1,6 @@
 import { status as Status } from "@grpc/grpc-js";
 import { create, fromBinary } from "@bufbuild/protobuf";
-import { PostingMode } from "../../../gen/tally/account/v1/ledger_pb";
+import { LedgerTransferState, PostingMode } from "../../../gen/tally/account/v1/ledger_pb";
 import { EventEnvelopeSchema } from "../../../gen/tally/events/v1/events_pb";
 import { ReviewStatus } from "../../../gen/tally/risk/v1/risk_pb";
 import { CreateTransferRequestSchema } from "../../../gen/tally/transactions/v1/transaction_service_pb";
@@ -199,6 +199,19 @@ describe("authorizations", () => {
     expect((await h.transactions.getTransfer({ transferId: hold!.id })).transfer!.status).toBe(TransferStatus.POSTED);
     expect((await balanceOf(h, b.id)).posted).toBe(4_000n);
     expect(await balanceOf(h, a.id)).toMatchObject({ posted: 6_000n, debitsPending: 0n });
+  });
+
+  it("expire with their hold even when it expired while a capture the ledger refused was on its way", async () => {
+    const [a, b] = [await funded(10_000n), await openAccount(h)];
+    const { transfer: hold } = await h.transactions.authorizeTransfer({ ...transferRequest(a.id, b.id, 1_000n), expiresInSeconds: 1n });
+    // A capture on its way (its driver holds the claim) when the ledger lets the hold expire.
+    await withSql(h, (sql) => sql`update transactions.transfers set step = 'capture', finalize_ledger_id = ${newId()}, lease_until = now() + interval '1 hour' where id = ${hold!.id}`);
+    await eventually(async () => (await h.ledger.lookupTransfers({ transferIds: [hold!.id] })).transfers[0]?.state === LedgerTransferState.PENDING_EXPIRED);
+    // The ledger's event meanwhile reaches the service; then the capture comes back, refused before the expiry.
+    await new Promise((resolve) => setTimeout(resolve, 1_500));
+    await withSql(h, (sql) => sql`update transactions.transfers set step = 'done', finalize_ledger_id = null, lease_until = null, failure_reason = 'ACCOUNT_FROZEN' where id = ${hold!.id}`);
+    await statusBecomes(h, hold!.id, TransferStatus.EXPIRED);
+    expect((await balanceOf(h, a.id)).available).toBe(10_000n);
   });
 
   it("void releases the hold", async () => {

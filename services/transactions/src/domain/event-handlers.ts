@@ -67,8 +67,10 @@ export function ledgerEventHandler(db: TransactionsDb, store: Transfers) {
       for (const row of rows) {
         // Its hold step not recorded yet (a driver mid-way, or crashed): take the event again later.
         if (row.status === "created") throw new Error(`transfer ${row.id} is not recorded as held yet`);
-        // Resting, or waiting to ask risk again: the hold is gone, so is the transfer. (A capture or void in
-        // flight learns it from the ledger itself.)
+        // A capture or void on its way learns of the expiry from the ledger, unless the ledger refused it
+        // before the hold expired: then it comes back to rest held, so the event waits for it to land.
+        if (row.status === "held" && (row.step === "capture" || row.step === "void")) throw new Error(`transfer ${row.id} has a capture or void on its way`);
+        // Resting, or waiting to ask risk again: the hold is gone, so is the transfer.
         if (row.status === "held" && (row.step === "done" || row.step === "assess")) {
           await store.change(row.id, { status: "expired", step: "done", leaseUntil: null }, { status: "held", step: row.step }, tx);
         }
