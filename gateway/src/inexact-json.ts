@@ -7,20 +7,27 @@ import { toConnectError } from "./errors";
 /**
  * The path of the first integer in parsed JSON too large for a double to hold exactly: parsed, it
  * may be another number already (9007199254740993 reads as 9007199254740992), so it is refused.
+ * Walked with a list, not by recursion: JSON nested ten thousand deep parses, and must not overflow the stack here.
  */
-function inexactInteger(value: JsonValue, path: string): string | undefined {
-  if (typeof value === "number") return Number.isInteger(value) && !Number.isSafeInteger(value) ? path : undefined;
-  if (value === null || typeof value !== "object") return undefined;
-  for (const [key, item] of Object.entries(value)) {
-    const found = inexactInteger(item, Array.isArray(value) ? `${path}[${key}]` : path ? `${path}.${key}` : key);
-    if (found !== undefined) return found;
+function inexactInteger(json: JsonValue): string | undefined {
+  const pending: [JsonValue, string][] = [[json, ""]];
+  for (let next = pending.pop(); next !== undefined; next = pending.pop()) {
+    const [value, path] = next;
+    if (typeof value === "number" && Number.isInteger(value) && !Number.isSafeInteger(value)) return path;
+    if (value === null || typeof value !== "object") continue;
+    const entries = Object.entries(value);
+    // Last first onto the list, so the first is looked at first.
+    for (let i = entries.length - 1; i >= 0; i--) {
+      const [key, item] = entries[i];
+      pending.push([item, Array.isArray(value) ? `${path}[${key}]` : path ? `${path}.${key}` : key]);
+    }
   }
   return undefined;
 }
 
 /** Refuses a JSON request carrying an integer JSON cannot carry exactly (a 64-bit one sent as a number, not a string). */
 export function requireExactIntegers(json: JsonValue): void {
-  const field = inexactInteger(json, "");
+  const field = inexactInteger(json);
   if (field === undefined) return;
   throw new DomainError(ErrorReason.MALFORMED_REQUEST, `${field || "the body"} is a number beyond 2^53, which JSON cannot carry exactly: send a 64-bit integer as a string`, field);
 }

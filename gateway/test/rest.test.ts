@@ -80,6 +80,7 @@ describe("malformed input gets a clear 4xx and changes nothing", () => {
   const cases: [string, () => { path?: string; body: unknown; headers?: Record<string, string> }, number, string][] = [
     ["bad JSON", () => ({ body: '{"requestId": ' }), 400, "MALFORMED_REQUEST"],
     ["a JSON array", () => ({ body: "[1, 2]" }), 400, "MALFORMED_REQUEST"],
+    ["JSON nested ten thousand deep", () => ({ body: "[".repeat(10_000) + "]".repeat(10_000) }), 400, "MALFORMED_REQUEST"],
     ["a wrong type", () => ({ body: { ...valid(), amount: { amount: "ten", currency: "USD" } } }), 400, "MALFORMED_REQUEST"],
     ["a number where an object belongs", () => ({ body: { ...valid(), amount: 10 } }), 400, "MALFORMED_REQUEST"],
     ["an unknown field", () => ({ body: { ...valid(), ammount: { amount: "10", currency: "USD" } } }), 400, "MALFORMED_REQUEST"],
@@ -105,7 +106,8 @@ describe("malformed input gets a clear 4xx and changes nothing", () => {
     const post = (body: string) =>
       fetch(`${h.gateway.base}/tally.transactions.v1.TransactionService/CreateTransfer`, { method: "POST", headers: { authorization: `Bearer ${token}`, "content-type": "application/json" }, body });
     const inexact = JSON.stringify(valid()).replace('"amount":"10"', '"amount":9007199254740993');
-    for (const body of ['{"requestId": ', JSON.stringify({ ...valid(), amount: 10 }), JSON.stringify({ ...valid(), ammount: {} }), inexact]) {
+    const deep = `{"metadata":${"[".repeat(10_000)}${"]".repeat(10_000)}}`;
+    for (const body of ['{"requestId": ', JSON.stringify({ ...valid(), amount: 10 }), JSON.stringify({ ...valid(), ammount: {} }), inexact, deep]) {
       const res = await post(body);
       expect([res.status, ((await res.json()) as { code: string }).code]).toEqual([400, "invalid_argument"]);
     }
