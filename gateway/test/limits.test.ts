@@ -47,6 +47,13 @@ describe("the Idempotency-Key header", () => {
     const clash = await restPost(h.gateway.base, "/v1/accounts", { requestId: newId(), customerId: "idem-key", currency: "USD" }, { authorization: `Bearer ${await tokenFor("teller")}`, "idempotency-key": key });
     expect(clash).toMatchObject({ status: 400, body: { error: { reason: "INVALID_FIELD", fieldViolations: [{ field: "request_id" }] } } });
   });
+
+  it("makes a rule's creation sent twice create one rule", async () => {
+    const headers = { authorization: `Bearer ${await tokenFor("analyst")}`, "idempotency-key": `key-${newId()}` };
+    const body = { rule: { name: `keyed-${newId()}`, kind: "RULE_KIND_ASSESSMENT", expression: "transfer.amount > 1", action: "RULE_ACTION_REVIEW", enabled: false } };
+    const [first, again] = [await restPost(h.gateway.base, "/v1/rules", body, headers), await restPost(h.gateway.base, "/v1/rules", body, headers)];
+    expect([first.status, again.status, again.body.rule.id]).toEqual([200, 200, first.body.rule.id]);
+  });
 });
 
 describe("per-principal rate limits", () => {

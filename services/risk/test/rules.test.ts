@@ -49,6 +49,19 @@ it("creates, versions, disables and enables a rule, keeping every version for au
   expect(current.filter((r) => r.id === created!.id).map((r) => r.version)).toEqual([4]);
 });
 
+it("creates a rule once under a request id, even sent again at once, and refuses another rule under it", async () => {
+  const requestId = newId();
+  const draft = rule({ name: "once", enabled: false });
+  const created = await Promise.all(Array.from({ length: 5 }, () => h.risk.createRule({ rule: draft, requestId })));
+  expect(new Set(created.map((c) => c.rule!.id)).size).toBe(1);
+  const { rules: all } = await h.risk.listRules({ pageSize: 500 });
+  expect(all.filter((r) => r.name === "once")).toHaveLength(1);
+  await expectRpcError(h.risk.createRule({ rule: { ...draft, priority: 6 }, requestId }), Status.ALREADY_EXISTS, "IDEMPOTENCY_KEY_REUSED", "request_id");
+  // Without one, each call creates a rule.
+  const [a, b] = [await h.risk.createRule({ rule: draft }), await h.risk.createRule({ rule: draft })];
+  expect(a.rule!.id).not.toBe(b.rule!.id);
+});
+
 it("numbers concurrent changes to one rule one after another, losing none", async () => {
   const { rule: created } = await h.risk.createRule({ rule: rule({ name: "busy" }) });
   const changes = await Promise.all(

@@ -1,5 +1,5 @@
 import { sql } from "drizzle-orm";
-import { bigint, boolean, index, integer, jsonb, pgSchema, primaryKey, text, timestamp, unique, uuid } from "drizzle-orm/pg-core";
+import { bigint, boolean, index, integer, jsonb, pgSchema, primaryKey, text, timestamp, unique, uniqueIndex, uuid } from "drizzle-orm/pg-core";
 import { inboxTable } from "../../../../platform/inbox/table";
 import { outboxTable } from "../../../../platform/outbox/table";
 
@@ -23,10 +23,12 @@ export const rules = riskSchema.table(
     score: integer("score").notNull().default(0),
     priority: integer("priority").notNull().default(0),
     enabled: boolean("enabled").notNull(),
+    // The CreateRule request that created the rule (its first version only), when it named one.
+    requestId: text("request_id"),
     createdAt: at("created_at").notNull(),
     updatedAt: at("updated_at").notNull().defaultNow(),
   },
-  (t) => [primaryKey({ columns: [t.id, t.version] })],
+  (t) => [primaryKey({ columns: [t.id, t.version] }), uniqueIndex("rules_request_idx").on(t.requestId).where(sql`request_id is not null`)],
 );
 
 /** Risk's own view of accounts, learnt from the account service's events. */

@@ -8,7 +8,7 @@ import type { RiskDb } from "../db/types";
 import { compileRule } from "../rules/compile";
 import { DEFAULT_RULES } from "./default-rules";
 import { ACTIONS_OF_KIND, type RuleDraft, type RuleKindName } from "./rule-model";
-import { requireId, requireText } from "../../../../platform/validation";
+import { requireId, requireText, requireToken } from "../../../../platform/validation";
 
 /** The latest version of each rule (distinct on id, highest version). */
 const latest = (db: RiskDb) =>
@@ -33,15 +33,25 @@ export class RuleStore {
     for (const listener of this.listeners) listener();
   }
 
-  async create(draft: RuleDraft): Promise<RuleRow> {
+  /** A new rule at version 1; under a request id, once: the same request again answers the rule it created. */
+  async create(draft: RuleDraft, requestIdInput = ""): Promise<RuleRow> {
+    const requestId = requestIdInput === "" ? null : requireToken(requestIdInput, "request_id", 128);
     validate(draft);
     const now = new Date();
     const [row] = await this.db
       .insert(rules)
-      .values({ ...draft, id: newId(), version: 1, createdAt: now, updatedAt: now })
+      .values({ ...draft, id: newId(), version: 1, requestId, createdAt: now, updatedAt: now })
+      .onConflictDoNothing({ target: rules.requestId, where: sql`request_id is not null` })
       .returning();
-    this.changed();
-    return row;
+    if (row) {
+      this.changed();
+      return row;
+    }
+    // Created before under this request id (its insert committed first, if it raced this one).
+    const [first] = await this.db.select().from(rules).where(and(eq(rules.requestId, requestId!), eq(rules.version, 1)));
+    const same = (Object.keys(draft) as (keyof RuleDraft)[]).every((k) => first[k] === draft[k]);
+    if (!same) throw new DomainError(ErrorReason.IDEMPOTENCY_KEY_REUSED, "request_id was used before for a different rule", "request_id");
+    return first;
   }
 
   /** Saves a new version with the draft's fields; whether it is enabled stays as it was (EnableRule and DisableRule own that). */

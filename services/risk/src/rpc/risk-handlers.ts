@@ -43,7 +43,7 @@ export function riskHandlers(d: RiskDomain): HandlersOf<typeof RiskService> {
       return { assessment: await d.assessor.get(req.assessmentId) };
     },
     async createRule(req) {
-      return { rule: ruleMessage(await d.rules.create(draftOf(req.rule))) };
+      return { rule: ruleMessage(await d.rules.create(draftOf(req.rule), req.requestId)) };
     },
     async updateRule(req) {
       return { rule: ruleMessage(await d.rules.update(req.ruleId, draftOf(req.rule))) };
