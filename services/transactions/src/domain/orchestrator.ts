@@ -131,8 +131,7 @@ export class Orchestrator {
       }
       if (err instanceof RemoteError) {
         this.log.warn({ transfer: row.id, step: row.step, reason: err.reasonName }, "step did not complete; recovery will retry it");
-        await this.transfers.touch(row.id);
-        return STALLED;
+        return this.stall(row);
       }
       throw err;
     }
@@ -179,11 +178,16 @@ export class Orchestrator {
   private async postedBefore(row: TransferRow): Promise<TransferChanges | typeof STALLED> {
     const hold = await this.ledger.heldAs(row).catch((err: unknown) => this.log.warn({ transfer: row.id, err: (err as Error).message }, "the ledger did not say what was posted from the hold"));
     if (!hold) {
-      await this.transfers.touch(row.id);
-      return STALLED;
+      return this.stall(row);
     }
     if (row.step === "void") this.log.warn({ transfer: row.id, postedAmount: String(hold.postedAmount) }, "the hold to void was posted by an earlier capture of it; the transfer is posted");
     return captured(hold.postedAmount, new Date());
+  }
+
+  /** Leaves the step for the recovery loop, marked as just tried (so the ones waiting longest go first). */
+  private async stall(row: TransferRow): Promise<typeof STALLED> {
+    await this.transfers.touch(row.id);
+    return STALLED;
   }
 
   private async recordLateFinalize(id: string, changes: TransferChanges): Promise<TransferRow | typeof TAKEN> {
@@ -199,8 +203,7 @@ export class Orchestrator {
     if (!answer) {
       // Still no answer for a transfer already held: keep waiting. Otherwise the policy decides.
       if (heldForFallback) {
-        await this.transfers.touch(row.id);
-        return STALLED;
+        return this.stall(row);
       }
       return this.save(row, this.fallbackChanges(row));
     }
