@@ -13,6 +13,9 @@ import { transactionsConfig } from "../src/config";
 import { startTransactionsService, type TransactionsServiceHandle } from "../src/service";
 
 const clientOptions = { defaultTimeoutMs: 15_000 };
+// Every service shares the test's one event loop (and the machine, other suites): risk's budget for
+// asking the account service about an account it has not seen must not send a transfer to review.
+const RISK_ENV = { ACCOUNT_LOOKUP_TIMEOUT_MS: "5000" };
 
 /** The three services on free ports, sharing one fresh database and one private stream, with real clients. */
 export interface HarnessOptions {
@@ -33,7 +36,7 @@ export async function startTransactionsHarness(options: HarnessOptions = {}) {
   // Without risk, calls go to a port where nothing listens (yet): risk is unreachable.
   let riskTarget = `127.0.0.1:${options.riskPort ?? 1}`;
   if (options.withRisk !== false) {
-    const risk = await startRiskService(riskConfig(serviceEnv(db, stream, { ACCOUNT_SERVICE_URL: accountTarget })), testLogger(), lifecycle);
+    const risk = await startRiskService(riskConfig(serviceEnv(db, stream, { ACCOUNT_SERVICE_URL: accountTarget, ...RISK_ENV })), testLogger(), lifecycle);
     riskTarget = `127.0.0.1:${risk.port}`;
   }
   const env = serviceEnv(db, stream, {
@@ -61,7 +64,7 @@ export async function startTransactionsHarness(options: HarnessOptions = {}) {
     /** Starts risk later, on the port the transactions service was told about (riskPort). */
     async startRisk() {
       const risk = await startRiskService(
-        riskConfig(serviceEnv(db, stream, { ACCOUNT_SERVICE_URL: accountTarget, GRPC_PORT: String(options.riskPort) })),
+        riskConfig(serviceEnv(db, stream, { ACCOUNT_SERVICE_URL: accountTarget, GRPC_PORT: String(options.riskPort), ...RISK_ENV })),
         testLogger(),
         lifecycle,
       );
