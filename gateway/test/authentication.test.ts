@@ -38,6 +38,8 @@ describe("bearer JWTs signed with the development HS256 secret", () => {
   });
 
   const secret = new TextEncoder().encode(TEST_SECRET);
+  const signedWith = (payload: Record<string, unknown>) =>
+    new SignJWT(payload).setProtectedHeader({ alg: "HS256" }).setIssuer(TEST_ISSUER).setAudience(TEST_AUDIENCE).setSubject("teller-1").setExpirationTime("1h").sign(secret);
   const refused: [string, () => Promise<string | undefined>][] = [
     ["no Authorization header", async () => undefined],
     ["another scheme", async () => `Basic ${Buffer.from("teller:secret").toString("base64")}`],
@@ -51,6 +53,9 @@ describe("bearer JWTs signed with the development HS256 secret", () => {
     ["an RS256 token", async () => `Bearer ${await signed("RS256", (await generateKeyPair("RS256")).privateKey)}`],
     ["a token without an expiry", async () => `Bearer ${await new SignJWT(claims).setProtectedHeader({ alg: "HS256" }).setIssuer(TEST_ISSUER).setAudience(TEST_AUDIENCE).setSubject("t").sign(secret)}`],
     ["a token without a subject", async () => `Bearer ${await new SignJWT(claims).setProtectedHeader({ alg: "HS256" }).setIssuer(TEST_ISSUER).setAudience(TEST_AUDIENCE).setExpirationTime("1h").sign(secret)}`],
+    // Else read as the subject's own accounts.
+    ["a token whose customer_id is empty", async () => `Bearer ${await signedWith({ ...claims, customer_id: "" })}`],
+    ["a token whose customer_id is not a string", async () => `Bearer ${await signedWith({ ...claims, customer_id: 7 })}`],
   ];
 
   it("remembers a verified token only until it expires: past its expiry it is refused, though it was let through before", async () => {

@@ -55,7 +55,10 @@ export function createAuthenticator(config: Pick<GatewayConfig, "AUTH_JWKS_URL" 
     const claim = (name: string): unknown => (Object.hasOwn(payload, name) ? payload[name] : undefined);
     const subject = typeof claim("sub") === "string" ? (claim("sub") as string) : "";
     if (subject === "") throw refuse("the token names no subject");
-    const customerId = typeof claim("customer_id") === "string" && claim("customer_id") !== "" ? (claim("customer_id") as string) : subject;
+    // A customer_id the token gives but that names no one is refused, not read as the subject's accounts.
+    const named = claim("customer_id");
+    if (named !== undefined && (typeof named !== "string" || named === "")) throw refuse("the token's customer_id must be a non-empty string");
+    const customerId = named ?? subject;
     const principal = { subject, roles: rolesFromClaim(claim("roles")), customerId };
     // Not a moment past its expiry (jose accepts a few seconds' skew; those it verifies each time).
     const ttl = Math.min(REMEMBER_AT_MOST_MS, (payload.exp ?? 0) * 1000 - Date.now());
