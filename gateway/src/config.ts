@@ -1,8 +1,15 @@
 import { z } from "zod";
-import { ConfigError, int, isProduction, localDefault, loadConfig, platformEnv, type Env } from "../../platform/config";
+import { bool, ConfigError, int, isProduction, localDefault, loadConfig, platformEnv, type Env } from "../../platform/config";
 
 // Outside production, tokens are signed with this well-known secret so `npm start` works at once; production needs its own.
 export const DEVELOPMENT_SECRET = "tally-local-development-secret-not-for-production";
+
+/**
+ * Anyone can sign tokens with the published secret, so a gateway run for production refuses it:
+ * TALLY_ENV=production, or NODE_ENV=production as the container image sets, unless a local trial
+ * says AUTH_ALLOW_DEVELOPMENT_SECRET=true outright.
+ */
+const developmentSecretAllowed = (env: Env, allowed: boolean) => allowed || !(isProduction(env) || env.NODE_ENV === "production");
 
 const list = z
   .string()
@@ -35,7 +42,8 @@ export function gatewayEnv(env: Env = process.env) {
     MAX_DEADLINE_MS: int(30_000, 1),
     // Production verifies tokens against the identity provider's keys; development against a shared HS256 secret.
     AUTH_JWKS_URL: z.string().url().optional(),
-    AUTH_HS256_SECRET: isProduction(env) ? z.string().min(32).optional() : z.string().min(32).default(DEVELOPMENT_SECRET),
+    AUTH_HS256_SECRET: z.string().min(32).optional(),
+    AUTH_ALLOW_DEVELOPMENT_SECRET: bool(false),
     AUTH_ISSUER: localDefault("tally-local", env),
     AUTH_AUDIENCE: localDefault("tally", env),
     // Per principal: a token bucket refilled at this rate, holding at most the burst.
@@ -53,6 +61,11 @@ export function gatewayEnv(env: Env = process.env) {
 /** The gateway's configuration, read from its environment and checked as a whole. */
 export function gatewayConfig(env: Env = process.env) {
   const config = loadConfig(gatewayEnv(env), env);
+  const developmentAllowed = developmentSecretAllowed(env, config.AUTH_ALLOW_DEVELOPMENT_SECRET);
+  if (config.AUTH_HS256_SECRET === DEVELOPMENT_SECRET && !developmentAllowed) {
+    throw new ConfigError("invalid configuration: AUTH_HS256_SECRET is the published development secret, which anyone can sign tokens with; give production its own (or AUTH_JWKS_URL)");
+  }
+  if (!config.AUTH_HS256_SECRET && developmentAllowed) config.AUTH_HS256_SECRET = DEVELOPMENT_SECRET;
   if (!config.AUTH_JWKS_URL && !config.AUTH_HS256_SECRET) throw new ConfigError("invalid configuration: AUTH_JWKS_URL or AUTH_HS256_SECRET must be set");
   if (Boolean(config.TLS_CERT_FILE) !== Boolean(config.TLS_KEY_FILE)) throw new ConfigError("invalid configuration: TLS_CERT_FILE and TLS_KEY_FILE go together");
   return config;

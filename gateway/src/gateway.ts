@@ -10,7 +10,7 @@ import type { Logger } from "../../platform/logger";
 import { createAuthenticator } from "./auth/authenticate";
 import { OwnershipDirectory } from "./auth/ownership";
 import { createBackends } from "./backends";
-import type { GatewayConfig } from "./config";
+import { DEVELOPMENT_SECRET, type GatewayConfig } from "./config";
 import { createForwarder } from "./forward";
 import { withGrpcUnary } from "./grpc-unary";
 import { createOnePortServer, createTlsServer } from "./one-port";
@@ -82,6 +82,7 @@ export async function startGateway(config: GatewayConfig, log: Logger, lifecycle
     server.listen(config.HTTP_PORT, config.HTTP_HOST, () => resolve((server.address() as net.AddressInfo).port));
   });
   log.info({ port, tls: tls !== undefined }, "gateway listening");
+  if (!config.AUTH_JWKS_URL && config.AUTH_HS256_SECRET === DEVELOPMENT_SECRET) log.warn("tokens are checked against the published development secret: anyone can sign one");
   lifecycle.onStop("gateway server", () => server.shutdown(config.SHUTDOWN_GRACE_MS));
   return { port, server };
 }

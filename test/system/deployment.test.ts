@@ -43,9 +43,13 @@ const TALLY = {
 } as const;
 const tallyNames = Object.keys(TALLY) as (keyof typeof TALLY)[];
 
+/** The variables the runtime stage of the image sets (`ENV NAME=value`), under what compose sets. */
+const imageEnv: Env = Object.fromEntries([...read("Dockerfile").split(/^FROM .* AS runtime$/m)[1].matchAll(/^ENV (\w+)=(\S+)$/gm)].map((m) => [m[1], m[2]]));
 const envOf = (name: string): Env => services[name].environment ?? {};
+/** What a Tally process sees in its container: the image's variables, then compose's. */
+const containerEnvOf = (name: string): Env => ({ ...(tallyNames.includes(name as keyof typeof TALLY) ? imageEnv : {}), ...envOf(name) });
 /** The port a Tally process listens on, as it reads its compose environment. */
-const listensOn = (name: keyof typeof TALLY): string => String((TALLY[name].parse(envOf(name)) as Record<string, unknown>)[TALLY[name].port]);
+const listensOn = (name: keyof typeof TALLY): string => String((TALLY[name].parse(containerEnvOf(name)) as Record<string, unknown>)[TALLY[name].port]);
 const hostPort = (address: string) => {
   const url = new URL(address.includes("://") ? address : `tcp://${address}`);
   return { host: url.hostname, port: url.port };
@@ -71,7 +75,7 @@ describe("docker-compose.yml", () => {
     const env = envOf(name);
     const known = new Set([...Object.keys(TALLY[name].names), ...Object.keys(telemetryEnv(0))]);
     expect(Object.keys(env).filter((v) => !known.has(v))).toEqual([]);
-    expect(() => TALLY[name].parse(env)).not.toThrow();
+    expect(() => TALLY[name].parse(containerEnvOf(name))).not.toThrow();
     expect(() => telemetryConfig(0, env)).not.toThrow();
   });
 
@@ -120,7 +124,7 @@ describe("docker-compose.yml", () => {
   });
 
   it("publishes the gateway on the port it listens on, and Jaeger's UI", () => {
-    const port = String(gatewayConfig(envOf("gateway")).HTTP_PORT);
+    const port = String(gatewayConfig(containerEnvOf("gateway")).HTTP_PORT);
     expect(services.gateway.ports).toEqual([`${port}:${port}`]);
     expect(services.jaeger.ports).toContain("16686:16686");
     expect(services.jaeger.environment).toMatchObject({ COLLECTOR_OTLP_ENABLED: "true" });
@@ -246,6 +250,8 @@ describe("Dockerfile", () => {
     }
     const user = runtime.filter((l) => l.startsWith("USER ")).at(-1);
     expect(user).toBe("USER node");
+    // Which is what makes the gateway refuse the published development secret.
+    expect(imageEnv).toEqual({ NODE_ENV: "production" });
   });
 
   it("exposes every port compose uses, and runs the gateway unless told otherwise", () => {
