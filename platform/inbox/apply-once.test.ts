@@ -147,6 +147,14 @@ describe("applyOnce", () => {
     expect(calls.count).toBe(1);
   });
 
+  it("applies an event first delivered with an upper-case id, once", async () => {
+    const eventId = newId().toUpperCase();
+    const { calls, effect } = recorder("ledger", eventId);
+    expect((await applyOnce(store.db, inbox, "ledger", eventId, effect)).applied).toBe(true);
+    expect((await applyOnce(store.db, inbox, "ledger", eventId.toLowerCase(), effect)).applied).toBe(false);
+    expect(calls.count).toBe(1);
+  });
+
   it("returns the effect's result", async () => {
     const outcome = await applyOnce(store.db, inbox, "ledger", newId(), async (tx) => {
       const [row] = await tx.execute<{ answer: number }>(sql`select 42 as answer`);

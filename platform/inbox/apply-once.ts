@@ -51,8 +51,9 @@ export async function applyOnceEach<T, TDb extends InboxDatabase = InboxDatabase
         onConflict: sql`(consumer, event_id) do nothing`,
         returning: true,
       });
+      // PostgreSQL gives uuids back in lower case, whatever case they came in.
       const inserted = new Set(recorded.map((r) => r.eventId));
-      const fresh = eventIds.filter((id) => inserted.has(id));
+      const fresh = eventIds.filter((id) => inserted.has(id.toLowerCase()));
       if (fresh.length === 0) return { fresh, result: undefined };
       // The transaction of `db` itself, typed by the constraint here.
       return { fresh, result: await effect(tx as TransactionOf<TDb>, fresh) };

@@ -209,6 +209,19 @@ describe("EventConsumer", () => {
     expect(ids).toEqual(wanted.map((e) => e.id));
   });
 
+  it("hands over an event id sent in upper case in lower case, as the inbox and every Tally publisher write it", async () => {
+    const stream = await newStream();
+    const shouted = { ...accountOpened() };
+    shouted.id = shouted.id.toUpperCase();
+    await publish(stream, [shouted]);
+    const ids: string[] = [];
+    const durable = newDurable();
+    const consumer = newConsumer(stream, async (e) => void ids.push(e.id), { durable });
+    await consumer.start();
+    await waitUntilSettled(stream, durable);
+    expect(ids).toEqual([shouted.id.toLowerCase()]);
+  });
+
   it("redelivers an event whose handler fails, with the delay for its delivery count, until it succeeds", async () => {
     const stream = await newStream();
     const published = await publishEvents(stream, 5);

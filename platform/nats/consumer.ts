@@ -14,7 +14,7 @@ import {
 import { ClosedConnectionError, DrainingConnectionError, Match, nanos, type MsgHdrs } from "@nats-io/transport-node";
 import { context, metrics, propagation, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type BatchObservableCallback, type TextMapGetter } from "@opentelemetry/api";
 import { EventEnvelopeSchema, type EventEnvelope } from "../../gen/tally/events/v1/events_pb";
-import { isId } from "../ids";
+import { isId, normalizeId } from "../ids";
 import type { Logger } from "../logger";
 import { withinScrape } from "../telemetry/scrape";
 
@@ -405,6 +405,8 @@ function decode(data: Uint8Array): EventEnvelope | Error {
     const envelope = fromBinary(EventEnvelopeSchema, data);
     // Without a valid id it cannot be recorded in an inbox, so it could never be applied.
     if (!isId(envelope.id)) return new Error(`not an event envelope: id ${JSON.stringify(envelope.id.slice(0, 64))}`);
+    // One spelling per event, so handlers that key on the id (group commits, inbox lookups) agree.
+    envelope.id = normalizeId(envelope.id);
     return envelope;
   } catch (err) {
     return err instanceof Error ? err : new Error(String(err));
