@@ -2,7 +2,7 @@ import fs from "node:fs";
 import type net from "node:net";
 import { cors as connectCors } from "@connectrpc/connect";
 import { compressionBrotli, compressionGzip, connectNodeAdapter } from "@connectrpc/connect-node";
-import { refuseInexactJson } from "./inexact-json";
+import { exactIntegersTextDecoder } from "./inexact-json";
 import { answerUndecodableAsInvalid } from "./malformed-requests";
 import corsMiddleware from "cors";
 import type { Lifecycle } from "../../platform/lifecycle";
@@ -61,15 +61,20 @@ export async function startGateway(config: GatewayConfig, log: Logger, lifecycle
   );
   // The answers' compressions, the same on the gateway's own gRPC path as through connect-es.
   const compression = { acceptCompression: [compressionGzip, compressionBrotli], compressMinBytes: 1024 };
+  // connect-es hands these to its JSON serializers, which honour textDecoder, though the adapter's type leaves it out.
+  const jsonOptions = {
+    // A misspelt field is refused, not silently dropped: money moves only as asked.
+    ignoreUnknownFields: false,
+    textDecoder: exactIntegersTextDecoder(),
+  };
   const handler = connectNodeAdapter({
     ...compression,
     routes: (router) => {
       registerRoutes(router, backends.services, forward);
-      router.handlers.forEach((handler, i) => (router.handlers[i] = answerUndecodableAsInvalid(refuseInexactJson(handler, config.MAX_REQUEST_BYTES))));
+      router.handlers.forEach((handler, i) => (router.handlers[i] = answerUndecodableAsInvalid(handler)));
     },
     readMaxBytes: config.MAX_REQUEST_BYTES,
-    // A misspelt field is refused, not silently dropped: money moves only as asked.
-    jsonOptions: { ignoreUnknownFields: false },
+    jsonOptions,
     // Whatever is not a gRPC, gRPC-Web or Connect call is a probe, or REST JSON transcoded from the protos.
     fallback: probes(backendGroups(config), log, restHandler(backends.services, forward, config.MAX_REQUEST_BYTES)),
   });

@@ -1,6 +1,4 @@
 import type { JsonValue } from "@bufbuild/protobuf";
-import { createAsyncIterable, type UniversalHandler, type UniversalServerRequest, type UniversalServerResponse } from "@connectrpc/connect/protocol";
-import { codeToHttpStatus, errorToJsonBytes, parseContentType } from "@connectrpc/connect/protocol-connect";
 import { DomainError, ErrorReason } from "../../platform/errors";
 import { toConnectError } from "./errors";
 
@@ -33,33 +31,28 @@ export function requireExactIntegers(json: JsonValue): void {
 }
 
 /**
- * connect-es reads a Connect JSON request with JSON.parse, which rounds an integer beyond 2^53 to
- * a neighbour without a word: an amount would move other than asked. A request of a known length
- * within `maxBytes` is read here first and refused with the field; any other is connect-es's
- * alone (one too long it refuses unread, and a body left part-read would stall its connection).
+ * connect-es turns every JSON request body into text with its JSON options' textDecoder, whatever
+ * the protocol (Connect, gRPC-Web, gRPC), framing or compression, then reads it with JSON.parse,
+ * which rounds an integer beyond 2^53 to a neighbour without a word: an amount would move other
+ * than asked. This decoder refuses such a body first, naming the field.
  */
-export function refuseInexactJson(handler: UniversalHandler, maxBytes: number): UniversalHandler {
-  const wrapped = async (request: UniversalServerRequest): Promise<UniversalServerResponse> => {
-    const type = parseContentType(request.header.get("content-type"));
-    const length = Number(request.header.get("content-length") ?? NaN);
-    const body = request.body;
-    // Only uncompressed unary JSON: binary cannot carry the mistake, and a compressed body is connect-es's to read.
-    if (!type || type.stream || type.binary || request.header.has("content-encoding") || !(length <= maxBytes) || !isIterable(body)) return handler(request);
-    const chunks: Uint8Array[] = [];
-    for await (const chunk of body) chunks.push(chunk);
-    const bytes = Buffer.concat(chunks);
-    try {
-      requireExactIntegers(JSON.parse(bytes.toString("utf8")) as JsonValue);
-    } catch (err) {
-      if (err instanceof DomainError) {
-        const error = toConnectError(err);
-        return { status: codeToHttpStatus(error.code), header: new Headers({ "content-type": "application/json" }), body: createAsyncIterable([errorToJsonBytes(error, {})]) };
+export function exactIntegersTextDecoder(): { decode(input?: Uint8Array): string } {
+  const utf8 = new TextDecoder();
+  return {
+    decode(input) {
+      const text = utf8.decode(input);
+      let json: JsonValue;
+      try {
+        json = JSON.parse(text) as JsonValue;
+      } catch {
+        return text; // Not JSON: connect-es says so.
       }
-      // Not JSON: connect-es says so.
-    }
-    return handler({ ...request, body: createAsyncIterable([bytes]) });
+      try {
+        requireExactIntegers(json);
+      } catch (err) {
+        throw err instanceof DomainError ? toConnectError(err) : err;
+      }
+      return text;
+    },
   };
-  return Object.assign(wrapped, handler);
 }
-
-const isIterable = (body: unknown): body is AsyncIterable<Uint8Array> => typeof body === "object" && body !== null && Symbol.asyncIterator in body;

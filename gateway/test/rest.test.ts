@@ -1,12 +1,15 @@
 import http from "node:http";
 import http2 from "node:http2";
 import type { AddressInfo } from "node:net";
+import { Readable } from "node:stream";
+import { gzipSync } from "node:zlib";
 import { createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { TransactionService } from "../../gen/tally/transactions/v1/transaction_service_pb";
 import { newId } from "../../platform/ids";
 import { balanceOf, fund, openAccount } from "../../services/transactions/test/fixtures";
 import { bearer, startGatewayFor, startGatewayHarness, tokenFor, type GatewayHarness } from "./harness";
+import { frame, rawGrpcCall } from "./raw-grpc";
 
 let h: GatewayHarness;
 let token: string;
@@ -118,6 +121,34 @@ describe("malformed input gets a clear 4xx and changes nothing", () => {
     expect([huge.status, ((await huge.json()) as { code: string }).code]).toEqual([429, "resource_exhausted"]);
     const client = createClient(TransactionService, createConnectTransport({ baseUrl: h.gateway.base, httpVersion: "2", useBinaryFormat: true, interceptors: [bearer(token)] }));
     await expect(client.createTransfer({ ...valid(), amount: { amount: 10n, currency: "USD" }, description: "x".repeat(200 * 1024) })).rejects.toMatchObject({ code: 8 });
+    expect([await transfers(), await balanceOf(h, from)]).toEqual(before);
+  });
+
+  // connect-es reads JSON in every protocol with JSON.parse: each framing must be refused before it.
+  const PATH = "/tally.transactions.v1.TransactionService/CreateTransfer";
+  const inexactBody = () => Buffer.from(JSON.stringify(valid()).replace('"amount":"10"', '"amount":9007199254740993'));
+  const connectUnary = async (init: RequestInit) => {
+    const res = await fetch(`${h.gateway.base}${PATH}`, { method: "POST", ...init, headers: { authorization: `Bearer ${token}`, "content-type": "application/json", ...init.headers } });
+    return { status: String(res.status), message: ((await res.json()) as { message: string }).message };
+  };
+  const framings: [string, () => Promise<{ status?: string; message?: string }>][] = [
+    ["Connect JSON sent in chunks, with no length", () => connectUnary({ body: Readable.toWeb(Readable.from([inexactBody()])) as ReadableStream, duplex: "half" } as RequestInit)],
+    ["Connect JSON compressed", () => connectUnary({ body: gzipSync(inexactBody()), headers: { "content-encoding": "gzip" } })],
+    [
+      "gRPC-Web JSON",
+      async () => {
+        const res = await fetch(`${h.gateway.base}${PATH}`, { method: "POST", headers: { authorization: `Bearer ${token}`, "content-type": "application/grpc-web+json" }, body: frame(inexactBody()) });
+        const trailer = Buffer.from(await res.arrayBuffer()).subarray(5).toString();
+        return { status: /^grpc-status: (\d+)/m.exec(trailer)?.[1], message: decodeURIComponent(/^grpc-message: (.*)\r$/m.exec(trailer)?.[1] ?? "") };
+      },
+    ],
+    ["gRPC JSON", () => rawGrpcCall(h.gateway.base, PATH, frame(inexactBody()), { authorization: `Bearer ${token}`, "content-type": "application/grpc+json" })],
+  ];
+
+  it.each(framings)("over %s: an amount JSON cannot carry exactly is refused, with its field", async (_, send) => {
+    const before = [await transfers(), await balanceOf(h, from)];
+    const { status, message } = await send();
+    expect({ status: status === "400" ? "3" : status, message }).toEqual({ status: "3", message: expect.stringContaining("amount.amount is a number beyond 2^53") });
     expect([await transfers(), await balanceOf(h, from)]).toEqual(before);
   });
 });
