@@ -359,4 +359,29 @@ describe("a burst of expiring holds", () => {
     expect(await h.service.expiry.releaseAllDue(later)).toBe(450);
     expect(await balanceOf(h, a.id)).toMatchObject({ debitsPending: 0n, available: 1_000n });
   });
+
+  it("is released around a hold that cannot be expired, which is tried again on the next pass", async () => {
+    await h.service.expiry.stop();
+    const [a, b, c] = [await openAccount(h), await openAccount(h), await openAccount(h)];
+    await fund(h, a.id, 100n);
+    await fund(h, c.id, 100n);
+    const stuck = transfer(c.id, b.id, 7n, { mode: PostingMode.PENDING, timeoutSeconds: 1n });
+    // Due first, so it leads every batch it is in.
+    await post(h, stuck);
+    await post(h, ...Array.from({ length: 5 }, () => transfer(a.id, b.id, 1n, { mode: PostingMode.PENDING, timeoutSeconds: 1n })));
+    const later = new Date(Date.now() + 2_000);
+    await withSql(h, async (sql) => {
+      await sql.unsafe(`create function account.refuse_expiry() returns trigger language plpgsql as $$ begin raise exception 'this hold cannot be expired'; end $$`);
+      await sql.unsafe(`create trigger refuse_expiry before update on account.ledger_transfers for each row when (old.id = '${stuck.id}') execute function account.refuse_expiry()`);
+    });
+    try {
+      await h.service.expiry.releaseAllDue(later);
+      expect(await balanceOf(h, a.id)).toMatchObject({ debitsPending: 0n, available: 100n });
+      expect(await balanceOf(h, c.id)).toMatchObject({ debitsPending: 7n, available: 93n });
+    } finally {
+      await withSql(h, (sql) => sql.unsafe("drop function account.refuse_expiry() cascade"));
+    }
+    await h.service.expiry.releaseAllDue(later);
+    expect(await balanceOf(h, c.id)).toMatchObject({ debitsPending: 0n, available: 100n });
+  });
 });

@@ -55,7 +55,17 @@ export class HoldExpiry {
       .orderBy(asc(ledgerTransfers.expiresAt))
       .limit(this.batchSize);
     if (due.length === 0) return 0;
-    const released = await withTransactionRetry(() =>
+    const released = await this.expire(due, now).catch((err: unknown) => (due.length === 1 ? Promise.reject(err) : this.expireEach(due, now)));
+    if (released > 0) {
+      this.log.info({ released }, "expired holds released");
+      this.afterCommit();
+    }
+    return released;
+  }
+
+  /** Expires the holds in one transaction; returns how many it released. */
+  private expire(due: DueHold[], now: Date): Promise<number> {
+    return withTransactionRetry(() =>
       this.db.transaction(async (tx) => {
         const accountIds = [...new Set(due.flatMap((d) => [d.debit, d.credit]))].sort();
         const locked = await lockAccounts(tx, accountIds);
@@ -66,10 +76,28 @@ export class HoldExpiry {
         return effects.finalized.length;
       }),
     );
-    if (released > 0) {
-      this.log.info({ released }, "expired holds released");
-      this.afterCommit();
+  }
+
+  /**
+   * After a batch failed: each hold alone, so one that cannot be expired does not hold back the
+   * rest. It is logged and left for the next sweep. When the first few all fail, the fault is
+   * likely the database's, not the holds': the sweep fails as a whole, to be tried again.
+   */
+  private async expireEach(due: DueHold[], now: Date): Promise<number> {
+    let released = 0;
+    let failed = 0;
+    for (const [i, hold] of due.entries()) {
+      try {
+        released += await this.expire([hold], now);
+      } catch (err) {
+        const allFailed = ++failed === i + 1;
+        if (allFailed && (failed === GIVE_UP_AFTER_FAILURES || failed === due.length)) throw err;
+        this.log.error({ err, transferId: hold.id }, "hold could not be expired; it is tried again on the next sweep");
+      }
     }
     return released;
   }
 }
+
+type DueHold = { id: string; debit: string; credit: string };
+const GIVE_UP_AFTER_FAILURES = 3;
