@@ -107,6 +107,52 @@ describe("idempotency per transfer id", () => {
   });
 });
 
+describe("an id the ledger refused", () => {
+  it("stays refused: sent again once the funds are there, it is answered with the refusal and moves nothing", async () => {
+    const [a, b] = [await openAccount(h), await openAccount(h)];
+    const t = transfer(a.id, b.id, 50n);
+    expect((await post(h, t))[0].result).toBe(PostingResult.INSUFFICIENT_FUNDS);
+    await fund(h, a.id, 100n);
+    // Another copy of the request, queued somewhere while its caller recorded the refusal.
+    expect((await post(h, t))[0].result).toBe(PostingResult.INSUFFICIENT_FUNDS);
+    expect((await h.ledger.lookupTransfers({ transferIds: [t.id!] })).transfers).toEqual([]);
+    expect(await balanceOf(h, b.id)).toMatchObject({ posted: 0n });
+    // A capture refused for its hold's state stays refused too, after the hold is free to take it.
+    const hold = transfer(a.id, b.id, 30n, { mode: PostingMode.PENDING });
+    await post(h, hold);
+    const capture = transfer("", "", 40n, { mode: PostingMode.POST_PENDING, pendingId: hold.id, currency: "" });
+    expect((await post(h, capture))[0].result).toBe(PostingResult.EXCEEDS_PENDING_AMOUNT);
+    expect((await post(h, { ...capture, amount: 30n }))[0].result).toBe(PostingResult.EXCEEDS_PENDING_AMOUNT);
+    expect((await post(h, { ...capture, id: newId(), amount: 30n }))[0].result).toBe(PostingResult.OK);
+  });
+
+  it("is not spent by a malformed request: the same id sent again well-formed is applied", async () => {
+    const [a, b] = [await openAccount(h), await openAccount(h)];
+    await fund(h, a.id, 100n);
+    const t = transfer(a.id, b.id, 5n);
+    expect((await post(h, { ...t, amount: 0n }))[0].result).toBe(PostingResult.AMOUNT_MUST_BE_POSITIVE);
+    expect((await post(h, t))[0].result).toBe(PostingResult.OK);
+  });
+
+  it("gets one answer from every copy sent while the funds arrive: applied once, or refused every time", async () => {
+    for (let round = 0; round < 5; round++) {
+      const [a, b] = [await openAccount(h), await openAccount(h)];
+      const t = transfer(a.id, b.id, 60n);
+      // Sent a millisecond apart, the funds among them: some copies are decided before the funds, some after.
+      const copies: Promise<{ result: PostingResult }[]>[] = [];
+      for (let i = 0; i < 20; i++) {
+        copies.push(i === 10 ? fund(h, a.id, 100n).then(() => []) : post(h, t));
+        await new Promise((resolve) => setTimeout(resolve, 1));
+      }
+      const results = new Set((await Promise.all(copies)).flat().map((r) => r.result));
+      const stored = (await h.ledger.lookupTransfers({ transferIds: [t.id!] })).transfers;
+      if (stored.length === 1) expect([...results].every((r) => r === PostingResult.OK || r === PostingResult.EXISTS)).toBe(true);
+      else expect([...results]).toEqual([PostingResult.INSUFFICIENT_FUNDS]);
+      expect((await balanceOf(h, b.id)).posted).toBe(stored.length === 1 ? 60n : 0n);
+    }
+  });
+});
+
 describe("two-phase transfers", () => {
   it("reserves, posts partially once, and releases the rest", async () => {
     const a = await openAccount(h);

@@ -5,7 +5,7 @@ import { EventEnvelopeSchema } from "../../../gen/tally/events/v1/events_pb";
 import { ReviewStatus } from "../../../gen/tally/risk/v1/risk_pb";
 import { CreateTransferRequestSchema } from "../../../gen/tally/transactions/v1/transaction_service_pb";
 import { RiskDecision, TransferKind, TransferSchema, TransferStatus } from "../../../gen/tally/transactions/v1/transfer_pb";
-import { reasonName } from "../../../platform/errors";
+import { ErrorReason, reasonName } from "../../../platform/errors";
 import type { RemoteError } from "../../../platform/grpc/status";
 import { newId } from "../../../platform/ids";
 import { eventually, readEvents } from "../../../test/support/events";
@@ -483,7 +483,7 @@ describe("accounts are checked before anything is recorded", () => {
 });
 
 describe("a driver that outlived its claim", () => {
-  it("saves nothing over the claim of the driver after it, even at the same step: a posting the ledger refused it may be the next one's to make", async () => {
+  it("saves nothing over the claim of the driver after it, even at the same step: the ledger's refusal of its posting is the next one's to meet and record", async () => {
     const [a, b] = [await openAccount(h), await openAccount(h)];
     // Left at its posting, claimed now by another driver (for an hour, so recovery leaves it alone meanwhile).
     const id = newId();
@@ -494,11 +494,13 @@ describe("a driver that outlived its claim", () => {
     const stale = await h.service.orchestrator.drive(id, { ...current, leaseUntil: new Date(Date.now() - 60_000) });
     expect([stale.status, stale.step, stale.failureReason]).toEqual(["created", "post", ""]);
 
-    // The funds arrive; the driver holding the claim is gone too, and recovery posts it.
+    // The funds arrive; the driver holding the claim is gone too, and recovery posts it: the ledger
+    // decided that posting once, so it is refused again, and the transfer fails with nothing moved.
     await fund(h, a.id, 100n);
     await withSql(h, (sql) => sql`update transactions.transfers set lease_until = null where id = ${id}`);
-    await statusBecomes(h, id, TransferStatus.POSTED);
-    expect((await balanceOf(h, b.id)).posted).toBe(100n);
+    const failed = await statusBecomes(h, id, TransferStatus.FAILED);
+    expect(failed.failureReason).toBe(ErrorReason.INSUFFICIENT_FUNDS);
+    expect((await balanceOf(h, b.id)).posted).toBe(0n);
   });
 });
 

@@ -1,5 +1,5 @@
 import { sql } from "drizzle-orm";
-import { bigint, check, index, jsonb, pgSchema, text, timestamp, uniqueIndex, uuid } from "drizzle-orm/pg-core";
+import { bigint, check, index, integer, jsonb, pgSchema, text, timestamp, uniqueIndex, uuid } from "drizzle-orm/pg-core";
 import { outboxTable } from "../../../../platform/outbox/table";
 
 /** The account service owns this schema; no other service reads it. */
@@ -72,6 +72,19 @@ export const ledgerTransfers = accountSchema.table(
   ],
 );
 
+/**
+ * Transfer ids the ledger refused for what it held at the time (funds, an account's standing, a
+ * hold's state): the id is spent, so a copy of the request that arrives later — one queued on
+ * another replica while its caller gave up and recorded the refusal — is refused the same way
+ * instead of moving money for a transfer its caller has failed.
+ */
+export const ledgerRefusals = accountSchema.table("ledger_refusals", {
+  id: uuid("id").primaryKey(),
+  // The PostingResult the id was refused with.
+  result: integer("result").notNull(),
+  refusedAt: timestamp("refused_at", { withTimezone: true }).notNull().defaultNow(),
+});
+
 export const entries = accountSchema.table(
   "entries",
   {
@@ -100,7 +113,7 @@ export const entries = accountSchema.table(
 
 export const outbox = outboxTable(accountSchema);
 
-export const schema = { accounts, ledgerTransfers, entries, outbox };
+export const schema = { accounts, ledgerTransfers, ledgerRefusals, entries, outbox };
 
 export type AccountRow = typeof accounts.$inferSelect;
 export type LedgerTransferRow = typeof ledgerTransfers.$inferSelect;

@@ -71,7 +71,7 @@ export class HoldExpiry {
         const locked = await lockAccounts(tx, accountIds);
         // Re-read under the locks: another replica may have expired, posted or voided them meanwhile.
         const holds = await loadTransfers(tx, due.map((d) => d.id));
-        const effects = expireHolds([...holds.values()], { accounts: locked, transfers: holds }, now);
+        const effects = expireHolds([...holds.values()], { accounts: locked, transfers: holds, refusals: new Map() }, now);
         await writeEffects(tx, effects, this.outbox);
         return effects.finalized.length;
       }),

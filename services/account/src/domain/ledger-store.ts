@@ -5,11 +5,11 @@ import { inLockOrder } from "../../../../platform/db/lock-order";
 import { pipelined } from "../../../../platform/db/pipeline";
 import { insertRows, recordset } from "../../../../platform/db/recordset";
 import { appendEvents, type OutboxWriter } from "../../../../platform/outbox/append";
-import { accounts, entries, ledgerTransfers } from "../db/schema";
+import { accounts, entries, ledgerRefusals, ledgerTransfers } from "../db/schema";
 import type { AccountTx } from "../db/types";
 import { balanceMessage, transferMessage } from "../proto";
 import type { AccountState, TransferRecord } from "./model";
-import type { BatchEffects } from "./posting";
+import type { BatchEffects, PostingResult } from "./posting";
 
 /** Reading and writing the ledger's rows for a batch, inside the caller's transaction. */
 
@@ -40,11 +40,22 @@ export async function loadTransfers(tx: AccountTx, ids: string[]): Promise<Map<s
   return new Map(rows.map((r) => [r.id, r]));
 }
 
+/** Which of these ids the ledger refused before, and with what. */
+export async function loadRefusals(tx: AccountTx, ids: string[]): Promise<Map<string, PostingResult>> {
+  const rows = ids.length === 0 ? [] : await tx.select({ id: ledgerRefusals.id, result: ledgerRefusals.result }).from(ledgerRefusals).where(inArray(ledgerRefusals.id, ids));
+  return new Map(rows.map((r) => [r.id, r.result as PostingResult]));
+}
+
 /** Writes a batch's effects and its event; the statements are pipelined on the transaction's connection. */
 export async function writeEffects(tx: AccountTx, effects: BatchEffects, outbox: OutboxWriter): Promise<void> {
-  if (effects.inserted.length === 0 && effects.finalized.length === 0) return;
   // Each started as it is pushed (drizzle's statements run when awaited): sent in this order.
   const writes: Promise<unknown>[] = [];
+  // Two replicas may refuse one id at once where there was nothing to lock (its accounts unknown): either stands.
+  if (effects.refused.length > 0) writes.push(insertRows(tx, ledgerRefusals, inLockOrder(effects.refused, (r) => r.id), { onConflict: sql`(id) do nothing` }));
+  if (effects.inserted.length === 0 && effects.finalized.length === 0) {
+    await pipelined(writes);
+    return;
+  }
   // Two batches inserting the same new ids wait on each other.
   const byId = inLockOrder(effects.inserted, (t) => t.id);
   if (byId.length > 0) writes.push(insertRows(tx, ledgerTransfers, byId));

@@ -10,7 +10,7 @@ import type { AccountDb, AccountTx } from "../db/types";
 import type { TransferRecord } from "./model";
 import { GroupCommit, type GroupCommitOptions } from "../../../../platform/group-commit";
 import { pipelined } from "../../../../platform/db/pipeline";
-import { lockAccounts, loadTransfers, writeEffects } from "./ledger-store";
+import { loadRefusals, lockAccounts, loadTransfers, writeEffects } from "./ledger-store";
 import { applyBatch, MAX_BATCH, noEffects, type PostingOutcome, type PostingRequest } from "./posting";
 
 /** A hold this batch refers to appeared after its accounts were chosen: run the transaction again. */
@@ -84,13 +84,18 @@ export class Ledger {
       ...[...holds.values()].flatMap((h) => [h.debitAccountId, h.creditAccountId]),
     ]).sort();
     // Read after locking (run in this order, in one round trip): what we see now cannot change until we commit.
-    const [lockedAccounts, transfers] = await pipelined([lockAccounts(tx, accountIds), loadTransfers(tx, unique([...requests.map((r) => r.id), ...pendingIds]))]);
+    const requestIds = unique(requests.map((r) => r.id));
+    const [lockedAccounts, transfers, refusals] = await pipelined([
+      lockAccounts(tx, accountIds),
+      loadTransfers(tx, unique([...requestIds, ...pendingIds])),
+      loadRefusals(tx, requestIds),
+    ]);
     for (const t of transfers.values()) {
       if (t.mode === "pending" && referenced.has(t.id) && !(lockedAccounts.has(t.debitAccountId) && lockedAccounts.has(t.creditAccountId))) {
         throw new ViewChanged();
       }
     }
-    const view = { accounts: lockedAccounts, transfers };
+    const view = { accounts: lockedAccounts, transfers, refusals };
     const [effects, now] = [noEffects(), new Date()];
     const outcomes = batches.map((batch) => applyBatch(batch, view, now, effects).outcomes);
     await writeEffects(tx, effects, this.outbox);

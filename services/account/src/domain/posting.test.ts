@@ -32,7 +32,7 @@ const request = (debit: AccountState, credit: AccountState, amount: bigint, over
 });
 
 function viewOf(...accounts: AccountState[]): LedgerView {
-  return { accounts: new Map(accounts.map((a) => [a.id, a])), transfers: new Map() };
+  return { accounts: new Map(accounts.map((a) => [a.id, a])), transfers: new Map(), refusals: new Map() };
 }
 
 const now = new Date("2026-01-01T00:00:00Z");

@@ -36,10 +36,17 @@ export interface PostingOutcome {
   transfer?: TransferRecord;
 }
 
-/** What the ledger knows before the batch: locked accounts and the transfers the batch refers to. */
+/** What the ledger knows before the batch: locked accounts, the transfers the batch refers to, and which of its ids were refused before. */
 export interface LedgerView {
   accounts: Map<string, AccountState>;
   transfers: Map<string, TransferRecord>;
+  refusals: Map<string, PostingResult>;
+}
+
+/** One id refused for what the ledger held at the time: it stays refused (see ledgerRefusals). */
+export interface Refusal {
+  id: string;
+  result: PostingResult;
 }
 
 /** What a batch changes, to be written in one transaction. */
@@ -52,9 +59,10 @@ export interface BatchEffects {
   entries: NewEntry[];
   /** Accounts whose balances changed, in their final state. */
   accounts: Map<string, AccountState>;
+  refused: Refusal[];
 }
 
-export const noEffects = (): BatchEffects => ({ inserted: [], insertedById: new Map(), finalized: [], entries: [], accounts: new Map() });
+export const noEffects = (): BatchEffects => ({ inserted: [], insertedById: new Map(), finalized: [], entries: [], accounts: new Map(), refused: [] });
 
 export const MAX_BATCH = 1000;
 export const MAX_TIMEOUT_SECONDS = 366n * 24n * 3600n;
@@ -96,21 +104,32 @@ function applyChain(
   const scratch = new Scratch(view);
   const outcomes: PostingOutcome[] = [];
   let failedAt = -1;
+  let refused = false;
   for (let i = 0; i < chain.length; i++) {
-    const outcome = chainOpen && i === chain.length - 1
+    const outcome: ItemOutcome = chainOpen && i === chain.length - 1
       ? { result: PostingResult.LINKED_EVENT_CHAIN_OPEN }
       : applyOne(chain[i], scratch, now);
-    outcomes.push({ index: offset + i, transferId: chain[i].id, ...outcome });
+    outcomes.push({ index: offset + i, transferId: chain[i].id, result: outcome.result, transfer: outcome.transfer });
     if (outcome.result !== PostingResult.OK && outcome.result !== PostingResult.EXISTS) {
       failedAt = i;
+      refused = outcome.refused === true;
       break;
     }
   }
   if (failedAt >= 0) {
     // All or nothing: the chain's other items report the failure of the link.
-    return chain.map((item, i) =>
+    const failed = chain.map((item, i) =>
       i === failedAt ? outcomes[i] : { index: offset + i, transferId: item.id, result: PostingResult.LINKED_EVENT_FAILED },
     );
+    // Refused for what the ledger holds (not for a malformed request): the ids stay refused.
+    if (refused) {
+      for (const f of failed) {
+        if (!isId(f.transferId) || view.transfers.has(f.transferId) || view.refusals.has(f.transferId)) continue;
+        view.refusals.set(f.transferId, f.result);
+        effects.refused.push({ id: f.transferId, result: f.result });
+      }
+    }
+    return failed;
   }
   scratch.commitInto(view, effects);
   return outcomes;
@@ -132,6 +151,10 @@ class Scratch {
 
   transfer(id: string): TransferRecord | undefined {
     return this.transfers.get(id) ?? this.view.transfers.get(id);
+  }
+
+  refusal(id: string): PostingResult | undefined {
+    return this.view.refusals.get(id);
   }
 
   /** A private copy of an account to change. */
@@ -195,7 +218,8 @@ class Scratch {
   }
 }
 
-type ItemOutcome = { result: PostingResult; transfer?: TransferRecord };
+/** `refused`: refused for what the ledger holds, so the id is spent. */
+type ItemOutcome = { result: PostingResult; transfer?: TransferRecord; refused?: boolean };
 
 function applyOne(req: PostingRequest, s: Scratch, now: Date): ItemOutcome {
   const invalid = validate(req);
@@ -205,7 +229,11 @@ function applyOne(req: PostingRequest, s: Scratch, now: Date): ItemOutcome {
     // Another request under the id learns only that: the transfer stored is not its to see.
     return sameFields(existing, req, s) ? { result: PostingResult.EXISTS, transfer: existing } : { result: PostingResult.EXISTS_WITH_DIFFERENT_FIELDS };
   }
-  return req.mode === "post" || req.mode === "pending" ? applyNew(req, s, now) : applyFinalize(req, s, now);
+  // Refused before: so it stays, however the ledger has changed since.
+  const refusal = s.refusal(req.id);
+  if (refusal !== undefined) return { result: refusal };
+  const outcome = req.mode === "post" || req.mode === "pending" ? applyNew(req, s, now) : applyFinalize(req, s, now);
+  return outcome.result === PostingResult.OK ? outcome : { ...outcome, refused: true };
 }
 
 /** Checks that need no state. */
