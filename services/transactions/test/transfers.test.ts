@@ -357,6 +357,9 @@ describe("bad input gets a clear error and changes nothing", () => {
     ["an unknown account", () => h.transactions.createTransfer(transferRequest(newId(), newId(), 1n)), Status.NOT_FOUND, "ACCOUNT_NOT_FOUND", "from_account_id"],
     ["a deposit to an unknown account", () => h.transactions.createDeposit({ requestId: newId(), accountId: newId(), amount: usd(1n) }), Status.NOT_FOUND, "ACCOUNT_NOT_FOUND", "account_id"],
     ["an out-of-range time filter", () => h.transactions.listTransfers({ accountId: newId(), created: { startTime: { seconds: 100_000_000_000_000n } } }), Status.INVALID_ARGUMENT, "INVALID_FIELD", "created.start_time"],
+    // A time JavaScript can hold but PostgreSQL cannot.
+    ["a time filter past the year 9999", () => h.transactions.listTransfers({ accountId: newId(), created: { endTime: { seconds: 6_000_000_000_000n } } }), Status.INVALID_ARGUMENT, "INVALID_FIELD", "created.end_time"],
+    ["a time filter before the year 1", () => h.transactions.listTransfers({ accountId: newId(), created: { startTime: { seconds: -1_000_000_000_000n } } }), Status.INVALID_ARGUMENT, "INVALID_FIELD", "created.start_time"],
     ["an oversized batch", () => h.transactions.batchCreateTransfers({ transfers: Array.from({ length: 1001 }, () => transferRequest(newId(), newId(), 1n)) }), Status.INVALID_ARGUMENT, "BATCH_TOO_LARGE", "transfers"],
   ];
   it.each(bad)("%s", async (_name, call, code, reason, field) => {

@@ -18,6 +18,7 @@ import { TransferKind, TransferStatus, type Transfer } from "../../../../gen/tal
 import type { AdmissionLimit } from "../../../../platform/admission";
 import { DomainError, ErrorReason } from "../../../../platform/errors";
 import type { HandlersOf } from "../../../../platform/grpc/server";
+import { requireTimestamp } from "../../../../platform/validation";
 import type { TransferStatusName } from "../db/schema";
 import { fingerprint } from "../domain/idempotency";
 import type { NewMovement, Operations } from "../domain/operations";
@@ -87,9 +88,11 @@ export function transactionHandlers(ops: Operations, store: Transfers, admission
     },
     async listTransfers(req) {
       const statuses = req.statuses.map(statusName);
+      requireTimestamp(req.created?.startTime, "created.start_time");
+      requireTimestamp(req.created?.endTime, "created.end_time");
       const range = {
-        start: req.created?.startTime ? validTime(timestampDate(req.created.startTime), "created.start_time") : undefined,
-        end: req.created?.endTime ? validTime(timestampDate(req.created.endTime), "created.end_time") : undefined,
+        start: req.created?.startTime ? timestampDate(req.created.startTime) : undefined,
+        end: req.created?.endTime ? timestampDate(req.created.endTime) : undefined,
       };
       const page = await store.list(req.accountId, statuses, range, req.pageSize, req.pageToken);
       return { transfers: page.items.map(transferMessage), nextPageToken: page.nextPageToken };
@@ -131,11 +134,6 @@ function annotate(transfer: Transfer): Transfer {
     "tally.currency": transfer.amount?.currency ?? "",
   });
   return transfer;
-}
-
-function validTime(at: Date, field: string): Date {
-  if (Number.isNaN(at.getTime())) throw new DomainError(ErrorReason.INVALID_FIELD, `${field} is out of range`, field);
-  return at;
 }
 
 function statusName(status: TransferStatus): TransferStatusName {
