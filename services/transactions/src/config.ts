@@ -1,6 +1,9 @@
 import { z } from "zod";
 import { int, localDefault, loadConfig, platformEnv, type Env } from "../../../platform/config";
 
+/** The ledger's longest hold: it refuses any longer one. */
+export const LONGEST_HOLD_SECONDS = 366 * 86_400;
+
 /** Every variable the transactions service reads, with its type and default. */
 export function transactionsEnv(env: Env = process.env) {
   return {
@@ -21,8 +24,9 @@ export function transactionsEnv(env: Env = process.env) {
     TRANSFERS_IN_FLIGHT: int(1_000, 1),
     TRANSFERS_QUEUED: int(2_000, 0),
     // How long an authorization holds funds when the request names no expiry, and a transfer awaiting review.
-    HOLD_SECONDS: int(7 * 24 * 3600, 1),
-    REVIEW_HOLD_SECONDS: int(14 * 24 * 3600, 1),
+    // At most the ledger's longest hold: a longer one it would refuse, every time.
+    HOLD_SECONDS: int(7 * 24 * 3600, 1, LONGEST_HOLD_SECONDS),
+    REVIEW_HOLD_SECONDS: int(14 * 24 * 3600, 1, LONGEST_HOLD_SECONDS),
     // Idempotency keys are kept at least this long, then pruned.
     IDEMPOTENCY_TTL_HOURS: int(24, 1),
     // How long a driver's claim on a transfer lasts: a crashed driver's transfers wait this long for recovery.

@@ -8,6 +8,7 @@ import { GroupCommit } from "../../../../platform/group-commit";
 import type { ClientOf } from "../../../../platform/grpc/client";
 import { newId } from "../../../../platform/ids";
 import { requireCurrency, requireId, requireMetadata, requireText, requireToken } from "../../../../platform/validation";
+import { LONGEST_HOLD_SECONDS } from "../config";
 import { transfers, type TransferKindName, type TransferRow } from "../db/schema";
 import type { TransactionsTx } from "../db/types";
 import { riskOutcomeOf, transferMessage } from "../proto";
@@ -96,7 +97,7 @@ export class Operations {
           : [{ id: from, field: "from_account_id" }, { id: to, field: "to_account_id" }];
     await this.directory.requireAccounts(customerAccounts, money.currency);
     const expires = m.expiresInSeconds ?? 0n;
-    if (expires < 0n || expires > 366n * 86_400n) throw new DomainError(ErrorReason.INVALID_FIELD, "expires_in_seconds is from 0 to a year", "expires_in_seconds");
+    if (expires < 0n || expires > BigInt(LONGEST_HOLD_SECONDS)) throw new DomainError(ErrorReason.INVALID_FIELD, "expires_in_seconds is from 0 to a year", "expires_in_seconds");
     const holdSeconds = m.kind === "authorization" ? (expires > 0n ? expires : BigInt(this.limits.holdSeconds)) : BigInt(this.limits.reviewHoldSeconds);
     const row: NewTransfer = {
       id,
