@@ -113,6 +113,21 @@ it("shares one call among the assessments asked for while a call is out", async 
   expect(callSizes).toEqual([1, 5]);
 });
 
+it("splits what is asked for together into calls risk reads whole, however large the transfers' texts", async () => {
+  const gate = new RiskGate(client, { deadlineMs: DEADLINE_MS * 10, breakerFailures: 5, breakerCooldownMs: 60_000 }, testLogger());
+  // As large as a transfer may be: about 58 KB each, 17 MB together, where risk reads 8 MiB a call.
+  const large = (): TransferRow => ({
+    ...row(),
+    description: "€".repeat(1000),
+    metadata: Object.fromEntries(Array.from({ length: 32 }, (_, i) => [`key-${i}`.padEnd(64, "k"), "€".repeat(512)])),
+  });
+  callSizes.length = 0;
+  const answers = await Promise.all(Array.from({ length: 300 }, () => gate.assess(large())));
+  expect(answers.filter((a) => a === undefined || !("outcome" in a))).toEqual([]);
+  expect(callSizes.reduce((n, size) => n + size, 0)).toBe(300);
+  expect(callSizes.length).toBeGreaterThan(2);
+});
+
 it("gives a call the deadline for each 50 assessments it carries", async () => {
   const gate = new RiskGate(client, { deadlineMs: DEADLINE_MS, breakerFailures: 5, breakerCooldownMs: 60_000 }, testLogger());
   // Calls of more than one take longer than one deadline; the first, alone, is answered at once.

@@ -42,6 +42,31 @@ type Asked = { row: TransferRow; at: number };
 const RISK_CALLS = { concurrency: 1, maxItems: 1000 };
 /** A call has the deadline for each 50 assessments it carries: risk's work grows with them. */
 const ASSESSMENTS_PER_DEADLINE = 50;
+/** Risk reads a message of 8 MiB at most: what is asked for together goes in calls of at most half that. */
+const CALL_BUDGET_BYTES = 4 * 1024 * 1024;
+
+/** No less than a transfer's encoded size: its ids and numbers, and its texts at the 3 bytes UTF-8 may take per character. */
+function sizeBound(row: TransferRow): number {
+  let text = row.description.length + row.failureMessage.length + JSON.stringify(row.risk ?? "").length;
+  for (const [key, value] of Object.entries(row.metadata)) text += key.length + value.length;
+  return 1024 + 3 * text + 8 * Object.keys(row.metadata).length;
+}
+
+/** The assessments in calls that each stay within the budget, in order. */
+function withinBudget(asked: Asked[]): Asked[][] {
+  const calls: Asked[][] = [[]];
+  let bytes = 0;
+  for (const a of asked) {
+    const size = sizeBound(a.row);
+    if (calls.at(-1)!.length > 0 && bytes + size > CALL_BUDGET_BYTES) {
+      calls.push([]);
+      bytes = 0;
+    }
+    calls.at(-1)!.push(a);
+    bytes += size;
+  }
+  return calls;
+}
 
 /**
  * Asks risk about a transfer, with a short deadline, behind a circuit breaker:
@@ -69,7 +94,7 @@ export class RiskGate {
       breaker: new CountBreaker({ threshold: BREAKER_THRESHOLD, size: Math.max(BREAKER_WINDOW, options.breakerFailures), minimumNumberOfCalls: options.breakerFailures }),
     });
     this.breaker.onStateChange((state) => log.warn({ breaker: CircuitState[state] }, "risk circuit breaker changed state"));
-    const call = (asked: Asked[]) => {
+    const callOnce = (asked: Asked[]) => {
       const rows = asked.map((a) => a.row);
       // The deadline runs from when the first of them asked, or from risk's last answer if that came
       // later: waiting behind calls risk answers is its work getting done, but time spent behind a
@@ -93,6 +118,12 @@ export class RiskGate {
           return new RemoteError(grpcCodeOf(r.errorReason), r.errorReason, r.errorMessage, r.errorField ? [{ field: r.errorField, description: r.errorMessage }] : [], {});
         });
       });
+    };
+    // Large transfers asked for together go in several calls, one after another.
+    const call = async (asked: Asked[]) => {
+      const answers: (Assessment | RemoteError)[] = [];
+      for (const part of withinBudget(asked)) answers.push(...(await callOnce(part)));
+      return answers;
     };
     // A refusal of the whole call is one transfer's fault: each is asked about again alone.
     this.calls = new CallBatcher("RiskService/AssessTransfers", call, { ...RISK_CALLS, retryAlone: isRefusal });
