@@ -1,4 +1,5 @@
 import { status as Status } from "@grpc/grpc-js";
+import { PostingMode } from "../../../gen/tally/account/v1/ledger_pb";
 import { RuleAction, RuleKind } from "../../../gen/tally/risk/v1/risk_pb";
 import { RiskDecision, TransferKind } from "../../../gen/tally/transactions/v1/transfer_pb";
 import { reasonName } from "../../../platform/errors";
@@ -76,6 +77,16 @@ describe("AssessTransfer with the default rules", () => {
     const assessment = await decisionOf(a.id, b.id, 1n);
     expect(assessment.decision).toBe(RiskDecision.REVIEW);
     expect(firedRules(assessment)).toEqual(["velocity"]);
+  });
+
+  it("counts holds towards velocity when they are made: ten authorizations in a minute send the next to review", async () => {
+    const [a, b] = [await openAccount(h), await openAccount(h)];
+    await fund(h, a.id, 10_000n);
+    const transfers = Array.from({ length: 10 }, () => ({ id: newId(), debitAccountId: a.id, creditAccountId: b.id, amount: 1n, currency: "USD", mode: PostingMode.PENDING }));
+    await h.ledger.postTransfers({ transfers });
+    await profileWhen(h, a.id, (p) => p!.lastMinute!.debitCount === 10n);
+    const assessment = await decisionOf(a.id, b.id, 1n);
+    expect([assessment.decision, firedRules(assessment)]).toEqual([RiskDecision.REVIEW, ["velocity"]]);
   });
 
   it("sends to review a transfer touching an account it cannot learn of, which the account rules cannot judge", async () => {

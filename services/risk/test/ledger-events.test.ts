@@ -4,7 +4,7 @@ import { jetstream } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
 import { AccountStatus } from "../../../gen/tally/account/v1/account_pb";
 import { EventEnvelopeSchema, TransfersPostedSchema } from "../../../gen/tally/events/v1/events_pb";
-import { LedgerTransferState } from "../../../gen/tally/account/v1/ledger_pb";
+import { LedgerTransferState, PostingMode } from "../../../gen/tally/account/v1/ledger_pb";
 import { buildEnvelope } from "../../../platform/outbox/append";
 import { RuleAction, RuleKind } from "../../../gen/tally/risk/v1/risk_pb";
 import { newId } from "../../../platform/ids";
@@ -34,6 +34,22 @@ describe("profiles from the ledger's events", () => {
     expect(profile.firstActivityAt).toBeDefined();
     const received = await profileWhen(h, b.id, (p) => p!.totalCreditCount === 2n);
     expect(received.lastMinute).toMatchObject({ creditCount: 2n, creditSum: 150n, debitCount: 0n });
+  });
+
+  it("counts a hold in the windows once, when it is made, and in the totals only what is posted from it", async () => {
+    const [a, b] = [await openAccount(h), await openAccount(h)];
+    await fund(h, a.id, 10_000n);
+    const holds = [100n, 200n, 300n].map((amount) => transfer(a.id, b.id, amount, { mode: PostingMode.PENDING }));
+    await post(h, ...holds);
+    const held = await profileWhen(h, a.id, (p) => p!.lastMinute!.debitCount === 3n);
+    expect([held.lastMinute!.debitSum, held.totalDebitCount, held.distinctCounterparties24h]).toEqual([600n, 0n, 2n]);
+    // Capture part of one, void another, and capture a hold made and captured in one batch.
+    const both = transfer(a.id, b.id, 50n, { mode: PostingMode.PENDING });
+    const finalize = (hold: { id?: string }, mode: PostingMode, amount = 0n) => transfer("", "", amount, { mode, pendingId: hold.id, currency: "" });
+    await post(h, finalize(holds[0], PostingMode.POST_PENDING, 60n), finalize(holds[1], PostingMode.VOID_PENDING));
+    await post(h, both, finalize(both, PostingMode.POST_PENDING));
+    const settled = await profileWhen(h, a.id, (p) => p!.totalDebitCount === 2n);
+    expect([settled.lastMinute!.debitCount, settled.lastMinute!.debitSum, settled.totalDebitSum]).toEqual([4n, 650n, 110n]);
   });
 
   it("counts a replayed or redelivered event once", async () => {

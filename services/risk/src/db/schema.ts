@@ -57,7 +57,10 @@ export const profiles = riskSchema.table("profiles", {
   creditSum: count("credit_sum"),
 });
 
-/** Posted transfers in 10-second buckets: sliding windows are sums over the recent buckets. */
+/**
+ * Money asked to move, in 10-second buckets — transfers posted at once, and holds when they are
+ * made (their capture is the same movement) — so sliding windows are sums over the recent buckets.
+ */
 export const activity = riskSchema.table(
   "activity",
   {
@@ -69,6 +72,16 @@ export const activity = riskSchema.table(
     creditSum: count("credit_sum"),
   },
   (t) => [primaryKey({ columns: [t.accountId, t.bucket] }), index("activity_bucket_idx").on(t.bucket)],
+);
+
+/** The holds counted in the windows already: each once, whichever of its events comes first. */
+export const countedHolds = riskSchema.table(
+  "counted_holds",
+  {
+    transferId: uuid("transfer_id").primaryKey(),
+    countedAt: at("counted_at").notNull().defaultNow(),
+  },
+  (t) => [index("counted_holds_counted_at_idx").on(t.countedAt)],
 );
 
 /** Who an account dealt with, and when last. */
@@ -146,7 +159,7 @@ export interface StoredHit {
 export const inbox = inboxTable(riskSchema);
 export const outbox = outboxTable(riskSchema);
 
-export const schema = { rules, accounts, profiles, activity, counterparties, assessments, reviews, alerts, inbox, outbox };
+export const schema = { rules, accounts, profiles, activity, countedHolds, counterparties, assessments, reviews, alerts, inbox, outbox };
 
 export type RuleRow = typeof rules.$inferSelect;
 export type AccountViewRow = typeof accounts.$inferSelect;

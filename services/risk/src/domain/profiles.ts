@@ -2,12 +2,12 @@ import { create } from "@bufbuild/protobuf";
 import { timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { sql } from "drizzle-orm";
 import type { Account } from "../../../../gen/tally/account/v1/account_pb";
-import { LedgerTransferState, type LedgerTransfer } from "../../../../gen/tally/account/v1/ledger_pb";
+import { LedgerTransferState, PostingMode, type LedgerTransfer } from "../../../../gen/tally/account/v1/ledger_pb";
 import { RiskProfileSchema, WindowStatsSchema, type RiskProfile } from "../../../../gen/tally/risk/v1/risk_pb";
 import { inLockOrder } from "../../../../platform/db/lock-order";
 import { pipelined } from "../../../../platform/db/pipeline";
 import { insertRows } from "../../../../platform/db/recordset";
-import { accounts, activity, counterparties, profiles } from "../db/schema";
+import { accounts, activity, countedHolds, counterparties, profiles } from "../db/schema";
 import type { RiskDb, RiskTx } from "../db/types";
 import { accountViewOf } from "./account-view";
 import { ageInDays } from "./facts";
@@ -32,10 +32,9 @@ interface Movement {
   credit: bigint;
 }
 
-/** What a posted ledger transfer means for each of its two accounts. */
+/** What ledger transfers mean for each of their two accounts. */
 function movementsOf(transfers: LedgerTransfer[]): Movement[] {
   return transfers
-    .filter((t) => t.state === LedgerTransferState.POSTED)
     .flatMap((t) => {
       const at = t.createdAt ? timestampDate(t.createdAt) : new Date();
       return [
@@ -53,15 +52,33 @@ function movementsOf(transfers: LedgerTransfer[]): Movement[] {
 export class Profiles {
   constructor(private readonly db: RiskDb) {}
 
-  /** Records the posted transfers of one event; runs inside the event's inbox transaction. */
+  /**
+   * Records the transfers of one event; runs inside the event's inbox transaction. The lifetime
+   * totals are the money that moved (what was posted, captures included: they equal the ledger's);
+   * the windows and counterparties are the money asked to move — a transfer posted at once, or a
+   * hold when it is made, once (its capture is the same movement) — so a run of authorizations
+   * counts towards velocity before anything is captured.
+   */
   async recordTransfers(tx: RiskTx, transfers: LedgerTransfer[]): Promise<void> {
-    const moves = movementsOf(transfers);
-    if (moves.length === 0) return;
+    const moved = movementsOf(transfers.filter((t) => t.state === LedgerTransferState.POSTED));
+    const holdIds = [...new Set(transfers.filter((t) => t.mode === PostingMode.PENDING).map((t) => t.id))].sort();
+    const uncounted = new Set(
+      holdIds.length === 0
+        ? []
+        : (await insertRows(tx, countedHolds, holdIds.map((transferId) => ({ transferId })), { onConflict: sql`(transfer_id) do nothing`, returning: true })).map((r) => r.transferId),
+    );
+    const asked = movementsOf(
+      transfers.filter((t) =>
+        // A hold, in whichever event first shows it; a posting, unless it captures a hold.
+        t.mode === PostingMode.PENDING ? uncounted.delete(t.id) : t.state === LedgerTransferState.POSTED && t.mode !== PostingMode.POST_PENDING,
+      ),
+    );
+    if (moved.length === 0 && asked.length === 0) return;
     // Aggregated and sorted first: one row per key per statement, locked in the same order by every replica.
-    const perAccount = aggregate(moves, (m) => m.accountId);
-    const perBucket = aggregate(moves, (m) => `${m.accountId}|${bucketOf(m.at).toISOString()}`);
+    const perAccount = aggregate(moved, (m) => m.accountId);
+    const perBucket = aggregate(asked, (m) => `${m.accountId}|${bucketOf(m.at).toISOString()}`);
     const pairs = new Map<string, Movement>();
-    for (const m of moves) {
+    for (const m of asked) {
       const key = `${m.accountId}|${m.counterpartyId}`;
       const seen = pairs.get(key);
       if (!seen || seen.at < m.at) pairs.set(key, m);
@@ -155,6 +172,8 @@ export class Profiles {
     const cutoff = new Date(now.getTime() - DAY - HOUR);
     await this.db.delete(activity).where(sql`${activity.bucket} < ${iso(cutoff)}`);
     await this.db.delete(counterparties).where(sql`${counterparties.lastSeenAt} < ${iso(cutoff)}`);
+    // A hold finalized later shows again at its own time, outside every window by then.
+    await this.db.delete(countedHolds).where(sql`${countedHolds.countedAt} < ${iso(cutoff)}`);
   }
 }
 
