@@ -1,6 +1,6 @@
 import type { DescMethod, DescService } from "@bufbuild/protobuf";
 import { status as Status } from "@grpc/grpc-js";
-import { BrokenCircuitError, ConsecutiveBreaker, circuitBreaker, handleWhen } from "cockatiel";
+import { BrokenCircuitError, CircuitState, ConsecutiveBreaker, circuitBreaker, handleWhen } from "cockatiel";
 import { AccountService } from "../../gen/tally/account/v1/account_service_pb";
 import { RiskService } from "../../gen/tally/risk/v1/risk_service_pb";
 import { TransactionService } from "../../gen/tally/transactions/v1/transaction_service_pb";
@@ -39,7 +39,9 @@ const isUnavailable = (err: unknown) => err instanceof RemoteError && err.code =
  * Puts a circuit breaker in front of every method of a client: after a run of
  * calls that found the service unavailable (every replica down, after
  * grpc-js's own retries), calls fail at once for a cool-down instead of each
- * waiting to fail, then one call tests whether the service is back.
+ * waiting to fail, then one call tests whether the service is back. Meanwhile
+ * the others fail at once too: cockatiel would hold them until that call ends,
+ * past their own deadlines when the service is slow to answer it.
  */
 function withBreaker<C extends { close(): void }>(name: string, client: C, config: GatewayConfig, log: Logger): C {
   const breaker = circuitBreaker(handleWhen(isUnavailable), { halfOpenAfter: config.BREAKER_COOLDOWN_MS, breaker: new ConsecutiveBreaker(config.BREAKER_FAILURES) });
@@ -48,11 +50,14 @@ function withBreaker<C extends { close(): void }>(name: string, client: C, confi
   const guarded: Record<string, unknown> = { close: () => client.close() };
   for (const [method, call] of Object.entries(client)) {
     if (method === "close") continue;
-    guarded[method] = (request: unknown, options?: CallOptions) =>
-      breaker.execute(() => (call as unknown as MethodCall)(request, options)).catch((err: unknown) => {
-        if (!(err instanceof BrokenCircuitError)) throw err;
-        throw new DomainError(ErrorReason.UNAVAILABLE, `the ${name} service is unavailable; try again shortly`, [], { backend: name, circuit: "open" });
+    const refuse = (circuit: "open" | "half-open") =>
+      new DomainError(ErrorReason.UNAVAILABLE, `the ${name} service is unavailable; try again shortly`, [], { backend: name, circuit });
+    guarded[method] = (request: unknown, options?: CallOptions) => {
+      if (breaker.state === CircuitState.HalfOpen) return Promise.reject(refuse("half-open"));
+      return breaker.execute(() => (call as unknown as MethodCall)(request, options)).catch((err: unknown) => {
+        throw err instanceof BrokenCircuitError ? refuse("open") : err;
       });
+    };
   }
   return guarded as C;
 }

@@ -58,6 +58,28 @@ describe("a breaker per service", () => {
     expect(rules.length).toBeGreaterThan(0);
   });
 
+  it("while one call tests whether a service is back, refuses the others at once instead of holding them past their deadlines", async () => {
+    const port = await freePort();
+    const gateway = await startGatewayFor(h, { ACCOUNT_SERVICE_URL: `127.0.0.1:${port}`, BREAKER_FAILURES: "3", BREAKER_COOLDOWN_MS: "300" });
+    const client = createClient(AccountService, createConnectTransport({ baseUrl: gateway.base, httpVersion: "1.1", interceptors: [bearer(await tokenFor("teller"))] }));
+    const call = (timeoutMs: number) => client.getSystemAccount({ currency: "USD" }, { timeoutMs }).then(() => "ok", failure);
+    for (let i = 0; i < 3; i++) await call(5_000);
+    expect(await call(5_000)).toMatchObject({ circuit: "open" });
+    // Back, but slow to answer: the first call after the cool-down tests it and waits.
+    const probe = await startProbeBackend({ port, answerAfterMs: 3_000 });
+    try {
+      await new Promise((resolve) => setTimeout(resolve, 400));
+      const test = call(10_000);
+      await eventually(async () => probe.calls.length > 0 || undefined, 5_000);
+      expect(await call(1_000)).toEqual({ code: Code.Unavailable, reason: "UNAVAILABLE", circuit: "half-open" });
+      expect(await test).toBe("ok");
+      expect(await call(5_000)).toBe("ok");
+    } finally {
+      await gateway.stop();
+      await probe.stop();
+    }
+  });
+
   it.each([
     ["about something behind it", ErrorReason.RISK_UNAVAILABLE, "risk could not answer"],
     ["too busy to take the request now (it serves others)", ErrorReason.OVERLOADED, "busy: 1000 requests at work and 1000 waiting; try again"],

@@ -18,7 +18,7 @@ export interface ProbeBackend {
  * the gateway sends a service: deadlines and metadata are not visible in the
  * real service's answers. Every other method fails.
  */
-export async function startProbeBackend(options: { port?: number; failWith?: DomainError } = {}): Promise<ProbeBackend> {
+export async function startProbeBackend(options: { port?: number; failWith?: DomainError; answerAfterMs?: number } = {}): Promise<ProbeBackend> {
   const calls: ProbeBackend["calls"] = [];
   const server = new GrpcServer({ host: "127.0.0.1", port: options.port ?? 0, log: testLogger() });
   const unimplemented = async () => {
@@ -28,6 +28,7 @@ export async function startProbeBackend(options: { port?: number; failWith?: Dom
     ...Object.fromEntries(AccountService.methods.map((m) => [m.localName, unimplemented])),
     getSystemAccount: async (req, ctx) => {
       calls.push({ deadline: ctx.deadline, principal: ctx.metadata.get("tally-principal").map(String) });
+      if (options.answerAfterMs) await new Promise((resolve) => setTimeout(resolve, options.answerAfterMs));
       if (options.failWith) throw options.failWith;
       return { account: create(AccountSchema, { id: "00000000-0000-7000-8000-000000000000", currency: req.currency }) };
     },
