@@ -1,13 +1,16 @@
 import { readdirSync } from "node:fs";
 import path from "node:path";
+import { getTableName } from "drizzle-orm";
 import postgres from "postgres";
+import { schema } from "../../services/account/src/db/schema";
 import { createTestDatabase, testLogger, type TestDatabase } from "../../test/support/infra";
 import { projectRoot } from "../project-root";
 import { migrateSchema } from "./migrate";
 
 const MIGRATIONS = path.join(projectRoot(), "services/account/migrations");
 const migrationFiles = () => readdirSync(MIGRATIONS).filter((f) => f.endsWith(".sql"));
-const EXPECTED_TABLES = ["__migrations", "accounts", "entries", "ledger_transfers", "outbox"];
+// Every table the account service's schema declares, and the journal.
+const EXPECTED_TABLES = ["__migrations", ...Object.values(schema).map((table) => getTableName(table))].sort();
 
 let database: TestDatabase;
 let sql: postgres.Sql;
