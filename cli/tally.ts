@@ -83,8 +83,11 @@ interface Call {
 const teller = (service: DescService, method: string, request: object): Call => ({ service, method, request, role: "teller" });
 const analyst = (method: string, request: object): Call => ({ service: RiskService, method, request, role: "analyst" });
 
+/** A call made only to build another (its answer is not printed). */
+type Read = (call: Call) => Promise<Record<string, any>>;
+
 /** What each command calls, from its arguments (after the command's own words). */
-const COMMANDS: Record<string, (args: string[]) => Call> = {
+const COMMANDS: Record<string, (args: string[], read: Read) => Call | Promise<Call>> = {
   "accounts open": ([customerId, currency]) => teller(AccountService, "createAccount", { requestId: requestId(), customerId, currency }),
   "accounts get": ([accountId]) => teller(AccountService, "getAccount", { accountId }),
   "accounts list": ([customerId]) => teller(AccountService, "listAccounts", { customerId }),
@@ -98,8 +101,15 @@ const COMMANDS: Record<string, (args: string[]) => Call> = {
     teller(TransactionService, "createTransfer", { requestId: requestId(), fromAccountId, toAccountId, amount: money(amount, currency) }),
   "transfers get": ([transferId]) => teller(TransactionService, "getTransfer", { transferId }),
   "transfers list": ([accountId]) => teller(TransactionService, "listTransfers", { accountId, pageSize: limit(20) }),
-  "transfers reverse": ([transferId, amount, currency]) =>
-    teller(TransactionService, "reverseTransfer", { requestId: requestId(), transferId, amount: amount === undefined ? 0n : money(amount, currency).amount, reason: flags.reason }),
+  "transfers reverse": async ([transferId, amount, currency], read) => {
+    const request = { requestId: requestId(), transferId, amount: 0n, reason: flags.reason };
+    if (amount === undefined || transferId === undefined) return teller(TransactionService, "reverseTransfer", request);
+    const given = money(amount, currency);
+    // The request carries a bare amount, read in the transfer's currency: one given in another would be off by its scale.
+    const { transfer } = await read(teller(TransactionService, "getTransfer", { transferId }));
+    if (transfer.amount?.currency !== given.currency) throw new UsageError(`transfer ${transferId} moved ${transfer.amount?.currency}, not ${given.currency}`);
+    return teller(TransactionService, "reverseTransfer", { ...request, amount: given.amount });
+  },
   "reviews list": () => analyst("listReviews", { status: ReviewStatus.OPEN, accountId: flags.account, pageSize: limit(20) }),
   "reviews approve": ([reviewId]) => analyst("resolveReview", { reviewId, resolution: ReviewStatus.APPROVED, note: flags.note }),
   "reviews decline": ([reviewId]) => analyst("resolveReview", { reviewId, resolution: ReviewStatus.DECLINED, note: flags.note }),
@@ -114,12 +124,17 @@ function command(words: string[]): { name: string; args: string[] } {
   throw new UsageError(words.length ? `unknown command: ${words.join(" ")}` : "no command given");
 }
 
-async function call({ service, method, request, role }: Call, config: ReturnType<typeof cliConfig>): Promise<void> {
+/** One RPC through the gateway, with its answer and trace id. */
+async function send({ service, method, request, role }: Call, config: ReturnType<typeof cliConfig>) {
   const url = flags.url ?? config.TALLY_URL;
   const token = config.TALLY_TOKEN ?? (await developmentToken(config.gateway(), (flags.as as RoleName | undefined) ?? role));
   const client = createClient(service, gatewayTransport(url, token)) as unknown as Record<string, (request: object, options: object) => Promise<MessageShape<DescMessage>>>;
-  const output = service.methods.find((m) => m.localName === method)!.output;
-  const { answer, traceId } = await traced((options) => client[method](request, options));
+  return traced((options) => client[method](request, options));
+}
+
+async function call(built: Call, config: ReturnType<typeof cliConfig>): Promise<void> {
+  const { answer, traceId } = await send(built, config);
+  const output = built.service.methods.find((m) => m.localName === built.method)!.output;
   process.stdout.write(`${toJsonString(output, answer, { prettySpaces: 2 })}\n`);
   process.stderr.write(`trace ${traceId}\n`);
 }
@@ -138,7 +153,7 @@ async function main(): Promise<void> {
       write: (line) => process.stdout.write(line),
     });
   }
-  const built = COMMANDS[name](args);
+  const built = await COMMANDS[name](args, async (read) => (await send(read, config)).answer as Record<string, any>);
   const missing = Object.entries(built.request).find(([, v]) => v === undefined);
   if (missing) throw new UsageError(`${name}: ${missing[0]} is missing`);
   await call(built, config);

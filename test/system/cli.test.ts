@@ -28,6 +28,8 @@ it("opens accounts, moves money, reads balances and statements, and works the re
   expect((await ok("deposit", carol, "5,000.00", "EUR")).transfer.status).toBe("TRANSFER_STATUS_POSTED");
   const payment = (await ok("transfer", carol, dave, "20.50", "EUR")).transfer;
   expect(payment).toMatchObject({ status: "TRANSFER_STATUS_POSTED", amount: { amount: "2050", currency: "EUR" } });
+  // An amount in another currency would be read at the transfer's scale: 5 JPY as 5 cents of a euro.
+  expect(await tally("transfers", "reverse", payment.id, "5", "JPY")).toMatchObject({ code: 2, stderr: expect.stringMatching(/^transfer .* moved EUR, not JPY\n/) });
   const reversal = await ok("transfers", "reverse", payment.id, "5", "EUR", "--reason", "partial refund");
   expect(reversal).toMatchObject({ reversal: { status: "TRANSFER_STATUS_POSTED" }, original: { reversedAmount: "500" } });
   expect((await ok("balance", carol)).balance).toMatchObject({ posted: "498450", available: "498450" });
