@@ -13,7 +13,9 @@ const dataDir = path.resolve(process.env.TALLY_DATA_DIR || path.join(__dirname, 
 const log = (msg) => process.stderr.write(`[infra] ${msg}\n`);
 
 const databaseUrl = process.env.DATABASE_URL || "postgres://postgres@127.0.0.1:5432/tally";
-const natsUrl = (process.env.NATS_URL || "nats://127.0.0.1:4222").split(",")[0];
+// The first server; nats.js, as the services use it, also takes a bare host:port.
+const natsServer = (process.env.NATS_URL || "nats://127.0.0.1:4222").split(",")[0].trim();
+const natsUrl = natsServer.includes("://") ? natsServer : `nats://${natsServer}`;
 
 function reachable(host, port, timeoutMs = 500) {
   return new Promise((resolve) => {
@@ -25,6 +27,30 @@ function reachable(host, port, timeoutMs = 500) {
     socket.setTimeout(timeoutMs, () => done(false));
     socket.once("connect", () => done(true));
     socket.once("error", () => done(false));
+  });
+}
+
+/** The INFO a NATS server greets every connection with (its first line), or undefined. */
+function natsInfo(host, port, timeoutMs = 2_000) {
+  return new Promise((resolve) => {
+    const socket = net.connect({ host, port });
+    let received = "";
+    const done = (info) => {
+      socket.destroy();
+      resolve(info);
+    };
+    socket.setTimeout(timeoutMs, () => done(undefined));
+    socket.once("error", () => done(undefined));
+    socket.on("data", (chunk) => {
+      received += chunk.toString("utf8");
+      const end = received.indexOf("\r\n");
+      if (end < 0) return;
+      try {
+        done(JSON.parse(received.slice(0, end).replace(/^INFO\s+/, "")));
+      } catch {
+        done(undefined);
+      }
+    });
   });
 }
 
@@ -190,6 +216,12 @@ async function ensureInfrastructure() {
     if (!(await reachable(natsHost, natsPort))) {
       if (!isLocal(natsHost)) throw new Error(`NATS at ${natsHost}:${natsPort} is not reachable`);
       stops.push(await startNats(natsHost, natsPort));
+    } else if ((await natsInfo(natsHost, natsPort))?.jetstream !== true) {
+      // Debian's nats-server package starts one so, on 4222: every service would fail on its stream.
+      throw new Error(
+        `NATS at ${natsHost}:${natsPort} runs without JetStream, which Tally needs: turn it on in its configuration (jetstream {}), ` +
+          `stop it (systemctl disable --now nats-server) so that a local one is started with JetStream, or set NATS_URL to one that has it`,
+      );
     }
   } catch (err) {
     stopAll();
