@@ -30,6 +30,7 @@ interface ComposeService {
   deploy?: { replicas?: number };
   healthcheck?: { test: string[] };
   container_name?: string;
+  stop_grace_period?: string;
 }
 const compose = parse(read("docker-compose.yml"), { merge: true }) as { services: Record<string, ComposeService>; volumes: Record<string, unknown> };
 const services = compose.services;
@@ -113,6 +114,13 @@ describe("docker-compose.yml", () => {
       expect(otlp.host).toBe("jaeger");
       expect(services.jaeger.ports).toContain(`${otlp.port}:${otlp.port}`);
     }
+  });
+
+  it.each(tallyNames)("gives %s time to shut down gracefully before Docker kills it", (name) => {
+    const grace = (TALLY[name].parse(containerEnvOf(name)) as { SHUTDOWN_GRACE_MS: number }).SHUTDOWN_GRACE_MS;
+    const [, seconds] = /^(\d+)s$/.exec(services[name].stop_grace_period ?? "10s")!;
+    // The calls in flight drain for up to the grace, and the steps after (consumers, relay, spans) each up to a second more than it.
+    expect(Number(seconds) * 1000).toBeGreaterThanOrEqual(2 * (grace + 1000));
   });
 
   it("runs two replicas of each service, none with a fixed host port or name", () => {
