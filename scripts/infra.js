@@ -230,4 +230,19 @@ async function ensureInfrastructure() {
   return stopAll;
 }
 
-module.exports = { ensureInfrastructure, localNats, localPostgres, reachable };
+/**
+ * Calls `stop` once this process's parent is gone. A SIGTERM sent to `npm start` or `npm test`
+ * alone (as a supervisor sends it) ends npm and the shell it ran the script in, which does not
+ * pass it on: the script would run on, orphaned, holding its ports.
+ */
+function stopWhenOrphaned(stop) {
+  const parent = process.ppid;
+  const timer = setInterval(() => {
+    if (process.ppid === parent) return;
+    clearInterval(timer);
+    stop();
+  }, 500);
+  timer.unref();
+}
+
+module.exports = { ensureInfrastructure, localNats, localPostgres, reachable, stopWhenOrphaned };

@@ -8,7 +8,7 @@
 const { spawn } = require("node:child_process");
 const path = require("node:path");
 const readline = require("node:readline");
-const { ensureInfrastructure } = require("./infra");
+const { ensureInfrastructure, stopWhenOrphaned } = require("./infra");
 
 const root = path.resolve(__dirname, "..");
 /** A whole-number setting of this script, refused by name when out of range. */
@@ -116,6 +116,7 @@ async function main() {
   // From the start: a Ctrl-C while the infrastructure starts still stops what was started.
   process.on("SIGINT", () => stop(0));
   process.on("SIGTERM", () => stop(0));
+  stopWhenOrphaned(() => stop(0));
   try {
     stopInfrastructure = await ensureInfrastructure();
   } finally {

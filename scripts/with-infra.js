@@ -3,19 +3,28 @@
 // whatever had to be started for it. Usage: node scripts/with-infra.js <command> [args…]
 "use strict";
 const { spawn } = require("node:child_process");
-const { ensureInfrastructure } = require("./infra");
+const { ensureInfrastructure, stopWhenOrphaned } = require("./infra");
 
 async function main() {
   const [command, ...args] = process.argv.slice(2);
   if (!command) throw new Error("usage: with-infra.js <command> [args…]");
   const stopInfrastructure = await ensureInfrastructure();
-  const child = spawn(command, args, { stdio: "inherit", shell: process.platform === "win32" });
-  // Ctrl-C already reaches the command through the terminal; pass on only what is sent to us alone.
-  process.on("SIGINT", () => {});
-  process.on("SIGTERM", () => child.kill("SIGTERM"));
-  child.on("exit", (code, signal) => {
+  // In a process group of its own, so that a signal reaches everything it runs (a shell passes
+  // none on to its children); this process hands on the signals it gets, Ctrl-C's included.
+  const child = spawn(command, args, { stdio: "inherit", detached: true });
+  const signal = (name) => {
+    try {
+      process.kill(-child.pid, name);
+    } catch {
+      // gone already
+    }
+  };
+  process.on("SIGINT", () => signal("SIGINT"));
+  process.on("SIGTERM", () => signal("SIGTERM"));
+  stopWhenOrphaned(() => signal("SIGTERM"));
+  child.on("exit", (code, exitSignal) => {
     stopInfrastructure();
-    process.exit(code ?? (signal ? 1 : 0));
+    process.exit(code ?? (exitSignal ? 1 : 0));
   });
 }
 

@@ -15,6 +15,8 @@ export interface NpmStart {
   waitFor(text: string, timeoutMs: number): Promise<void>;
   /** Ctrl-C, and its exit (at most `timeoutMs`). */
   interrupt(timeoutMs?: number): Promise<void>;
+  /** SIGTERM to npm alone, as a supervisor sends it; resolves once what it ran says it stopped (at most `timeoutMs`). */
+  terminate(timeoutMs?: number): Promise<void>;
 }
 
 const ROOT = path.resolve(__dirname, "../..");
@@ -54,6 +56,12 @@ export function npmStart(env: Record<string, string>): NpmStart {
       process.kill(-child.pid!, "SIGINT");
       await Promise.race([exited, new Promise((resolve) => (timer = setTimeout(resolve, timeoutMs)))]);
       clearTimeout(timer);
+    },
+    terminate: async (timeoutMs = 30_000) => {
+      child.kill("SIGTERM");
+      // npm ends at once; what it started writes on to the same pipes.
+      const until = Date.now() + timeoutMs;
+      while (!output.includes("Tally stopped.") && Date.now() < until) await new Promise((resolve) => setTimeout(resolve, 100));
     },
   };
 }

@@ -57,3 +57,20 @@ it("reads NATS_URL given as a bare host:port, as the services do", async () => {
   const { host } = new URL(TEST_NATS_URL);
   expect(await ensureInfrastructure({ NATS_URL: host })).toBe("ok");
 });
+
+it("with-infra hands a SIGTERM sent to it alone to everything its command runs, a shell's children included", async () => {
+  const run = spawn(process.execPath, ["scripts/with-infra.js", "sh", "-c", "sleep 300 & echo $!; wait"], { cwd: projectRoot(), stdio: ["ignore", "pipe", "ignore"] });
+  started.push(run);
+  const sleeper = await new Promise<number>((resolve) => run.stdout.once("data", (chunk: Buffer) => resolve(Number(chunk.toString().trim()))));
+  const alive = () => {
+    try {
+      process.kill(sleeper, 0);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  expect(alive()).toBe(true);
+  run.kill("SIGTERM");
+  await eventually(async () => !alive(), 10_000);
+});

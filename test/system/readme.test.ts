@@ -131,11 +131,10 @@ describe("the README", () => {
   }, 60_000);
 });
 
-describe("Ctrl-C", () => {
+describe("a SIGTERM to npm alone, as a supervisor sends it (Ctrl-C: start.test.ts)", () => {
   it("stops every process, and frees every port", async () => {
-    const stopped = system.waitFor("Tally stopped.", 40_000);
-    await system.interrupt();
-    await stopped;
+    await system.terminate(40_000);
+    expect(system.output()).toContain("Tally stopped.");
     expect(system.child.exitCode ?? system.child.signalCode).not.toBeNull();
     expect(await portsFree(START_PORTS.map((p) => p + offset))).toBe(true);
   }, 60_000);
