@@ -93,21 +93,41 @@ describe("with lock keys", () => {
     expect(await Promise.all(answers)).toEqual([["ok hot:1"], ["ok hot:2"], ["ok a:3"], ["ok hot:4"], ["ok b:5"]]);
   });
 
-  it("holds a request back while any one of its rows is locked", async () => {
+  const twoAccounts = (item: string) => item.split("+");
+
+  it("holds a request back while any one of its rows is locked, and those after it on its rows behind it", async () => {
     const m = manualKeyedCommit();
-    const twoAccounts = (item: string) => item.split("+");
     const group = new GroupCommit(m.commit, { concurrency: 4, maxItems: 10 }, twoAccounts);
-    const answers = [group.submit(["a+b"]), group.submit(["b+c"]), group.submit(["c+d"])];
-    // b+c waits for a+b; c+d locks nothing a+b holds.
-    expect(m.groups).toEqual([[["a+b"]], [["c+d"]]]);
+    const answers = [group.submit(["a+b"]), group.submit(["b+c"]), group.submit(["c+d"]), group.submit(["e+f"])];
+    // b+c waits for a+b; c+d, though a+b holds none of its rows, waits behind b+c for c; e+f goes.
+    expect(m.groups).toEqual([[["a+b"]], [["e+f"]]]);
     m.pending[0]();
     await tick();
-    expect(m.groups).toHaveLength(2);
-    m.pending[1]();
+    expect(m.groups[2]).toEqual([["b+c"], ["c+d"]]);
+    m.pending.slice(1).forEach((resolve) => resolve());
+    expect(await Promise.all(answers)).toEqual([["ok a+b"], ["ok b+c"], ["ok c+d"], ["ok e+f"]]);
+  });
+
+  it("never lets a request that needs two busy rows be passed over by a stream of requests for either", async () => {
+    const m = manualKeyedCommit();
+    const group = new GroupCommit(m.commit, { concurrency: 4, maxItems: 10 }, twoAccounts);
+    const answers = [group.submit(["x+p0"]), group.submit(["y+q0"])];
+    const both = group.submit(["x+y"]);
+    let committed = false;
+    void both.then(() => (committed = true));
+    // Each stream commits in turn, and each time a new request of it arrives; x+y must get its turn.
+    for (let round = 1; round <= 4 && !m.groups.some((g) => g.some((r) => r[0] === "x+y")); round++) {
+      answers.push(group.submit([`x+p${round}`]), group.submit([`y+q${round}`]));
+      m.pending.splice(0).forEach((resolve) => resolve());
+      await tick();
+    }
+    expect(m.groups.flat().map((r) => r[0])).toContain("x+y");
+    m.pending.splice(0).forEach((resolve) => resolve());
     await tick();
-    expect(m.groups[2]).toEqual([["b+c"]]);
-    m.pending[2]();
-    expect(await Promise.all(answers)).toEqual([["ok a+b"], ["ok b+c"], ["ok c+d"]]);
+    m.pending.splice(0).forEach((resolve) => resolve());
+    expect(await both).toEqual(["ok x+y"]);
+    expect(committed).toBe(true);
+    await Promise.all(answers);
   });
 });
 

@@ -78,14 +78,21 @@ export class GroupCommit<R, O> {
     }
   }
 
-  /** From the head of the queue, the requests that fit in one group and lock nothing a committing group holds. */
+  /**
+   * From the head of the queue, the requests that fit in one group and lock nothing a committing
+   * group holds, nor anything an earlier request held back waits for: first come, first served on
+   * every key, so a request that needs two busy keys is never passed over without end by those
+   * that need one of them.
+   */
   private take(): Waiting<R, O>[] {
     const group: Waiting<R, O>[] = [];
     const inGroup = new Set<string>();
+    const awaited = new Set<string>();
     let items = 0;
     for (let i = 0; i < this.queue.length; ) {
       const waiting = this.queue[i];
-      if (waiting.keys.some((key) => this.locked.has(key) || inGroup.has(key))) {
+      if (waiting.keys.some((key) => this.locked.has(key) || inGroup.has(key) || awaited.has(key))) {
+        for (const key of waiting.keys) awaited.add(key);
         i++;
         continue;
       }
