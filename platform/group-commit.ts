@@ -1,4 +1,7 @@
-import { context, type Context } from "@opentelemetry/api";
+import { context, SpanStatusCode, trace, type Context, type HrTime, type Link } from "@opentelemetry/api";
+import { hrTime } from "@opentelemetry/core";
+
+const tracer = trace.getTracer("tally.batch");
 
 export interface GroupCommitOptions {
   /** Groups committing at once. */
@@ -9,6 +12,8 @@ export interface GroupCommitOptions {
   onePerKey?: boolean;
   /** Whether a failed group's requests are tried again one by one (the default) or all fail with it. */
   retryAlone?: (err: unknown) => boolean;
+  /** Names the spans that tie a group shared by several callers to each caller's trace (none without a name). */
+  name?: string;
 }
 
 /** The rows an item locks (its accounts): a request waits rather than commit beside a group that locks any of them. */
@@ -17,8 +22,9 @@ export type LockKeys<R> = (item: R) => string[];
 interface Waiting<R, O> {
   items: R[];
   keys: string[];
-  /** The caller's trace context: the group runs in its first request's. */
+  /** The caller's trace context (the group runs in its first request's), and when it asked. */
   context: Context;
+  at: HrTime;
   resolve(outcomes: O[]): void;
   reject(err: unknown): void;
 }
@@ -52,7 +58,7 @@ export class GroupCommit<R, O> {
   submit(items: R[]): Promise<O[]> {
     return new Promise((resolve, reject) => {
       const keys = [...new Set(items.flatMap(this.keys))].filter((k) => k !== "");
-      this.queue.push({ items, keys, context: context.active(), resolve, reject });
+      this.queue.push({ items, keys, context: context.active(), at: hrTime(), resolve, reject });
       this.drain();
     });
   }
@@ -107,12 +113,43 @@ export class GroupCommit<R, O> {
 
   private async settle(group: Waiting<R, O>[]): Promise<void> {
     try {
-      const outcomes = await this.commit(group.map((w) => w.items));
+      const outcomes = await this.traced(group, () => this.commit(group.map((w) => w.items)));
       group.forEach((w, i) => w.resolve(outcomes[i]));
     } catch (err) {
       if (group.length === 1) return group[0].reject(err);
       if (this.options.retryAlone && !this.options.retryAlone(err)) return group.forEach((w) => w.reject(err));
       await Promise.all(group.map((w) => context.with(w.context, () => this.settle([w]))));
+    }
+  }
+
+  /**
+   * A group of several callers' requests runs in the first one's trace, in a span linked to every
+   * caller's; each other caller's trace gets a span of its own, from when it asked to when the
+   * group ended, linked to that one: every request's trace still leads to the work done for it.
+   */
+  private async traced<T>(group: Waiting<R, O>[], run: () => Promise<T>): Promise<T> {
+    const callers = [...new Map(group.map((w) => [w.context, w] as const)).values()];
+    if (!this.options.name || callers.length === 1) return run();
+    const size = group.reduce((n, w) => n + w.items.length, 0);
+    const links: Link[] = callers.flatMap((w) => {
+      const caller = trace.getSpanContext(w.context);
+      return caller ? [{ context: caller }] : [];
+    });
+    const shared = tracer.startSpan(`${this.options.name} batch`, { links, attributes: { "tally.batch.size": size } });
+    let failure: unknown;
+    try {
+      return await context.with(trace.setSpan(context.active(), shared), run);
+    } catch (err) {
+      failure = err;
+      shared.setStatus({ code: SpanStatusCode.ERROR, message: err instanceof Error ? err.message : String(err) });
+      throw err;
+    } finally {
+      shared.end();
+      for (const w of callers.slice(1)) {
+        const own = tracer.startSpan(this.options.name, { startTime: w.at, links: [{ context: shared.spanContext() }], attributes: { "tally.batch.size": size } }, w.context);
+        if (failure !== undefined) own.setStatus({ code: SpanStatusCode.ERROR });
+        own.end();
+      }
     }
   }
 }

@@ -1,4 +1,7 @@
+import { trace, type SpanContext } from "@opentelemetry/api";
 import { PostingResult } from "../../../gen/tally/account/v1/ledger_pb";
+import { newId } from "../../../platform/ids";
+import { recordSpans } from "../../../test/support/tracing";
 import { balanceOf, fund, openAccount, post, transfer, withSql } from "./fixtures";
 import { startAccountHarness, type AccountHarness } from "./harness";
 
@@ -8,6 +11,7 @@ import { startAccountHarness, type AccountHarness } from "./harness";
  * outcome. One commit at a time here, so that every burst groups.
  */
 let h: AccountHarness;
+const spans = recordSpans();
 
 beforeAll(async () => {
   h = await startAccountHarness({ LEDGER_CONCURRENT_COMMITS: "1" });
@@ -53,4 +57,28 @@ it("keeps each request's outcome its own when they share a transaction", async (
   expect([ok[0].result, replayed[0].result].sort()).toEqual([PostingResult.OK, PostingResult.EXISTS].sort());
   expect((await balanceOf(h, payee.id)).posted).toBe(101n);
   expect((await balanceOf(h, short.id)).posted).toBe(5n);
+});
+
+it("ties each caller's trace to the transaction it shared: the first's holds it, each other's has a span linked to it", async () => {
+  const [payer, payee] = [await openAccount(h), await openAccount(h)];
+  await fund(h, payer.id, 1_000n);
+  const callers: SpanContext[] = [];
+  const ask = (n: number) =>
+    trace.getTracer("test").startActiveSpan(`caller ${n}`, async (span) => {
+      callers.push(span.spanContext());
+      try {
+        const request = { id: newId(), debitAccountId: payer.id, creditAccountId: payee.id, amount: 1n, currency: "USD", mode: "post" as const, pendingId: "", timeoutSeconds: 0n, linked: false, metadata: {} };
+        return await h.service.ledger.postTransfers([request]);
+      } finally {
+        span.end();
+      }
+    });
+  // The first holds the one commit slot; the three after it share the next transaction.
+  await Promise.all([ask(0), ask(1), ask(2), ask(3)]);
+  const shared = spans.getFinishedSpans().filter((s) => s.name === "ledger commit batch" && s.links.some((l) => l.context.spanId === callers[1].spanId));
+  expect(shared).toHaveLength(1);
+  expect(shared[0].spanContext().traceId).toBe(callers[1].traceId);
+  expect(shared[0].links.map((l) => l.context.spanId)).toEqual(callers.slice(1).map((c) => c.spanId));
+  const own = spans.getFinishedSpans().filter((s) => s.name === "ledger commit" && s.links.some((l) => l.context.spanId === shared[0].spanContext().spanId));
+  expect(own.map((s) => s.spanContext().traceId).sort()).toEqual(callers.slice(2).map((c) => c.traceId).sort());
 });

@@ -43,7 +43,7 @@ export class Ledger {
     groupCommit: GroupCommitOptions = { concurrency: 4, maxItems: MAX_BATCH },
   ) {
     // A posting locks its two accounts (a hold's, when it names none, are locked by the transaction all the same).
-    this.group = new GroupCommit((batches) => this.commit(batches), groupCommit, (r) => [r.debitAccountId, r.creditAccountId]);
+    this.group = new GroupCommit((batches) => this.commit(batches), { name: "ledger commit", ...groupCommit }, (r) => [r.debitAccountId, r.creditAccountId]);
   }
 
   async postTransfers(requests: PostingRequest[]): Promise<PostingOutcome[]> {

@@ -18,7 +18,7 @@ interface Postings {
 }
 
 // Postings applied at once: the events handled meanwhile share the next transaction.
-const POSTINGS_GROUPS = { concurrency: 1, maxItems: 32, onePerKey: true };
+const POSTINGS_GROUPS = { concurrency: 1, maxItems: 32, onePerKey: true, name: "ledger events" };
 
 /**
  * Applies the account service's events exactly once: the inbox row, risk's
