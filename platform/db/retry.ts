@@ -19,6 +19,15 @@ const retryable = (err: unknown): boolean => {
   return (code !== undefined && RETRYABLE.has(code)) || STALE_STATEMENT.has(databaseErrorRoutine(err) ?? "");
 };
 
+/**
+ * Thrown inside a transaction that found its reads raced by a concurrent writer in a way
+ * PostgreSQL did not catch (read committed): withTransactionRetry runs it again, as after a
+ * serialization failure.
+ */
+export class TransactionRaced extends Error {
+  readonly code = "40001";
+}
+
 export async function withTransactionRetry<T>(run: () => Promise<T>, attempts = 5): Promise<T> {
   for (let attempt = 1; ; attempt++) {
     try {

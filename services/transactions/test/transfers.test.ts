@@ -532,6 +532,26 @@ describe("recovery", () => {
 });
 
 describe("idempotency keys", () => {
+  it("run again, rather than fail, when a key found taken is gone by the time it is read (pruned meanwhile)", async () => {
+    const [requestId, id] = [newId(), newId()];
+    await withStore((keys) => keys.run(requestId, "transfer", "fingerprint", [id], async () => {}));
+    // The key deleted between the insert that found it taken and the read of it, once (a sequence
+    // is not rolled back): a prune landing in that gap, as its transaction sees it.
+    await withSql(h, (sql) =>
+      sql.unsafe(`create sequence transactions.prune_once;
+                  create function transactions.prune_now() returns trigger language plpgsql as $$
+                    begin if nextval('transactions.prune_once') = 1 then delete from transactions.idempotency_keys where request_id = '${requestId}'; end if; return null; end $$;
+                  create trigger prune_now after insert on transactions.idempotency_keys for each statement execute function transactions.prune_now()`),
+    );
+    try {
+      const outcome = await withStore((keys) => keys.run(requestId, "transfer", "fingerprint", [newId()], async () => {}));
+      // Run again, the key is there once more (the delete went with the first attempt): a replay.
+      expect(outcome).toEqual({ transferIds: [id], replay: true });
+    } finally {
+      await withSql(h, (sql) => sql.unsafe("drop function transactions.prune_now() cascade; drop sequence transactions.prune_once"));
+    }
+  });
+
   it("keep the first answer stored under a key: a later one, even given at once, gets the first back", async () => {
     const [requestId, id] = [newId(), newId()];
     const [stored, kept] = await withStore(async (keys) => {

@@ -2,7 +2,7 @@ import { metrics, trace } from "@opentelemetry/api";
 import { inArray } from "drizzle-orm";
 import { PostingResult } from "../../../../gen/tally/account/v1/ledger_pb";
 import { isId } from "../../../../platform/ids";
-import { withTransactionRetry } from "../../../../platform/db/retry";
+import { TransactionRaced, withTransactionRetry } from "../../../../platform/db/retry";
 import { DomainError, ErrorReason } from "../../../../platform/errors";
 import type { OutboxWriter } from "../../../../platform/outbox/append";
 import { ledgerTransfers } from "../db/schema";
@@ -12,11 +12,6 @@ import { GroupCommit, type GroupCommitOptions } from "../../../../platform/group
 import { pipelined } from "../../../../platform/db/pipeline";
 import { loadRefusals, lockAccounts, loadTransfers, writeEffects } from "./ledger-store";
 import { applyBatch, MAX_BATCH, noEffects, type PostingOutcome, type PostingRequest } from "./posting";
-
-/** A hold this batch refers to appeared after its accounts were chosen: run the transaction again. */
-class ViewChanged extends Error {
-  readonly code = "40001";
-}
 
 const unique = (ids: string[]) => [...new Set(ids.filter(isId))];
 
@@ -92,7 +87,8 @@ export class Ledger {
     ]);
     for (const t of transfers.values()) {
       if (t.mode === "pending" && referenced.has(t.id) && !(lockedAccounts.has(t.debitAccountId) && lockedAccounts.has(t.creditAccountId))) {
-        throw new ViewChanged();
+        // A hold this batch refers to appeared after its accounts were chosen.
+        throw new TransactionRaced(`hold ${t.id} appeared with accounts not locked`);
       }
     }
     const view = { accounts: lockedAccounts, transfers, refusals };

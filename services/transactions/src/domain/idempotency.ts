@@ -4,7 +4,7 @@ import { TransferSchema, type Transfer } from "../../../../gen/tally/transaction
 import { inArray, lt, sql } from "drizzle-orm";
 import { inLockOrder } from "../../../../platform/db/lock-order";
 import { insertRows, recordset } from "../../../../platform/db/recordset";
-import { withTransactionRetry } from "../../../../platform/db/retry";
+import { TransactionRaced, withTransactionRetry } from "../../../../platform/db/retry";
 import { DomainError, ErrorReason } from "../../../../platform/errors";
 import { GroupCommit } from "../../../../platform/group-commit";
 import { requireToken } from "../../../../platform/validation";
@@ -109,6 +109,8 @@ export class IdempotencyKeys {
         const taken = requests.filter((r) => !claimedIds.has(r.requestId)).map((r) => r.requestId);
         // Other requests hold these keys (each waited for that one to commit, if it was concurrent).
         const earlier = taken.length === 0 ? [] : await tx.select().from(idempotencyKeys).where(inArray(idempotencyKeys.requestId, taken));
+        // Pruned between the insert and this read: free now, for the next attempt to claim.
+        if (earlier.length < taken.length) throw new TransactionRaced("an idempotency key was pruned while it was claimed");
         const refused = claimed.length === 0 ? new Map<string, DomainError>() : await create(tx, claimed);
         if (refused.size > 0) await tx.delete(idempotencyKeys).where(inArray(idempotencyKeys.requestId, [...refused.keys()]));
         return requests.map((r): KeyOutcome => {
