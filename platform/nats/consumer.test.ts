@@ -483,14 +483,13 @@ describe("EventConsumer metrics", () => {
 
   it("counts messages by outcome, redeliveries and poison messages, and reads its lag from JetStream", async () => {
     const stream = await newStream();
-    const [ok, flaky] = await publishEvents(stream, 2);
+    const [, flaky] = await publishEvents(stream, 2);
     await broker.js.publish(`${stream.subjectPrefix}.account.garbage`, new Uint8Array([0xff, 0x00]));
     const durable = newDurable();
     const consumer = newConsumer(stream, failingOnceFor(flaky.id), { durable, retryDelayMs: () => 20 });
     await consumer.start();
     await waitUntil("both events are handled", () => consumer.processed === 2);
     await waitUntilSettled(stream, durable);
-    expect(ok.id).not.toBe(flaky.id);
 
     const group = { "messaging.consumer.group.name": durable };
     expect(await recorded.value("messaging.consumer.messages", { ...group, outcome: "processed" })).toBe(2);

@@ -1,6 +1,6 @@
 import { create, toBinary } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { jetstream } from "@nats-io/jetstream";
+import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
 import { AccountStatus } from "../../../gen/tally/account/v1/account_pb";
 import { EventEnvelopeSchema, TransfersPostedSchema } from "../../../gen/tally/events/v1/events_pb";
@@ -64,10 +64,14 @@ describe("profiles from the ledger's events", () => {
     );
     // Published again under a new message id, so the stream keeps both copies and risk receives both.
     const nc = await connect({ servers: TEST_NATS_URL });
-    const processed = h.service.consumer.processed;
-    await jetstream(nc).publish(event.subject, toBinary(EventEnvelopeSchema, event.envelope), { msgID: newId() });
+    const { seq } = await jetstream(nc).publish(event.subject, toBinary(EventEnvelopeSchema, event.envelope), { msgID: newId() });
+    // Handled and acked, the copy and everything before it: risk's durable has nothing left to deliver or settle.
+    const jsm = await jetstreamManager(nc);
+    await eventually(async () => {
+      const info = await jsm.consumers.info(h.stream.name, "risk");
+      return info.delivered.stream_seq >= seq && info.num_pending === 0 && info.num_ack_pending === 0;
+    });
     await nc.close();
-    await eventually(async () => h.service.consumer.processed > processed);
     const { profile } = await h.risk.getRiskProfile({ accountId: a.id });
     expect([profile!.totalDebitCount, profile!.totalDebitSum, profile!.lastMinute!.debitCount]).toEqual([1n, 70n, 1n]);
     expect(await riskRows(h, "inbox")).toBe(inboxBefore);
