@@ -13,6 +13,8 @@ export function cliConfig(env: Env = process.env) {
       // events tail reads the stream itself.
       NATS_URL,
       NATS_STREAM,
+      // reconcile asks the account service itself: the ledger's check is not served through the gateway.
+      ACCOUNT_SERVICE_URL: z.string().default("127.0.0.1:50051"),
     },
     env,
   );

@@ -4,6 +4,7 @@ import { parseArgs } from "node:util";
 import { create, toJsonString, type DescMessage, type DescService, type MessageShape } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { AccountService } from "../gen/tally/account/v1/account_service_pb";
+import { LedgerService, ReconcileResponseSchema } from "../gen/tally/account/v1/ledger_service_pb";
 import { ErrorInfoSchema } from "../gen/google/rpc/error_details_pb";
 import { MoneySchema } from "../gen/tally/common/v1/money_pb";
 import { ReviewStatus } from "../gen/tally/risk/v1/risk_pb";
@@ -11,6 +12,7 @@ import { RiskService } from "../gen/tally/risk/v1/risk_service_pb";
 import { TransactionService } from "../gen/tally/transactions/v1/transaction_service_pb";
 import type { RoleName } from "../gateway/src/auth/principal";
 import { developmentToken } from "../gateway/src/auth/tokens";
+import { createServiceClient } from "../platform/grpc/client";
 import { newId } from "../platform/ids";
 import { isKnownCurrency, parseMoney } from "../platform/money";
 import { cliConfig } from "./config";
@@ -34,10 +36,12 @@ const USAGE = `usage: npm run tally -- <command> [--as <role>] [--url <gateway>]
   reviews list                             open reviews (--account)
   reviews approve|decline <review>         resolve one (--note)
   events tail                              follow the event stream (--subject, --from-start, --limit)
+  reconcile                                check every ledger invariant (exit 1 when one is broken)
 
 The gateway is TALLY_URL (http://127.0.0.1:8080). The token is TALLY_TOKEN, or a development token
 minted for the role (--as; teller, or analyst for reviews). Creates carry a new request id, or
---request-id to retry one safely. events tail reads JetStream at NATS_URL, stream NATS_STREAM.`;
+--request-id to retry one safely. events tail reads JetStream at NATS_URL, stream NATS_STREAM;
+reconcile asks the account service at ACCOUNT_SERVICE_URL (127.0.0.1:50051) directly.`;
 
 class UsageError extends Error {}
 
@@ -119,7 +123,7 @@ const COMMANDS: Record<string, (args: string[], read: Read) => Call | Promise<Ca
 function command(words: string[]): { name: string; args: string[] } {
   for (const length of [2, 1]) {
     const name = words.slice(0, length).join(" ");
-    if (COMMANDS[name] || name === "events tail") return { name, args: words.slice(length) };
+    if (COMMANDS[name] || name === "events tail" || name === "reconcile") return { name, args: words.slice(length) };
   }
   throw new UsageError(words.length ? `unknown command: ${words.join(" ")}` : "no command given");
 }
@@ -153,10 +157,26 @@ async function main(): Promise<void> {
       write: (line) => process.stdout.write(line),
     });
   }
+  if (name === "reconcile") return reconcile(config.ACCOUNT_SERVICE_URL);
   const built = await COMMANDS[name](args, async (read) => (await send(read, config)).answer as Record<string, any>);
   const missing = Object.entries(built.request).find(([, v]) => v === undefined);
   if (missing) throw new UsageError(`${name}: ${missing[0]} is missing`);
   await call(built, config);
+}
+
+/** The ledger's own check of its invariants, printed; a breach found exits 1. */
+async function reconcile(target: string): Promise<void> {
+  const ledger = createServiceClient(LedgerService, target, { defaultTimeoutMs: 120_000 });
+  try {
+    const report = await ledger.reconcile({});
+    process.stdout.write(`${toJsonString(ReconcileResponseSchema, report, { prettySpaces: 2 })}\n`);
+    if (!report.balanced) {
+      process.stderr.write(`the ledger is not balanced: ${report.breaches.length} breaches\n`);
+      process.exitCode = 1;
+    }
+  } finally {
+    ledger.close();
+  }
 }
 
 main().catch((err: unknown) => {

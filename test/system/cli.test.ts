@@ -1,3 +1,4 @@
+import postgres from "postgres";
 import { TEST_NATS_URL } from "../support/infra";
 import { runTs } from "../support/run-ts";
 import { startSystem, type System } from "../support/system";
@@ -45,6 +46,15 @@ it("opens accounts, moves money, reads balances and statements, and works the re
   expect((await ok("accounts", "freeze", dave, "--reason", "investigation")).account.status).toBe("ACCOUNT_STATUS_FROZEN");
 }, 90_000);
 
+it("checks the ledger's invariants, asking the account service directly", async () => {
+  const run = await runTs("cli/tally.ts", ["reconcile"], { ACCOUNT_SERVICE_URL: `127.0.0.1:${system.processes.account.port}` }, 60_000);
+  expect(run.code).toBe(0);
+  const report = JSON.parse(run.stdout);
+  expect(report).toMatchObject({ balanced: true });
+  expect(report.breaches ?? []).toEqual([]);
+  expect(Number(report.accountsChecked)).toBeGreaterThan(0);
+});
+
 it("retries a create safely with the same request id", async () => {
   const account = (await ok("accounts", "open", "erin", "EUR", "--request-id", "open-erin")).account;
   expect((await ok("accounts", "open", "erin", "EUR", "--request-id", "open-erin")).account.id).toBe(account.id);
@@ -68,4 +78,18 @@ it("refuses what it cannot send, and names what the system refused with its reas
   expect(missing).toMatchObject({ code: 1, stderr: expect.stringMatching(/^NotFound ACCOUNT_NOT_FOUND: .* \(trace [0-9a-f]{32}\)\n$/) });
   const denied = await tally("accounts", "open", "frank", "EUR", "--as", "analyst");
   expect(denied).toMatchObject({ code: 1, stderr: expect.stringMatching(/^PermissionDenied /) });
+});
+
+// Last: it leaves the ledger broken.
+it("exits 1 when the ledger breaks an invariant, naming how many breaches", async () => {
+  const account = (await ok("accounts", "open", "gina", "EUR")).account.id;
+  const sql = postgres(system.database.url, { max: 1, onnotice: () => {} });
+  try {
+    await sql`update account.accounts set credits_posted = credits_posted + 1 where id = ${account}`;
+  } finally {
+    await sql.end();
+  }
+  const run = await runTs("cli/tally.ts", ["reconcile"], { ACCOUNT_SERVICE_URL: `127.0.0.1:${system.processes.account.port}` }, 60_000);
+  expect(run).toMatchObject({ code: 1, stderr: expect.stringMatching(/^the ledger is not balanced: \d+ breaches\n$/) });
+  expect(JSON.parse(run.stdout).breaches).toEqual(expect.arrayContaining([expect.objectContaining({ subject: account })]));
 });
