@@ -2,7 +2,7 @@ import { status as Status } from "@grpc/grpc-js";
 import { create, fromBinary } from "@bufbuild/protobuf";
 import { LedgerTransferState, PostingMode } from "../../../gen/tally/account/v1/ledger_pb";
 import { EventEnvelopeSchema } from "../../../gen/tally/events/v1/events_pb";
-import { ReviewStatus } from "../../../gen/tally/risk/v1/risk_pb";
+import { ReviewStatus, RuleAction, RuleKind } from "../../../gen/tally/risk/v1/risk_pb";
 import { CreateTransferRequestSchema } from "../../../gen/tally/transactions/v1/transaction_service_pb";
 import { RiskDecision, TransferKind, TransferSchema, TransferStatus } from "../../../gen/tally/transactions/v1/transfer_pb";
 import { ErrorReason, reasonName } from "../../../platform/errors";
@@ -242,6 +242,48 @@ describe("reversals", () => {
     expect((await balanceOf(h, a.id)).posted).toBe(10_000n);
     await expectRpcError(h.transactions.reverseTransfer({ requestId: newId(), transferId: transfer!.id }), Status.FAILED_PRECONDITION, "TRANSFER_ALREADY_REVERSED", "transfer_id");
     await expectRpcError(h.transactions.reverseTransfer({ requestId: newId(), transferId: reversal!.id }), Status.FAILED_PRECONDITION, "TRANSFER_NOT_REVERSIBLE", "transfer_id");
+  });
+
+  it("are assessed by risk as any movement: one declined moves nothing and gives back what it set aside", async () => {
+    const [a, b] = [await funded(10_000n), await openAccount(h)];
+    const { transfer } = await h.transactions.createTransfer(transferRequest(a.id, b.id, 3_000n));
+    const { rule } = await h.risk.createRule({
+      rule: { name: `no reversals from ${b.id}`, kind: RuleKind.ASSESSMENT, expression: `transfer.kind == "reversal" && transfer.from_account_id == "${b.id}"`, action: RuleAction.DECLINE, enabled: true },
+    });
+    try {
+      const { reversal } = await h.transactions.reverseTransfer({ requestId: newId(), transferId: transfer!.id, amount: 1_000n });
+      expect([reversal!.status, reversal!.risk?.decision]).toEqual([TransferStatus.DECLINED, RiskDecision.DECLINE]);
+      const original = (await h.transactions.getTransfer({ transferId: transfer!.id })).transfer!;
+      expect([original.status, original.reversedAmount]).toEqual([TransferStatus.POSTED, 0n]);
+      expect((await balanceOf(h, b.id)).posted).toBe(3_000n);
+    } finally {
+      await h.risk.disableRule({ ruleId: rule!.id });
+    }
+    // Nothing of it stays set aside: the whole transfer can still be reversed.
+    const { reversal, original } = await h.transactions.reverseTransfer({ requestId: newId(), transferId: transfer!.id });
+    expect([reversal!.status, reversal!.amount?.amount, original!.status]).toEqual([TransferStatus.POSTED, 3_000n, TransferStatus.REVERSED]);
+  });
+
+  it("sent to review, wait as holds on the account that received the money; one declined there gives back what it set aside", async () => {
+    const [a, b] = [await funded(10_000n), await openAccount(h)];
+    const { transfer } = await h.transactions.createTransfer(transferRequest(a.id, b.id, 3_000n));
+    const { rule } = await h.risk.createRule({
+      rule: { name: `review reversals from ${b.id}`, kind: RuleKind.ASSESSMENT, expression: `transfer.kind == "reversal" && transfer.from_account_id == "${b.id}"`, action: RuleAction.REVIEW, enabled: true },
+    });
+    try {
+      const { reversal } = await h.transactions.reverseTransfer({ requestId: newId(), transferId: transfer!.id, amount: 1_000n });
+      expect([reversal!.status, reversal!.risk?.decision]).toEqual([TransferStatus.HELD, RiskDecision.REVIEW]);
+      expect((await balanceOf(h, b.id)).debitsPending).toBe(1_000n);
+      const review = await eventually(async () => (await h.risk.listReviews({ accountId: b.id })).reviews[0]);
+      await h.risk.resolveReview({ reviewId: review.id, resolution: ReviewStatus.DECLINED, note: "not a refund" });
+      await statusBecomes(h, reversal!.id, TransferStatus.VOIDED);
+      expect(await balanceOf(h, b.id)).toMatchObject({ debitsPending: 0n, posted: 3_000n });
+      expect((await h.transactions.getTransfer({ transferId: transfer!.id })).transfer!.reversedAmount).toBe(0n);
+    } finally {
+      await h.risk.disableRule({ ruleId: rule!.id });
+    }
+    const { reversal } = await h.transactions.reverseTransfer({ requestId: newId(), transferId: transfer!.id });
+    expect([reversal!.status, reversal!.amount?.amount]).toEqual([TransferStatus.POSTED, 3_000n]);
   });
 
   it("reverse in parts, never beyond the amount", async () => {
@@ -528,6 +570,30 @@ describe("recovery", () => {
     } finally {
       await withSql(h, (sql) => sql.unsafe("drop trigger refuse_stuck on transactions.transfers; drop function transactions.refuse_stuck()"));
     }
+  });
+});
+
+describe("a reversal held for review whose hold expires", () => {
+  let short: TransactionsHarness;
+  beforeAll(async () => {
+    short = await startTransactionsHarness({ transactionsEnv: { RISK_DEADLINE_MS: "5000", REVIEW_HOLD_SECONDS: "1" } });
+  });
+  afterAll(() => short.stop());
+
+  it("expires, and gives back what it set aside of the transfer it reverses", async () => {
+    const [a, b] = [await openAccount(short), await openAccount(short)];
+    await fund(short, a.id, 10_000n);
+    const { transfer } = await short.transactions.createTransfer(transferRequest(a.id, b.id, 3_000n));
+    const { rule } = await short.risk.createRule({
+      rule: { name: "review reversals", kind: RuleKind.ASSESSMENT, expression: `transfer.kind == "reversal"`, action: RuleAction.REVIEW, enabled: true },
+    });
+    const { reversal } = await short.transactions.reverseTransfer({ requestId: newId(), transferId: transfer!.id, amount: 1_000n });
+    expect(reversal!.status).toBe(TransferStatus.HELD);
+    await statusBecomes(short, reversal!.id, TransferStatus.EXPIRED);
+    await short.risk.disableRule({ ruleId: rule!.id });
+    expect(await balanceOf(short, b.id)).toMatchObject({ debitsPending: 0n, posted: 3_000n });
+    const whole = await short.transactions.reverseTransfer({ requestId: newId(), transferId: transfer!.id });
+    expect([whole.reversal!.status, whole.reversal!.amount?.amount]).toEqual([TransferStatus.POSTED, 3_000n]);
   });
 });
 

@@ -183,13 +183,16 @@ export class Operations {
         requestId,
         kind: "reversal",
         status: "created",
-        step: "post",
+        // Assessed as any movement (DESIGN §5): it takes money from the account that received it.
+        step: "assess",
         fromAccountId: target.toAccountId,
         toAccountId: target.fromAccountId,
         amount: take,
         currency: target.currency,
         reversesTransferId: id,
         description: reason,
+        // Should risk send it to review: how long its hold waits for an analyst.
+        holdSeconds: BigInt(this.limits.reviewHoldSeconds),
         leaseUntil,
       });
       return [reversal, reserved];

@@ -136,8 +136,8 @@ export class Transfers {
    * set aside is released, and counted as reversed when it posted; the original is marked reversed,
    * with its event, once posted reversals undo all of it.
    */
-  async settleReversal(reversal: TransferRow, changes: TransferChanges, expected: Expected): Promise<TransferRow | undefined> {
-    const saved = await this.db.transaction(async (tx) => {
+  async settleReversal(reversal: TransferRow, changes: TransferChanges, expected: Expected, within?: TransactionsTx): Promise<TransferRow | undefined> {
+    const settle = async (tx: TransactionsTx) => {
       const row = await this.change(reversal.id, changes, expected, tx);
       if (!row || !row.reversesTransferId) return row;
       const [original] = await tx.select().from(transfers).where(eq(transfers.id, row.reversesTransferId)).for("update");
@@ -150,7 +150,9 @@ export class Transfers {
         .returning();
       if (complete) await this.announce(tx, updated, row);
       return row;
-    });
+    };
+    if (within) return settle(within);
+    const saved = await this.db.transaction(settle);
     this.afterCommit();
     return saved;
   }
