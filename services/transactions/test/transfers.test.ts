@@ -244,12 +244,17 @@ describe("reversals", () => {
     await expectRpcError(h.transactions.reverseTransfer({ requestId: newId(), transferId: reversal!.id }), Status.FAILED_PRECONDITION, "TRANSFER_NOT_REVERSIBLE", "transfer_id");
   });
 
-  it("are assessed by risk as any movement: one declined moves nothing and gives back what it set aside", async () => {
+  /** 3,000 paid from a to b, and a rule acting on reversals that take money back from b. */
+  async function paidWithRuleOnItsReversals(action: RuleAction) {
     const [a, b] = [await funded(10_000n), await openAccount(h)];
     const { transfer } = await h.transactions.createTransfer(transferRequest(a.id, b.id, 3_000n));
-    const { rule } = await h.risk.createRule({
-      rule: { name: `no reversals from ${b.id}`, kind: RuleKind.ASSESSMENT, expression: `transfer.kind == "reversal" && transfer.from_account_id == "${b.id}"`, action: RuleAction.DECLINE, enabled: true },
-    });
+    const expression = `transfer.kind == "reversal" && transfer.from_account_id == "${b.id}"`;
+    const { rule } = await h.risk.createRule({ rule: { name: `reversals from ${b.id}`, kind: RuleKind.ASSESSMENT, expression, action, enabled: true } });
+    return { b, transfer, rule };
+  }
+
+  it("are assessed by risk as any movement: one declined moves nothing and gives back what it set aside", async () => {
+    const { b, transfer, rule } = await paidWithRuleOnItsReversals(RuleAction.DECLINE);
     try {
       const { reversal } = await h.transactions.reverseTransfer({ requestId: newId(), transferId: transfer!.id, amount: 1_000n });
       expect([reversal!.status, reversal!.risk?.decision]).toEqual([TransferStatus.DECLINED, RiskDecision.DECLINE]);
@@ -265,11 +270,7 @@ describe("reversals", () => {
   });
 
   it("sent to review, wait as holds on the account that received the money; one declined there gives back what it set aside", async () => {
-    const [a, b] = [await funded(10_000n), await openAccount(h)];
-    const { transfer } = await h.transactions.createTransfer(transferRequest(a.id, b.id, 3_000n));
-    const { rule } = await h.risk.createRule({
-      rule: { name: `review reversals from ${b.id}`, kind: RuleKind.ASSESSMENT, expression: `transfer.kind == "reversal" && transfer.from_account_id == "${b.id}"`, action: RuleAction.REVIEW, enabled: true },
-    });
+    const { b, transfer, rule } = await paidWithRuleOnItsReversals(RuleAction.REVIEW);
     try {
       const { reversal } = await h.transactions.reverseTransfer({ requestId: newId(), transferId: transfer!.id, amount: 1_000n });
       expect([reversal!.status, reversal!.risk?.decision]).toEqual([TransferStatus.HELD, RiskDecision.REVIEW]);
