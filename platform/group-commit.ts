@@ -128,8 +128,9 @@ export class GroupCommit<R, O> {
    * group ended, linked to that one: every request's trace still leads to the work done for it.
    */
   private async traced<T>(group: Waiting<R, O>[], run: () => Promise<T>): Promise<T> {
+    if (!this.options.name || group.length === 1) return run();
     const callers = [...new Map(group.map((w) => [w.context, w] as const)).values()];
-    if (!this.options.name || callers.length === 1) return run();
+    if (callers.length === 1) return run();
     const size = group.reduce((n, w) => n + w.items.length, 0);
     const links: Link[] = callers.flatMap((w) => {
       const caller = trace.getSpanContext(w.context);

@@ -72,10 +72,7 @@ export function ledgerEventHandler(db: TransactionsDb, store: Transfers) {
         if (row.status === "held" && (row.step === "capture" || row.step === "void")) throw new Error(`transfer ${row.id} has a capture or void on its way`);
         // Resting, or waiting to ask risk again: the hold is gone, so is the transfer.
         if (row.status === "held" && (row.step === "done" || row.step === "assess")) {
-          const [expired, was] = [{ status: "expired", step: "done", leaseUntil: null } as const, { status: "held", step: row.step } as const];
-          // A reversal also gives back what it set aside of the transfer it reverses.
-          if (row.kind === "reversal") await store.settleReversal(row, expired, was, tx);
-          else await store.change(row.id, expired, was, tx);
+          await store.save(row, { status: "expired", step: "done", leaseUntil: null }, { status: "held", step: row.step }, tx);
         }
       }
     });

@@ -6,7 +6,7 @@ import { ErrorReason, reasonName } from "../../../../platform/errors";
 import { newId as newLedgerId } from "../../../../platform/ids";
 import { RemoteError } from "../../../../platform/grpc/status";
 import type { Logger } from "../../../../platform/logger";
-import type { TransferRow, TransferStatusName } from "../db/schema";
+import type { TransferRow } from "../db/schema";
 import { riskOutcomeJson, riskOutcomeOf } from "../proto";
 import { isLedgerRefusal, type LedgerGate, type LedgerOutcome } from "./ledger-gate";
 import type { RiskGate } from "./risk-gate";
@@ -47,9 +47,6 @@ const failed = (result: PostingResult): TransferChanges => ({
 
 /** The hold was captured: `amount` posted from it (a refusal of an earlier capture no longer stands). */
 const captured = (amount: bigint, postedAt: Date): TransferChanges => ({ status: "posted", step: "done", capturedAmount: amount, postedAt, failureReason: "", failureMessage: "" });
-
-/** Where a movement ends: a reversal that gets there settles what it set aside of the transfer it reverses. */
-const AT_AN_END = new Set<TransferStatusName>(["posted", "failed", "declined", "voided", "expired"]);
 
 /** The dependency did not answer: leave the step for the recovery loop. */
 const STALLED = Symbol("stalled");
@@ -251,14 +248,13 @@ export class Orchestrator {
   private async save(row: TransferRow, input: TransferChanges): Promise<TransferRow | typeof TAKEN> {
     // Resting: the claim ends with the same write.
     const changes = input.step === "done" ? { ...input, leaseUntil: null } : input;
-    const ends = changes.status !== undefined && AT_AN_END.has(changes.status);
     // Only while this driver's claim is the transfer's (another claimed it once this one's lapsed, and
     // may have done this step's work with another outcome: a posting the ledger refused this driver and
     // then made for the next), and over the step, status and finalizing ledger transfer it last saw: a
     // driver that outlived its claim (paused, say) may find the transfer moved on and back at the same
     // step, as at assess again after a fallback hold, or at capture again after a refused capture.
     const seen = { step: row.step, status: row.status, finalizeLedgerId: row.finalizeLedgerId ?? undefined, leaseUntil: row.leaseUntil ?? undefined };
-    const saved = row.kind === "reversal" && ends ? await this.transfers.settleReversal(row, changes, seen) : await this.transfers.change(row.id, changes, seen);
+    const saved = await this.transfers.save(row, changes, seen);
     return saved ?? TAKEN;
   }
 }

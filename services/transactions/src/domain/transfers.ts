@@ -131,12 +131,18 @@ export class Transfers {
     return rows;
   }
 
+  /** Saves a transfer's changes; a reversal that comes to an end with them also settles what it set aside (settleReversal). */
+  async save(row: TransferRow, changes: TransferChanges, expected: Expected, tx?: TransactionsTx): Promise<TransferRow | undefined> {
+    const ends = changes.status !== undefined && AT_AN_END.has(changes.status);
+    return row.kind === "reversal" && ends ? this.settleReversal(row, changes, expected, tx) : this.change(row.id, changes, expected, tx);
+  }
+
   /**
    * Settles a reversal that reached its end, together with the transfer it reverses: the amount it
    * set aside is released, and counted as reversed when it posted; the original is marked reversed,
    * with its event, once posted reversals undo all of it.
    */
-  async settleReversal(reversal: TransferRow, changes: TransferChanges, expected: Expected, within?: TransactionsTx): Promise<TransferRow | undefined> {
+  private async settleReversal(reversal: TransferRow, changes: TransferChanges, expected: Expected, within?: TransactionsTx): Promise<TransferRow | undefined> {
     const settle = async (tx: TransactionsTx) => {
       const row = await this.change(reversal.id, changes, expected, tx);
       if (!row || !row.reversesTransferId) return row;
@@ -239,6 +245,9 @@ export type NewTransfer = typeof transfers.$inferInsert;
 export const takenId = (id: string) => new DomainError(ErrorReason.EXISTS_WITH_DIFFERENT_FIELDS, `transfer ${id} already exists`, "transfer_id");
 
 /** What a change expects of the row (what is left out is not checked). */
+/** Where a movement ends: a reversal that gets there settles what it set aside of the transfer it reverses. */
+const AT_AN_END = new Set<TransferStatusName>(["posted", "failed", "declined", "voided", "expired"]);
+
 type Expected = { status?: TransferStatusName; step?: TransferRow["step"]; finalizeLedgerId?: string; leaseUntil?: Date };
 
 interface Change {
