@@ -67,7 +67,7 @@ export type OutboxSchema = "account" | "risk" | "transactions";
 /** Events a service's relay has not yet published; -1 when it cannot be read: a report, not a reason to stop. */
 export async function outboxBacklog(sql: Sql, schema: OutboxSchema = "account"): Promise<number> {
   try {
-    const [row] = await sql.unsafe(`select count(*)::int as n from ${schema}.outbox where published_at is null`);
+    const [row] = await sql.unsafe(`select count(*)::int as n from ${schema}.outbox where published_at is null and parked_at is null`);
     return row.n as number;
   } catch {
     return -1;

@@ -80,7 +80,7 @@ function newRelay(batchSize = 16, options: { pollMs?: number; name?: string } = 
 }
 
 async function unpublishedCount(): Promise<number> {
-  const [row] = await store.sql`select count(*)::int as n from account.outbox where published_at is null`;
+  const [row] = await store.sql`select count(*)::int as n from account.outbox where published_at is null and parked_at is null`;
   return row.n;
 }
 
@@ -255,11 +255,11 @@ describe("OutboxRelay with a single replica", () => {
     expect(await relay.backlogNow()).toMatchObject({ waiting: 3, oldestSeconds: expect.any(Number) });
     expect(await relay.drainOnce()).toBe(3);
     expect(await unpublishedCount()).toBe(3);
-    expect(await relay.backlogNow()).toEqual({ waiting: 0, oldestSeconds: 0 });
+    expect(await relay.backlogNow()).toEqual({ waiting: 0, oldestSeconds: 0, parked: 0 });
     await appendInOneTransaction(stream, 1);
     expect((await relay.backlogNow()).waiting).toBe(1);
     expect(await relay.drainOnce()).toBe(1);
-    expect(await relay.backlogNow()).toEqual({ waiting: 0, oldestSeconds: 0 });
+    expect(await relay.backlogNow()).toEqual({ waiting: 0, oldestSeconds: 0, parked: 0 });
     await relay.stop();
     expect(await unpublishedCount()).toBe(0);
   });
@@ -321,6 +321,72 @@ async function leaderAndStandby(): Promise<{ stream: TestStream; a: OutboxRelay;
   expect(await a.drainOnce()).toBe(1);
   return { stream, a, b };
 }
+
+describe("OutboxRelay and an event the stream will not take", () => {
+  /** A row written as appendEvents would, but which the stream refuses: a subject outside it, or too large a payload. */
+  async function appendPoison(what: { subject?: string; payloadBytes?: number }): Promise<{ seq: bigint; id: string }> {
+    const id = newId();
+    const payload = new Uint8Array(what.payloadBytes ?? 8);
+    const [row] = await store.db.insert(schema.outbox).values({ id, subject: what.subject ?? "nowhere.account.opened", payload }).returning();
+    return { seq: row.seq, id };
+  }
+
+  const rowOf = async (seq: bigint) => (await store.sql`select published_at, parked_at, park_reason from account.outbox where seq = ${String(seq)}`)[0];
+
+  afterEach(async () => {
+    // A test that failed midway must not leave its relay leading, nor its rows waiting, for the next.
+    await Promise.all(made.map((r) => r.stop()));
+    await store.sql`delete from account.outbox where parked_at is not null or subject like 'nowhere.%'`;
+  });
+
+  it("parks a row the stream refuses while it takes the rows after it, after three passes, and the events behind it go on in order", async () => {
+    const stream = await newStream();
+    const relay = newRelay(16);
+    const [first] = await appendInOneTransaction(stream, 1);
+    const poison = await appendPoison({});
+    const after = [...(await appendInOneTransaction(stream, 1)), ...(await appendInOneTransaction(stream, 1))];
+    // The events after it are not held back; the refused row waits for the next pass.
+    expect(await relay.drainOnce()).toBe(3);
+    expect((await rowOf(poison.seq)).parked_at).toBeNull();
+    after.push(...(await appendInOneTransaction(stream, 1)));
+    expect(await relay.drainOnce()).toBe(1);
+    expect((await rowOf(poison.seq)).parked_at).toBeNull();
+    after.push(...(await appendInOneTransaction(stream, 1)));
+    // The third pass that refuses it while taking what follows parks it, with why.
+    expect(await relay.drainOnce()).toBe(1);
+    const parked = await rowOf(poison.seq);
+    expect(parked).toMatchObject({ published_at: null, parked_at: expect.anything(), park_reason: expect.stringContaining("jetstream") });
+    expect(await relay.backlogNow()).toEqual({ waiting: 0, oldestSeconds: 0, parked: 1 });
+    // Parked rows are not read again: a pass with nothing new sends nothing, and fails nothing.
+    expect(await relay.drainOnce()).toBe(0);
+    const streamed = await readStream(stream);
+    expect(streamed.map((e) => e.msgId)).toEqual([first, ...after].map((e) => e.id));
+    expect(streamed.map((e) => e.msgId)).not.toContain(poison.id);
+    await relay.stop();
+  });
+
+  it("does not park a row refused alone: the stream may be what is at fault, so it backs off and sends it again", async () => {
+    await newStream();
+    const relay = newRelay(16);
+    const poison = await appendPoison({});
+    for (let pass = 0; pass < 5; pass++) await expect(relay.drainOnce()).rejects.toThrow(/jetstream/i);
+    expect((await rowOf(poison.seq)).parked_at).toBeNull();
+    expect((await relay.backlogNow()).waiting).toBe(1);
+    await relay.stop();
+  });
+
+  it("parks a row whose payload exceeds the server's limit, whatever comes after it", async () => {
+    const stream = await newStream();
+    const relay = newRelay(16);
+    const poison = await appendPoison({ subject: `${stream.subjectPrefix}.account.opened`, payloadBytes: broker.nc.info!.max_payload + 1 });
+    for (let pass = 0; pass < 3; pass++) expect(await relay.drainOnce()).toBe(0);
+    expect(await rowOf(poison.seq)).toMatchObject({ parked_at: expect.anything(), park_reason: expect.stringContaining("max_payload") });
+    const [next] = await appendInOneTransaction(stream, 1);
+    expect(await relay.drainOnce()).toBe(1);
+    expect((await readStream(stream)).map((e) => e.msgId)).toEqual([next.id]);
+    await relay.stop();
+  });
+});
 
 describe("OutboxRelay leadership", () => {
   it("keeps the lead from pass to pass: another relay publishes nothing while the leader lives, and takes over once it stops", async () => {

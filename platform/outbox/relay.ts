@@ -1,6 +1,6 @@
 import { context, metrics, propagation, ROOT_CONTEXT, SpanKind, trace, type BatchObservableCallback } from "@opentelemetry/api";
-import type { JetStreamClient } from "@nats-io/jetstream";
-import { headers as natsHeaders } from "@nats-io/transport-node";
+import type { JetStreamClient, PubAck } from "@nats-io/jetstream";
+import { headers as natsHeaders, InvalidArgumentError } from "@nats-io/transport-node";
 import { and, asc, count, inArray, isNull, lt, min, not, sql, type SQL } from "drizzle-orm";
 import { getTableConfig, type PgDatabase, type PgQueryResultHKT } from "drizzle-orm/pg-core";
 import { connectDatabase, type Database } from "../db/connect";
@@ -27,6 +27,10 @@ const tracer = trace.getTracer("tally.outbox");
 const PRUNE_EVERY_MS = 60_000;
 // Rows published are marked sent by the next pass, which comes this soon at the latest.
 const MARK_WITHIN_MS = 250;
+// Passes in which the stream refused a row while taking the rows after it, before the row is parked.
+const PARK_AFTER = 3;
+
+type OutboxRow = OutboxTable["$inferSelect"];
 
 /**
  * Publishes outbox rows to JetStream, oldest first, and marks them sent.
@@ -40,7 +44,9 @@ const MARK_WITHIN_MS = 250;
  * LISTENs for), so its events go out at once too. A relay that loses the lead
  * marks what it published still; a row published but never marked (the leader
  * frozen or gone first) is sent again with the same Nats-Msg-Id, which the
- * stream drops as a duplicate.
+ * stream drops as a duplicate. A row the stream will not take while it takes
+ * the rows after it (a subject outside the stream, a payload over its limit)
+ * is parked after a few passes rather than hold back every event behind it.
  */
 export class OutboxRelay {
   private running = false;
@@ -54,6 +60,8 @@ export class OutboxRelay {
   duplicates = 0;
   /** Rows this relay published that are not yet marked sent: the next pass's read marks them. */
   private unmarked: bigint[] = [];
+  /** Rows refused alone, by seq: how many passes refused each (see judgeRefusals()). */
+  private readonly refusals = new Map<bigint, number>();
   private readonly meter = metrics.getMeter("tally.outbox");
   private readonly lag = this.meter.createHistogram("outbox.publish.lag", {
     unit: "s",
@@ -62,6 +70,7 @@ export class OutboxRelay {
   });
   private readonly backlog = this.meter.createObservableGauge("outbox.backlog", { unit: "{event}", description: "Events committed but not yet published" });
   private readonly oldest = this.meter.createObservableGauge("outbox.oldest_unpublished.age", { unit: "s", description: "Age of the oldest unpublished event" });
+  private readonly parked = this.meter.createObservableGauge("outbox.parked", { unit: "{event}", description: "Events set aside: the stream would not take them" });
   private readonly observe: BatchObservableCallback = (result) => this.observeBacklog(result);
   private readonly outbox: string;
   /** The advisory lock the leader of this outbox holds, whichever replica it is. */
@@ -102,7 +111,7 @@ export class OutboxRelay {
     if (this.running) return;
     this.running = true;
     this.loop = this.run();
-    this.meter.addBatchObservableCallback(this.observe, [this.backlog, this.oldest]);
+    this.meter.addBatchObservableCallback(this.observe, [this.backlog, this.oldest, this.parked]);
   }
 
   /** Publishes soon: called after a commit that wrote events. */
@@ -113,7 +122,7 @@ export class OutboxRelay {
 
   /** Stops publishing; closing its connection hands the lead to another replica. */
   async stop(): Promise<void> {
-    this.meter.removeBatchObservableCallback(this.observe, [this.backlog, this.oldest]);
+    this.meter.removeBatchObservableCallback(this.observe, [this.backlog, this.oldest, this.parked]);
     this.running = false;
     this.wake?.();
     await this.loop;
@@ -131,7 +140,6 @@ export class OutboxRelay {
    * rows it sends are marked by the next pass's read, in the same statement (see read()).
    */
   async drainOnce(): Promise<number> {
-    const { js } = this.options;
     if (!this.leader) await this.tryToLead();
     if (!this.leader) {
       // It lost the lead after publishing: its last rows went out all the same.
@@ -149,27 +157,66 @@ export class OutboxRelay {
     // Read again rather than publish rows that may be stale, out of order.
     if (Date.now() - readAt > this.frozenMs / 2) return 0;
     // Issued in order on one connection, so the stream stores them in order.
-    const acks = await Promise.all(
-      rows.map((row) => {
-        const parent = propagation.extract(ROOT_CONTEXT, row.headers);
-        const span = tracer.startSpan(`${row.subject} publish`, {
-          kind: SpanKind.PRODUCER,
-          attributes: { "messaging.system": "nats", "messaging.destination.name": row.subject, "messaging.message.id": row.id },
-        }, parent);
-        const h = natsHeaders();
-        for (const [key, value] of Object.entries(row.headers)) h.set(key, value);
-        const carrier: Record<string, string> = {};
-        propagation.inject(trace.setSpan(context.active(), span), carrier);
-        for (const [key, value] of Object.entries(carrier)) h.set(key, value);
-        return js.publish(row.subject, row.payload, { msgID: row.id, headers: h }).finally(() => span.end());
-      }),
-    );
-    this.unmarked = rows.map((r) => r.seq);
-    this.published += rows.length;
-    this.duplicates += acks.filter((a) => a.duplicate).length;
+    const results = await Promise.allSettled(rows.map((row) => this.publish(row)));
+    const stored = rows.filter((_, i) => results[i].status === "fulfilled");
+    this.unmarked = stored.map((r) => r.seq);
+    this.published += stored.length;
+    this.duplicates += results.filter((r) => r.status === "fulfilled" && r.value.duplicate).length;
     const now = Date.now();
-    for (const row of rows) this.lag.record(Math.max(0, now - row.createdAt.getTime()) / 1000, { outbox: this.outbox });
-    return rows.length;
+    for (const row of stored) {
+      this.refusals.delete(row.seq);
+      this.lag.record(Math.max(0, now - row.createdAt.getTime()) / 1000, { outbox: this.outbox });
+    }
+    if (stored.length < rows.length) await this.judgeRefusals(rows, results);
+    return stored.length;
+  }
+
+  /** Publishes one row, with the trace context of the transaction that wrote it. */
+  private publish(row: OutboxRow): Promise<PubAck> {
+    const parent = propagation.extract(ROOT_CONTEXT, row.headers);
+    const span = tracer.startSpan(`${row.subject} publish`, {
+      kind: SpanKind.PRODUCER,
+      attributes: { "messaging.system": "nats", "messaging.destination.name": row.subject, "messaging.message.id": row.id },
+    }, parent);
+    const h = natsHeaders();
+    for (const [key, value] of Object.entries(row.headers)) h.set(key, value);
+    const carrier: Record<string, string> = {};
+    propagation.inject(trace.setSpan(context.active(), span), carrier);
+    for (const [key, value] of Object.entries(carrier)) h.set(key, value);
+    return this.options.js.publish(row.subject, row.payload, { msgID: row.id, headers: h }).finally(() => span.end());
+  }
+
+  /**
+   * The rows of a pass the stream did not take. A row refused while a row sent after it was taken,
+   * or refused by the client for itself (a payload over the server's limit), is at fault, not the
+   * stream nor the connection: once PARK_AFTER passes have refused it, it is parked, so the events
+   * behind it go on. Any other refusal (an outage, say) is thrown: the relay backs off, and the
+   * rows are sent again.
+   */
+  private async judgeRefusals(rows: OutboxRow[], results: PromiseSettledResult<PubAck>[]): Promise<void> {
+    const lastTaken = results.findLastIndex((r) => r.status === "fulfilled");
+    let unexplained: unknown;
+    for (const [i, result] of results.entries()) {
+      if (result.status === "fulfilled") continue;
+      if (i > lastTaken && !(result.reason instanceof InvalidArgumentError)) {
+        unexplained ??= result.reason;
+        continue;
+      }
+      const row = rows[i];
+      const passes = (this.refusals.get(row.seq) ?? 0) + 1;
+      this.refusals.set(row.seq, passes);
+      if (passes >= PARK_AFTER) await this.park(row, result.reason);
+    }
+    if (unexplained !== undefined) throw unexplained;
+  }
+
+  /** Sets a row aside, with why, for an operator to fix and send again. */
+  private async park(row: OutboxRow, reason: unknown): Promise<void> {
+    const { table, log } = this.options;
+    const why = reason instanceof Error ? reason.message : String(reason);
+    await this.session.db.update(table).set({ parkedAt: sql`now()`, parkReason: why }).where(and(this.among([row.seq]), isNull(table.publishedAt)));
+    this.refusals.delete(row.seq);
+    log.error({ outbox: this.outbox, seq: String(row.seq), event: row.id, subject: row.subject, reason: why }, "the stream would not take an event that the events after it went past; it is parked, and the relay goes on");
   }
 
   /**
@@ -180,13 +227,13 @@ export class OutboxRelay {
   private read(published: bigint[]) {
     const { table, batchSize } = this.options;
     const { db } = this.session;
-    if (published.length === 0) return db.select().from(table).where(isNull(table.publishedAt)).orderBy(asc(table.seq)).limit(batchSize);
+    if (published.length === 0) return db.select().from(table).where(and(isNull(table.publishedAt), isNull(table.parkedAt))).orderBy(asc(table.seq)).limit(batchSize);
     const marked = db.$with("marked", { seq: table.seq }).as(sql`update ${table} set published_at = now() where ${this.among(published)} and published_at is null returning seq`);
     return db
       .with(marked)
       .select()
       .from(table)
-      .where(and(isNull(table.publishedAt), not(this.among(published))))
+      .where(and(isNull(table.publishedAt), isNull(table.parkedAt), not(this.among(published))))
       .orderBy(asc(table.seq))
       .limit(batchSize);
   }
@@ -293,19 +340,25 @@ export class OutboxRelay {
     if (!backlog) return;
     result.observe(this.backlog, backlog.waiting, { outbox: this.outbox });
     result.observe(this.oldest, backlog.oldestSeconds, { outbox: this.outbox });
+    result.observe(this.parked, backlog.parked, { outbox: this.outbox });
   }
 
   /**
    * The events committed and not yet published, and the age of the oldest (0 with none): what the
    * outbox.backlog gauges report. Rows this relay has published count as sent, though its next
    * pass has yet to mark them; a replica that does not lead cannot tell them apart, and counts the
-   * leader's last batch for as long as it is unmarked (250 ms at most).
+   * leader's last batch for as long as it is unmarked (250 ms at most). Parked rows are counted
+   * apart (outbox.parked): they wait for an operator, not for the relay.
    */
-  async backlogNow(): Promise<{ waiting: number; oldestSeconds: number }> {
+  async backlogNow(): Promise<{ waiting: number; oldestSeconds: number; parked: number }> {
     const { db, table } = this.options;
     const unsent = this.unmarked.length > 0 ? not(this.among(this.unmarked)) : undefined;
-    const [row] = await db.select({ waiting: count(), since: min(table.createdAt) }).from(table).where(and(isNull(table.publishedAt), unsent));
-    return { waiting: row.waiting, oldestSeconds: row.since ? Math.max(0, (Date.now() - new Date(row.since).getTime()) / 1000) : 0 };
+    const waiting = isNull(table.parkedAt);
+    const [row] = await db
+      .select({ waiting: count(sql`case when ${waiting} then 1 end`), since: min(sql<Date | null>`case when ${waiting} then ${table.createdAt} end`), parked: count(table.parkedAt) })
+      .from(table)
+      .where(and(isNull(table.publishedAt), unsent));
+    return { waiting: row.waiting, oldestSeconds: row.since ? Math.max(0, (Date.now() - new Date(row.since).getTime()) / 1000) : 0, parked: row.parked };
   }
 
   /** Sent rows are kept a while for inspection, then deleted. */

@@ -24,6 +24,10 @@ export function outboxTable(schema: PgSchema) {
       headers: jsonb("headers").$type<Record<string, string>>().notNull().default(sql`'{}'::jsonb`),
       createdAt: timestamp("created_at", { withTimezone: true }).notNull().defaultNow(),
       publishedAt: timestamp("published_at", { withTimezone: true }),
+      // Set aside by the relay: the stream would not take this row, though it took the rows after
+      // it. Kept, with why, for an operator to fix and send again (clearing parked_at).
+      parkedAt: timestamp("parked_at", { withTimezone: true }),
+      parkReason: text("park_reason"),
     },
     (t) => [
       index("outbox_unpublished_idx").on(t.seq).where(sql`published_at is null`),

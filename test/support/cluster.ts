@@ -221,7 +221,7 @@ const SERVICE_SCHEMAS = ["account", "transactions", "risk"] as const;
 
 /** What the system still has to do: each service's outbox rows not yet published, and transfers not yet at rest. */
 export async function pendingWork(sql: postgres.Sql): Promise<{ unpublished: Record<(typeof SERVICE_SCHEMAS)[number], number>; moving: number }> {
-  const counts = await Promise.all(SERVICE_SCHEMAS.map(async (s) => (await sql.unsafe(`select count(*)::int as n from ${s}.outbox where published_at is null`))[0].n as number));
+  const counts = await Promise.all(SERVICE_SCHEMAS.map(async (s) => (await sql.unsafe(`select count(*)::int as n from ${s}.outbox where published_at is null and parked_at is null`))[0].n as number));
   const [{ moving }] = await sql`select count(*)::int as moving from transactions.transfers where step <> 'done'`;
   return { unpublished: Object.fromEntries(SERVICE_SCHEMAS.map((s, i) => [s, counts[i]])) as Record<(typeof SERVICE_SCHEMAS)[number], number>, moving: moving as number };
 }

@@ -1,0 +1,2 @@
+ALTER TABLE "account"."outbox" ADD COLUMN "parked_at" timestamp with time zone;--> statement-breakpoint
+ALTER TABLE "account"."outbox" ADD COLUMN "park_reason" text;
