@@ -38,6 +38,20 @@ describe("the Idempotency-Key header", () => {
     expect((await balanceOf(h, a.id)).posted).toBe(930n);
   });
 
+  it("is each caller's own: two customers who pick the same key make two payments, and neither gets the other's answer", async () => {
+    const [alice, bob] = [`idem-alice-${newId().slice(-6)}`, `idem-bob-${newId().slice(-6)}`];
+    const [fromAlice, fromBob, payee] = [await openAccount(h, { customerId: alice }), await openAccount(h, { customerId: bob }), await openAccount(h)];
+    await Promise.all([fund(h, fromAlice.id, 1_000n), fund(h, fromBob.id, 1_000n)]);
+    const key = "order-1001";
+    const pay = async (customer: string, from: string, amount: string) =>
+      restPost(h.gateway.base, "/v1/transfers", { fromAccountId: from, toAccountId: payee.id, amount: { amount, currency: "USD" } }, { authorization: `Bearer ${await tokenFor("customer", customer)}`, "idempotency-key": key });
+    const [alices, bobs] = [await pay(alice, fromAlice.id, "70"), await pay(bob, fromBob.id, "80")];
+    expect([alices.status, bobs.status]).toEqual([200, 200]);
+    expect(bobs.body.transfer.id).not.toBe(alices.body.transfer.id);
+    expect((await pay(alice, fromAlice.id, "70")).body).toEqual(alices.body);
+    expect((await balanceOf(h, payee.id)).posted).toBe(150n);
+  });
+
   it("works the same on Connect, and must agree with a request_id given in the body", async () => {
     const key = `key-${newId()}`;
     const client = createClient(AccountService, createConnectTransport({ baseUrl: h.gateway.base, httpVersion: "2", interceptors: [bearer(await tokenFor("teller"))] }));

@@ -2,6 +2,7 @@ import { status as Status } from "@grpc/grpc-js";
 import { AccountKind, AccountStatus } from "../../../gen/tally/account/v1/account_pb";
 import { EntryLayer, PostingMode } from "../../../gen/tally/account/v1/ledger_pb";
 import { newId } from "../../../platform/ids";
+import { asCaller } from "../../../test/support/caller";
 import { balanceOf, expectRpcError, fund, ledgerSnapshot, openAccount, post, settlement, transfer } from "./fixtures";
 import { startAccountHarness, type AccountHarness } from "./harness";
 
@@ -33,6 +34,13 @@ describe("CreateAccount", () => {
     await h.accounts.createAccount({ requestId, customerId: "carol", currency: "USD" });
     await expectRpcError(h.accounts.createAccount({ requestId, customerId: "carol", currency: "GBP" }), Status.ALREADY_EXISTS, "IDEMPOTENCY_KEY_REUSED", "request_id");
     await expectRpcError(h.accounts.createAccount({ requestId, customerId: "carol", currency: "USD", metadata: { x: "y" } }), Status.ALREADY_EXISTS, "IDEMPOTENCY_KEY_REUSED", "request_id");
+  });
+
+  it("keeps each caller's request ids apart: the same id from two callers opens two accounts", async () => {
+    const request = { requestId: `open-${newId()}`, customerId: "erin", currency: "USD" };
+    const [teller, other] = await Promise.all([h.accounts.createAccount(request, asCaller("teller-1")), h.accounts.createAccount(request, asCaller("teller-2"))]);
+    expect(teller.account!.id).not.toBe(other.account!.id);
+    expect((await h.accounts.createAccount(request, asCaller("teller-1"))).account).toEqual(teller.account);
   });
 
   it("refuses a client-chosen id that is taken", async () => {

@@ -2,6 +2,7 @@ import { status as Status } from "@grpc/grpc-js";
 import { RuleAction, RuleKind } from "../../../gen/tally/risk/v1/risk_pb";
 import { RiskDecision } from "../../../gen/tally/transactions/v1/transfer_pb";
 import { newId } from "../../../platform/ids";
+import { asCaller } from "../../../test/support/caller";
 import { expectRpcError, openAccount, riskRows, transferToAssess } from "./fixtures";
 import { startRiskHarness, type RiskHarness } from "./harness";
 
@@ -57,6 +58,10 @@ it("creates a rule once under a request id, even sent again at once, and refuses
   const { rules: all } = await h.risk.listRules({ pageSize: 500 });
   expect(all.filter((r) => r.name === "once")).toHaveLength(1);
   await expectRpcError(h.risk.createRule({ rule: { ...draft, priority: 6 }, requestId }), Status.ALREADY_EXISTS, "IDEMPOTENCY_KEY_REUSED", "request_id");
+  // Each caller's request ids are its own: another caller's same id creates a rule of its own.
+  const [mine, theirs] = await Promise.all([h.risk.createRule({ rule: draft, requestId }, asCaller("admin-1")), h.risk.createRule({ rule: draft, requestId }, asCaller("admin-2"))]);
+  expect(new Set([created[0].rule!.id, mine.rule!.id, theirs.rule!.id]).size).toBe(3);
+  expect((await h.risk.createRule({ rule: draft, requestId }, asCaller("admin-1"))).rule!.id).toBe(mine.rule!.id);
   // Without one, each call creates a rule.
   const [a, b] = [await h.risk.createRule({ rule: draft }), await h.risk.createRule({ rule: draft })];
   expect(a.rule!.id).not.toBe(b.rule!.id);

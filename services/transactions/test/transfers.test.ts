@@ -8,6 +8,7 @@ import { RiskDecision, TransferKind, TransferSchema, TransferStatus } from "../.
 import { ErrorReason, reasonName } from "../../../platform/errors";
 import type { RemoteError } from "../../../platform/grpc/status";
 import { newId } from "../../../platform/ids";
+import { asCaller } from "../../../test/support/caller";
 import { eventually, readEvents } from "../../../test/support/events";
 import { balanceOf, expectRpcError, fund, newTransferRow, openAccount, rowsIn, statusBecomes, transferRequest, usd, withSql } from "./fixtures";
 import { connectDatabase } from "../../../platform/db/connect";
@@ -339,6 +340,31 @@ describe("idempotency", () => {
     expect(again.transfer).toEqual(first.transfer);
     await expectRpcError(h.transactions.createTransfer({ ...request, amount: usd(501n) }), Status.ALREADY_EXISTS, "IDEMPOTENCY_KEY_REUSED", "request_id");
     await expectRpcError(h.transactions.createDeposit({ requestId: request.requestId, accountId: a.id, amount: usd(500n) }), Status.ALREADY_EXISTS, "IDEMPOTENCY_KEY_REUSED", "request_id");
+  });
+
+  it("keeps each caller's request ids apart: the same id from two callers is two requests, and a caller replays only its own", async () => {
+    const [a, b, c] = [await funded(10_000n), await funded(10_000n), await openAccount(h)];
+    const requestId = `order-${newId()}`;
+    const [alices, bobs] = await Promise.all([
+      h.transactions.createTransfer(transferRequest(a.id, c.id, 300n, { requestId }), asCaller("alice")),
+      h.transactions.createTransfer(transferRequest(b.id, c.id, 400n, { requestId }), asCaller("bob")),
+    ]);
+    expect([alices.transfer!.status, bobs.transfer!.status]).toEqual([TransferStatus.POSTED, TransferStatus.POSTED]);
+    expect(alices.transfer!.id).not.toBe(bobs.transfer!.id);
+    expect([alices.transfer!.requestId, bobs.transfer!.requestId]).toEqual([requestId, requestId]);
+    expect((await balanceOf(h, c.id)).posted).toBe(700n);
+    // Each caller's replay gets its own answer; another body under its id is refused, whoever else used the id.
+    expect(await h.transactions.createTransfer(transferRequest(a.id, c.id, 300n, { requestId }), asCaller("alice"))).toEqual(alices);
+    await expectRpcError(h.transactions.createTransfer(transferRequest(b.id, c.id, 400n, { requestId }), asCaller("alice")), Status.ALREADY_EXISTS, "IDEMPOTENCY_KEY_REUSED", "request_id");
+    // A call from inside (no principal) has ids of its own too; a "/" cannot forge another caller's.
+    const inside = await h.transactions.createTransfer(transferRequest(a.id, c.id, 300n, { requestId }));
+    expect(inside.transfer!.id).not.toBe(alices.transfer!.id);
+    await expectRpcError(h.transactions.createTransfer(transferRequest(a.id, c.id, 300n, { requestId: `alice/${requestId}` })), Status.INVALID_ARGUMENT, "INVALID_FIELD", "request_id");
+    // Captures, voids and reversals are the caller's own requests alike.
+    const capture = { requestId: `capture-${newId()}`, transferId: (await h.transactions.authorizeTransfer(transferRequest(a.id, c.id, 100n), asCaller("alice"))).transfer!.id };
+    expect((await h.transactions.captureTransfer(capture, asCaller("alice"))).transfer!.status).toBe(TransferStatus.POSTED);
+    await expectRpcError(h.transactions.captureTransfer(capture, asCaller("bob")), Status.FAILED_PRECONDITION, "INVALID_STATE_TRANSITION", "transfer_id");
+    expect((await balanceOf(h, c.id)).posted).toBe(1_100n);
   });
 
   it("answers a replay with the first answer, even after the transfer moved on", async () => {

@@ -590,7 +590,8 @@ export const BatchCreateTransferResultSchema: GenMessage<BatchCreateTransferResu
 
 /**
  * Money movements. Every create is idempotent by request_id (the gateway
- * maps the Idempotency-Key header onto it).
+ * maps the Idempotency-Key header onto it), each caller's own: the same id
+ * from two callers is two requests.
  *
  * @generated from service tally.transactions.v1.TransactionService
  */

@@ -11,6 +11,7 @@ import type { AccountDb } from "../db/types";
 
 /** Account ids one lookup may name. */
 export const MAX_LOOKUP = 1000;
+import { callerRequestKey } from "../../../../platform/caller";
 import { accountMessage, statusOf } from "../proto";
 import { requireCurrency, requireId, requireMetadata, requireText, requireToken, sameMetadata } from "../../../../platform/validation";
 
@@ -38,9 +39,10 @@ export class Accounts {
     this.byId = db.select().from(accounts).where(eq(accounts.id, sql.placeholder("id"))).prepare("account_by_id");
   }
 
-  /** Idempotent by request id: a replay returns the account the first call opened. */
-  async create(input: NewAccount): Promise<AccountRow> {
-    const requestId = requireToken(input.requestId, "request_id", 128);
+  /** Idempotent by request id, each caller's own (callerOf): a replay returns the account the first call opened. */
+  async create(input: NewAccount, caller = ""): Promise<AccountRow> {
+    // Stored as the caller's own: two callers' ids never meet.
+    const requestId = callerRequestKey(caller, requireToken(input.requestId, "request_id", 128));
     const customerId = requireToken(input.customerId, "customer_id", 64);
     const currency = requireCurrency(input.currency);
     if (input.overdraftLimit < 0n) {

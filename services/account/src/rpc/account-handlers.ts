@@ -1,6 +1,7 @@
 import { AccountKind } from "../../../../gen/tally/account/v1/account_pb";
 import type { AccountService } from "../../../../gen/tally/account/v1/account_service_pb";
 import { EntryLayer } from "../../../../gen/tally/account/v1/ledger_pb";
+import { callerOf } from "../../../../platform/caller";
 import { DomainError, ErrorReason } from "../../../../platform/errors";
 import type { HandlersOf } from "../../../../platform/grpc/server";
 import type { Accounts } from "../domain/accounts";
@@ -23,8 +24,8 @@ function layerOf(layer: EntryLayer): "posted" | "pending" | undefined {
 /** AccountService over gRPC: decode, call the domain, encode. */
 export function accountHandlers(accounts: Accounts): HandlersOf<typeof AccountService> {
   return {
-    async createAccount(req) {
-      return { account: accountMessage(await accounts.create(req)) };
+    async createAccount(req, { metadata }) {
+      return { account: accountMessage(await accounts.create(req, callerOf(metadata))) };
     },
     async getAccount(req) {
       return { account: accountMessage(await accounts.get(req.accountId)) };

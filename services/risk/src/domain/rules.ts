@@ -1,4 +1,5 @@
 import { and, asc, desc, eq, sql } from "drizzle-orm";
+import { callerRequestKey } from "../../../../platform/caller";
 import { withTransactionRetry } from "../../../../platform/db/retry";
 import { DomainError, ErrorReason, type FieldViolation } from "../../../../platform/errors";
 import { newId } from "../../../../platform/ids";
@@ -33,9 +34,12 @@ export class RuleStore {
     for (const listener of this.listeners) listener();
   }
 
-  /** A new rule at version 1; under a request id, once: the same request again answers the rule it created. */
-  async create(draft: RuleDraft, requestIdInput = ""): Promise<RuleRow> {
-    const requestId = requestIdInput === "" ? null : requireToken(requestIdInput, "request_id", 128);
+  /**
+   * A new rule at version 1; under a request id (the caller's own: callerOf), once: the same
+   * request again answers the rule it created.
+   */
+  async create(draft: RuleDraft, requestIdInput = "", caller = ""): Promise<RuleRow> {
+    const requestId = requestIdInput === "" ? null : callerRequestKey(caller, requireToken(requestIdInput, "request_id", 128));
     validate(draft);
     const now = new Date();
     const [row] = await this.db

@@ -1,5 +1,6 @@
 import { ReviewStatus, RuleKind, type Rule } from "../../../../gen/tally/risk/v1/risk_pb";
 import type { RiskService } from "../../../../gen/tally/risk/v1/risk_service_pb";
+import { callerOf } from "../../../../platform/caller";
 import { DomainError, ErrorReason } from "../../../../platform/errors";
 import type { HandlersOf } from "../../../../platform/grpc/server";
 import { requireId } from "../../../../platform/validation";
@@ -42,8 +43,8 @@ export function riskHandlers(d: RiskDomain): HandlersOf<typeof RiskService> {
     async getAssessment(req) {
       return { assessment: await d.assessor.get(req.assessmentId) };
     },
-    async createRule(req) {
-      return { rule: ruleMessage(await d.rules.create(draftOf(req.rule), req.requestId)) };
+    async createRule(req, ctx) {
+      return { rule: ruleMessage(await d.rules.create(draftOf(req.rule), req.requestId, callerOf(ctx.metadata))) };
     },
     async updateRule(req) {
       return { rule: ruleMessage(await d.rules.update(req.ruleId, draftOf(req.rule))) };
@@ -76,7 +77,7 @@ export function riskHandlers(d: RiskDomain): HandlersOf<typeof RiskService> {
     async resolveReview(req, ctx) {
       const resolution = req.resolution === ReviewStatus.APPROVED ? "approved" : req.resolution === ReviewStatus.DECLINED ? "declined" : undefined;
       // The gateway names the analyst; calls from inside name no one.
-      const resolvedBy = String(ctx.metadata.get("tally-principal")[0] ?? "").slice(0, 200);
+      const resolvedBy = callerOf(ctx.metadata).slice(0, 200);
       return { review: await d.reviews.resolve(req.reviewId, resolution, req.note, resolvedBy) };
     },
     async listAlerts(req) {

@@ -7,7 +7,6 @@ import { insertRows, recordset } from "../../../../platform/db/recordset";
 import { TransactionRaced, withTransactionRetry } from "../../../../platform/db/retry";
 import { DomainError, ErrorReason } from "../../../../platform/errors";
 import { GroupCommit } from "../../../../platform/group-commit";
-import { requireToken } from "../../../../platform/validation";
 import { idempotencyKeys, type StoredOutcome } from "../db/schema";
 import type { TransactionsDb, TransactionsTx } from "../db/types";
 
@@ -28,6 +27,7 @@ export function fingerprint<S extends DescMessage>(schema: S, request: MessageSh
 
 /** A request to record under its key, with the ids of the transfers it will create. */
 export interface KeyedRequest {
+  /** The key: the caller's request id (callerRequestKey), checked already. */
   requestId: string;
   operation: string;
   requestHash: string;
@@ -69,13 +69,12 @@ export class IdempotencyKeys {
 
   /** Records the key with the transfers the request will create (ids chosen beforehand), and creates them. */
   async run(
-    requestIdInput: string,
+    requestId: string,
     operation: string,
     requestHash: string,
     transferIds: string[],
     create: (tx: TransactionsTx) => Promise<void>,
   ): Promise<{ transferIds: string[]; replay: boolean }> {
-    const requestId = requireToken(requestIdInput, "request_id", 128);
     const [outcome] = await this.runMany([{ requestId, operation, requestHash, transferIds }], async (tx) => {
       await create(tx);
       return new Map();

@@ -3,6 +3,7 @@ import { eq } from "drizzle-orm";
 import type { AccountService } from "../../../../gen/tally/account/v1/account_service_pb";
 import type { Money } from "../../../../gen/tally/common/v1/money_pb";
 import { RiskDecision, type Transfer } from "../../../../gen/tally/transactions/v1/transfer_pb";
+import { callerRequestKey } from "../../../../platform/caller";
 import { DomainError, ErrorReason } from "../../../../platform/errors";
 import { GroupCommit } from "../../../../platform/group-commit";
 import type { ClientOf } from "../../../../platform/grpc/client";
@@ -18,6 +19,8 @@ import type { Orchestrator } from "./orchestrator";
 import { postedAmount, takenId, type NewTransfer, type Transfers } from "./transfers";
 
 export interface NewMovement {
+  /** Who asks (callerOf): a request id is the caller's own. */
+  caller: string;
   requestId: string;
   fingerprint: string;
   kind: Exclude<TransferKindName, "reversal">;
@@ -78,7 +81,7 @@ export class Operations {
 
   /** Transfers, deposits, withdrawals and authorizations. */
   async move(m: NewMovement): Promise<Transfer> {
-    requireToken(m.requestId, "request_id", 128);
+    const key = requestKey(m.caller, m.requestId);
     const money = requireMoney(m.amount);
     const description = requireText(m.description, "description", 1000);
     const metadata = requireMetadata(m.metadata);
@@ -113,9 +116,9 @@ export class Operations {
       description,
       metadata,
     };
-    const [outcome] = await this.movements.submit([{ requestId: m.requestId, operation: m.kind, requestHash: m.fingerprint, transferIds: [id], row, context: context.active() }]);
+    const [outcome] = await this.movements.submit([{ requestId: key, operation: m.kind, requestHash: m.fingerprint, transferIds: [id], row, context: context.active() }]);
     if ("error" in outcome) throw outcome.error;
-    const [transfer] = outcome.replay ? await this.earlierAnswer(m.requestId, outcome.transferIds) : await this.finish(m.requestId, [id], [outcome.created!]);
+    const [transfer] = outcome.replay ? await this.earlierAnswer(key, outcome.transferIds) : await this.finish(key, [id], [outcome.created!]);
     return transfer;
   }
 
@@ -136,10 +139,11 @@ export class Operations {
   }
 
   /** Posts all (amount 0) or part of an authorization's hold. */
-  async capture(requestId: string, fingerprint: string, transferId: string, amount: bigint): Promise<Transfer> {
+  async capture(caller: string, requestId: string, fingerprint: string, transferId: string, amount: bigint): Promise<Transfer> {
     if (amount < 0n) throw new DomainError(ErrorReason.AMOUNT_MUST_BE_POSITIVE, "amount must not be negative", "amount");
     const id = requireId(transferId, "transfer_id");
-    const [row] = await this.run(requestId, "capture", fingerprint, [id], async (tx, leaseUntil) => {
+    const key = requestKey(caller, requestId);
+    const [row] = await this.run(key, "capture", fingerprint, [id], async (tx, leaseUntil) => {
       const hold = await this.lockHeld(tx, id, "capture");
       if (amount > hold.amount) throw new DomainError(ErrorReason.EXCEEDS_PENDING_AMOUNT, `at most ${hold.amount} can be captured`, "amount");
       return [(await this.transfers.change(id, { step: "capture", leaseUntil, ...this.orchestrator.finalizer(hold, amount) }, { step: "done" }, tx))!];
@@ -148,10 +152,11 @@ export class Operations {
   }
 
   /** Releases an authorization's hold. */
-  async void(requestId: string, fingerprint: string, transferId: string, reasonInput: string): Promise<Transfer> {
+  async void(caller: string, requestId: string, fingerprint: string, transferId: string, reasonInput: string): Promise<Transfer> {
     const id = requireId(transferId, "transfer_id");
     const reason = requireText(reasonInput, "reason", 500);
-    const [row] = await this.run(requestId, "void", fingerprint, [id], async (tx, leaseUntil) => {
+    const key = requestKey(caller, requestId);
+    const [row] = await this.run(key, "void", fingerprint, [id], async (tx, leaseUntil) => {
       const hold = await this.lockHeld(tx, id, "void");
       return [(await this.transfers.change(id, { step: "void", failureMessage: reason, leaseUntil, ...this.orchestrator.finalizer(hold) }, { step: "done" }, tx))!];
     });
@@ -159,12 +164,13 @@ export class Operations {
   }
 
   /** A new transfer back from the receiver, for all that remains (0) or part of a posted transfer. */
-  async reverse(requestId: string, fingerprint: string, transferId: string, amount: bigint, reasonInput: string): Promise<[Transfer, Transfer]> {
+  async reverse(caller: string, requestId: string, fingerprint: string, transferId: string, amount: bigint, reasonInput: string): Promise<[Transfer, Transfer]> {
     if (amount < 0n) throw new DomainError(ErrorReason.AMOUNT_MUST_BE_POSITIVE, "amount must not be negative", "amount");
     const id = requireId(transferId, "transfer_id");
     const reason = requireText(reasonInput, "reason", 500);
+    const key = requestKey(caller, requestId);
     const reversalId = newId();
-    const [reversal, original] = await this.run(requestId, "reverse", fingerprint, [reversalId, id], async (tx, leaseUntil) => {
+    const [reversal, original] = await this.run(key, "reverse", fingerprint, [reversalId, id], async (tx, leaseUntil) => {
       const [target] = await tx.select().from(transfers).where(eq(transfers.id, id)).for("update");
       if (!target) throw new DomainError(ErrorReason.TRANSFER_NOT_FOUND, `transfer ${id} not found`, "transfer_id");
       if (target.kind === "reversal") throw new DomainError(ErrorReason.TRANSFER_NOT_REVERSIBLE, "a reversal cannot be reversed", "transfer_id");
@@ -201,35 +207,35 @@ export class Operations {
   }
 
   /**
-   * Records the request with its transfers (or finds the earlier one), drives them, and returns
+   * Records the request under its key (requestKey) with its transfers (or finds the earlier one), drives them, and returns
    * them as they then are; that answer is stored with the key, so a replay gets the same answer.
    */
   private async run(
-    requestId: string,
+    key: string,
     operation: string,
     fingerprint: string,
     ids: string[],
     create: (tx: TransactionsTx, leaseUntil: Date) => Promise<TransferRow[]>,
   ): Promise<Transfer[]> {
     let rows: TransferRow[] = [];
-    const { transferIds, replay } = await this.keys.run(requestId, operation, fingerprint, ids, async (tx) => {
+    const { transferIds, replay } = await this.keys.run(key, operation, fingerprint, ids, async (tx) => {
       // What it creates or moves on is claimed by this request from its commit: no one else drives it first.
       rows = await create(tx, new Date(Date.now() + this.orchestrator.leaseMs));
     });
-    return replay ? this.earlierAnswer(requestId, transferIds) : this.finish(requestId, transferIds, rows);
+    return replay ? this.earlierAnswer(key, transferIds) : this.finish(key, transferIds, rows);
   }
 
   /**
    * Drives what the request created or moved on (`rows`, claimed by it), and stores the answer it
    * gives with its key; returns the answer stored, which is an earlier one if a replay stored it first.
    */
-  private async finish(requestId: string, transferIds: string[], rows: TransferRow[]): Promise<Transfer[]> {
+  private async finish(key: string, transferIds: string[], rows: TransferRow[]): Promise<Transfer[]> {
     const driven = [];
     // A transfer at rest (the original of a reversal) has nothing to drive.
     for (const row of rows) if (row.step !== "done") driven.push(await this.orchestrator.drive(row.id, row));
     // One transfer: as driven. Several (a reversal and its original): driving one changes the other.
     const answer = (rows.length === 1 && driven.length === 1 ? driven : await this.transfers.find(transferIds)).map(transferMessage);
-    return this.keys.recordAnswer(requestId, transferIds, answer);
+    return this.keys.recordAnswer(key, transferIds, answer);
   }
 
   /**
@@ -238,13 +244,13 @@ export class Operations {
    * request gone without answering (its replica died, or it failed) has its replay take its
    * transfers over: drive them on, as that request would have, and store the answer in its place.
    */
-  private async earlierAnswer(requestId: string, ids: string[]): Promise<Transfer[]> {
+  private async earlierAnswer(key: string, ids: string[]): Promise<Transfer[]> {
     const until = Date.now() + this.limits.replayWaitMs;
     for (let looks = 0; ; ) {
-      const answer = await this.keys.answer(requestId);
+      const answer = await this.keys.answer(key);
       if (answer) return answer;
       const rows = await this.takeOver(ids);
-      if (rows) return this.finish(requestId, ids, rows);
+      if (rows) return this.finish(key, ids, rows);
       if (Date.now() > until) throw new DomainError(ErrorReason.IDEMPOTENCY_KEY_IN_USE, "the request under this request_id is still at work; try again later", "request_id");
       // Looking less often the longer it waits: many replays waiting at once do not flood the database.
       await sleep(Math.min(250, 20 * 2 ** looks++));
@@ -300,6 +306,11 @@ export class Operations {
     }
     return id;
   }
+}
+
+/** A request's idempotency key: its id, checked, as the caller's own. */
+function requestKey(caller: string, requestId: string): string {
+  return callerRequestKey(caller, requireToken(requestId, "request_id", 128));
 }
 
 function requireMoney(amount: Money | undefined): Money {

@@ -16,6 +16,7 @@ import {
 } from "../../../../gen/tally/transactions/v1/transaction_service_pb";
 import { TransferKind, TransferStatus, type Transfer } from "../../../../gen/tally/transactions/v1/transfer_pb";
 import type { AdmissionLimit } from "../../../../platform/admission";
+import { callerOf } from "../../../../platform/caller";
 import { DomainError, ErrorReason } from "../../../../platform/errors";
 import type { HandlersOf } from "../../../../platform/grpc/server";
 import { requireTimestamp } from "../../../../platform/validation";
@@ -35,6 +36,7 @@ const BATCH_SLICE = 50;
 export function transactionHandlers(ops: Operations, store: Transfers, admission: AdmissionLimit): HandlersOf<typeof TransactionService> {
   /** The fields every movement request shares, and the fingerprint of the whole request. */
   const move = <S extends DescMessage>(
+    caller: string,
     schema: S,
     req: MessageShape<S> & MovementRequest,
     kind: NewMovement["kind"],
@@ -43,6 +45,7 @@ export function transactionHandlers(ops: Operations, store: Transfers, admission
   ) =>
     ops
       .move({
+        caller,
         requestId: req.requestId,
         fingerprint: fingerprint(schema, req),
         kind,
@@ -55,32 +58,33 @@ export function transactionHandlers(ops: Operations, store: Transfers, admission
         expiresInSeconds,
       })
       .then(annotate);
-  const createTransfer = (req: CreateTransferRequest, signal: AbortSignal) =>
-    admission.run(() => move(CreateTransferRequestSchema, req, "transfer", { from: req.fromAccountId, to: req.toAccountId }), signal);
+  const createTransfer = (caller: string, req: CreateTransferRequest, signal: AbortSignal) =>
+    admission.run(() => move(caller, CreateTransferRequestSchema, req, "transfer", { from: req.fromAccountId, to: req.toAccountId }), signal);
   return {
-    async createTransfer(req, { signal }) {
-      return { transfer: await createTransfer(req, signal) };
+    async createTransfer(req, { signal, metadata }) {
+      return { transfer: await createTransfer(callerOf(metadata), req, signal) };
     },
-    async createDeposit(req, { signal }) {
-      return { transfer: await admission.run(() => move(CreateDepositRequestSchema, req, "deposit", { to: req.accountId }), signal) };
+    async createDeposit(req, { signal, metadata }) {
+      return { transfer: await admission.run(() => move(callerOf(metadata), CreateDepositRequestSchema, req, "deposit", { to: req.accountId }), signal) };
     },
-    async createWithdrawal(req, { signal }) {
-      return { transfer: await admission.run(() => move(CreateWithdrawalRequestSchema, req, "withdrawal", { from: req.accountId }), signal) };
+    async createWithdrawal(req, { signal, metadata }) {
+      return { transfer: await admission.run(() => move(callerOf(metadata), CreateWithdrawalRequestSchema, req, "withdrawal", { from: req.accountId }), signal) };
     },
-    async authorizeTransfer(req, { signal }) {
+    async authorizeTransfer(req, { signal, metadata }) {
       const accounts = { from: req.fromAccountId, to: req.toAccountId };
-      return { transfer: await admission.run(() => move(AuthorizeTransferRequestSchema, req, "authorization", accounts, req.expiresInSeconds), signal) };
+      return { transfer: await admission.run(() => move(callerOf(metadata), AuthorizeTransferRequestSchema, req, "authorization", accounts, req.expiresInSeconds), signal) };
     },
-    async captureTransfer(req, { signal }) {
-      const transfer = await admission.run(() => ops.capture(req.requestId, fingerprint(CaptureTransferRequestSchema, req), req.transferId, req.amount), signal);
+    async captureTransfer(req, { signal, metadata }) {
+      const transfer = await admission.run(() => ops.capture(callerOf(metadata), req.requestId, fingerprint(CaptureTransferRequestSchema, req), req.transferId, req.amount), signal);
       return { transfer: annotate(transfer) };
     },
-    async voidTransfer(req, { signal }) {
-      const transfer = await admission.run(() => ops.void(req.requestId, fingerprint(VoidTransferRequestSchema, req), req.transferId, req.reason), signal);
+    async voidTransfer(req, { signal, metadata }) {
+      const transfer = await admission.run(() => ops.void(callerOf(metadata), req.requestId, fingerprint(VoidTransferRequestSchema, req), req.transferId, req.reason), signal);
       return { transfer: annotate(transfer) };
     },
-    async reverseTransfer(req, { signal }) {
-      const [reversal, original] = await admission.run(() => ops.reverse(req.requestId, fingerprint(ReverseTransferRequestSchema, req), req.transferId, req.amount, req.reason), signal);
+    async reverseTransfer(req, { signal, metadata }) {
+      const caller = callerOf(metadata);
+      const [reversal, original] = await admission.run(() => ops.reverse(caller, req.requestId, fingerprint(ReverseTransferRequestSchema, req), req.transferId, req.amount, req.reason), signal);
       return { reversal: annotate(reversal), original };
     },
     async getTransfer(req) {
@@ -97,13 +101,14 @@ export function transactionHandlers(ops: Operations, store: Transfers, admission
       const page = await store.list(req.accountId, statuses, range, req.pageSize, req.pageToken);
       return { transfers: page.items.map(transferMessage), nextPageToken: page.nextPageToken };
     },
-    async batchCreateTransfers(req, { signal }) {
+    async batchCreateTransfers(req, { signal, metadata }) {
+      const caller = callerOf(metadata);
       if (req.transfers.length === 0) throw new DomainError(ErrorReason.BATCH_EMPTY, "transfers must not be empty", "transfers");
       if (req.transfers.length > MAX_BATCH) throw new DomainError(ErrorReason.BATCH_TOO_LARGE, `at most ${MAX_BATCH} transfers per batch`, "transfers");
       // Every item at once, each its own request (own key, own result, its own place in admission): their
       // records, calls to risk and the ledger, and changes go together in a few shared statements and calls.
       const result = (index: number) =>
-        createTransfer(req.transfers[index], signal).then(
+        createTransfer(caller, req.transfers[index], signal).then(
           (transfer) => ({ index, transfer }),
           (err: unknown) => {
             // An unexpected failure is that item's result: the others have executed and stand.

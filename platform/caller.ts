@@ -1,0 +1,15 @@
+import type { Metadata } from "@grpc/grpc-js";
+
+/** Who made a call, as the gateway names them in `tally-principal` ("" for a call from inside). */
+export function callerOf(metadata: Metadata): string {
+  return String(metadata.get("tally-principal")[0] ?? "");
+}
+
+/**
+ * A request id as its idempotency key: each caller's own, so two callers who pick the same id
+ * (say `order-1`) make two requests, and no one can take an id another will use. A request id
+ * has no "/", so the last one parts the caller from the id: two different pairs never meet.
+ */
+export function callerRequestKey(caller: string, requestId: string): string {
+  return caller === "" ? requestId : `${caller}/${requestId}`;
+}
