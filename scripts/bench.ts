@@ -232,8 +232,10 @@ async function settle(cluster: Cluster, timeoutMs = 180_000): Promise<void> {
   const started = performance.now();
   try {
     for (;;) {
-      const { unpublished, moving } = await pendingWork(sql);
+      const { unpublished, parked, moving } = await pendingWork(sql);
       const backlog = moving + Object.values(unpublished).reduce((a, b) => a + b, 0);
+      const setAside = Object.values(parked).reduce((a, b) => a + b, 0);
+      if (setAside > 0) throw new Error(`${setAside} events were parked: the stream would not take them (see the outbox's park_reason)`);
       let unconsumed = 0;
       for await (const consumer of jsm.consumers.list("TALLY")) unconsumed += consumer.num_pending + consumer.num_ack_pending;
       if (backlog === 0 && unconsumed === 0) break;

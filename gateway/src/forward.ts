@@ -45,6 +45,15 @@ function applyIdempotencyKey(method: DescMethod, request: Message, key: string |
 }
 
 /**
+ * The subject as the services are told it. Metadata values are printable ASCII, so anything else
+ * travels percent-encoded; and so does any subject with a "%" in it, so that no subject reads as
+ * another's encoding: each subject has one name (the services key idempotency by it).
+ */
+function principalName(subject: string): string {
+  return /^[\x20-\x24\x26-\x7e]*$/.test(subject) ? subject : encodeURIComponent(subject);
+}
+
+/**
  * Authenticates the caller, spends one of their rate-limit tokens, checks the
  * method's policy (and, for customers, ownership), turns Idempotency-Key into
  * the request id, and calls the service with the client's capped deadline and
@@ -68,8 +77,7 @@ export function createForwarder(deps: {
     const answer = await authorize(principal, method, access, request, deps.directory, deadline);
     if (answer) return answer;
     const metadata = new Metadata();
-    // Metadata values are printable ASCII; anything else in a subject travels percent-encoded.
-    metadata.set("tally-principal", /^[\x20-\x7e]*$/.test(principal.subject) ? principal.subject : encodeURIComponent(principal.subject));
+    metadata.set("tally-principal", principalName(principal.subject));
     const response = (await deps.backends.callOf(method)(request, { deadline, metadata })) as Message;
     return allowedAsStaff(principal, access) ? response : customerView(method.output, response);
   };

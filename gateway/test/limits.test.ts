@@ -142,6 +142,19 @@ describe("what the services are told", () => {
     expect(await remaining(undefined)).toBeLessThanOrEqual(3000 + slack);
   });
 
+  it("who is calling, one name for each subject: a subject that reads like another's encoding is told apart from it", async () => {
+    const principalFor = async (subject: string) => {
+      const client = createClient(AccountService, createConnectTransport({ baseUrl: gateway.base, httpVersion: "2", interceptors: [bearer(await tokenFor("teller", undefined, { subject }))] }));
+      await client.getSystemAccount({ currency: "USD" });
+      return probe.calls.at(-1)!.principal[0];
+    };
+    const [plain, accented, lookalike] = [await principalFor("teller@bank"), await principalFor("renée"), await principalFor("ren%C3%A9e")];
+    expect(plain).toBe("teller@bank");
+    expect(decodeURIComponent(accented)).toBe("renée");
+    expect(decodeURIComponent(lookalike)).toBe("ren%C3%A9e");
+    expect(accented).not.toBe(lookalike);
+  });
+
   it("a REST client's deadline comes as X-Server-Timeout", async () => {
     const sent = Date.now();
     await fetch(`${gateway.base}/v1/system-accounts/USD`, { headers: { authorization: `Bearer ${await tokenFor("teller")}`, "x-server-timeout": "0.4" } });

@@ -10,6 +10,8 @@ import { connectBroker, type Broker } from "../nats/connect";
 import { projectRoot } from "../project-root";
 import { appendEvents, type NewEvent, type OutboxWriter } from "./append";
 import { OutboxRelay } from "./relay";
+import type { JetStreamClient } from "@nats-io/jetstream";
+import { TimeoutError } from "@nats-io/transport-node";
 
 /**
  * The transactional outbox end to end: events appended through drizzle in
@@ -63,13 +65,13 @@ function appendInOneTransaction(stream: TestStream, count: number): Promise<Even
 /** Every relay a test makes, stopped (its connection closed) after the suite. */
 const made: OutboxRelay[] = [];
 
-function newRelay(batchSize = 16, options: { pollMs?: number; name?: string } = {}): OutboxRelay {
+function newRelay(batchSize = 16, options: { pollMs?: number; name?: string; js?: JetStreamClient } = {}): OutboxRelay {
   const relay = new OutboxRelay({
     db: store.db,
     url: database.url,
     applicationName: options.name ?? "outbox-relay-test",
     table: schema.outbox,
-    js: broker.js,
+    js: options.js ?? broker.js,
     log,
     batchSize,
     pollMs: options.pollMs ?? 10,
@@ -372,6 +374,41 @@ describe("OutboxRelay and an event the stream will not take", () => {
     for (let pass = 0; pass < 5; pass++) await expect(relay.drainOnce()).rejects.toThrow(/jetstream/i);
     expect((await rowOf(poison.seq)).parked_at).toBeNull();
     expect((await relay.backlogNow()).waiting).toBe(1);
+    await relay.stop();
+  });
+
+  it("holds no timeout against a row: a pass that refuses it so starts its count again, for the stream or the connection may be at fault", async () => {
+    const stream = await newStream();
+    // The real client, except that the next publish to the poison row's subject, when told, times out.
+    let timeOutNext = false;
+    const js = new Proxy(broker.js, {
+      get(target, property, receiver) {
+        if (property !== "publish") return Reflect.get(target, property, receiver);
+        return (subject: string, ...rest: Parameters<JetStreamClient["publish"]> extends [string, ...infer R] ? R : never) => {
+          if (timeOutNext && subject.startsWith("nowhere.")) {
+            timeOutNext = false;
+            return Promise.reject(new TimeoutError());
+          }
+          return target.publish(subject, ...rest);
+        };
+      },
+    });
+    const relay = newRelay(16, { js });
+    const poison = await appendPoison({});
+    const passWithOneMore = async () => {
+      await appendInOneTransaction(stream, 1);
+      return relay.drainOnce();
+    };
+    // Two passes count against it; a timeout starts the count again; two more are not yet three.
+    expect([await passWithOneMore(), await passWithOneMore()]).toEqual([1, 1]);
+    timeOutNext = true;
+    await expect(passWithOneMore()).rejects.toThrow(TimeoutError);
+    expect([await passWithOneMore(), await passWithOneMore()]).toEqual([1, 1]);
+    expect((await rowOf(poison.seq)).parked_at).toBeNull();
+    // The third pass in a row that refuses it for itself parks it.
+    expect(await passWithOneMore()).toBe(1);
+    expect((await rowOf(poison.seq)).parked_at).not.toBeNull();
+    expect(await streamMessageCount(stream)).toBe(6);
     await relay.stop();
   });
 

@@ -1,5 +1,5 @@
 import { context, metrics, propagation, ROOT_CONTEXT, SpanKind, trace, type BatchObservableCallback } from "@opentelemetry/api";
-import type { JetStreamClient, PubAck } from "@nats-io/jetstream";
+import { JetStreamApiError, type JetStreamClient, type PubAck } from "@nats-io/jetstream";
 import { headers as natsHeaders, InvalidArgumentError } from "@nats-io/transport-node";
 import { and, asc, count, inArray, isNull, lt, min, not, sql, type SQL } from "drizzle-orm";
 import { getTableConfig, type PgDatabase, type PgQueryResultHKT } from "drizzle-orm/pg-core";
@@ -31,6 +31,9 @@ const MARK_WITHIN_MS = 250;
 const PARK_AFTER = 3;
 
 type OutboxRow = OutboxTable["$inferSelect"];
+
+/** No stream answered for the subject (nats.js does not export this error's class). */
+const noStreamAnswered = (err: unknown) => err instanceof Error && err.name === "JetStreamNotEnabled";
 
 /**
  * Publishes outbox rows to JetStream, oldest first, and marks them sent.
@@ -171,8 +174,8 @@ export class OutboxRelay {
     return stored.length;
   }
 
-  /** Publishes one row, with the trace context of the transaction that wrote it. */
-  private publish(row: OutboxRow): Promise<PubAck> {
+  /** Publishes one row, with the trace context of the transaction that wrote it; async, so a header it cannot send is its refusal. */
+  private async publish(row: OutboxRow): Promise<PubAck> {
     const parent = propagation.extract(ROOT_CONTEXT, row.headers);
     const span = tracer.startSpan(`${row.subject} publish`, {
       kind: SpanKind.PRODUCER,
@@ -187,25 +190,31 @@ export class OutboxRelay {
   }
 
   /**
-   * The rows of a pass the stream did not take. A row refused while a row sent after it was taken,
-   * or refused by the client for itself (a payload over the server's limit), is at fault, not the
-   * stream nor the connection: once PARK_AFTER passes have refused it, it is parked, so the events
-   * behind it go on. Any other refusal (an outage, say) is thrown: the relay backs off, and the
-   * rows are sent again.
+   * The rows of a pass the stream did not take. A row is at fault, not the stream nor the
+   * connection, when the client refused it for itself (a payload over the server's limit, a bad
+   * header), or when the stream refused it (no stream for its subject, an API error such as its
+   * size) while it took a row sent after it. A row at fault in PARK_AFTER passes is parked, so the
+   * events behind it go on; a pass that refuses it for any other reason (a timeout, a lost
+   * connection: the outage may have been the cause all along) starts its count again, and is
+   * thrown: the relay backs off, and the rows are sent again.
    */
   private async judgeRefusals(rows: OutboxRow[], results: PromiseSettledResult<PubAck>[]): Promise<void> {
     const lastTaken = results.findLastIndex((r) => r.status === "fulfilled");
     let unexplained: unknown;
     for (const [i, result] of results.entries()) {
       if (result.status === "fulfilled") continue;
-      if (i > lastTaken && !(result.reason instanceof InvalidArgumentError)) {
-        unexplained ??= result.reason;
+      const row = rows[i];
+      const { reason } = result;
+      const refusedByStream = noStreamAnswered(reason) || reason instanceof JetStreamApiError;
+      if (reason instanceof InvalidArgumentError || (refusedByStream && i < lastTaken)) {
+        const passes = (this.refusals.get(row.seq) ?? 0) + 1;
+        this.refusals.set(row.seq, passes);
+        if (passes >= PARK_AFTER) await this.park(row, reason);
         continue;
       }
-      const row = rows[i];
-      const passes = (this.refusals.get(row.seq) ?? 0) + 1;
-      this.refusals.set(row.seq, passes);
-      if (passes >= PARK_AFTER) await this.park(row, result.reason);
+      // Refused alone in the same way: no sign either way, so its count stands.
+      if (!refusedByStream) this.refusals.delete(row.seq);
+      unexplained ??= reason;
     }
     if (unexplained !== undefined) throw unexplained;
   }

@@ -219,9 +219,18 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
 
 const SERVICE_SCHEMAS = ["account", "transactions", "risk"] as const;
 
-/** What the system still has to do: each service's outbox rows not yet published, and transfers not yet at rest. */
-export async function pendingWork(sql: postgres.Sql): Promise<{ unpublished: Record<(typeof SERVICE_SCHEMAS)[number], number>; moving: number }> {
-  const counts = await Promise.all(SERVICE_SCHEMAS.map(async (s) => (await sql.unsafe(`select count(*)::int as n from ${s}.outbox where published_at is null and parked_at is null`))[0].n as number));
+type BySchema = Record<(typeof SERVICE_SCHEMAS)[number], number>;
+
+/**
+ * What the system still has to do: each service's outbox rows not yet published, and transfers
+ * not yet at rest; and the events its relays parked (the stream would not take them), which no
+ * waiting will publish.
+ */
+export async function pendingWork(sql: postgres.Sql): Promise<{ unpublished: BySchema; parked: BySchema; moving: number }> {
+  const counts = await Promise.all(
+    SERVICE_SCHEMAS.map(async (s) => (await sql.unsafe(`select count(*) filter (where parked_at is null)::int as waiting, count(parked_at)::int as parked from ${s}.outbox where published_at is null`))[0]),
+  );
   const [{ moving }] = await sql`select count(*)::int as moving from transactions.transfers where step <> 'done'`;
-  return { unpublished: Object.fromEntries(SERVICE_SCHEMAS.map((s, i) => [s, counts[i]])) as Record<(typeof SERVICE_SCHEMAS)[number], number>, moving: moving as number };
+  const bySchema = (key: "waiting" | "parked") => Object.fromEntries(SERVICE_SCHEMAS.map((s, i) => [s, counts[i][key] as number])) as BySchema;
+  return { unpublished: bySchema("waiting"), parked: bySchema("parked"), moving: moving as number };
 }

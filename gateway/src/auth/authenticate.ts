@@ -13,6 +13,8 @@ const JWKS_ALGORITHMS = ["RS256", "PS256", "ES256", "EdDSA"];
 // JWKS stops counting soon), so a client sending the same token on every request is verified once.
 const REMEMBERED_TOKENS = 10_000;
 const REMEMBER_AT_MOST_MS = 60_000;
+// The longest subject OpenID Connect allows.
+const MAX_SUBJECT_LENGTH = 255;
 
 const refuse = (message: string) => new DomainError(ErrorReason.UNAUTHENTICATED, message);
 
@@ -55,6 +57,8 @@ export function createAuthenticator(config: Pick<GatewayConfig, "AUTH_JWKS_URL" 
     const claim = (name: string): unknown => (Object.hasOwn(payload, name) ? payload[name] : undefined);
     const subject = typeof claim("sub") === "string" ? (claim("sub") as string) : "";
     if (subject === "") throw refuse("the token names no subject");
+    // OpenID Connect's bound: the subject names the caller's idempotency keys in the services' indexes.
+    if (subject.length > MAX_SUBJECT_LENGTH) throw refuse(`the token's subject is longer than ${MAX_SUBJECT_LENGTH} characters`);
     // A customer_id the token gives but that names no one is refused, not read as the subject's accounts.
     const named = claim("customer_id");
     if (named !== undefined && (typeof named !== "string" || named === "")) throw refuse("the token's customer_id must be a non-empty string");

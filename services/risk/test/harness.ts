@@ -31,7 +31,9 @@ export async function startRiskHarness(extraEnv: Record<string, string> = {}): P
   const account = await startAccountService(accountConfig(serviceEnv(db, stream)), testLogger(), lifecycle);
   const accountTarget = `127.0.0.1:${account.port}`;
   const service = await startRiskService(
-    riskConfig(serviceEnv(db, stream, { ACCOUNT_SERVICE_URL: accountTarget, ...extraEnv })),
+    // Risk asks the account service of an account it has not yet learnt of; on a busy machine that
+    // may take longer than the 200 ms it waits in production, and the account would be "unknown".
+    riskConfig(serviceEnv(db, stream, { ACCOUNT_SERVICE_URL: accountTarget, ACCOUNT_LOOKUP_TIMEOUT_MS: "5000", ...extraEnv })),
     testLogger(),
     lifecycle,
   );

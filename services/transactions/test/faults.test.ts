@@ -31,7 +31,8 @@ function withRiskDown(): { h: TransactionsHarness; riskBack(): Promise<void> } {
     suite.h = await startTransactionsHarness({
       withRisk: false,
       riskPort,
-      transactionsEnv: { RISK_BREAKER_FAILURES: "2", RISK_BREAKER_COOLDOWN_MS: "300" },
+      // Risk is down by its port (calls fail at once); once back, a busy machine must not time its calls out and reopen the breaker.
+      transactionsEnv: { RISK_BREAKER_FAILURES: "2", RISK_BREAKER_COOLDOWN_MS: "300", RISK_DEADLINE_MS: "5000" },
     });
   });
   afterAll(async () => {
