@@ -32,15 +32,35 @@ export function deadlineOf(timeoutMs: number | undefined, options: ForwardOption
   return new Date(Date.now() + ms);
 }
 
-/** The Idempotency-Key header is the request id of a method that takes one; naming two different ones is an error. */
+// A batch item's request id is the key, a dot and its place (up to 999): within 128 characters.
+const BATCH_KEY_LENGTH = 124;
+
+/**
+ * The Idempotency-Key header is the request id of a method that takes one; naming two different
+ * ones is an error. In a batch (a list of requests that take one), each item without its own is
+ * given the key and its place, so the batch sent again under the key is each item sent again.
+ */
 function applyIdempotencyKey(method: DescMethod, request: Message, key: string | undefined): void {
+  if (key === undefined) return;
   const field = method.input.fields.find((f) => f.name === "request_id");
-  if (key === undefined || !field) return;
-  const fields = request as unknown as Record<string, string>;
-  requireToken(key, "Idempotency-Key", 128);
-  if (fields[field.localName] === "") fields[field.localName] = key;
-  else if (fields[field.localName] !== key) {
-    throw new DomainError(ErrorReason.INVALID_FIELD, "the Idempotency-Key header and request_id name different requests", "request_id");
+  if (field) {
+    const fields = request as unknown as Record<string, string>;
+    requireToken(key, "Idempotency-Key", 128);
+    if (fields[field.localName] === "") fields[field.localName] = key;
+    else if (fields[field.localName] !== key) {
+      throw new DomainError(ErrorReason.INVALID_FIELD, "the Idempotency-Key header and request_id name different requests", "request_id");
+    }
+    return;
+  }
+  for (const list of method.input.fields) {
+    if (list.fieldKind !== "list" || list.listKind !== "message") continue;
+    const itemField = list.message.fields.find((f) => f.name === "request_id");
+    if (!itemField) continue;
+    requireToken(key, "Idempotency-Key", BATCH_KEY_LENGTH);
+    const items = (request as unknown as Record<string, Record<string, string>[]>)[list.localName];
+    items.forEach((item, index) => {
+      if (item[itemField.localName] === "") item[itemField.localName] = `${key}.${index}`;
+    });
   }
 }
 

@@ -52,6 +52,24 @@ describe("the Idempotency-Key header", () => {
     expect((await balanceOf(h, payee.id)).posted).toBe(150n);
   });
 
+  it("makes a batch safe to send again: each item without a request id of its own gets the key and its place", async () => {
+    const [a, b] = [await openAccount(h), await openAccount(h)];
+    await fund(h, a.id, 1_000n);
+    const key = `batch-${newId()}`;
+    const headers = { authorization: `Bearer ${await tokenFor("teller")}`, "idempotency-key": key };
+    const item = (amount: string, requestId?: string) => ({ fromAccountId: a.id, toAccountId: b.id, amount: { amount, currency: "USD" }, ...(requestId ? { requestId } : {}) });
+    const body = { transfers: [item("10"), item("20", `own-${key}`), item("30")] };
+    const first = await restPost(h.gateway.base, "/v1/transfers:batchCreate", body, headers);
+    const again = await restPost(h.gateway.base, "/v1/transfers:batchCreate", body, headers);
+    expect(first.status).toBe(200);
+    expect(again.body).toEqual(first.body);
+    expect(first.body.results.map((r: { transfer: { requestId: string } }) => r.transfer.requestId)).toEqual([`${key}.0`, `own-${key}`, `${key}.2`]);
+    expect((await balanceOf(h, b.id)).posted).toBe(60n);
+    // The items' ids must fit: the key leaves room for its place in the batch.
+    const long = await restPost(h.gateway.base, "/v1/transfers:batchCreate", body, { ...headers, "idempotency-key": "k".repeat(125) });
+    expect(long).toMatchObject({ status: 400, body: { error: { reason: "INVALID_FIELD", fieldViolations: [{ field: "Idempotency-Key" }] } } });
+  });
+
   it("works the same on Connect, and must agree with a request_id given in the body", async () => {
     const key = `key-${newId()}`;
     const client = createClient(AccountService, createConnectTransport({ baseUrl: h.gateway.base, httpVersion: "2", interceptors: [bearer(await tokenFor("teller"))] }));
