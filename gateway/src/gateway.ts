@@ -18,6 +18,7 @@ import { backendGroups, probes } from "./probes";
 import { RateLimiter } from "./rate-limit";
 import { instrumented, TRACE_ID_HEADER, withTracing } from "./tracing";
 import { restHandler } from "./rest";
+import { registerReflection } from "./reflection";
 import { registerRoutes } from "./routes";
 
 export interface GatewayHandle {
@@ -72,6 +73,7 @@ export async function startGateway(config: GatewayConfig, log: Logger, lifecycle
     routes: (router) => {
       registerRoutes(router, backends.services, forward);
       router.handlers.forEach((handler, i) => (router.handlers[i] = answerUndecodableAsInvalid(handler)));
+      registerReflection(router, backends.services);
     },
     readMaxBytes: config.MAX_REQUEST_BYTES,
     jsonOptions,

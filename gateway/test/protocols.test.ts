@@ -5,12 +5,14 @@ import https from "node:https";
 import os from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
-import { toJson } from "@bufbuild/protobuf";
+import { create, createFileRegistry, fromBinary, toBinary, toJson, type MessageInitShape } from "@bufbuild/protobuf";
+import { FileDescriptorProtoSchema, FileDescriptorSetSchema, type FileDescriptorProto } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, createClient, type Transport } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
 import * as grpc from "@grpc/grpc-js";
 import { SpanKind, SpanStatusCode } from "@opentelemetry/api";
 import { status as Status } from "@grpc/grpc-js";
+import * as reflection from "../../gen/grpc/reflection/v1/reflection_pb";
 import { AccountSchema } from "../../gen/tally/account/v1/account_pb";
 import { AccountService } from "../../gen/tally/account/v1/account_service_pb";
 import { LedgerService } from "../../gen/tally/account/v1/ledger_service_pb";
@@ -24,6 +26,7 @@ import { newId } from "../../platform/ids";
 import { projectRoot } from "../../platform/project-root";
 import { expectRpcError, fund, openAccount } from "../../services/transactions/test/fixtures";
 import { recordSpans } from "../../test/support/tracing";
+import { isPublic } from "../src/exposure";
 import { bearer, grpcAuth, startGatewayFor, startGatewayHarness, tokenFor, type GatewayHarness } from "./harness";
 
 const run = promisify(execFile);
@@ -239,5 +242,85 @@ describe("TLS", () => {
 
   it("does not speak cleartext there", async () => {
     await expect(fetch(`http://${tls.target}/healthz`)).rejects.toThrow();
+  });
+});
+
+describe("gRPC server reflection", () => {
+  type Request = MessageInitShape<typeof reflection.ServerReflectionRequestSchema>;
+  /** Asks over one stream, as grpcurl does, and returns the answers in order. */
+  async function ask(requests: Request[]) {
+    const client = createClient(reflection.ServerReflection, createGrpcTransport({ baseUrl: h.gateway.base }));
+    const answers: reflection.ServerReflectionResponse[] = [];
+    const stream = (async function* () {
+      for (const request of requests) yield request;
+    })();
+    for await (const answer of client.serverReflectionInfo(stream)) answers.push(answer);
+    return answers;
+  }
+
+  /** The same over grpc-js, of the older grpc.reflection.v1alpha, whose messages are v1's field for field. */
+  function askV1alpha(requests: Request[]): Promise<reflection.ServerReflectionResponse[]> {
+    const client = new grpc.Client(h.gateway.target, grpc.credentials.createInsecure());
+    const call = client.makeBidiStreamRequest("/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo", (bytes: Uint8Array) => Buffer.from(bytes), (bytes: Buffer) => bytes);
+    const answers: reflection.ServerReflectionResponse[] = [];
+    return new Promise((resolve, reject) => {
+      call.on("data", (bytes: Buffer) => answers.push(fromBinary(reflection.ServerReflectionResponseSchema, bytes)));
+      call.on("error", reject);
+      call.on("end", () => {
+        client.close();
+        resolve(answers);
+      });
+      for (const request of requests) call.write(toBinary(reflection.ServerReflectionRequestSchema, create(reflection.ServerReflectionRequestSchema, request)));
+      call.end();
+    });
+  }
+
+  /** The files each after those it imports, as a registry is built; every import must be among them. */
+  function importsFirst(files: FileDescriptorProto[]): FileDescriptorProto[] {
+    const ordered: FileDescriptorProto[] = [];
+    const visit = (file: FileDescriptorProto) => {
+      if (ordered.includes(file)) return;
+      for (const name of file.dependency) {
+        const imported = files.find((f) => f.name === name);
+        if (!imported) throw new Error(`${file.name} imports ${name}, which was not sent`);
+        visit(imported);
+      }
+      ordered.push(file);
+    };
+    files.forEach(visit);
+    return ordered;
+  }
+  const internal = [AccountService, LedgerService, RiskService, TransactionService].flatMap((s) => s.methods.filter((m) => !isPublic(m)).map((m) => `${s.typeName}.${m.name}`));
+
+  it("lists the public services, and describes each with its public methods and every file it imports, so a tool needs no protos", async () => {
+    const [listed, described, inside, unknown] = await ask([
+      { messageRequest: { case: "listServices", value: "" } },
+      { messageRequest: { case: "fileContainingSymbol", value: "tally.risk.v1.RiskService" } },
+      { messageRequest: { case: "fileContainingSymbol", value: "tally.risk.v1.RiskService.AssessTransfers" } },
+      { messageRequest: { case: "fileContainingSymbol", value: "tally.nothing.v1.Nowhere" } },
+    ]);
+    const names = listed.messageResponse.case === "listServicesResponse" ? listed.messageResponse.value.service.map((s) => s.name) : [];
+    expect(names.sort()).toEqual(["grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection", "tally.account.v1.AccountService", "tally.risk.v1.RiskService", "tally.transactions.v1.TransactionService"]);
+    // The files read as a whole, imports and all, as grpcurl reads them.
+    if (described.messageResponse.case !== "fileDescriptorResponse") throw new Error(`no descriptors: ${described.messageResponse.case}`);
+    const files = described.messageResponse.value.fileDescriptorProto.map((bytes) => fromBinary(FileDescriptorProtoSchema, bytes));
+    const registry = createFileRegistry(create(FileDescriptorSetSchema, { file: importsFirst(files) }));
+    const riskService = registry.getService("tally.risk.v1.RiskService")!;
+    expect(riskService.methods.map((m) => m.name)).toEqual(RiskService.methods.filter(isPublic).map((m) => m.name));
+    expect(registry.getMessage("tally.transactions.v1.Transfer")).toBeDefined();
+    // What stays inside is not described outside.
+    expect(internal).toContain("tally.risk.v1.RiskService.AssessTransfers");
+    for (const answer of [inside, unknown]) expect(answer.messageResponse).toMatchObject({ case: "errorResponse", value: { errorCode: Code.NotFound } });
+    const ledger = await ask([{ messageRequest: { case: "fileContainingSymbol", value: "tally.account.v1.LedgerService" } }]);
+    expect(ledger[0].messageResponse.case).toBe("errorResponse");
+  });
+
+  it("answers tools that still speak v1alpha the same", async () => {
+    const [described] = await askV1alpha([{ messageRequest: { case: "fileByFilename", value: "tally/transactions/v1/transaction_service.proto" } }]);
+    if (described.messageResponse.case !== "fileDescriptorResponse") throw new Error(`no descriptors: ${described.messageResponse.case}`);
+    const [own] = described.messageResponse.value.fileDescriptorProto.map((bytes) => fromBinary(FileDescriptorProtoSchema, bytes));
+    expect(own.name).toBe("tally/transactions/v1/transaction_service.proto");
+    expect(own.service[0].method.map((m) => m.name)).toEqual(TransactionService.methods.map((m) => m.name));
+    expect(described.originalRequest?.messageRequest).toEqual({ case: "fileByFilename", value: "tally/transactions/v1/transaction_service.proto" });
   });
 });
