@@ -5,6 +5,15 @@ export function callerOf(metadata: Metadata): string {
   return String(metadata.get("tally-principal")[0] ?? "");
 }
 
+/** The caller as a person reads it: the gateway percent-encodes a subject with anything but printable ASCII, or a "%". */
+export function callerDisplayName(caller: string): string {
+  try {
+    return caller.includes("%") ? decodeURIComponent(caller) : caller;
+  } catch {
+    return caller; // not the gateway's encoding: shown as sent
+  }
+}
+
 /**
  * A request id as its idempotency key: each caller's own, so two callers who pick the same id
  * (say `order-1`) make two requests, and no one can take an id another will use. A request id

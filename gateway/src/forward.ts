@@ -58,8 +58,14 @@ function applyIdempotencyKey(method: DescMethod, request: Message, key: string |
     if (!itemField) continue;
     requireToken(key, "Idempotency-Key", BATCH_KEY_LENGTH);
     const items = (request as unknown as Record<string, Record<string, string>[]>)[list.localName];
+    const derived = new RegExp(`^${key.replace(/[.]/g, "\\.")}\\.\\d+$`);
     items.forEach((item, index) => {
-      if (item[itemField.localName] === "") item[itemField.localName] = `${key}.${index}`;
+      const own = item[itemField.localName];
+      if (own === "") item[itemField.localName] = `${key}.${index}`;
+      // Else two items could be one request: an item's own id among those the key gives.
+      else if (derived.test(own)) {
+        throw new DomainError(ErrorReason.INVALID_FIELD, "a request_id of the form <Idempotency-Key>.<n> is the key's, for items without one", `${list.name}[${index}].request_id`);
+      }
     });
   }
 }

@@ -50,11 +50,14 @@ function withCors(origins: string[], handler: Handler): Handler {
 export async function startGateway(config: GatewayConfig, log: Logger, lifecycle: Lifecycle): Promise<GatewayHandle> {
   const backends = createBackends(config, log);
   lifecycle.onStop("backend clients", () => backends.close());
+  const authenticate = createAuthenticator(config);
+  const limiter = new RateLimiter(config.RATE_LIMIT_PER_SECOND, config.RATE_LIMIT_BURST);
+  const stopping = new AbortController();
   const forward = instrumented(
     createForwarder({
       backends,
-      authenticate: createAuthenticator(config),
-      limiter: new RateLimiter(config.RATE_LIMIT_PER_SECOND, config.RATE_LIMIT_BURST),
+      authenticate,
+      limiter,
       directory: new OwnershipDirectory(backends),
       options: { defaultDeadlineMs: config.GRPC_DEADLINE_MS, maxDeadlineMs: config.MAX_DEADLINE_MS },
     }),
@@ -72,8 +75,8 @@ export async function startGateway(config: GatewayConfig, log: Logger, lifecycle
     ...compression,
     routes: (router) => {
       registerRoutes(router, backends.services, forward);
+      registerReflection(router, backends.services, { authenticate, limiter, stopping: stopping.signal });
       router.handlers.forEach((handler, i) => (router.handlers[i] = answerUndecodableAsInvalid(handler)));
-      registerReflection(router, backends.services);
     },
     readMaxBytes: config.MAX_REQUEST_BYTES,
     jsonOptions,
@@ -90,6 +93,10 @@ export async function startGateway(config: GatewayConfig, log: Logger, lifecycle
   });
   log.info({ port, tls: tls !== undefined }, "gateway listening");
   if (!config.AUTH_JWKS_URL && config.AUTH_HS256_SECRET === DEVELOPMENT_SECRET) log.warn("tokens are checked against the published development secret: anyone can sign one");
-  lifecycle.onStop("gateway server", () => server.shutdown(config.SHUTDOWN_GRACE_MS));
+  lifecycle.onStop("gateway server", () => {
+    // Reflection streams a tool left open end now; calls in flight are answered.
+    stopping.abort();
+    return server.shutdown(config.SHUTDOWN_GRACE_MS);
+  });
   return { port, server };
 }

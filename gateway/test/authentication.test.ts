@@ -58,6 +58,7 @@ describe("bearer JWTs signed with the development HS256 secret", () => {
     ["a token whose customer_id is not a string", async () => `Bearer ${await signedWith({ ...claims, customer_id: 7 })}`],
     // OpenID Connect's bound; the subject names the caller's idempotency keys in the services' indexes.
     ["a token whose subject is longer than 255 characters", async () => `Bearer ${await tokenFor("teller", undefined, { subject: "s".repeat(256) })}`],
+    ["a token whose subject is half a UTF-16 pair", async () => `Bearer ${await tokenFor("teller", undefined, { subject: "teller-\ud800" })}`],
   ];
 
   it("remembers a verified token only until it expires: past its expiry it is refused, though it was let through before", async () => {

@@ -65,6 +65,9 @@ describe("the Idempotency-Key header", () => {
     expect(again.body).toEqual(first.body);
     expect(first.body.results.map((r: { transfer: { requestId: string } }) => r.transfer.requestId)).toEqual([`${key}.0`, `own-${key}`, `${key}.2`]);
     expect((await balanceOf(h, b.id)).posted).toBe(60n);
+    // An item's own id may not be one the key gives another item.
+    const clash = await restPost(h.gateway.base, "/v1/transfers:batchCreate", { transfers: [item("10"), item("20", `${key}.0`)] }, headers);
+    expect(clash).toMatchObject({ status: 400, body: { error: { reason: "INVALID_FIELD", fieldViolations: [{ field: "transfers[1].request_id" }] } } });
     // The items' ids must fit: the key leaves room for its place in the batch.
     const long = await restPost(h.gateway.base, "/v1/transfers:batchCreate", body, { ...headers, "idempotency-key": "k".repeat(125) });
     expect(long).toMatchObject({ status: 400, body: { error: { reason: "INVALID_FIELD", fieldViolations: [{ field: "Idempotency-Key" }] } } });
@@ -179,14 +182,15 @@ describe("what the services are told", () => {
     expect(probe.calls.at(-1)!.deadline!.getTime() - sent).toBeLessThanOrEqual(400 + 50);
   });
 
-  it("an analyst's identity reaches risk, which records who resolved a review", async () => {
+  it("an analyst's identity reaches risk, which records who resolved a review, as the name reads", async () => {
     const [a, b] = [await openAccount(h), await openAccount(h)];
     const { assessment } = await h.risk.assessTransfer({ transfer: transferToAssess(a.id, b.id, 2_000_000n) });
     expect(assessment?.decision).toBe(RiskDecision.REVIEW);
     const { reviews } = await h.risk.listReviews({ accountId: a.id });
-    const analyst = createClient(RiskService, createConnectTransport({ baseUrl: h.gateway.base, httpVersion: "1.1", interceptors: [bearer(await tokenFor("analyst", undefined, { subject: "analyst-ada" }))] }));
+    const analyst = createClient(RiskService, createConnectTransport({ baseUrl: h.gateway.base, httpVersion: "1.1", interceptors: [bearer(await tokenFor("analyst", undefined, { subject: "analyst-adà 100%" }))] }));
     const { review } = await analyst.resolveReview({ reviewId: reviews[0].id, resolution: ReviewStatus.APPROVED, note: "known customer" });
-    expect(review?.resolvedBy).toBe("analyst-ada");
+    // Told percent-encoded (anything but printable ASCII, or a "%"), recorded as it reads.
+    expect(review?.resolvedBy).toBe("analyst-adà 100%");
   });
 });
 

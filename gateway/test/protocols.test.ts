@@ -248,8 +248,9 @@ describe("TLS", () => {
 describe("gRPC server reflection", () => {
   type Request = MessageInitShape<typeof reflection.ServerReflectionRequestSchema>;
   /** Asks over one stream, as grpcurl does, and returns the answers in order. */
-  async function ask(requests: Request[]) {
-    const client = createClient(reflection.ServerReflection, createGrpcTransport({ baseUrl: h.gateway.base }));
+  async function ask(requests: Request[], options: { base?: string; token?: string | null } = {}) {
+    const interceptors = options.token === null ? [] : [bearer(options.token ?? (await tokenFor("customer", "reflecting")))];
+    const client = createClient(reflection.ServerReflection, createGrpcTransport({ baseUrl: options.base ?? h.gateway.base, interceptors }));
     const answers: reflection.ServerReflectionResponse[] = [];
     const stream = (async function* () {
       for (const request of requests) yield request;
@@ -259,9 +260,9 @@ describe("gRPC server reflection", () => {
   }
 
   /** The same over grpc-js, of the older grpc.reflection.v1alpha, whose messages are v1's field for field. */
-  function askV1alpha(requests: Request[]): Promise<reflection.ServerReflectionResponse[]> {
+  async function askV1alpha(requests: Request[]): Promise<reflection.ServerReflectionResponse[]> {
     const client = new grpc.Client(h.gateway.target, grpc.credentials.createInsecure());
-    const call = client.makeBidiStreamRequest("/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo", (bytes: Uint8Array) => Buffer.from(bytes), (bytes: Buffer) => bytes);
+    const call = client.makeBidiStreamRequest("/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo", (bytes: Uint8Array) => Buffer.from(bytes), (bytes: Buffer) => bytes, grpcAuth(await tokenFor("teller")).metadata);
     const answers: reflection.ServerReflectionResponse[] = [];
     return new Promise((resolve, reject) => {
       call.on("data", (bytes: Buffer) => answers.push(fromBinary(reflection.ServerReflectionResponseSchema, bytes)));
@@ -314,6 +315,49 @@ describe("gRPC server reflection", () => {
     const ledger = await ask([{ messageRequest: { case: "fileContainingSymbol", value: "tally.account.v1.LedgerService" } }]);
     expect(ledger[0].messageResponse.case).toBe("errorResponse");
   });
+
+  it("resolves every service it lists, reflection's own too, and fields and enum values by name, as grpcurl's describe asks", async () => {
+    const [listed] = await ask([{ messageRequest: { case: "listServices", value: "" } }]);
+    const names = listed.messageResponse.case === "listServicesResponse" ? listed.messageResponse.value.service.map((s) => s.name) : [];
+    const symbols = [...names, "tally.transactions.v1.Transfer.amount", "tally.common.v1.ERROR_REASON_INSUFFICIENT_FUNDS", ".tally.common.v1.Money"];
+    const answers = await ask(symbols.map((value) => ({ messageRequest: { case: "fileContainingSymbol", value } })));
+    expect(answers.map((a, i) => [symbols[i], a.messageResponse.case])).toEqual(symbols.map((symbol) => [symbol, "fileDescriptorResponse"]));
+  });
+
+  it("answers only a caller with a token, a hundred questions a stream at most, spending its rate limit", async () => {
+    await expect(ask([{ messageRequest: { case: "listServices", value: "" } }], { token: null })).rejects.toMatchObject({ code: Code.Unauthenticated });
+    const many: Request[] = Array.from({ length: 101 }, () => ({ messageRequest: { case: "listServices", value: "" } }));
+    await expect(ask(many)).rejects.toMatchObject({ code: Code.ResourceExhausted });
+    const limited = await startGatewayFor(h, { RATE_LIMIT_PER_SECOND: "1", RATE_LIMIT_BURST: "3" });
+    try {
+      await expect(ask(many.slice(0, 4), { base: limited.base })).rejects.toMatchObject({ code: Code.ResourceExhausted });
+    } finally {
+      await limited.stop();
+    }
+  });
+
+  it("ends a stream a tool left open when the gateway stops, answered, rather than hold the drain to its grace period", async () => {
+    const gateway = await startGatewayFor(h, { SHUTDOWN_GRACE_MS: "120000" });
+    const client = createClient(reflection.ServerReflection, createGrpcTransport({ baseUrl: gateway.base, interceptors: [bearer(await tokenFor("teller"))] }));
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    const questions = (async function* () {
+      yield { messageRequest: { case: "listServices" as const, value: "" } };
+      await held;
+    })();
+    const answers: reflection.ServerReflectionResponse[] = [];
+    const stream = (async () => {
+      for await (const answer of client.serverReflectionInfo(questions)) answers.push(answer);
+    })();
+    while (answers.length === 0) await new Promise((resolve) => setTimeout(resolve, 20));
+    const stopped = gateway.stop();
+    // Ended by the server with an OK status: the loop completes rather than throws.
+    await expect(stream).resolves.toBeUndefined();
+    expect(answers).toHaveLength(1);
+    // The tool, told, ends its side too; the gateway's port then closes.
+    release();
+    await stopped;
+  }, 30_000);
 
   it("answers tools that still speak v1alpha the same", async () => {
     const [described] = await askV1alpha([{ messageRequest: { case: "fileByFilename", value: "tally/transactions/v1/transaction_service.proto" } }]);

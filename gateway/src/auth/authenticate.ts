@@ -15,6 +15,8 @@ const REMEMBERED_TOKENS = 10_000;
 const REMEMBER_AT_MOST_MS = 60_000;
 // The longest subject OpenID Connect allows.
 const MAX_SUBJECT_LENGTH = 255;
+// Half of a UTF-16 pair alone: JSON can carry it, but no text encodes it (nor can the services be told it).
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
 
 const refuse = (message: string) => new DomainError(ErrorReason.UNAUTHENTICATED, message);
 
@@ -59,6 +61,7 @@ export function createAuthenticator(config: Pick<GatewayConfig, "AUTH_JWKS_URL" 
     if (subject === "") throw refuse("the token names no subject");
     // OpenID Connect's bound: the subject names the caller's idempotency keys in the services' indexes.
     if (subject.length > MAX_SUBJECT_LENGTH) throw refuse(`the token's subject is longer than ${MAX_SUBJECT_LENGTH} characters`);
+    if (LONE_SURROGATE.test(subject)) throw refuse("the token's subject is not well-formed text");
     // A customer_id the token gives but that names no one is refused, not read as the subject's accounts.
     const named = claim("customer_id");
     if (named !== undefined && (typeof named !== "string" || named === "")) throw refuse("the token's customer_id must be a non-empty string");

@@ -1,6 +1,6 @@
 import { ReviewStatus, RuleKind, type Rule } from "../../../../gen/tally/risk/v1/risk_pb";
 import type { RiskService } from "../../../../gen/tally/risk/v1/risk_service_pb";
-import { callerOf } from "../../../../platform/caller";
+import { callerDisplayName, callerOf } from "../../../../platform/caller";
 import { DomainError, ErrorReason } from "../../../../platform/errors";
 import type { HandlersOf } from "../../../../platform/grpc/server";
 import { requireId } from "../../../../platform/validation";
@@ -77,7 +77,7 @@ export function riskHandlers(d: RiskDomain): HandlersOf<typeof RiskService> {
     async resolveReview(req, ctx) {
       const resolution = req.resolution === ReviewStatus.APPROVED ? "approved" : req.resolution === ReviewStatus.DECLINED ? "declined" : undefined;
       // The gateway names the analyst; calls from inside name no one.
-      const resolvedBy = callerOf(ctx.metadata).slice(0, 200);
+      const resolvedBy = callerDisplayName(callerOf(ctx.metadata)).slice(0, 255);
       return { review: await d.reviews.resolve(req.reviewId, resolution, req.note, resolvedBy) };
     },
     async listAlerts(req) {
