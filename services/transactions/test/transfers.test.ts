@@ -494,14 +494,16 @@ describe("BatchCreateTransfers at scale", () => {
     const [senders, b] = [await Promise.all(Array.from({ length: 100 }, () => funded(1_000_000n))), await openAccount(h)];
     const items = Array.from({ length: 300 }, (_, i) => transferRequest(senders[i % 100].id, b.id, 10n));
     const { results } = await h.transactions.batchCreateTransfers({ transfers: items });
-    // Each approved by risk itself (not its fallback), with no rule met.
-    const outcomes = results.map((r) => ({ status: r.transfer?.status, fallback: r.transfer?.risk?.fallback, reasons: r.transfer?.risk?.reasons }));
-    expect(outcomes).toEqual(items.map(() => ({ status: TransferStatus.POSTED, fallback: false, reasons: [] })));
+    // Each approved by risk itself (not its fallback), with no rule met, and posted: at once, or by
+    // recovery if a busy machine made the ledger's call outlast its deadline.
+    const outcomes = results.map((r) => ({ fallback: r.transfer?.risk?.fallback, reasons: r.transfer?.risk?.reasons }));
+    expect(outcomes).toEqual(items.map(() => ({ fallback: false, reasons: [] })));
     const ids = results.map((r) => r.transfer!.id);
+    for (const id of ids) await statusBecomes(h, id, TransferStatus.POSTED, 30_000);
     const [risk] = await withSql(h, (sql) => sql`select count(distinct xmin::text)::int as calls from risk.assessments where transfer_id = any(${ids})`);
     // At most 100 to a call, one call at a time: with all 300 waiting, four or five calls (the first may go alone); with a few at a time, many more.
     expect(risk.calls).toBeLessThanOrEqual(6);
-  });
+  }, 120_000);
 });
 
 describe("changes to transfers", () => {
