@@ -5,7 +5,16 @@ export function callerOf(metadata: Metadata): string {
   return String(metadata.get("tally-principal")[0] ?? "");
 }
 
-/** The caller as a person reads it: the gateway percent-encodes a subject with anything but printable ASCII, or a "%". */
+/**
+ * A token's subject as the services are told it (`tally-principal`). Metadata values are
+ * printable ASCII, so anything else travels percent-encoded; and so does any subject with a "%"
+ * in it, so that no subject reads as another's encoding: each subject has one name.
+ */
+export function callerName(subject: string): string {
+  return /^[\x20-\x24\x26-\x7e]*$/.test(subject) ? subject : encodeURIComponent(subject);
+}
+
+/** The caller as a person reads it: callerName undone. */
 export function callerDisplayName(caller: string): string {
   try {
     return caller.includes("%") ? decodeURIComponent(caller) : caller;

@@ -1,5 +1,6 @@
 import type { DescMethod, Message } from "@bufbuild/protobuf";
 import { Metadata } from "@grpc/grpc-js";
+import { callerName } from "../../platform/caller";
 import { DomainError, ErrorReason } from "../../platform/errors";
 import { requireToken } from "../../platform/validation";
 import type { Authenticate } from "./auth/authenticate";
@@ -58,25 +59,16 @@ function applyIdempotencyKey(method: DescMethod, request: Message, key: string |
     if (!itemField) continue;
     requireToken(key, "Idempotency-Key", BATCH_KEY_LENGTH);
     const items = (request as unknown as Record<string, Record<string, string>[]>)[list.localName];
-    const derived = new RegExp(`^${key.replace(/[.]/g, "\\.")}\\.\\d+$`);
+    const given = `${key}.`;
     items.forEach((item, index) => {
       const own = item[itemField.localName];
-      if (own === "") item[itemField.localName] = `${key}.${index}`;
+      if (own === "") item[itemField.localName] = `${given}${index}`;
       // Else two items could be one request: an item's own id among those the key gives.
-      else if (derived.test(own)) {
+      else if (own.startsWith(given) && /^\d+$/.test(own.slice(given.length))) {
         throw new DomainError(ErrorReason.INVALID_FIELD, "a request_id of the form <Idempotency-Key>.<n> is the key's, for items without one", `${list.name}[${index}].request_id`);
       }
     });
   }
-}
-
-/**
- * The subject as the services are told it. Metadata values are printable ASCII, so anything else
- * travels percent-encoded; and so does any subject with a "%" in it, so that no subject reads as
- * another's encoding: each subject has one name (the services key idempotency by it).
- */
-function principalName(subject: string): string {
-  return /^[\x20-\x24\x26-\x7e]*$/.test(subject) ? subject : encodeURIComponent(subject);
 }
 
 /**
@@ -103,7 +95,7 @@ export function createForwarder(deps: {
     const answer = await authorize(principal, method, access, request, deps.directory, deadline);
     if (answer) return answer;
     const metadata = new Metadata();
-    metadata.set("tally-principal", principalName(principal.subject));
+    metadata.set("tally-principal", callerName(principal.subject));
     const response = (await deps.backends.callOf(method)(request, { deadline, metadata })) as Message;
     return allowedAsStaff(principal, access) ? response : customerView(method.output, response);
   };

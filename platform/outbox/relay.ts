@@ -63,7 +63,7 @@ export class OutboxRelay {
   duplicates = 0;
   /** Rows this relay published that are not yet marked sent: the next pass's read marks them. */
   private unmarked: bigint[] = [];
-  /** Rows refused alone, by seq: how many passes refused each (see judgeRefusals()). */
+  /** Rows the stream refused for themselves, by seq: in how many passes in a row (see judgeRefusals()). */
   private readonly refusals = new Map<bigint, number>();
   private readonly meter = metrics.getMeter("tally.outbox");
   private readonly lag = this.meter.createHistogram("outbox.publish.lag", {
@@ -166,10 +166,9 @@ export class OutboxRelay {
     this.published += stored.length;
     this.duplicates += results.filter((r) => r.status === "fulfilled" && r.value.duplicate).length;
     const now = Date.now();
-    for (const row of stored) {
-      this.refusals.delete(row.seq);
-      this.lag.record(Math.max(0, now - row.createdAt.getTime()) / 1000, { outbox: this.outbox });
-    }
+    for (const row of stored) this.lag.record(Math.max(0, now - row.createdAt.getTime()) / 1000, { outbox: this.outbox });
+    // A row once refused and now taken is judged no more (almost always there is none).
+    if (this.refusals.size > 0) for (const row of stored) this.refusals.delete(row.seq);
     if (stored.length < rows.length) await this.judgeRefusals(rows, results);
     return stored.length;
   }
