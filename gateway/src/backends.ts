@@ -26,7 +26,7 @@ export interface Backends {
 
 // Reads are safe to retry on UNAVAILABLE; creates carry idempotency keys, so they are too.
 const IDEMPOTENT = {
-  account: ["getAccount", "listAccounts", "getBalance", "listEntries", "getSystemAccount", "createAccount", "freezeAccount", "unfreezeAccount", "closeAccount"],
+  account: ["getAccount", "listAccounts", "getBalance", "lookupAccounts", "listEntries", "getSystemAccount", "createAccount", "freezeAccount", "unfreezeAccount", "closeAccount"],
   transactions: ["getTransfer", "listTransfers", "createTransfer", "createDeposit", "createWithdrawal", "authorizeTransfer", "captureTransfer", "voidTransfer", "reverseTransfer", "batchCreateTransfers"],
   risk: ["getAssessment", "getRule", "listRules", "testRule", "listReviews", "getReview", "listAlerts", "getRiskProfile"],
 };

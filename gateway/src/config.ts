@@ -53,6 +53,8 @@ export function gatewayEnv(env: Env = process.env) {
     MAX_REQUEST_BYTES: int(1024 * 1024, 1024),
     BREAKER_FAILURES: int(5, 1),
     BREAKER_COOLDOWN_MS: int(2_000, 10),
+    // Balance reads' calls to the account service at once; the reads that arrive meanwhile share the next.
+    BALANCE_LOOKUPS_IN_FLIGHT: int(4, 1),
     // Browser origins allowed to call the API (CORS), comma-separated; none by default.
     CORS_ORIGINS: list,
   };

@@ -1,5 +1,6 @@
 import type { DescMethod, Message } from "@bufbuild/protobuf";
 import { Metadata } from "@grpc/grpc-js";
+import { AccountService, type GetBalanceRequest } from "../../gen/tally/account/v1/account_service_pb";
 import { callerName } from "../../platform/caller";
 import { DomainError, ErrorReason } from "../../platform/errors";
 import { requireToken } from "../../platform/validation";
@@ -8,7 +9,10 @@ import { accessOf, allowedAsStaff, authorize } from "./auth/authorize";
 import { customerView } from "./auth/customer-view";
 import type { OwnershipDirectory } from "./auth/ownership";
 import type { Backends } from "./backends";
+import type { BalanceReads } from "./balance-reads";
 import type { RateLimiter } from "./rate-limit";
+
+const getBalance = AccountService.method.getBalance;
 
 /** What the gateway needs to know of an incoming call, whatever its protocol. */
 export interface IncomingCall {
@@ -83,6 +87,7 @@ export function createForwarder(deps: {
   authenticate: Authenticate;
   limiter: RateLimiter;
   directory: OwnershipDirectory;
+  balances: BalanceReads;
   options: ForwardOptions;
 }): Forward {
   const accessTo = new Map(deps.backends.services.flatMap((s) => s.methods).map((m) => [m, accessOf(m)]));
@@ -96,7 +101,10 @@ export function createForwarder(deps: {
     if (answer) return answer;
     const metadata = new Metadata();
     metadata.set("tally-principal", callerName(principal.subject));
-    const response = (await deps.backends.callOf(method)(request, { deadline, metadata })) as Message;
+    const response =
+      method === getBalance
+        ? await deps.balances.read((request as GetBalanceRequest).accountId, deadline)
+        : ((await deps.backends.callOf(method)(request, { deadline, metadata })) as Message);
     return allowedAsStaff(principal, access) ? response : customerView(method.output, response);
   };
 }

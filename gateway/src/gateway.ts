@@ -10,6 +10,7 @@ import type { Logger } from "../../platform/logger";
 import { createAuthenticator } from "./auth/authenticate";
 import { OwnershipDirectory } from "./auth/ownership";
 import { createBackends } from "./backends";
+import { BalanceReads } from "./balance-reads";
 import { DEVELOPMENT_SECRET, type GatewayConfig } from "./config";
 import { createForwarder } from "./forward";
 import { withGrpcUnary } from "./grpc-unary";
@@ -59,6 +60,7 @@ export async function startGateway(config: GatewayConfig, log: Logger, lifecycle
       authenticate,
       limiter,
       directory: new OwnershipDirectory(backends),
+      balances: new BalanceReads(backends.account, config.BALANCE_LOOKUPS_IN_FLIGHT),
       options: { defaultDeadlineMs: config.GRPC_DEADLINE_MS, maxDeadlineMs: config.MAX_DEADLINE_MS },
     }),
     log,

@@ -477,7 +477,8 @@ export const AccountService: GenService<{
   /**
    * The accounts that exist among the ids asked for; the others are left
    * out. Internal: the transactions service checks the accounts that its
-   * concurrent requests name in one call.
+   * concurrent requests name in one call, and the gateway answers the
+   * balance reads that arrive together with one call.
    *
    * @generated from rpc tally.account.v1.AccountService.LookupAccounts
    */

@@ -1,0 +1,60 @@
+import { create } from "@bufbuild/protobuf";
+import type { Account } from "../../gen/tally/account/v1/account_pb";
+import { GetBalanceResponseSchema, type AccountService, type GetBalanceResponse } from "../../gen/tally/account/v1/account_service_pb";
+import { CallBatcher } from "../../platform/call-batcher";
+import { DomainError, ErrorReason } from "../../platform/errors";
+import type { ClientOf } from "../../platform/grpc/client";
+import { requireId } from "../../platform/validation";
+
+interface Read {
+  accountId: string;
+  deadline: Date;
+}
+
+// The account service's bound on one lookup.
+const MAX_LOOKUP = 1000;
+
+/**
+ * GetBalance as the gateway serves it: the balance reads that arrive while
+ * `callsInFlight` lookups are out go together in the next one, so a call, its
+ * HTTP/2 stream and the service's statement are paid per group rather than per
+ * read — most of a read's cost on both sides. A lone read goes at once. Each
+ * read is answered from the account row as the lookup found it, after the
+ * read arrived, and is refused as GetBalance refuses it.
+ */
+export class BalanceReads {
+  private readonly lookups: CallBatcher<Read, Account | undefined>;
+
+  constructor(account: Pick<ClientOf<typeof AccountService>, "lookupAccounts">, callsInFlight: number) {
+    this.lookups = new CallBatcher(
+      "AccountService/LookupAccounts",
+      async (reads) => {
+        // The group waits for its most patient reader; one in a hurry gives up alone (read()).
+        const deadline = new Date(Math.max(...reads.map((r) => r.deadline.getTime())));
+        const { accounts } = await account.lookupAccounts({ accountIds: [...new Set(reads.map((r) => r.accountId))] }, { deadline });
+        const byId = new Map(accounts.map((a) => [a.id, a]));
+        return reads.map((r) => byId.get(r.accountId));
+      },
+      { concurrency: callsInFlight, maxItems: MAX_LOOKUP, retryAlone: () => false },
+    );
+  }
+
+  async read(accountId: string, deadline: Date): Promise<GetBalanceResponse> {
+    const id = requireId(accountId, "account_id");
+    const account = await byDeadline(this.lookups.submit({ accountId: id, deadline }), deadline);
+    if (!account) throw new DomainError(ErrorReason.ACCOUNT_NOT_FOUND, `account ${id} not found`, "account_id");
+    return create(GetBalanceResponseSchema, { balance: account.balance });
+  }
+}
+
+/** The answer, or DEADLINE_EXCEEDED once the deadline passes first. */
+function byDeadline<T>(answer: Promise<T>, deadline: Date): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(new DomainError(ErrorReason.DEADLINE_EXCEEDED, "the account service did not answer before the deadline")),
+      Math.max(0, deadline.getTime() - Date.now()),
+    );
+  });
+  return Promise.race([answer, late]).finally(() => clearTimeout(timer));
+}
