@@ -14,6 +14,12 @@ export interface GroupCommitOptions {
   retryAlone?: (err: unknown) => boolean;
   /** Names the spans that tie a group shared by several callers to each caller's trace (none without a name). */
   name?: string;
+  /**
+   * How each other caller's trace is tied to a shared group: a span of its own linked to it (the
+   * default), or, where that costs too much for a path every request takes, an event on the
+   * caller's span naming the group's trace and span.
+   */
+  tieBy?: "span" | "event";
 }
 
 /** The rows an item locks (its accounts): a request waits rather than commit beside a group that locks any of them. */
@@ -146,8 +152,13 @@ export class GroupCommit<R, O> {
       throw err;
     } finally {
       shared.end();
+      const group = shared.spanContext();
       for (const w of callers.slice(1)) {
-        const own = tracer.startSpan(this.options.name, { startTime: w.at, links: [{ context: shared.spanContext() }], attributes: { "tally.batch.size": size } }, w.context);
+        if (this.options.tieBy === "event") {
+          trace.getSpan(w.context)?.addEvent(this.options.name, { "tally.batch.trace_id": group.traceId, "tally.batch.span_id": group.spanId, "tally.batch.size": size, "tally.batch.failed": failure !== undefined });
+          continue;
+        }
+        const own = tracer.startSpan(this.options.name, { startTime: w.at, links: [{ context: group }], attributes: { "tally.batch.size": size } }, w.context);
         if (failure !== undefined) own.setStatus({ code: SpanStatusCode.ERROR });
         own.end();
       }

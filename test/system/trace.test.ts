@@ -194,7 +194,7 @@ describe("one transfer, one trace", () => {
     }
   });
 
-  it("keeps each transfer's event in its own trace when concurrent transfers commit together", async () => {
+  it("keeps each transfer's event in its own trace when concurrent transfers commit together, and leads from each to the statements that stored it", async () => {
     // Five from each of four accounts: fewer than the shipped velocity rule sends to review.
     const pairs = await Promise.all(Array.from({ length: 4 }, () => openFundedAccounts()));
     const sent = await Promise.all(
@@ -225,6 +225,28 @@ describe("one transfer, one trace", () => {
       const named = [decided.attributes["tally.transfer.id"], ...decided.events.map((e) => e.attributes["tally.transfer.id"])];
       expect(named).toContain(transferId);
     }
+    // Its record, its saves and its answer: statements in its own trace, or in a transaction shared with others that its trace links to.
+    let linked = 0;
+    for (const tree of trees) {
+      for (const [group, statement] of [
+        ["record transfers", "INSERT transactions.transfers"],
+        ["save transfers", "UPDATE transactions.transfers"],
+        ["store answers", "UPDATE transactions.idempotency_keys"],
+      ]) {
+        const own = tree.spans.filter((s) => s.service === "transactions" && s.name === statement);
+        // A transaction shared with others is named by an event on the request's span: its trace and span.
+        const shared = tree.spans.filter((s) => s.service === "transactions").flatMap((s) => s.events.filter((e) => e.name === group));
+        expect({ group, found: own.length + shared.length > 0 }).toEqual({ group, found: true });
+        for (const { attributes } of shared) {
+          const [traceId, spanId] = [String(attributes["tally.batch.trace_id"]), String(attributes["tally.batch.span_id"])];
+          const commit = await completeTrace(traceId, (t) => t.find(`the shared ${group}`, (s) => s.spanId === spanId));
+          expect(commit.spans.some((s) => s.name === statement && commit.isUnder(s, commit.byId.get(spanId)!))).toBe(true);
+          linked++;
+        }
+      }
+    }
+    // Twenty at once: some shared a transaction.
+    expect(linked).toBeGreaterThan(0);
   }, 90_000);
 
   it("follows a transfer sent to review, then the analyst's approval through the events that post it", async () => {

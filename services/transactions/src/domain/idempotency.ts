@@ -62,7 +62,7 @@ export class IdempotencyKeys {
     // key (the request's own and a replay's that took its transfers over) go in two statements.
     this.answers = new GroupCommit(
       (groups) => this.storeAnswers(groups.flat()).then((stored) => stored.map((answer) => [answer])),
-      { concurrency: 1, maxItems: 1000, onePerKey: true },
+      { concurrency: 1, maxItems: 1000, onePerKey: true, name: "store answers", tieBy: "event" },
       (a) => [a.requestId],
     );
   }

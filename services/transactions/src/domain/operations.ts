@@ -54,7 +54,7 @@ type MovementOutcome = KeyOutcome & { created?: TransferRow };
 
 // One group of new movements at a time: the ones that arrive meanwhile share the next transaction
 // (on two cores, fewer and larger transactions cost less than the wait for the one before).
-const MOVEMENT_GROUPS = { concurrency: 1, maxItems: 1000, onePerKey: true };
+const MOVEMENT_GROUPS = { concurrency: 1, maxItems: 1000, onePerKey: true, name: "record transfers", tieBy: "event" as const };
 
 /**
  * What the TransactionService does, request by request: validate, record the

@@ -259,7 +259,7 @@ interface Change {
 }
 
 // One group of changes at a time; the changes that arrive meanwhile share the next transaction.
-const CHANGE_GROUPS: GroupCommitOptions = { concurrency: 1, maxItems: 1000, onePerKey: true };
+const CHANGE_GROUPS: GroupCommitOptions = { concurrency: 1, maxItems: 1000, onePerKey: true, name: "save transfers", tieBy: "event" };
 
 /**
  * Applies changes to transfers, each while its `expected` holds, in one statement per set of
