@@ -112,6 +112,36 @@ describe("AssessTransfer with the default rules", () => {
   });
 });
 
+describe("attempts risk declined", () => {
+  it("count in the source account's windows, each once however often it is asked, and rules can act on them", async () => {
+    const [a, b, c] = [await openAccount(h), await openAccount(h), await openAccount(h)];
+    // Three declined (the first asked three times, twice at once), one approved; none from b or c.
+    const declined = Array.from({ length: 3 }, () => transferToAssess(a.id, b.id, 100_000_000n));
+    const answers = await Promise.all([...declined, declined[0], declined[0]].map((transfer) => h.risk.assessTransfer({ transfer })));
+    expect(answers.map((x) => x.assessment?.decision)).toEqual(answers.map(() => RiskDecision.DECLINE));
+    expect((await decisionOf(a.id, b.id, 100n)).decision).toBe(RiskDecision.APPROVE);
+    const windows = async (accountId: string) => {
+      const { profile } = await h.risk.getRiskProfile({ accountId });
+      return [profile!.lastMinute!.declinedCount, profile!.lastHour!.declinedCount, profile!.lastDay!.declinedCount];
+    };
+    expect(await windows(a.id)).toEqual([3n, 3n, 3n]);
+    expect(await windows(b.id)).toEqual([0n, 0n, 0n]);
+
+    // An account probing for the limits is stopped, whatever it sends next; another is not.
+    const { rule } = await h.risk.createRule({
+      rule: { name: "probing", kind: RuleKind.ASSESSMENT, expression: "profile.last_hour.declined_count >= 3", action: RuleAction.DECLINE, priority: 5, enabled: true },
+    });
+    try {
+      const next = await decisionOf(a.id, b.id, 100n);
+      expect([next.decision, firedRules(next)]).toEqual([RiskDecision.DECLINE, ["probing"]]);
+      expect((await decisionOf(c.id, b.id, 100n)).decision).toBe(RiskDecision.APPROVE);
+      expect(await windows(a.id)).toEqual([4n, 4n, 4n]);
+    } finally {
+      await h.risk.disableRule({ ruleId: rule!.id });
+    }
+  });
+});
+
 describe("AssessTransfer bookkeeping", () => {
   it("assesses a transfer once: asking again, even concurrently, returns the stored decision", async () => {
     const [a, b] = [await openAccount(h), await openAccount(h)];

@@ -70,6 +70,8 @@ export const activity = riskSchema.table(
     debitSum: count("debit_sum"),
     creditCount: count("credit_count"),
     creditSum: count("credit_sum"),
+    // Transfers from the account that risk declined, counted by the assessments (the rest by the ledger's events).
+    declinedCount: count("declined_count"),
   },
   (t) => [primaryKey({ columns: [t.accountId, t.bucket] }), index("activity_bucket_idx").on(t.bucket)],
 );

@@ -107,6 +107,8 @@ export class Assessor {
       const inserted = new Map(rows.map((row) => [row.id, row]));
       const fresh = decided.flatMap((d) => (inserted.has(d.id) ? [{ ...d, assessment: assessmentMessage(inserted.get(d.id)!) }] : []));
       const events: NewEvent[] = fresh.map((d) => ({ subjectId: d.transfer.id, payload: { case: "assessmentCompleted", value: create(AssessmentCompletedSchema, { assessment: d.assessment }) } }));
+      // An attempt declined is one the account made: rules see it in its profile's windows.
+      await this.profiles.recordDeclines(tx, fresh.filter((d) => d.decision === "decline").map((d) => ({ accountId: d.transfer.fromAccountId, at: now })));
       const toReview = fresh.filter((d) => d.decision === "review");
       if (toReview.length > 0) {
         const opened = await tx

@@ -46,7 +46,8 @@ function movementsOf(transfers: LedgerTransfer[]): Movement[] {
 
 /**
  * Per-account aggregates learnt from the ledger's events: lifetime totals,
- * 10-second activity buckets summed into sliding windows, and counterparties.
+ * 10-second activity buckets summed into sliding windows, and counterparties;
+ * and, in the same buckets, the attempts risk declined, from its assessments.
  * Every update is an increment or a max, so events may arrive in any order.
  */
 export class Profiles {
@@ -114,6 +115,25 @@ export class Profiles {
     ]);
   }
 
+  /**
+   * Counts the transfers risk declined, each against its source account in the bucket of when it
+   * was decided; runs inside the transaction that stores the assessments, which decides each once.
+   */
+  async recordDeclines(tx: RiskTx, declined: { accountId: string; at: Date }[]): Promise<void> {
+    if (declined.length === 0) return;
+    const perBucket = new Map<string, { accountId: string; bucket: Date; declinedCount: bigint }>();
+    for (const { accountId, at } of declined) {
+      const bucket = bucketOf(at);
+      const key = `${accountId}|${bucket.toISOString()}`;
+      const row = perBucket.get(key) ?? { accountId, bucket, declinedCount: 0n };
+      row.declinedCount += 1n;
+      perBucket.set(key, row);
+    }
+    // One row per key, locked in the same order as the ledger's events lock them.
+    const rows = inLockOrder(perBucket.entries(), ([key]) => key).map(([, row]) => row);
+    await insertRows(tx, activity, rows, { onConflict: sql`(account_id, bucket) do update set declined_count = activity.declined_count + excluded.declined_count` });
+  }
+
   /** Keeps risk's view of an account current; runs inside the event's inbox transaction. */
   async recordAccount(tx: RiskTx, account: Account): Promise<void> {
     const row = accountViewOf(account);
@@ -146,7 +166,7 @@ export class Profiles {
     const sums = (column: string, window: number) =>
       sql.raw(`coalesce(sum(${column}) filter (where bucket > `).append(sql`${since(window)}), 0)::text`);
     const windows = ([["m", MINUTE], ["h", HOUR], ["d", DAY]] as const).flatMap(([name, window]) =>
-      (["debit_count", "debit_sum", "credit_count", "credit_sum"] as const).map((column) => sql`${sums(column, window)} as ${sql.raw(`${name}_${column}`)}`),
+      (["debit_count", "debit_sum", "credit_count", "credit_sum", "declined_count"] as const).map((column) => sql`${sums(column, window)} as ${sql.raw(`${name}_${column}`)}`),
     );
     const ids = sql`${`{${accountIds.join(",")}}`}::uuid[]`;
     const rows = (await db.execute(sql`
@@ -185,6 +205,7 @@ function profileOf(accountId: string, row: ProfileRow, now: Date): RiskProfile {
       debitSum: BigInt(row[`${name}_debit_sum`] ?? 0),
       creditCount: BigInt(row[`${name}_credit_count`] ?? 0),
       creditSum: BigInt(row[`${name}_credit_sum`] ?? 0),
+      declinedCount: BigInt(row[`${name}_declined_count`] ?? 0),
     });
   const openedAt = row.opened_at ? new Date(row.opened_at) : undefined;
   return create(RiskProfileSchema, {
@@ -205,7 +226,7 @@ function profileOf(accountId: string, row: ProfileRow, now: Date): RiskProfile {
   });
 }
 
-type WindowColumns = `${"m" | "h" | "d"}_${"debit_count" | "debit_sum" | "credit_count" | "credit_sum"}`;
+type WindowColumns = `${"m" | "h" | "d"}_${"debit_count" | "debit_sum" | "credit_count" | "credit_sum" | "declined_count"}`;
 
 /** One row of the profile query: window sums as text (null with no activity in the last day), lifetime columns null for an account with no activity. */
 type ProfileRow = Record<WindowColumns, string | null> & {

@@ -1,0 +1,1 @@
+ALTER TABLE "risk"."activity" ADD COLUMN "declined_count" bigint DEFAULT 0 NOT NULL;
