@@ -7,6 +7,8 @@ export interface CallBatcherOptions {
   maxItems: number;
   /** A failed call of several items whose items are then sent again one by one (a refusal of the request, say); otherwise all fail with it. */
   retryAlone: (err: unknown) => boolean;
+  /** A call still out after this long gives up its place to the next (see GroupCommitOptions). */
+  freePlaceAfterMs?: number;
 }
 
 /**

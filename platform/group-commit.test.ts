@@ -146,3 +146,26 @@ it("with onePerKey, commits requests sharing a key in turn, never in one group",
   m.pending[2].resolve();
   expect(await Promise.all(answers)).toEqual([["ok 1"], ["ok 3"], ["ok 2"], ["ok 5"], ["ok 4"]]);
 });
+
+it("with freePlaceAfterMs, a group still at work that long gives up its place to the requests behind it, and still answers its own", async () => {
+  const m = manualCommit();
+  const group = new GroupCommit(m.commit, { concurrency: 1, maxItems: 10, freePlaceAfterMs: 50 });
+  const stuck = group.submit([1]);
+  const behind = [group.submit([2]), group.submit([3])];
+  expect(m.groups).toEqual([[[1]]]);
+  await new Promise((r) => setTimeout(r, 100));
+  // The first still out, the two behind it went together in the place it gave up.
+  expect(m.groups).toEqual([[[1]], [[2], [3]]]);
+  m.pending[1].resolve();
+  expect(await Promise.all(behind)).toEqual([["ok 2"], ["ok 3"]]);
+  m.pending[0].resolve();
+  expect(await stuck).toEqual(["ok 1"]);
+  // Its place was given up once: when it ends, one group at a time still.
+  const [c, d] = [group.submit([4]), group.submit([5])];
+  expect(m.groups.slice(2)).toEqual([[[4]]]);
+  m.pending[2].resolve();
+  await tick();
+  expect(m.groups.slice(3)).toEqual([[[5]]]);
+  m.pending[3].resolve();
+  expect([await c, await d]).toEqual([["ok 4"], ["ok 5"]]);
+});

@@ -20,6 +20,12 @@ export interface GroupCommitOptions {
    * caller's span naming the group's trace and span.
    */
   tieBy?: "span" | "event";
+  /**
+   * A group still at work after this long gives up its place to the next (the keys it locks stay
+   * held until it ends): for calls, so that a peer that hangs cannot hold every place while the
+   * others answer.
+   */
+  freePlaceAfterMs?: number;
 }
 
 /** The rows an item locks (its accounts): a request waits rather than commit beside a group that locks any of them. */
@@ -76,15 +82,22 @@ export class GroupCommit<R, O> {
       const keys = group.flatMap((w) => w.keys);
       for (const key of keys) this.locked.set(key, (this.locked.get(key) ?? 0) + 1);
       this.running++;
+      let placeHeld = true;
+      const freePlace = () => {
+        if (placeHeld) this.running--;
+        placeHeld = false;
+      };
+      const late = this.options.freePlaceAfterMs === undefined ? undefined : setTimeout(() => (freePlace(), this.drain()), this.options.freePlaceAfterMs).unref();
       void context
         .with(group[0].context, () => this.settle(group))
         .finally(() => {
+          clearTimeout(late);
           for (const key of keys) {
             const holders = this.locked.get(key)! - 1;
             if (holders === 0) this.locked.delete(key);
             else this.locked.set(key, holders);
           }
-          this.running--;
+          freePlace();
           this.drain();
         });
     }

@@ -41,6 +41,13 @@ export function metadataProblem(metadata: Record<string, string>): string | unde
   return keys.find((k) => k.length === 0 || k.length > 64 || metadata[k].length > 512 || hasNul(k) || hasNul(metadata[k]));
 }
 
+/**
+ * The accounts one LookupAccounts call asks for at most: it answers with whole accounts, whose
+ * metadata alone may take about 55 KB (32 keys and values of 576 characters, up to 3 bytes each
+ * in UTF-8), and a gRPC message may take 16 MiB (platform/grpc/client.ts).
+ */
+export const ACCOUNTS_PER_LOOKUP = 200;
+
 export function sameMetadata(a: Record<string, string>, b: Record<string, string>): boolean {
   const keys = Object.keys(a);
   return keys.length === Object.keys(b).length && keys.every((k) => Object.hasOwn(b, k) && a[k] === b[k]);

@@ -4,15 +4,16 @@ import { GetBalanceResponseSchema, type AccountService, type GetBalanceResponse 
 import { CallBatcher } from "../../platform/call-batcher";
 import { DomainError, ErrorReason } from "../../platform/errors";
 import type { ClientOf } from "../../platform/grpc/client";
-import { requireId } from "../../platform/validation";
+import { ACCOUNTS_PER_LOOKUP, requireId } from "../../platform/validation";
 
 interface Read {
   accountId: string;
   deadline: Date;
 }
 
-// The account service's bound on one lookup.
-const MAX_LOOKUP = 1000;
+// A lookup still out after this long (a healthy one takes a few milliseconds) gives up its place,
+// so an account replica that hangs cannot hold every place while the others answer.
+const FREE_PLACE_AFTER_MS = 200;
 
 /**
  * GetBalance as the gateway serves it: the balance reads that arrive while
@@ -35,7 +36,7 @@ export class BalanceReads {
         const byId = new Map(accounts.map((a) => [a.id, a]));
         return reads.map((r) => byId.get(r.accountId));
       },
-      { concurrency: callsInFlight, maxItems: MAX_LOOKUP, retryAlone: () => false },
+      { concurrency: callsInFlight, maxItems: ACCOUNTS_PER_LOOKUP, retryAlone: () => false, freePlaceAfterMs: FREE_PLACE_AFTER_MS },
     );
   }
 

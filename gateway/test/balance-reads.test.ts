@@ -4,7 +4,9 @@ import { BadRequestSchema, ErrorInfoSchema } from "../../gen/google/rpc/error_de
 import { AccountService } from "../../gen/tally/account/v1/account_service_pb";
 import type { RemoteError } from "../../platform/grpc/status";
 import { newId } from "../../platform/ids";
-import { fund, openAccount } from "../../services/transactions/test/fixtures";
+import type { Account } from "../../gen/tally/account/v1/account_pb";
+import { fund, largestMetadata, openAccount } from "../../services/transactions/test/fixtures";
+import { eventually } from "../../test/support/events";
 import { bearer, startGatewayFor, startGatewayHarness, tokenFor, type GatewayHarness } from "./harness";
 import { startProbeBackend, type ProbeBackend } from "./probe-backend";
 
@@ -55,6 +57,20 @@ describe("balance reads through the gateway", () => {
     expect((await client.getBalance({ accountId: account.id.toUpperCase() })).balance?.accountId).toBe(account.id);
   });
 
+  it("read at once of accounts with the largest metadata, each is answered: no lookup asks for more than a gRPC message may carry", async () => {
+    // 320 accounts of about 55 KB each: more than 16 MiB in one answer.
+    const accounts: Account[] = [];
+    for (let i = 0; i < 8; i++) accounts.push(...(await Promise.all(Array.from({ length: 40 }, () => openAccount(h, { metadata: largestMetadata() })))));
+    const gateway = await startGatewayFor(h, { BALANCE_LOOKUPS_IN_FLIGHT: "1" });
+    try {
+      const client = await clientOf(gateway.base);
+      const balances = await Promise.all(accounts.map((a) => client.getBalance({ accountId: a.id }, { timeoutMs: 30_000 })));
+      expect(balances.map((b) => b.balance?.accountId)).toEqual(accounts.map((a) => a.id));
+    } finally {
+      await gateway.stop();
+    }
+  }, 60_000);
+
   it("a customer reads their own account's balance, and not another's", async () => {
     const mine = await openAccount(h, { customerId: "reader-1" });
     const theirs = await openAccount(h, { customerId: "reader-2" });
@@ -88,6 +104,24 @@ describe("balance reads share calls to the account service", () => {
     }
   });
 
+  it("a lookup a replica does not answer gives up its place: the reads behind it are answered", async () => {
+    const stuck = await startProbeBackend({ answerAfterMs: (call) => (call === 0 ? 3_000 : 0) });
+    const gateway = await startGatewayFor(h, { ACCOUNT_SERVICE_URL: stuck.target, BALANCE_LOOKUPS_IN_FLIGHT: "1" });
+    try {
+      const client = await clientOf(gateway.base);
+      const first = client.getBalance({ accountId: newId() }, { timeoutMs: 10_000 }).catch(() => undefined);
+      await eventually(async () => stuck.calls.length === 1 || undefined, 5_000);
+      // Each with a deadline long before the stuck lookup's, which holds the only place at first.
+      const ids = Array.from({ length: 5 }, () => newId());
+      const answers = await Promise.all(ids.map((accountId) => client.getBalance({ accountId }, { timeoutMs: 1_500 })));
+      expect(answers.map((a) => a.balance?.accountId)).toEqual(ids);
+      await first;
+    } finally {
+      await gateway.stop();
+      await stuck.stop();
+    }
+  });
+
   it("a read whose deadline passes first gives up alone: the read it shared a lookup with is answered", async () => {
     const gateway = await startGatewayFor(h, { ACCOUNT_SERVICE_URL: probe.target, BALANCE_LOOKUPS_IN_FLIGHT: "1" });
     try {
@@ -95,7 +129,7 @@ describe("balance reads share calls to the account service", () => {
       const [first, patient, hurried] = [newId(), newId(), newId()];
       const ahead = client.getBalance({ accountId: first }, { timeoutMs: 10_000 });
       // Both wait behind the first lookup and then share one, with the patient read's deadline.
-      await new Promise((resolve) => setTimeout(resolve, 50));
+      await eventually(async () => probe.calls.length === 1 || undefined, 5_000);
       // Over REST the client does not give up by itself: X-Server-Timeout is the gateway's deadline alone.
       const [answered, refused] = await Promise.all([
         client.getBalance({ accountId: patient }, { timeoutMs: 10_000 }),

@@ -20,7 +20,7 @@ export interface ProbeBackend {
  * lookup finds every account asked for, each with a balance of its id's first
  * hex digits. Every other method fails.
  */
-export async function startProbeBackend(options: { port?: number; failWith?: DomainError; answerAfterMs?: number } = {}): Promise<ProbeBackend> {
+export async function startProbeBackend(options: { port?: number; failWith?: DomainError; answerAfterMs?: number | ((call: number) => number) } = {}): Promise<ProbeBackend> {
   const calls: ProbeBackend["calls"] = [];
   const server = new GrpcServer({ host: "127.0.0.1", port: options.port ?? 0, log: testLogger() });
   const unimplemented = async () => {
@@ -28,7 +28,9 @@ export async function startProbeBackend(options: { port?: number; failWith?: Dom
   };
   const answer = async (method: string, ctx: { deadline?: Date; metadata: { get(key: string): unknown[] } }, accountIds?: string[]) => {
     calls.push({ method, deadline: ctx.deadline, principal: ctx.metadata.get("tally-principal").map(String), accountIds });
-    if (options.answerAfterMs) await new Promise((resolve) => setTimeout(resolve, options.answerAfterMs));
+    // A number for every call, or each call's own (by its place, from 0).
+    const wait = typeof options.answerAfterMs === "function" ? options.answerAfterMs(calls.length - 1) : options.answerAfterMs;
+    if (wait) await new Promise((resolve) => setTimeout(resolve, wait));
     if (options.failWith) throw options.failWith;
   };
   const handlers = {

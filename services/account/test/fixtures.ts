@@ -13,15 +13,20 @@ export type LedgerClients = Pick<AccountHarness, "accounts" | "ledger">;
 
 let customers = 0;
 
-export async function openAccount(h: LedgerClients, init: { currency?: string; overdraftLimit?: bigint; customerId?: string } = {}): Promise<Account> {
+export async function openAccount(h: LedgerClients, init: { currency?: string; overdraftLimit?: bigint; customerId?: string; metadata?: Record<string, string> } = {}): Promise<Account> {
   const { account } = await h.accounts.createAccount({
     requestId: newId(),
     customerId: init.customerId ?? `customer-${++customers}`,
     currency: init.currency ?? "USD",
     overdraftLimit: init.overdraftLimit ?? 0n,
+    metadata: init.metadata,
   });
   return account!;
 }
+
+/** The largest metadata an account may hold: 32 keys of 64 characters and values of 512, each 3 bytes in UTF-8 (about 55 KB). */
+export const largestMetadata = (): Record<string, string> =>
+  Object.fromEntries(Array.from({ length: 32 }, (_, i) => [`${String(i).padStart(2, "0")}${"€".repeat(62)}`, "€".repeat(512)]));
 
 export const transfer = (debitAccountId: string, creditAccountId: string, amount: bigint, extra: TransferInit = {}): TransferInit => ({
   id: newId(),

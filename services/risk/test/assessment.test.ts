@@ -113,7 +113,7 @@ describe("AssessTransfer with the default rules", () => {
 });
 
 describe("attempts risk declined", () => {
-  it("count in the source account's windows, each once however often it is asked, and rules can act on them", async () => {
+  it("count in the customer's account that sent them, each once however often it is asked, and rules can act on them", async () => {
     const [a, b, c] = [await openAccount(h), await openAccount(h), await openAccount(h)];
     // Three declined (the first asked three times, twice at once), one approved; none from b or c.
     const declined = Array.from({ length: 3 }, () => transferToAssess(a.id, b.id, 100_000_000n));
@@ -126,10 +126,17 @@ describe("attempts risk declined", () => {
     };
     expect(await windows(a.id)).toEqual([3n, 3n, 3n]);
     expect(await windows(b.id)).toEqual([0n, 0n, 0n]);
+    // A deposit declined was the bank's to send: it counts against neither the bank's account nor the customer's.
+    const { account: bank } = await h.accounts.getSystemAccount({ currency: "USD" });
+    expect((await decisionOf(bank!.id, c.id, 100_000_000n, { kind: TransferKind.DEPOSIT })).decision).toBe(RiskDecision.DECLINE);
+    expect([await windows(bank!.id), await windows(c.id)]).toEqual([
+      [0n, 0n, 0n],
+      [0n, 0n, 0n],
+    ]);
 
     // An account probing for the limits is stopped, whatever it sends next; another is not.
     const { rule } = await h.risk.createRule({
-      rule: { name: "probing", kind: RuleKind.ASSESSMENT, expression: "profile.last_hour.declined_count >= 3", action: RuleAction.DECLINE, priority: 5, enabled: true },
+      rule: { name: "probing", kind: RuleKind.ASSESSMENT, expression: 'from_account.kind == "customer" && profile.last_hour.declined_count >= 3', action: RuleAction.DECLINE, priority: 5, enabled: true },
     });
     try {
       const next = await decisionOf(a.id, b.id, 100n);

@@ -1,8 +1,9 @@
 import { reasonName } from "../../../platform/errors";
 import { newId } from "../../../platform/ids";
+import { ACCOUNTS_PER_LOOKUP } from "../../../platform/validation";
 import { DomainError } from "../../../platform/errors";
 import { AccountDirectory } from "../src/domain/account-directory";
-import { openAccount } from "./fixtures";
+import { largestMetadata, openAccount } from "./fixtures";
 import { startTransactionsHarness, type TransactionsHarness } from "./harness";
 
 /** The account directory against the real account service, through a client that records the ids of each LookupAccounts call. */
@@ -45,3 +46,12 @@ it("asks once about an account that concurrent requests name, and refuses an unk
   // The first request's accounts went at once; the others' new accounts together in the next call, each account once.
   expect(calls).toEqual([[a.id, b.id], [unknown, euros.id]]);
 });
+
+it("asks for no more accounts in one call than a gRPC message may carry back, whatever their metadata", async () => {
+  // 320 accounts of about 55 KB each: more than 16 MiB in one answer.
+  const accounts: { id: string }[] = [];
+  for (let i = 0; i < 8; i++) accounts.push(...(await Promise.all(Array.from({ length: 40 }, () => openAccount(h, { metadata: largestMetadata() })))));
+  await Promise.all(accounts.map((a) => directory.requireAccounts([{ id: a.id, field: "to_account_id" }], "USD")));
+  expect(calls.flat().sort()).toEqual(accounts.map((a) => a.id).sort());
+  expect(Math.max(...calls.map((c) => c.length))).toBeLessThanOrEqual(ACCOUNTS_PER_LOOKUP);
+}, 60_000);

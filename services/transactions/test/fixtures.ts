@@ -4,7 +4,7 @@ import { eventually } from "../../../test/support/events";
 import type { NewTransfer } from "../src/domain/transfers";
 import type { TransactionsHarness } from "./harness";
 
-export { balanceOf, expectRpcError, fund, openAccount, post, settlement, transfer, withSql } from "../../account/test/fixtures";
+export { balanceOf, expectRpcError, fund, largestMetadata, openAccount, post, settlement, transfer, withSql } from "../../account/test/fixtures";
 
 export const usd = (amount: bigint) => ({ amount, currency: "USD" });
 

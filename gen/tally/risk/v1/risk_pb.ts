@@ -359,8 +359,9 @@ export type WindowStats = Message<"tally.risk.v1.WindowStats"> & {
   creditSum: bigint;
 
   /**
-   * Transfers from the account that risk declined (its own decisions, once
-   * each), counted when decided: the attempts that moved nothing.
+   * Transfers, withdrawals and authorizations a customer's account sent that
+   * risk declined (its own decisions, once each), counted when decided: the
+   * attempts that moved nothing.
    *
    * @generated from field: int64 declined_count = 5;
    */

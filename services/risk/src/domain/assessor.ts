@@ -1,7 +1,7 @@
 import { create, toJson } from "@bufbuild/protobuf";
 import { metrics, trace } from "@opentelemetry/api";
 import { eq, sql } from "drizzle-orm";
-import type { Assessment } from "../../../../gen/tally/risk/v1/risk_pb";
+import type { AccountFacts, Assessment } from "../../../../gen/tally/risk/v1/risk_pb";
 import { AssessmentCompletedSchema, ReviewOpenedSchema } from "../../../../gen/tally/events/v1/events_pb";
 import { TransferKind, TransferSchema, type RiskOutcome, type Transfer } from "../../../../gen/tally/transactions/v1/transfer_pb";
 import { insertRows } from "../../../../platform/db/recordset";
@@ -108,7 +108,8 @@ export class Assessor {
       const fresh = decided.flatMap((d) => (inserted.has(d.id) ? [{ ...d, assessment: assessmentMessage(inserted.get(d.id)!) }] : []));
       const events: NewEvent[] = fresh.map((d) => ({ subjectId: d.transfer.id, payload: { case: "assessmentCompleted", value: create(AssessmentCompletedSchema, { assessment: d.assessment }) } }));
       // An attempt declined is one the account made: rules see it in its profile's windows.
-      await this.profiles.recordDeclines(tx, fresh.filter((d) => d.decision === "decline").map((d) => ({ accountId: d.transfer.fromAccountId, at: now })));
+      const declined = fresh.filter((d) => d.decision === "decline" && startedByCustomer(d.transfer, factsOf.get(d.transfer.fromAccountId)!));
+      await this.profiles.recordDeclines(tx, declined.map((d) => ({ accountId: d.transfer.fromAccountId, at: now })));
       const toReview = fresh.filter((d) => d.decision === "review");
       if (toReview.length > 0) {
         const opened = await tx
@@ -248,4 +249,12 @@ function validRiskOutcome(risk: RiskOutcome): void {
   risk.reasons.forEach((reason, i) => requireText(reason, `transfer.risk.reasons[${i}]`, 1000));
   if (risk.assessmentId !== "") requireId(risk.assessmentId, "transfer.risk.assessment_id");
   if (risk.reviewId !== "") requireId(risk.reviewId, "transfer.risk.review_id");
+}
+
+/**
+ * Whether a customer's own account sent the transfer: a declined one counts against it. Not a
+ * deposit (sent from the bank's settlement account) nor a reversal (sent back by the bank).
+ */
+function startedByCustomer(transfer: Transfer, from: AccountFacts): boolean {
+  return from.kind === "customer" && transfer.kind !== TransferKind.DEPOSIT && transfer.kind !== TransferKind.REVERSAL;
 }

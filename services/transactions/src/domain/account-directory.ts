@@ -2,6 +2,7 @@ import type { AccountService } from "../../../../gen/tally/account/v1/account_se
 import { CallBatcher } from "../../../../platform/call-batcher";
 import { DomainError, ErrorReason } from "../../../../platform/errors";
 import type { ClientOf } from "../../../../platform/grpc/client";
+import { ACCOUNTS_PER_LOOKUP } from "../../../../platform/validation";
 
 const MAX_CACHED = 100_000;
 
@@ -25,7 +26,7 @@ export class AccountDirectory {
       return ids.map((id) => found.get(id));
     };
     // Every id asked about is well formed, so a call that fails is the service's failure, not an id's.
-    this.lookups = new CallBatcher("AccountService/LookupAccounts", lookup, { concurrency: 1, maxItems: 1000, retryAlone: () => false });
+    this.lookups = new CallBatcher("AccountService/LookupAccounts", lookup, { concurrency: 1, maxItems: ACCOUNTS_PER_LOOKUP, retryAlone: () => false });
   }
 
   /** Refuses the first of the accounts, in order, that does not exist or does not hold `currency`. */
