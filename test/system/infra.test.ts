@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { connect, type Socket } from "node:net";
 import path from "node:path";
@@ -62,10 +62,11 @@ it("with-infra hands a SIGTERM sent to it alone to everything its command runs, 
   const run = spawn(process.execPath, ["scripts/with-infra.js", "sh", "-c", "sleep 300 & echo $!; wait"], { cwd: projectRoot(), stdio: ["ignore", "pipe", "ignore"] });
   started.push(run);
   const sleeper = await new Promise<number>((resolve) => run.stdout.once("data", (chunk: Buffer) => resolve(Number(chunk.toString().trim()))));
+  // Running, not ended: a child ended after its shell is handed to init, which may reap it late
+  // (a zombie, state Z, still answers kill(pid, 0)).
   const alive = () => {
     try {
-      process.kill(sleeper, 0);
-      return true;
+      return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${sleeper}/stat`, "utf8"));
     } catch {
       return false;
     }
