@@ -1,6 +1,7 @@
 import { TransferStatus, type Transfer } from "../../../gen/tally/transactions/v1/transfer_pb";
 import { newId } from "../../../platform/ids";
 import { eventually } from "../../../test/support/events";
+import type { TransferRow } from "../src/db/schema";
 import type { NewTransfer } from "../src/domain/transfers";
 import type { TransactionsHarness } from "./harness";
 
@@ -27,6 +28,28 @@ export const newTransferRow = (): NewTransfer & Pick<Required<NewTransfer>, "sta
   toAccountId: newId(),
   amount: 100n,
   currency: "USD",
+});
+
+/** A transfer as stored, for a gate to drive (it is not in the database). */
+export const transferRow = (): TransferRow => ({
+  ...newTransferRow(),
+  capturedAmount: 0n,
+  reversedAmount: 0n,
+  reversalReserved: 0n,
+  reversesTransferId: null,
+  holdExpiresAt: null,
+  holdSeconds: 0n,
+  finalizeLedgerId: null,
+  captureAmount: 0n,
+  description: "",
+  metadata: {},
+  risk: null,
+  failureReason: "",
+  failureMessage: "",
+  leaseUntil: null,
+  createdAt: new Date(),
+  updatedAt: new Date(),
+  postedAt: null,
 });
 
 /** Waits until the transfer reaches a status (events and recovery move it asynchronously). */

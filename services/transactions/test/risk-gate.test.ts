@@ -2,14 +2,14 @@ import { create } from "@bufbuild/protobuf";
 import { AssessmentSchema } from "../../../gen/tally/risk/v1/risk_pb";
 import { RiskService } from "../../../gen/tally/risk/v1/risk_service_pb";
 import { RiskDecision } from "../../../gen/tally/transactions/v1/transfer_pb";
-import { DomainError, ErrorReason } from "../../../platform/errors";
 import { createServiceClient, type ClientOf } from "../../../platform/grpc/client";
-import { GrpcServer, type HandlersOf } from "../../../platform/grpc/server";
+import type { GrpcServer } from "../../../platform/grpc/server";
 import { newId } from "../../../platform/ids";
 import { testLogger } from "../../../test/support/infra";
-import type { TransferRow } from "../src/db/schema";
+import { startServiceDouble } from "../../../test/support/service-double";
 import { RiskGate } from "../src/domain/risk-gate";
-import { newTransferRow } from "./fixtures";
+import type { TransferRow } from "../src/db/schema";
+import { transferRow as row } from "./fixtures";
 
 /**
  * The risk gate's breaker, against a real gRPC risk server whose answers are
@@ -30,18 +30,16 @@ let server: GrpcServer;
 let client: ClientOf<typeof RiskService>;
 
 beforeAll(async () => {
-  const notUsed = async () => {
-    throw new DomainError(ErrorReason.INTERNAL, "not used in this test");
-  };
-  const handlers = Object.fromEntries((RiskService.methods as { localName: string }[]).map((m) => [m.localName, notUsed])) as unknown as HandlersOf<typeof RiskService>;
-  handlers.assessTransfers = async (request, ctx) => {
-    callSizes.push(request.transfers.length);
-    callDeadlines.push(ctx.deadline);
-    if (slow && request.transfers.length > slowAbove) await new Promise((r) => setTimeout(r, slowMs));
-    return { results: request.transfers.map((t, index) => ({ index, assessment: create(AssessmentSchema, { id: newId(), transferId: t.id, decision: RiskDecision.APPROVE }) })) };
-  };
-  server = new GrpcServer({ host: "127.0.0.1", port: 0, log: testLogger() }).add(RiskService, handlers);
-  client = createServiceClient(RiskService, `127.0.0.1:${await server.start()}`, { defaultTimeoutMs: 10_000 });
+  let target: string;
+  ({ server, target } = await startServiceDouble(RiskService, {
+    assessTransfers: async (request, ctx) => {
+      callSizes.push(request.transfers.length);
+      callDeadlines.push(ctx.deadline);
+      if (slow && request.transfers.length > slowAbove) await new Promise((r) => setTimeout(r, slowMs));
+      return { results: request.transfers.map((t, index) => ({ index, assessment: create(AssessmentSchema, { id: newId(), transferId: t.id, decision: RiskDecision.APPROVE }) })) };
+    },
+  }));
+  client = createServiceClient(RiskService, target, { defaultTimeoutMs: 10_000 });
   // Connected before the gates judge any call by its deadline.
   await client.assessTransfers({ transfers: [{ id: newId() }] });
 });
@@ -51,26 +49,6 @@ afterAll(async () => {
   await server?.stop(1000);
 });
 
-const row = (): TransferRow => ({
-  ...newTransferRow(),
-  capturedAmount: 0n,
-  reversedAmount: 0n,
-  reversalReserved: 0n,
-  reversesTransferId: null,
-  holdExpiresAt: null,
-  holdSeconds: 0n,
-  finalizeLedgerId: null,
-  captureAmount: 0n,
-  description: "",
-  metadata: {},
-  risk: null,
-  failureReason: "",
-  failureMessage: "",
-  leaseUntil: null,
-  createdAt: new Date(),
-  updatedAt: new Date(),
-  postedAt: null,
-});
 
 /** Assesses `count` transfers one after another; how many risk decided. */
 async function assess(gate: RiskGate, count: number): Promise<number> {

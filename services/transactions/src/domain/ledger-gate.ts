@@ -15,8 +15,13 @@ type PostingItem = NonNullable<Parameters<LedgerClient["postTransfers"]>[0]["tra
 const LEDGER_REFUSALS = new Set([Status.INVALID_ARGUMENT, Status.FAILED_PRECONDITION, Status.NOT_FOUND, Status.ALREADY_EXISTS, Status.OUT_OF_RANGE]);
 export const isLedgerRefusal = (err: unknown): err is RemoteError => err instanceof RemoteError && LEDGER_REFUSALS.has(err.code);
 
-/** One call to the ledger at a time per replica; the postings asked for meanwhile go together in the next (up to the ledger's batch limit). */
-const LEDGER_CALLS = { concurrency: 1, maxItems: 1000 };
+/**
+ * One call to the ledger at a time per replica; the postings asked for meanwhile go together in the
+ * next (up to the ledger's batch limit). A call still out after a second (a thousand postings take
+ * a few hundred milliseconds) gives up its place: an account replica that hangs holds its own
+ * postings until their deadline, not every posting behind them.
+ */
+const LEDGER_CALLS = { concurrency: 1, maxItems: 1000, freePlaceAfterMs: 1000 };
 
 /**
  * The ledger operations a transfer needs, each idempotent by its ledger
