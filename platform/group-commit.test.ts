@@ -169,3 +169,24 @@ it("with freePlaceAfterMs, a group still at work that long gives up its place to
   m.pending[3].resolve();
   expect([await c, await d]).toEqual([["ok 4"], ["ok 5"]]);
 });
+
+it("gives up at most `concurrency` places at once: one more overrunning keeps its place until one of those ends", async () => {
+  const m = manualCommit();
+  const group = new GroupCommit(m.commit, { concurrency: 1, maxItems: 10, freePlaceAfterMs: 50 });
+  const answers = [group.submit([1])];
+  await new Promise((r) => setTimeout(r, 100));
+  // The first gave up its place: the second goes beside it.
+  answers.push(group.submit([2]));
+  expect(m.groups).toEqual([[[1]], [[2]]]);
+  await new Promise((r) => setTimeout(r, 100));
+  // The second overran too, but one is out beyond its place already: the third waits.
+  answers.push(group.submit([3]));
+  expect(m.groups).toHaveLength(2);
+  m.pending[0].resolve();
+  await tick();
+  // The first ended: the second gives up its place, and the third goes.
+  expect(m.groups[2]).toEqual([[3]]);
+  m.pending[1].resolve();
+  m.pending[2].resolve();
+  expect(await Promise.all(answers)).toEqual([["ok 1"], ["ok 2"], ["ok 3"]]);
+});

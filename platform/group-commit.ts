@@ -23,9 +23,16 @@ export interface GroupCommitOptions {
   /**
    * A group still at work after this long gives up its place to the next (the keys it locks stay
    * held until it ends): for calls, so that a peer that hangs cannot hold every place while the
-   * others answer.
+   * others answer. At most `concurrency` groups are out so beyond their places at once (a peer
+   * merely slow still holds the rest back): another that overruns gives its place up when one of
+   * those ends.
    */
   freePlaceAfterMs?: number;
+}
+
+/** A group at work: whether it still holds its place. */
+interface Out {
+  holdsPlace: boolean;
 }
 
 /** The rows an item locks (its accounts): a request waits rather than commit beside a group that locks any of them. */
@@ -60,6 +67,9 @@ export class GroupCommit<R, O> {
   private running = 0;
   /** The keys committing groups hold, with how many groups hold each. */
   private readonly locked = new Map<string, number>();
+  /** Groups out beyond their places (freePlaceAfterMs), and those overrunning that wait to join them. */
+  private beyond = 0;
+  private readonly overrunning = new Set<Out>();
 
   constructor(
     private readonly commit: (requests: R[][]) => Promise<O[][]>,
@@ -82,12 +92,8 @@ export class GroupCommit<R, O> {
       const keys = group.flatMap((w) => w.keys);
       for (const key of keys) this.locked.set(key, (this.locked.get(key) ?? 0) + 1);
       this.running++;
-      let placeHeld = true;
-      const freePlace = () => {
-        if (placeHeld) this.running--;
-        placeHeld = false;
-      };
-      const late = this.options.freePlaceAfterMs === undefined ? undefined : setTimeout(() => (freePlace(), this.drain()), this.options.freePlaceAfterMs).unref();
+      const out: Out = { holdsPlace: true };
+      const late = this.options.freePlaceAfterMs === undefined ? undefined : setTimeout(() => this.overran(out), this.options.freePlaceAfterMs).unref();
       void context
         .with(group[0].context, () => this.settle(group))
         .finally(() => {
@@ -97,9 +103,39 @@ export class GroupCommit<R, O> {
             if (holders === 0) this.locked.delete(key);
             else this.locked.set(key, holders);
           }
-          freePlace();
+          this.ended(out);
           this.drain();
         });
+    }
+  }
+
+  /** A group at work past freePlaceAfterMs: it gives up its place now, or when one out beyond its place ends. */
+  private overran(out: Out): void {
+    if (this.beyond >= this.options.concurrency) {
+      this.overrunning.add(out);
+      return;
+    }
+    this.giveUpPlace(out);
+    this.drain();
+  }
+
+  private giveUpPlace(out: Out): void {
+    out.holdsPlace = false;
+    this.running--;
+    this.beyond++;
+  }
+
+  private ended(out: Out): void {
+    this.overrunning.delete(out);
+    if (out.holdsPlace) {
+      this.running--;
+      return;
+    }
+    this.beyond--;
+    const [next] = this.overrunning;
+    if (next) {
+      this.overrunning.delete(next);
+      this.giveUpPlace(next);
     }
   }
 

@@ -11,22 +11,21 @@ interface Read {
   deadline: Date;
 }
 
-// A lookup still out after this long (a healthy one takes a few milliseconds) gives up its place,
-// so an account replica that hangs cannot hold every place while the others answer.
-const FREE_PLACE_AFTER_MS = 200;
-
 /**
  * GetBalance as the gateway serves it: the balance reads that arrive while
  * `callsInFlight` lookups are out go together in the next one, so a call, its
  * HTTP/2 stream and the service's statement are paid per group rather than per
  * read — most of a read's cost on both sides. A lone read goes at once. Each
  * read is answered from the account row as the lookup found it, after the
- * read arrived, and is refused as GetBalance refuses it.
+ * read arrived, and is refused as GetBalance refuses it. A lookup still out
+ * after `placeMs` (a healthy one takes a few milliseconds) gives up its place,
+ * so an account replica that hangs cannot hold every place (at most as many
+ * again go out so).
  */
 export class BalanceReads {
   private readonly lookups: CallBatcher<Read, Account | undefined>;
 
-  constructor(account: Pick<ClientOf<typeof AccountService>, "lookupAccounts">, callsInFlight: number) {
+  constructor(account: Pick<ClientOf<typeof AccountService>, "lookupAccounts">, { callsInFlight, placeMs }: { callsInFlight: number; placeMs: number }) {
     this.lookups = new CallBatcher(
       "AccountService/LookupAccounts",
       async (reads) => {
@@ -36,7 +35,7 @@ export class BalanceReads {
         const byId = new Map(accounts.map((a) => [a.id, a]));
         return reads.map((r) => byId.get(r.accountId));
       },
-      { concurrency: callsInFlight, maxItems: ACCOUNTS_PER_LOOKUP, retryAlone: () => false, freePlaceAfterMs: FREE_PLACE_AFTER_MS },
+      { concurrency: callsInFlight, maxItems: ACCOUNTS_PER_LOOKUP, retryAlone: () => false, freePlaceAfterMs: placeMs },
     );
   }
 

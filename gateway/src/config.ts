@@ -54,7 +54,9 @@ export function gatewayEnv(env: Env = process.env) {
     BREAKER_FAILURES: int(5, 1),
     BREAKER_COOLDOWN_MS: int(2_000, 10),
     // Balance reads' calls to the account service at once; the reads that arrive meanwhile share the next.
+    // A call still out after BALANCE_LOOKUP_PLACE_MS gives up its place (a replica may hang).
     BALANCE_LOOKUPS_IN_FLIGHT: int(4, 1),
+    BALANCE_LOOKUP_PLACE_MS: int(200, 1),
     // Browser origins allowed to call the API (CORS), comma-separated; none by default.
     CORS_ORIGINS: list,
   };

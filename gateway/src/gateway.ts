@@ -60,7 +60,7 @@ export async function startGateway(config: GatewayConfig, log: Logger, lifecycle
       authenticate,
       limiter,
       directory: new OwnershipDirectory(backends),
-      balances: new BalanceReads(backends.account, config.BALANCE_LOOKUPS_IN_FLIGHT),
+      balances: new BalanceReads(backends.account, { callsInFlight: config.BALANCE_LOOKUPS_IN_FLIGHT, placeMs: config.BALANCE_LOOKUP_PLACE_MS }),
       options: { defaultDeadlineMs: config.GRPC_DEADLINE_MS, maxDeadlineMs: config.MAX_DEADLINE_MS },
     }),
     log,

@@ -4,7 +4,7 @@ import { BadRequestSchema, ErrorInfoSchema } from "../../gen/google/rpc/error_de
 import { AccountService } from "../../gen/tally/account/v1/account_service_pb";
 import type { RemoteError } from "../../platform/grpc/status";
 import { newId } from "../../platform/ids";
-import type { Account } from "../../gen/tally/account/v1/account_pb";
+import { ACCOUNTS_PER_LOOKUP } from "../../platform/validation";
 import { fund, largestMetadata, openAccount } from "../../services/transactions/test/fixtures";
 import { eventually } from "../../test/support/events";
 import { bearer, startGatewayFor, startGatewayHarness, tokenFor, type GatewayHarness } from "./harness";
@@ -57,20 +57,6 @@ describe("balance reads through the gateway", () => {
     expect((await client.getBalance({ accountId: account.id.toUpperCase() })).balance?.accountId).toBe(account.id);
   });
 
-  it("read at once of accounts with the largest metadata, each is answered: no lookup asks for more than a gRPC message may carry", async () => {
-    // 320 accounts of about 55 KB each: more than 16 MiB in one answer.
-    const accounts: Account[] = [];
-    for (let i = 0; i < 8; i++) accounts.push(...(await Promise.all(Array.from({ length: 40 }, () => openAccount(h, { metadata: largestMetadata() })))));
-    const gateway = await startGatewayFor(h, { BALANCE_LOOKUPS_IN_FLIGHT: "1" });
-    try {
-      const client = await clientOf(gateway.base);
-      const balances = await Promise.all(accounts.map((a) => client.getBalance({ accountId: a.id }, { timeoutMs: 30_000 })));
-      expect(balances.map((b) => b.balance?.accountId)).toEqual(accounts.map((a) => a.id));
-    } finally {
-      await gateway.stop();
-    }
-  }, 60_000);
-
   it("a customer reads their own account's balance, and not another's", async () => {
     const mine = await openAccount(h, { customerId: "reader-1" });
     const theirs = await openAccount(h, { customerId: "reader-2" });
@@ -82,67 +68,99 @@ describe("balance reads through the gateway", () => {
 });
 
 describe("balance reads share calls to the account service", () => {
-  let probe: ProbeBackend;
-  beforeEach(async () => {
-    probe = await startProbeBackend({ answerAfterMs: 300 });
-  });
-  afterEach(() => probe.stop());
+  // The first lookup is held until the test lets the probe answer it.
+  const holdFirst = { hold: (call: number) => call === 0 };
+  /** A gateway in front of the probe, one lookup at a time; by default it keeps its place however long it is out. */
+  const gatewayFor = (probe: ProbeBackend, env: Record<string, string> = {}) =>
+    startGatewayFor(h, { ACCOUNT_SERVICE_URL: probe.target, BALANCE_LOOKUPS_IN_FLIGHT: "1", BALANCE_LOOKUP_PLACE_MS: "60000", ...env });
+  const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
   it("reads that arrive while a lookup is out go together in the next one, and each gets its own account's answer", async () => {
-    const gateway = await startGatewayFor(h, { ACCOUNT_SERVICE_URL: probe.target, BALANCE_LOOKUPS_IN_FLIGHT: "1" });
+    const probe = await startProbeBackend(holdFirst);
+    const gateway = await gatewayFor(probe);
     try {
       const client = await clientOf(gateway.base);
-      const ids = Array.from({ length: 10 }, () => newId());
-      const answers = await Promise.all(ids.map((accountId) => client.getBalance({ accountId }, { timeoutMs: 10_000 })));
-      expect(answers.map((a) => [a.balance?.accountId, a.balance?.posted])).toEqual(ids.map((id) => [id, BigInt(`0x${id.slice(0, 8)}`)]));
-      // One lookup went at once, the reads behind it in one or two more; no read was a call of its own.
+      const [first, ...ids] = Array.from({ length: 10 }, () => newId());
+      const ahead = client.getBalance({ accountId: first }, { timeoutMs: 10_000 });
+      await eventually(async () => probe.calls.length === 1 || undefined, 5_000);
+      const answers = Promise.all(ids.map((accountId) => client.getBalance({ accountId }, { timeoutMs: 10_000 })));
+      // Time for the nine to reach the gateway and queue behind the first.
+      await pause(300);
+      probe.release();
+      expect((await answers).map((a) => [a.balance?.accountId, a.balance?.posted])).toEqual(ids.map((id) => [id, BigInt(`0x${id.slice(0, 8)}`)]));
+      expect((await ahead).balance?.accountId).toBe(first);
+      // One lookup went at once, the reads behind it in one more (two, had one come late); no read was a call of its own.
       expect(probe.calls.every((c) => c.method === "lookupAccounts")).toBe(true);
       expect(probe.calls.length).toBeLessThanOrEqual(3);
-      expect(probe.calls.flatMap((c) => c.accountIds).sort()).toEqual([...ids].sort());
+      expect(probe.calls.flatMap((c) => c.accountIds).sort()).toEqual([first, ...ids].sort());
     } finally {
       await gateway.stop();
+      await probe.stop();
     }
   });
 
   it("a lookup a replica does not answer gives up its place: the reads behind it are answered", async () => {
-    const stuck = await startProbeBackend({ answerAfterMs: (call) => (call === 0 ? 3_000 : 0) });
-    const gateway = await startGatewayFor(h, { ACCOUNT_SERVICE_URL: stuck.target, BALANCE_LOOKUPS_IN_FLIGHT: "1" });
+    const probe = await startProbeBackend(holdFirst);
+    const gateway = await gatewayFor(probe, { BALANCE_LOOKUP_PLACE_MS: "200" });
     try {
       const client = await clientOf(gateway.base);
       const first = client.getBalance({ accountId: newId() }, { timeoutMs: 10_000 }).catch(() => undefined);
-      await eventually(async () => stuck.calls.length === 1 || undefined, 5_000);
-      // Each with a deadline long before the stuck lookup's, which holds the only place at first.
+      await eventually(async () => probe.calls.length === 1 || undefined, 5_000);
+      // The first lookup holds the only place until it gives it up; it is never answered in time.
       const ids = Array.from({ length: 5 }, () => newId());
-      const answers = await Promise.all(ids.map((accountId) => client.getBalance({ accountId }, { timeoutMs: 1_500 })));
+      const answers = await Promise.all(ids.map((accountId) => client.getBalance({ accountId }, { timeoutMs: 5_000 })));
       expect(answers.map((a) => a.balance?.accountId)).toEqual(ids);
+      probe.release();
       await first;
     } finally {
       await gateway.stop();
-      await stuck.stop();
+      await probe.stop();
     }
   });
 
   it("a read whose deadline passes first gives up alone: the read it shared a lookup with is answered", async () => {
-    const gateway = await startGatewayFor(h, { ACCOUNT_SERVICE_URL: probe.target, BALANCE_LOOKUPS_IN_FLIGHT: "1" });
+    const probe = await startProbeBackend(holdFirst);
+    const gateway = await gatewayFor(probe);
     try {
       const client = await clientOf(gateway.base);
       const [first, patient, hurried] = [newId(), newId(), newId()];
       const ahead = client.getBalance({ accountId: first }, { timeoutMs: 10_000 });
-      // Both wait behind the first lookup and then share one, with the patient read's deadline.
       await eventually(async () => probe.calls.length === 1 || undefined, 5_000);
+      // Both wait behind the first lookup, then share one with the patient read's deadline.
+      const answered = client.getBalance({ accountId: patient }, { timeoutMs: 10_000 });
       // Over REST the client does not give up by itself: X-Server-Timeout is the gateway's deadline alone.
-      const [answered, refused] = await Promise.all([
-        client.getBalance({ accountId: patient }, { timeoutMs: 10_000 }),
-        fetch(`${gateway.base}/v1/accounts/${hurried}/balance`, { headers: { authorization: `Bearer ${await tokenFor("teller")}`, "x-server-timeout": "0.15" } }),
-        ahead,
-      ]);
-      expect(answered.balance?.accountId).toBe(patient);
+      const refused = await fetch(`${gateway.base}/v1/accounts/${hurried}/balance`, { headers: { authorization: `Bearer ${await tokenFor("teller")}`, "x-server-timeout": "0.15" } });
       expect({ status: refused.status, body: await refused.json() }).toMatchObject({ status: 504, body: { error: { reason: "DEADLINE_EXCEEDED" } } });
+      probe.release();
+      expect((await answered).balance?.accountId).toBe(patient);
+      await ahead;
       const shared = probe.calls.find((c) => c.accountIds?.includes(patient))!;
       expect(shared.accountIds).toContain(hurried);
       expect(shared.deadline!.getTime() - Date.now()).toBeGreaterThan(5_000);
     } finally {
       await gateway.stop();
+      await probe.stop();
     }
   });
+
+  it("asks for no more accounts in one lookup than a gRPC message may carry back, whatever their metadata", async () => {
+    const probe = await startProbeBackend({ ...holdFirst, metadata: largestMetadata() });
+    const gateway = await gatewayFor(probe);
+    try {
+      const client = await clientOf(gateway.base);
+      const ahead = client.getBalance({ accountId: newId() }, { timeoutMs: 30_000 });
+      await eventually(async () => probe.calls.length === 1 || undefined, 5_000);
+      // 320 accounts of about 55 KB each wait behind it: more than 16 MiB in one answer.
+      const ids = Array.from({ length: 320 }, () => newId());
+      const answers = Promise.all(ids.map((accountId) => client.getBalance({ accountId }, { timeoutMs: 30_000 })));
+      await pause(1_500);
+      probe.release();
+      expect((await answers).map((a) => a.balance?.accountId)).toEqual(ids);
+      await ahead;
+      expect(Math.max(...probe.calls.map((c) => c.accountIds!.length))).toBe(ACCOUNTS_PER_LOOKUP);
+    } finally {
+      await gateway.stop();
+      await probe.stop();
+    }
+  }, 60_000);
 });

@@ -1,16 +1,28 @@
 import { create } from "@bufbuild/protobuf";
 import { AccountSchema, BalanceSchema } from "../../gen/tally/account/v1/account_pb";
 import { AccountService } from "../../gen/tally/account/v1/account_service_pb";
-import { DomainError, ErrorReason } from "../../platform/errors";
-import { GrpcServer, type HandlersOf } from "../../platform/grpc/server";
-import { testLogger } from "../../test/support/infra";
+import type { DomainError } from "../../platform/errors";
+import { startServiceDouble } from "../../test/support/service-double";
 
 export interface ProbeBackend {
   target: string;
   port: number;
   /** What each call arrived with: its method, deadline and the caller the gateway named (and a lookup's ids). */
   calls: { method: string; deadline?: Date; principal: string[]; accountIds?: string[] }[];
+  /** Answers every call held so far. */
+  release(): void;
   stop(): Promise<void>;
+}
+
+export interface ProbeOptions {
+  port?: number;
+  failWith?: DomainError;
+  /** For every call, or each call's own (by its place, from 0). */
+  answerAfterMs?: number | ((call: number) => number);
+  /** The calls (by place, from 0) answered only when the test releases them. */
+  hold?: (call: number) => boolean;
+  /** The metadata of every account a lookup finds. */
+  metadata?: Record<string, string>;
 }
 
 /**
@@ -20,31 +32,40 @@ export interface ProbeBackend {
  * lookup finds every account asked for, each with a balance of its id's first
  * hex digits. Every other method fails.
  */
-export async function startProbeBackend(options: { port?: number; failWith?: DomainError; answerAfterMs?: number | ((call: number) => number) } = {}): Promise<ProbeBackend> {
+export async function startProbeBackend(options: ProbeOptions = {}): Promise<ProbeBackend> {
   const calls: ProbeBackend["calls"] = [];
-  const server = new GrpcServer({ host: "127.0.0.1", port: options.port ?? 0, log: testLogger() });
-  const unimplemented = async () => {
-    throw new DomainError(ErrorReason.INTERNAL, "the probe answers GetSystemAccount and LookupAccounts only");
-  };
+  const held: (() => void)[] = [];
   const answer = async (method: string, ctx: { deadline?: Date; metadata: { get(key: string): unknown[] } }, accountIds?: string[]) => {
-    calls.push({ method, deadline: ctx.deadline, principal: ctx.metadata.get("tally-principal").map(String), accountIds });
-    // A number for every call, or each call's own (by its place, from 0).
-    const wait = typeof options.answerAfterMs === "function" ? options.answerAfterMs(calls.length - 1) : options.answerAfterMs;
+    const place = calls.push({ method, deadline: ctx.deadline, principal: ctx.metadata.get("tally-principal").map(String), accountIds }) - 1;
+    const wait = typeof options.answerAfterMs === "function" ? options.answerAfterMs(place) : options.answerAfterMs;
     if (wait) await new Promise((resolve) => setTimeout(resolve, wait));
+    if (options.hold?.(place)) await new Promise<void>((resolve) => held.push(resolve));
     if (options.failWith) throw options.failWith;
   };
-  const handlers = {
-    ...Object.fromEntries(AccountService.methods.map((m) => [m.localName, unimplemented])),
-    getSystemAccount: async (req, ctx) => {
-      await answer("getSystemAccount", ctx);
-      return { account: create(AccountSchema, { id: "00000000-0000-7000-8000-000000000000", currency: req.currency }) };
+  const { server, target, port } = await startServiceDouble(
+    AccountService,
+    {
+      getSystemAccount: async (req, ctx) => {
+        await answer("getSystemAccount", ctx);
+        return { account: create(AccountSchema, { id: "00000000-0000-7000-8000-000000000000", currency: req.currency }) };
+      },
+      lookupAccounts: async (req, ctx) => {
+        await answer("lookupAccounts", ctx, req.accountIds);
+        const balance = (id: string) => create(BalanceSchema, { accountId: id, posted: BigInt(`0x${id.slice(0, 8)}`) });
+        return { accounts: req.accountIds.map((id) => create(AccountSchema, { id, balance: balance(id), metadata: options.metadata })) };
+      },
     },
-    lookupAccounts: async (req, ctx) => {
-      await answer("lookupAccounts", ctx, req.accountIds);
-      return { accounts: req.accountIds.map((id) => create(AccountSchema, { id, balance: create(BalanceSchema, { accountId: id, posted: BigInt(`0x${id.slice(0, 8)}`) }) })) };
+    options.port,
+  );
+  const release = () => held.splice(0).forEach((answered) => answered());
+  return {
+    target,
+    port,
+    calls,
+    release,
+    stop: () => {
+      release();
+      return server.stop(100);
     },
-  } as HandlersOf<typeof AccountService>;
-  server.add(AccountService, handlers);
-  const bound = await server.start();
-  return { target: `127.0.0.1:${bound}`, port: bound, calls, stop: () => server.stop(100) };
+  };
 }

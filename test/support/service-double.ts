@@ -8,11 +8,12 @@ import { testLogger } from "./infra";
  * slowly, not at all, or wrongly), every other method refusing: to see what a caller does when a
  * peer behaves so, which the real service will not do on demand.
  */
-export async function startServiceDouble<S extends DescService>(service: S, answers: Partial<HandlersOf<S>>): Promise<{ server: GrpcServer; target: string }> {
+export async function startServiceDouble<S extends DescService>(service: S, answers: Partial<HandlersOf<S>>, port = 0): Promise<{ server: GrpcServer; target: string; port: number }> {
   const notUsed = async () => {
     throw new DomainError(ErrorReason.INTERNAL, "not used in this test");
   };
   const handlers = { ...Object.fromEntries(service.methods.map((m) => [m.localName, notUsed])), ...answers } as unknown as HandlersOf<S>;
-  const server = new GrpcServer({ host: "127.0.0.1", port: 0, log: testLogger() }).add(service, handlers);
-  return { server, target: `127.0.0.1:${await server.start()}` };
+  const server = new GrpcServer({ host: "127.0.0.1", port, log: testLogger() }).add(service, handlers);
+  const bound = await server.start();
+  return { server, target: `127.0.0.1:${bound}`, port: bound };
 }

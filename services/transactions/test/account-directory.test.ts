@@ -1,4 +1,10 @@
+import { create } from "@bufbuild/protobuf";
+import { AccountSchema } from "../../../gen/tally/account/v1/account_pb";
+import { AccountService } from "../../../gen/tally/account/v1/account_service_pb";
 import { reasonName } from "../../../platform/errors";
+import { createServiceClient } from "../../../platform/grpc/client";
+import { eventually } from "../../../test/support/events";
+import { startServiceDouble } from "../../../test/support/service-double";
 import { newId } from "../../../platform/ids";
 import { ACCOUNTS_PER_LOOKUP } from "../../../platform/validation";
 import { DomainError } from "../../../platform/errors";
@@ -55,3 +61,28 @@ it("asks for no more accounts in one call than a gRPC message may carry back, wh
   expect(calls.flat().sort()).toEqual(accounts.map((a) => a.id).sort());
   expect(Math.max(...calls.map((c) => c.length))).toBeLessThanOrEqual(ACCOUNTS_PER_LOOKUP);
 }, 60_000);
+
+it("a lookup a replica does not answer gives up its place: the requests behind it are answered", async () => {
+  const held: (() => void)[] = [];
+  const { server, target } = await startServiceDouble(AccountService, {
+    lookupAccounts: async (request) => {
+      if (held.length === 0) await new Promise<void>((resolve) => held.push(resolve));
+      return { accounts: request.accountIds.map((id) => create(AccountSchema, { id, currency: "USD" })) };
+    },
+  });
+  const client = createServiceClient(AccountService, target, { defaultTimeoutMs: 30_000 });
+  try {
+    const stuckDirectory = new AccountDirectory(client);
+    let stuckAnswered = false;
+    const stuck = stuckDirectory.requireAccounts([{ id: newId(), field: "from_account_id" }], "USD").then(() => (stuckAnswered = true));
+    await eventually(async () => held.length === 1 || undefined, 5_000);
+    await stuckDirectory.requireAccounts([{ id: newId(), field: "from_account_id" }], "USD");
+    expect(stuckAnswered).toBe(false);
+    held[0]();
+    await stuck;
+  } finally {
+    held.forEach((answer) => answer());
+    client.close();
+    await server.stop(100);
+  }
+});

@@ -26,7 +26,9 @@ export class AccountDirectory {
       return ids.map((id) => found.get(id));
     };
     // Every id asked about is well formed, so a call that fails is the service's failure, not an id's.
-    this.lookups = new CallBatcher("AccountService/LookupAccounts", lookup, { concurrency: 1, maxItems: ACCOUNTS_PER_LOOKUP, retryAlone: () => false });
+    // A call still out after half a second gives up its place: an account replica that hangs holds
+    // only the requests in the call it was sent.
+    this.lookups = new CallBatcher("AccountService/LookupAccounts", lookup, { concurrency: 1, maxItems: ACCOUNTS_PER_LOOKUP, retryAlone: () => false, freePlaceAfterMs: 500 });
   }
 
   /** Refuses the first of the accounts, in order, that does not exist or does not hold `currency`. */

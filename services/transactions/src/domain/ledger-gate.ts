@@ -18,8 +18,8 @@ export const isLedgerRefusal = (err: unknown): err is RemoteError => err instanc
 /**
  * One call to the ledger at a time per replica; the postings asked for meanwhile go together in the
  * next (up to the ledger's batch limit). A call still out after a second (a thousand postings take
- * a few hundred milliseconds) gives up its place: an account replica that hangs holds its own
- * postings until their deadline, not every posting behind them.
+ * a few hundred milliseconds) gives up its place, and one more may go beside it: an account replica
+ * that hangs holds its own postings until their deadline, not every posting behind them.
  */
 const LEDGER_CALLS = { concurrency: 1, maxItems: 1000, freePlaceAfterMs: 1000 };
 
