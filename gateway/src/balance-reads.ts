@@ -2,9 +2,12 @@ import { create } from "@bufbuild/protobuf";
 import type { Account } from "../../gen/tally/account/v1/account_pb";
 import { GetBalanceResponseSchema, type AccountService, type GetBalanceResponse } from "../../gen/tally/account/v1/account_service_pb";
 import { CallBatcher } from "../../platform/call-batcher";
+import { rejectAfter } from "../../platform/deadline";
 import { DomainError, ErrorReason } from "../../platform/errors";
 import type { ClientOf } from "../../platform/grpc/client";
 import { ACCOUNTS_PER_LOOKUP, requireId } from "../../platform/validation";
+
+const late = () => new DomainError(ErrorReason.DEADLINE_EXCEEDED, "the account service did not answer before the deadline");
 
 interface Read {
   accountId: string;
@@ -41,20 +44,8 @@ export class BalanceReads {
 
   async read(accountId: string, deadline: Date): Promise<GetBalanceResponse> {
     const id = requireId(accountId, "account_id");
-    const account = await byDeadline(this.lookups.submit({ accountId: id, deadline }), deadline);
+    const account = await rejectAfter(this.lookups.submit({ accountId: id, deadline }), deadline.getTime() - Date.now(), late);
     if (!account) throw new DomainError(ErrorReason.ACCOUNT_NOT_FOUND, `account ${id} not found`, "account_id");
     return create(GetBalanceResponseSchema, { balance: account.balance });
   }
-}
-
-/** The answer, or DEADLINE_EXCEEDED once the deadline passes first. */
-function byDeadline<T>(answer: Promise<T>, deadline: Date): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(
-      () => reject(new DomainError(ErrorReason.DEADLINE_EXCEEDED, "the account service did not answer before the deadline")),
-      Math.max(0, deadline.getTime() - Date.now()),
-    );
-  });
-  return Promise.race([answer, late]).finally(() => clearTimeout(timer));
 }

@@ -1,6 +1,7 @@
 import postgres from "postgres";
 import { waitForDependency, withoutPassword } from "../dependency-wait";
 import type { Logger } from "../logger";
+import { rejectAfter } from "../deadline";
 import { databaseErrorCode } from "./errors";
 
 // Not reachable yet, as while a container or a restarted server comes up. Anything else (a wrong
@@ -18,14 +19,9 @@ export function waitForDatabase(url: string, log: Logger, timeoutMs: number): Pr
   // postgres.js reconnects by itself while a connection keeps closing, so each try is bounded here.
   const ping = async (remainingMs: number) => {
     const sql = postgres(url, { max: 1, onnotice: () => {}, connect_timeout: 5 });
-    let timer: NodeJS.Timeout | undefined;
-    const late = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(Object.assign(new Error("no answer"), { code: "CONNECT_TIMEOUT" })), Math.min(remainingMs, 5000));
-    });
     try {
-      await Promise.race([sql`select 1`, late]);
+      await rejectAfter(sql`select 1`, Math.min(remainingMs, 5000), () => Object.assign(new Error("no answer"), { code: "CONNECT_TIMEOUT" }));
     } finally {
-      clearTimeout(timer);
       await sql.end({ timeout: 0 }).catch(() => {});
     }
   };

@@ -19,6 +19,10 @@ const DAY = 24 * HOUR;
 // Raw SQL fragments take timestamps as ISO text, cast by PostgreSQL.
 const iso = (at: Date) => sql`${at.toISOString()}::timestamptz`;
 const bucketOf = (at: Date) => new Date(Math.floor(at.getTime() / BUCKET_MS) * BUCKET_MS);
+/** An activity row's key: its account and bucket. */
+const bucketKey = (accountId: string, at: Date) => `${accountId}|${bucketOf(at).toISOString()}`;
+/** The activity columns each window sums. */
+const WINDOW_SUMS = ["debit_count", "debit_sum", "credit_count", "credit_sum", "declined_count"] as const;
 /** An upsert's `set` that adds the new row's counts and sums to the stored ones. */
 const addedUp = (table: "profiles" | "activity") =>
   sql.raw(["debit_count", "debit_sum", "credit_count", "credit_sum"].map((c) => `${c} = ${table}.${c} + excluded.${c}`).join(", "));
@@ -77,7 +81,7 @@ export class Profiles {
     if (moved.length === 0 && asked.length === 0) return;
     // Aggregated and sorted first: one row per key per statement, locked in the same order by every replica.
     const perAccount = aggregate(moved, (m) => m.accountId);
-    const perBucket = aggregate(asked, (m) => `${m.accountId}|${bucketOf(m.at).toISOString()}`);
+    const perBucket = aggregate(asked, (m) => bucketKey(m.accountId, m.at));
     const pairs = new Map<string, Movement>();
     for (const m of asked) {
       const key = `${m.accountId}|${m.counterpartyId}`;
@@ -123,9 +127,8 @@ export class Profiles {
     if (declined.length === 0) return;
     const perBucket = new Map<string, { accountId: string; bucket: Date; declinedCount: bigint }>();
     for (const { accountId, at } of declined) {
-      const bucket = bucketOf(at);
-      const key = `${accountId}|${bucket.toISOString()}`;
-      const row = perBucket.get(key) ?? { accountId, bucket, declinedCount: 0n };
+      const key = bucketKey(accountId, at);
+      const row = perBucket.get(key) ?? { accountId, bucket: bucketOf(at), declinedCount: 0n };
       row.declinedCount += 1n;
       perBucket.set(key, row);
     }
@@ -166,7 +169,7 @@ export class Profiles {
     const sums = (column: string, window: number) =>
       sql.raw(`coalesce(sum(${column}) filter (where bucket > `).append(sql`${since(window)}), 0)::text`);
     const windows = ([["m", MINUTE], ["h", HOUR], ["d", DAY]] as const).flatMap(([name, window]) =>
-      (["debit_count", "debit_sum", "credit_count", "credit_sum", "declined_count"] as const).map((column) => sql`${sums(column, window)} as ${sql.raw(`${name}_${column}`)}`),
+      WINDOW_SUMS.map((column) => sql`${sums(column, window)} as ${sql.raw(`${name}_${column}`)}`),
     );
     const ids = sql`${`{${accountIds.join(",")}}`}::uuid[]`;
     const rows = (await db.execute(sql`
@@ -226,7 +229,7 @@ function profileOf(accountId: string, row: ProfileRow, now: Date): RiskProfile {
   });
 }
 
-type WindowColumns = `${"m" | "h" | "d"}_${"debit_count" | "debit_sum" | "credit_count" | "credit_sum" | "declined_count"}`;
+type WindowColumns = `${"m" | "h" | "d"}_${(typeof WINDOW_SUMS)[number]}`;
 
 /** One row of the profile query: window sums as text (null with no activity in the last day), lifetime columns null for an account with no activity. */
 type ProfileRow = Record<WindowColumns, string | null> & {
